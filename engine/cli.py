@@ -1,0 +1,72 @@
+"""The `prunescope` command. Each part registers its own subcommands; heavy imports happen only
+inside the chosen command, so `prunescope tui` and `prunescope stats` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from engine.errors import UserError
+
+# (module, function) pairs; each function takes the subparsers object and adds its commands,
+# setting `func` on each parser to a callable `(args) -> int | None`.
+REGISTRARS: tuple[tuple[str, str], ...] = (
+    ("engine.commands", "register"),
+    ("engine.pruning.commands", "register"),
+    ("stats.commands", "register"),
+    ("tui.commands", "register"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="prunescope",
+        description="Paired open-generation / multiple-choice evaluation of pruned language models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors (anywhere on the line)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module, name in REGISTRARS:
+        register: Callable[[argparse._SubParsersAction], None] = getattr(importlib.import_module(module), name)
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug_flag = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    debug = debug_flag or bool(os.environ.get("PRUNESCOPE_DEBUG"))
+    try:
+        rc = args.func(args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"prunescope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"prunescope {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line, and how to see more
+        if debug:
+            raise
+        print(
+            f"prunescope {args.command}: internal error: {exc.__class__.__name__}: {exc} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Typed settings shared by the study spec, the protocol and the pruning driver (torch-free)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ProbeMode = Literal["failed", "all", "none"]
+Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
+MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How each item is evaluated; recorded whole in the manifest."""
+
+    max_new_tokens: int = 32
+    batch_size: int = 16
+    use_chat_template: bool | None = None  # None: use it when the tokenizer has one (instruct models)
+    with_context: bool = True               # show the passage for reading-comprehension items
+    shown: bool = True                      # run candidate-shown generation
+    letter: bool = True                     # score letter choice besides option log-likelihood
+    mc_rule: str = "per_char"               # which normalisation decides "the" MC answer
+    containment: bool = True                # gold contained in the normalised output counts as correct
+    probes: ProbeMode = "failed"            # run recovery probes on failed open generations, all, or none
+    beam_width: int = 4
+    n_samples: int = 8
+    temperature: float = 0.7
+    top_p: float = 1.0
+    one_shot: bool = True
+    demotion_max_rank: int = 10             # open failed and gold first-token rank <= this -> demoted
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Where pruning calibration text comes from and how it is sampled."""
+
+    source: str = "bundled"  # 'bundled', a local path (.jsonl/.jsonl.gz/.txt/.npy/.pt/.safetensors), or 'hf:NAME[:CONFIG]'
+    nsamples: int = 128
+    seqlen: int = 2048
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One pruning condition of a model (method 'dense' means unpruned)."""
+
+    method: Method = "dense"
+    sparsity: float = 0.0
+    pattern: str = "unstructured"  # or 'N:M'
+    calibration: CalibrationSpec | None = None
+    reference_compatible: bool = False  # reproduce the reference code's counting exactly
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        if self.pattern == "unstructured":
+            return None
+        n, m = self.pattern.split(":")
+        return int(n), int(m)
+
+    @property
+    def slug(self) -> str:
+        if self.method == "dense":
+            return "dense"
+        if self.nm:
+            return f"{self.method}-{self.nm[0]}of{self.nm[1]}"
+        return f"{self.method}-s{round(self.sparsity * 100):02d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["calibration"] = self.calibration.to_dict() if self.calibration else None
+        return d
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to load: a hub id, a local folder, a .gguf file, or 'demo'."""
+
+    id: str
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"           # 'auto' = cuda if available else cpu; or 'cpu', 'cuda:0', …
+    device_map: str | None = None  # e.g. 'auto' for accelerate placement of large models
+    gguf_file: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def slug(self) -> str:
+        base = self.id.rstrip("/").split("/")[-1]
+        return "".join(c if c.isalnum() or c in "._-" else "-" for c in base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ItemsSpec:
+    """Where the items come from and which subset is used."""
+
+    source: str = "bundled"         # 'bundled', a local .jsonl/.csv/.parquet, or 'hf:xquad' etc.
+    languages: tuple[str, ...] = ()  # empty = every language of the source
+    n_per_language: int = 200
+    seed: int = 0
+    split: str | None = None
+    strict: bool = False             # reject unknown fields
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["languages"] = list(self.languages)
+        return d
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed study spec: items × models × conditions, one run per (model, condition)."""
+
+    name: str
+    items: ItemsSpec
+    models: tuple[ModelSpec, ...]
+    conditions: tuple[Condition, ...]
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
