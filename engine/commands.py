@@ -1,0 +1,166 @@
+"""Engine subcommands: run, demo, status, validate (registration is import-light)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEMO_SPEC = Path(__file__).with_name("data") / "demo_study.toml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run every condition of a study spec (resumable)",
+                       description="Run every (model, condition) of STUDY.toml into run folders under --out. "
+                                   "Re-running the same command resumes: finished runs are skipped, a killed run "
+                                   "continues where it stopped.")
+    p.add_argument("spec", type=Path, metavar="STUDY.toml")
+    p.add_argument("--out", type=Path, required=True, help="study folder to write (created if missing)")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="run the bundled demo study on SmolLM2-135M-Instruct and print its summary")
+    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="study folder (default: runs/demo)")
+    _add_run_options(d)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("status", help="per-run progress of a study folder (done / running / failed, items, ETA)")
+    s.add_argument("study", type=Path)
+    s.set_defaults(func=cmd_status)
+
+    v = sub.add_parser("validate", help="check run folders against the JSON Schemas and the format's invariants")
+    v.add_argument("paths", type=Path, nargs="+", metavar="STUDY_OR_RUN")
+    v.set_defaults(func=cmd_validate)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--only", default=None, help="comma-separated run ids to run (default: all)")
+    p.add_argument("--n-per-language", type=int, default=None, help="override [items].n_per_language")
+    p.add_argument("--languages", default=None, help="override [items].languages (comma-separated)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, items, conditions) and exit")
+    p.add_argument("--cache-dir", type=Path, default=None, help="pruned-weights cache (default: user cache)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("scale-out (see README: Running on many GPUs)")
+    g.add_argument("--launcher", choices=("local", "ray", "slurm"), default=None,
+                   help="local (default): runs one after another here; ray: one Ray task per run; "
+                        "slurm: a submitit job array")
+    g.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
+    g.add_argument("--num-workers", type=int, default=None, help="ray: runs at once on a local instance")
+    g.add_argument("--max-retries", type=int, default=None, help="retries of a run whose worker died or failed")
+    g.add_argument("--partition", default=None, help="slurm partition")
+    g.add_argument("--time-min", type=int, default=None, help="slurm time limit per run, minutes")
+    g.add_argument("--gpus", dest="gpus_per_task", type=int, default=None, help="GPUs per run (ray/slurm)")
+    g.add_argument("--array-parallelism", type=int, default=None, help="slurm: runs at once")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out: dict = {}
+    if args.n_per_language is not None:
+        out["items.n_per_language"] = args.n_per_language
+    if args.languages:
+        out["items.languages"] = [x.strip() for x in args.languages.split(",") if x.strip()]
+    return out
+
+
+def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
+    from engine.errors import UserError
+    from engine.runner import print_language_summary, run_study, write_study_spec
+    from engine.study import parse_study, plan_runs
+
+    overrides = _overrides(args)
+    study = parse_study(spec_path, overrides)
+    plans = plan_runs(study)
+    if args.only:
+        wanted = [x.strip() for x in args.only.split(",") if x.strip()]
+        unknown = sorted(set(wanted) - {p.run_id for p in plans})
+        if unknown:
+            raise UserError(f"--only: no run named {', '.join(unknown)} in {spec_path} "
+                            f"(runs: {', '.join(p.run_id for p in plans)})")
+        plans = [p for p in plans if p.run_id in wanted]
+    if args.dry_run:
+        print_plan(study, plans, out, _launch_options(spec_path, args))
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    spec_text = spec_path.read_text(encoding="utf-8")
+    if overrides:
+        spec_text += "\n# command-line overrides\n" + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
+    write_study_spec(out, spec_text)
+    opts = _launch_options(spec_path, args)
+    if opts.kind != "local":
+        from engine.launch import launch, print_launch_report
+
+        report = launch(spec_path.read_text(encoding="utf-8"), spec_path, out, [p.run_id for p in plans], overrides, opts)
+        print_launch_report(report, out)
+        print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
+        return 1 if report.failed else 0
+    results = run_study(study, out, plans, show_progress=not args.no_progress, cache_dir=args.cache_dir)
+    for r in results:
+        verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"
+        print(f"{r.run_id}: {verb} -> {r.path}", file=sys.stderr)
+    print_language_summary([r.path for r in results])
+    return 0
+
+
+def _launch_options(spec_path: Path, args: argparse.Namespace):
+    import tomllib
+
+    from engine.launch import launch_options
+
+    raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+    flags = {k: getattr(args, k) for k in ("address", "num_workers", "max_retries", "partition", "time_min",
+                                          "gpus_per_task", "array_parallelism")}
+    flags["kind"] = args.launcher
+    return launch_options(raw, spec_path, **flags)
+
+
+def print_plan(study, plans, out: Path, opts) -> None:
+    from engine.launch import pending_runs
+    from engine.safe_text import inert
+
+    print(f"study {inert(study.name)} -> {out} (launcher: {opts.kind})")
+    print(f"items: source={inert(study.items.source)} languages={list(study.items.languages) or 'all'} "
+          f"n_per_language={study.items.n_per_language} seed={study.items.seed}")
+    print(f"{len(plans)} runs ({len(study.models)} models × {len(study.conditions)} conditions):")
+    todo = set(pending_runs(out, [p.run_id for p in plans]))
+    for p in plans:
+        c = p.condition
+        calib = f" calibration={c.calibration.source} n={c.calibration.nsamples}×{c.calibration.seqlen}" if c.calibration else ""
+        state = "to run" if p.run_id in todo else "complete"
+        print(f"  {p.run_id} [{state}]: model={inert(p.model.id)} method={c.method} sparsity={c.sparsity:.3f} "
+              f"pattern={c.pattern}{calib}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _execute(args.spec, args.out, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _execute(DEMO_SPEC, args.out, args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.status import print_status
+
+    return print_status(args.study)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.runfolder import discover_runs, validate_run
+    from engine.safe_text import inert
+
+    bad = 0
+    n_runs = 0
+    for path in args.paths:
+        runs = discover_runs(path)
+        if not runs:
+            print(f"{inert(path)}: no run folders found")
+            bad += 1
+        for run in runs:
+            n_runs += 1
+            problems = validate_run(run)
+            bad += bool(problems)
+            print(f"{inert(run)}: {'ok' if not problems else f'{len(problems)} problems'}")
+            for msg in problems[:20]:
+                print(f"  {inert(msg)}")
+    print(f"{n_runs - bad if n_runs >= bad else 0} of {n_runs} runs valid")
+    return 1 if bad else 0

@@ -1,0 +1,197 @@
+"""Dispatch a study's runs: in this process (local), as Ray tasks, or as a SLURM job array (submitit).
+
+Runs are independent; every worker writes its own run folder into the study folder (a shared file
+system for Ray clusters and SLURM), so the result is the same study a local run makes. A worker that
+dies is retried by the engine (Ray task retries, submitit requeue); the retry resumes the run folder
+where the dead worker stopped. Runs already complete are never dispatched again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from engine.errors import UserError
+from engine.runfolder import MANIFEST, RunFolderError, read_manifest
+
+LAUNCHERS = ("local", "ray", "slurm")
+_LAUNCHER_KEYS = {"kind", "address", "num_workers", "max_retries", "partition", "time_min", "gpus_per_task",
+                  "cpus_per_task", "mem_gb", "array_parallelism", "slurm_extra", "cache_dir"}
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How to dispatch; from the spec's [launcher] table, overridden by command-line flags."""
+
+    kind: str = "local"
+    address: str | None = None          # ray: existing cluster ('auto' or 'ray://host:port'); None = local instance
+    num_workers: int | None = None      # ray: at most this many runs at once (default: GPUs, else CPUs)
+    max_retries: int = 2                # retries of a run whose worker died or failed
+    partition: str | None = None        # slurm
+    time_min: int = 240
+    gpus_per_task: int | None = None    # default: 1 when GPUs are present (ray) / 1 (slurm)
+    cpus_per_task: int = 4
+    mem_gb: int | None = None
+    array_parallelism: int = 8
+    slurm_extra: Mapping[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None        # pruned-weights cache; default <study>/.prunescope/cache (shared)
+
+
+def launch_options(spec_raw: Mapping[str, Any], spec_path: Path, **flags: Any) -> LaunchOptions:
+    table = dict(spec_raw.get("launcher", {}))
+    unknown = sorted(set(table) - _LAUNCHER_KEYS)
+    if unknown:
+        raise UserError(f"{spec_path}: unknown key(s) {', '.join(unknown)} in [launcher] (allowed: {', '.join(sorted(_LAUNCHER_KEYS))})")
+    table.update({k: v for k, v in flags.items() if v is not None})
+    opts = LaunchOptions(**table)
+    if opts.kind not in LAUNCHERS:
+        raise UserError(f"{spec_path}: launcher must be one of {', '.join(LAUNCHERS)}, got {opts.kind!r}")
+    return opts
+
+
+def pending_runs(out: Path, run_ids: Sequence[str]) -> list[str]:
+    """The run ids whose folder is not complete (what a re-run must still do)."""
+    todo = []
+    for run_id in run_ids:
+        try:
+            done = (Path(out) / run_id / MANIFEST).exists() and read_manifest(Path(out) / run_id).get("status") == "complete"
+        except RunFolderError:
+            done = False
+        if not done:
+            todo.append(run_id)
+    return todo
+
+
+def log_path(out: Path, run_id: str) -> Path:
+    return Path(out) / ".prunescope" / "logs" / f"{run_id}.log"
+
+
+def run_job(spec_text: str, spec_name: str, out: str, run_id: str, overrides: Mapping[str, Any],
+            cache_dir: str | None) -> dict[str, Any]:
+    """One run on a worker: re-parse the spec, run (resuming), log to <study>/.prunescope/logs/<run_id>.log."""
+    from engine.runner import load_study_items, run_one
+    from engine.study import plan_runs, study_from_dict
+
+    log = log_path(Path(out), run_id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        print(f"=== {run_id}: start", flush=True)
+        try:
+            study = study_from_dict(tomllib.loads(spec_text), Path(spec_name), overrides)
+            plan = next(p for p in plan_runs(study) if p.run_id == run_id)
+            items = load_study_items(study)
+            res = run_one(Path(out), plan, items, study.protocol, None, Path(cache_dir) if cache_dir else None)
+        except BaseException:
+            traceback.print_exc(file=f)
+            f.flush()
+            raise
+        print(f"=== {run_id}: {res.status}, {res.n_new} new items in {res.seconds:.1f}s", flush=True)
+    return {"run_id": run_id, "status": res.status, "n_new": res.n_new, "seconds": res.seconds}
+
+
+@dataclass
+class LaunchReport:
+    finished: list[str]
+    failed: dict[str, str]  # run_id -> error line (see the run's log)
+
+
+def launch(spec_text: str, spec_path: Path, out: Path, run_ids: Sequence[str], overrides: Mapping[str, Any],
+           opts: LaunchOptions) -> LaunchReport:
+    """Run `run_ids` (those not yet complete) with the chosen launcher; never raises for one failed run."""
+    todo = pending_runs(out, run_ids)
+    cache_dir = opts.cache_dir or str(Path(out) / ".prunescope" / "cache")
+    args = [(spec_text, str(spec_path), str(out), r, dict(overrides), cache_dir) for r in todo]
+    if not todo:
+        return LaunchReport([], {})
+    if opts.kind == "ray":
+        return _launch_ray(args, opts)
+    if opts.kind == "slurm":
+        return _launch_slurm(args, opts, out)
+    raise UserError(f"launch(): {opts.kind!r} is not a remote launcher (the local launcher runs in-process)")
+
+
+def _error_line(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"[:300]
+
+
+def _launch_ray(args: list[tuple], opts: LaunchOptions) -> LaunchReport:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--launcher ray needs Ray: pip install 'prunescope[scale]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        init_kw: dict[str, Any] = {"address": opts.address, "include_dashboard": False, "log_to_driver": False}
+        if opts.address is None and opts.num_workers:
+            init_kw["num_cpus"] = opts.num_workers
+        ray.init(**init_kw)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        per_task_gpu = opts.gpus_per_task if opts.gpus_per_task is not None else (1 if gpus else 0)
+        remote = ray.remote(num_cpus=1, num_gpus=per_task_gpu, max_retries=opts.max_retries,
+                            retry_exceptions=True)(run_job)
+        refs = {remote.remote(*a): a[3] for a in args}
+        report = LaunchReport([], {})
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            run_id = refs[ready[0]]
+            try:
+                ray.get(ready[0])
+                report.finished.append(run_id)
+            except Exception as exc:  # a run that failed past its retries; the others go on
+                report.failed[run_id] = _error_line(exc)
+        return report
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _launch_slurm(args: list[tuple], opts: LaunchOptions, out: Path) -> LaunchReport:
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("--launcher slurm needs submitit: pip install 'prunescope[scale]'") from None
+    folder = Path(out) / ".prunescope" / "submitit" / "%j"
+    executor = submitit.AutoExecutor(folder=folder, cluster=opts.slurm_extra.get("cluster"))
+    params: dict[str, Any] = {"timeout_min": opts.time_min, "cpus_per_task": opts.cpus_per_task,
+                              "slurm_array_parallelism": opts.array_parallelism, "name": "prunescope"}
+    if executor.cluster == "slurm":
+        params["gpus_per_node"] = opts.gpus_per_task if opts.gpus_per_task is not None else 1
+        if opts.partition:
+            params["slurm_partition"] = opts.partition
+        if opts.mem_gb:
+            params["mem_gb"] = opts.mem_gb
+        params.update({k: v for k, v in opts.slurm_extra.items() if k != "cluster"})
+    executor.update_parameters(**params)
+    report = LaunchReport([], {})
+    remaining = args
+    for _attempt in range(opts.max_retries + 1):
+        if not remaining:
+            break
+        jobs = executor.map_array(run_job, *zip(*remaining))
+        retry = []
+        for a, job in zip(remaining, jobs):
+            try:
+                job.result()
+                report.finished.append(a[3])
+                report.failed.pop(a[3], None)
+            except Exception as exc:
+                report.failed[a[3]] = _error_line(exc)
+                retry.append(a)
+        remaining = retry
+    return report
+
+
+def print_launch_report(report: LaunchReport, out: Path) -> None:
+    from engine.safe_text import inert
+
+    for run_id in report.finished:
+        print(f"{inert(run_id)}: done", file=sys.stderr)
+    for run_id, err in report.failed.items():
+        print(f"{inert(run_id)}: FAILED: {inert(err)} (log: {log_path(out, run_id)})", file=sys.stderr)

@@ -1,0 +1,319 @@
+"""Run a study: every (model, condition) into its own crash-safe, resumable run folder."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from engine.config import ModelSpec, ProtocolConfig, Study
+from engine.errors import UserError
+from engine.runfolder import (
+    ITEMS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    OutcomeWriter,
+    items_hash,
+    read_items,
+    read_manifest,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from engine.study import RunPlan, plan_runs
+
+ProgressFn = Callable[[int, int], None]  # (items done in this run, items in this run)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    path: Path
+    status: str           # 'complete' | 'skipped' (already complete)
+    n_items: int
+    n_new: int
+    seconds: float
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_hash() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("prunescope", "torch", "transformers", "accelerate", "gguf", "datasets", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _hardware(device: str) -> dict[str, Any]:
+    import torch
+
+    hw: dict[str, Any] = {"device": device, "host": socket.gethostname(), "pid": os.getpid(),
+                          "platform": platform.platform(), "cpu_count": os.cpu_count(),
+                          "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return hw
+
+
+def resolve_device(spec: ModelSpec) -> str:
+    if spec.device != "auto":
+        return spec.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _identity(plan: RunPlan, protocol: ProtocolConfig, ihash: str) -> dict[str, Any]:
+    """What must not change between a run and its resumption."""
+    return {"model": plan.model.id, "revision": plan.model.revision, "condition": plan.condition.to_dict(),
+            "protocol": protocol.to_dict(), "items_hash": ihash}
+
+
+def _check_resumable(run_dir: Path, manifest: dict[str, Any], ident: dict[str, Any]) -> None:
+    old = manifest.get("resume_identity")
+    if old != ident:
+        diff = sorted(k for k in ident if (old or {}).get(k) != ident[k])
+        raise UserError(
+            f"{run_dir / MANIFEST}: this run folder was made with a different "
+            f"{', '.join(diff) or 'spec'}; resume only with the same spec, or write to a new --out"
+        )
+
+
+def one_shot_pool(items: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    pool: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for it in items:
+        pool[it["language"]].append(it)
+    return dict(pool)
+
+
+def run_one(study_dir: Path, plan: RunPlan, items: list[dict[str, Any]], protocol: ProtocolConfig,
+            progress: ProgressFn | None = None, cache_dir: Path | None = None,
+            stop_after_batches: int | None = None) -> RunResult:
+    """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
+
+    `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
+    """
+    from engine.models import load_model
+    from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
+
+    t0 = time.time()
+    run_dir = Path(study_dir) / plan.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ihash = items_hash(items)
+    ident = _identity(plan, protocol, ihash)
+    manifest: dict[str, Any] | None = None
+    if (run_dir / MANIFEST).exists():
+        manifest = read_manifest(run_dir)
+        _check_resumable(run_dir, manifest, ident)
+        if manifest.get("status") == "complete":
+            return RunResult(plan.run_id, run_dir, "skipped", len(items), 0, 0.0)
+    if (run_dir / ITEMS).exists():
+        if items_hash(read_items(run_dir)) != ihash:
+            raise UserError(f"{run_dir / ITEMS}: differs from the study's item set; write to a new --out")
+    else:
+        write_jsonl_atomic(run_dir / ITEMS, items)
+
+    writer = OutcomeWriter(run_dir)
+    started = (manifest or {}).get("timings", {}).get("started", _now())
+    # Written before the model loads, so a failure there is recorded in the run folder too.
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": plan.run_id,
+        "status": "running",
+        "error": None,
+        "model": {"id": plan.model.id, "revision": plan.model.revision, "n_params": 0, "dtype": plan.model.dtype},
+        "condition": {**plan.condition.to_dict(), "pruning_report": None},
+        "items": {"n": len(items), "hash": ihash, "languages": sorted({i["language"] for i in items})},
+        "prompts": {"templates": {}, "hashes": {}},
+        "decoding": {},
+        "seeds": {"protocol": protocol.seed,
+                  "calibration": plan.condition.calibration.seed if plan.condition.calibration else None},
+        "versions": _versions(),
+        "git": _git_hash(),
+        "hardware": {},
+        "timings": {"started": started, "updated": _now()},
+        "counts": {"done": len(writer.done), "total": len(items)},
+        "resume_identity": ident,
+    }
+    try:
+        write_json_atomic(run_dir / MANIFEST, manifest)
+        device = resolve_device(plan.model)
+        t_load = time.time()
+        loaded = load_model(plan.model)
+        load_s = time.time() - t_load
+        pruning_report = None
+        prune_s = 0.0
+        if plan.condition.method != "dense":
+            from engine.pruning.apply import prune_model
+
+            t_prune = time.time()
+            pruning_report = prune_model(loaded.model, loaded.tokenizer, plan.condition, device=device,
+                                         cache_dir=cache_dir, progress=progress is not None)
+            prune_s = time.time() - t_prune
+        manifest.update(protocol_manifest(loaded, protocol))
+        manifest["model"] = loaded.info
+        manifest["condition"]["pruning_report"] = pruning_report
+        manifest["hardware"] = _hardware(device)
+        manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
+        if writer.repaired_bytes:
+            manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
+        write_json_atomic(run_dir / MANIFEST, manifest)
+
+        pool = one_shot_pool(items)
+        batches = plan_batches(loaded, items, protocol)
+        n_new = 0
+        new_batches = 0
+        t_eval = time.time()
+        if progress:
+            progress(len(writer.done), len(items))
+        for batch in batches:
+            todo = [it for it in batch if it["item_uid"] not in writer.done]
+            if not todo:
+                continue
+            if stop_after_batches is not None and new_batches >= stop_after_batches:
+                return RunResult(plan.run_id, run_dir, "running", len(items), n_new, time.time() - t0)
+            # The whole planned batch is recomputed so its numbers do not depend on what was resumed.
+            records = [r for r in evaluate_batch(loaded, batch, protocol, pool) if r["item_uid"] not in writer.done]
+            writer.append(records)
+            n_new += len(records)
+            new_batches += 1
+            manifest["counts"]["done"] = len(writer.done)
+            manifest["timings"]["updated"] = _now()
+            elapsed = time.time() - t_eval
+            manifest["timings"]["items_per_s"] = round(n_new / elapsed, 4) if elapsed > 0 else None
+            write_json_atomic(run_dir / MANIFEST, manifest)
+            if progress:
+                progress(len(writer.done), len(items))
+        missing = len(items) - len(writer.done)
+        if missing:
+            raise RuntimeError(f"{missing} items were planned but not evaluated")
+        manifest["status"] = "complete"
+        manifest["timings"].update(finished=_now(), eval_s=round(time.time() - t_eval, 3))
+        write_json_atomic(run_dir / MANIFEST, manifest)
+        return RunResult(plan.run_id, run_dir, "complete", len(items), n_new, time.time() - t0)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            manifest["status"] = "failed"
+            manifest["error"] = f"{exc.__class__.__name__}: {exc}"[:2000]
+            manifest["timings"]["updated"] = _now()
+            write_json_atomic(run_dir / MANIFEST, manifest)
+        raise
+    finally:
+        writer.close()
+
+
+def load_study_items(study: Study) -> list[dict[str, Any]]:
+    from engine.items import load_items
+
+    items = load_items(study.items)
+    if not items:
+        raise UserError(f"the item source {study.items.source!r} gave no items for languages {list(study.items.languages)}")
+    return items
+
+
+def write_study_spec(study_dir: Path, spec_text: str) -> None:
+    """Keep the spec that produced the study beside its runs (refuse a different one)."""
+    path = Path(study_dir) / "study.toml"
+    if path.exists() and path.read_text(encoding="utf-8") != spec_text:
+        raise UserError(f"{path}: the study folder was made from a different spec; use a new --out or the same spec")
+    if not path.exists():
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(spec_text, encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def run_study(study: Study, study_dir: Path, plans: Sequence[RunPlan] | None = None, show_progress: bool = True,
+              cache_dir: Path | None = None) -> list[RunResult]:
+    """Run every planned run of `study` in this process, one after another."""
+    items = load_study_items(study)
+    plans = list(plans if plans is not None else plan_runs(study))
+    results = []
+    if not show_progress:
+        for plan in plans:
+            results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir))
+        return results
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} items/s"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
+        for plan in plans:
+            task = bar.add_task(plan.run_id, total=len(items), rate="-")
+            t_start = time.time()
+            first: list[int] = []
+
+            def update(done: int, total: int, task=task, t_start=t_start, first=first) -> None:
+                if not first:
+                    first.append(done)
+                dt = time.time() - t_start
+                rate = (done - first[0]) / dt if dt > 0 else 0.0
+                bar.update(task, completed=done, total=total, rate=f"{rate:.2f}")
+
+            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir))
+    return results
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """Per run and language: n, open / shown / MC accuracy and recognition-only rate."""
+    from engine.runfolder import iter_outcomes
+
+    rows = []
+    for run_dir in run_dirs:
+        agg: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for rec in iter_outcomes(run_dir):
+            a = agg[rec["language"]]
+            a["n"] += 1
+            a["open"] += rec["open"]["correct"]
+            a["shown"] += bool(rec.get("shown") and rec["shown"]["correct"])
+            a["mc"] += rec["mc"]["correct"]
+            a["ro"] += rec["category"] == "recognition_only"
+        for lang in sorted(agg):
+            a = agg[lang]
+            n = a["n"]
+            rows.append({"run": Path(run_dir).name, "language": lang, "n": n, "open": a["open"] / n,
+                         "shown": a["shown"] / n, "mc": a["mc"] / n, "recognition_only": a["ro"] / n})
+    return rows
+
+
+def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.safe_text import rich_text
+
+    table = Table(title="Per-language summary (accuracy; RO = recognition-only rate: MC right, open wrong)")
+    for col, justify in (("run", "left"), ("lang", "left"), ("n", "right"), ("open", "right"), ("shown", "right"),
+                         ("MC", "right"), ("RO", "right")):
+        table.add_column(col, justify=justify)
+    for r in language_summary(run_dirs):
+        table.add_row(rich_text(r["run"]), rich_text(r["language"]), str(r["n"]), f"{r['open']:.3f}",
+                      f"{r['shown']:.3f}", f"{r['mc']:.3f}", f"{r['recognition_only']:.3f}")
+    Console(file=file or sys.stdout).print(table)

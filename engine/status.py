@@ -1,0 +1,106 @@
+"""Per-run progress of a study folder: done / running / failed / stalled, items, rate and ETA (torch-free)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.runfolder import OUTCOMES, RunFolderError, discover_runs, read_manifest
+
+STALE_AFTER_S = 600.0
+
+
+@dataclass
+class RunStatus:
+    run_id: str
+    state: str            # complete | running | stalled | failed | pending
+    done: int
+    total: int | None
+    items_per_s: float | None
+    eta_s: float | None
+    error: str | None
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+    return n
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
+    now = now or datetime.now(timezone.utc)
+    done = _count_lines(Path(run_dir) / OUTCOMES)
+    try:
+        m = read_manifest(run_dir)
+    except RunFolderError as exc:
+        return RunStatus(Path(run_dir).name, "pending", done, None, None, None, str(exc))
+    total = (m.get("counts") or {}).get("total") or (m.get("items") or {}).get("n")
+    rate = (m.get("timings") or {}).get("items_per_s")
+    state = m.get("status", "pending")
+    if state == "running":
+        hw = m.get("hardware") or {}
+        updated = (m.get("timings") or {}).get("updated")
+        age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
+        same_host_dead = hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not _pid_alive(hw["pid"])
+        if same_host_dead or (age is not None and age > STALE_AFTER_S):
+            state = "stalled"
+    eta = (total - done) / rate if state == "running" and rate and total else None
+    return RunStatus(m.get("run_id", Path(run_dir).name), state, done, total, rate, eta, m.get("error"))
+
+
+def study_status(study: Path) -> list[RunStatus]:
+    study = Path(study)
+    if not study.exists():
+        raise UserError(f"{study}: no such study folder")
+    return [run_status(r) for r in discover_runs(study)]
+
+
+def _fmt_eta(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def print_status(study: Path, file=None) -> int:
+    """Print the status table; returns 1 when any run failed or stalled, else 0."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.safe_text import rich_text
+
+    rows = study_status(study)
+    console = Console(file=file or sys.stdout)
+    if not rows:
+        console.print(rich_text(f"{study}: no run folders yet"))
+        return 0
+    table = Table(title=rich_text(f"study {study}"))
+    for col in ("run", "state", "items", "items/s", "ETA", "error"):
+        table.add_column(col, justify="right" if col in ("items", "items/s", "ETA") else "left")
+    for r in rows:
+        items = f"{r.done}/{r.total}" if r.total is not None else str(r.done)
+        table.add_row(rich_text(r.run_id), r.state, items, f"{r.items_per_s:.2f}" if r.items_per_s else "-",
+                      _fmt_eta(r.eta_s), rich_text(r.error or "", max_len=120))
+    console.print(table)
+    counts = {s: sum(r.state == s for r in rows) for s in ("complete", "running", "stalled", "failed", "pending")}
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    return 1 if counts["failed"] or counts["stalled"] else 0

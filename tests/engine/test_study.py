@@ -1,0 +1,80 @@
+"""Study spec parsing: the grid expands as documented and every mistake is one clear error."""
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import UserError
+from engine.study import parse_study, plan_runs
+
+GOOD = """
+name = "s"
+[items]
+source = "bundled"
+languages = ["en", "de"]
+n_per_language = 5
+[[models]]
+id = "demo"
+[pruning]
+methods = ["wanda", "magnitude"]
+sparsities = [0.5, 0.7]
+patterns = ["2:4"]
+[calibration]
+nsamples = 8
+seqlen = 64
+[[conditions]]
+method = "sparsegpt"
+sparsity = 0.6
+"""
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "study.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_grid_expansion_and_run_ids(tmp_path):
+    study = parse_study(_spec(tmp_path, GOOD))
+    ids = [p.run_id for p in plan_runs(study)]
+    assert ids == ["demo__dense", "demo__wanda-s50", "demo__wanda-s70", "demo__wanda-2of4",
+                   "demo__magnitude-s50", "demo__magnitude-s70", "demo__magnitude-2of4", "demo__sparsegpt-s60"]
+    nm = [p.condition for p in plan_runs(study) if p.condition.pattern == "2:4"][0]
+    assert nm.sparsity == 0.5 and nm.nm == (2, 4)
+    assert nm.calibration.nsamples == 8 and nm.calibration.seqlen == 64
+
+
+def test_overrides_replace_keys(tmp_path):
+    study = parse_study(_spec(tmp_path, GOOD), {"items.n_per_language": 2, "items.languages": ["en"]})
+    assert study.items.n_per_language == 2 and study.items.languages == ("en",)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[models]]\nid='demo'\n[items]\nn_per_languag = 3\n", r"unknown key\(s\) n_per_languag in \[items\]"),
+    ("[items]\nn_per_language = 3\n", "needs at least one \\[\\[models\\]\\]"),
+    ("[[models]]\nid='demo'\n[pruning]\nmethods=['wandaa']\nsparsities=[0.5]\n", "unknown method 'wandaa'"),
+    ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[1.5]\n", "sparsity must be in \\(0, 1\\)"),
+    ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N <= M"),
+    ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be int"),
+    ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be"),
+    ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
+    ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
+    ("[[models]\nid='demo'\n", "invalid TOML"),
+])
+def test_bad_specs_name_the_key(tmp_path, text, message):
+    path = _spec(tmp_path, text)
+    with pytest.raises(UserError, match=message) as info:
+        parse_study(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        parse_study(tmp_path / "nope.toml")
+
+
+def test_bundled_demo_spec_parses():
+    from engine.commands import DEMO_SPEC
+
+    study = parse_study(DEMO_SPEC)
+    assert [p.condition.method for p in plan_runs(study)][0] == "dense"
