@@ -1,0 +1,116 @@
+"""Scale-out: Ray (local mode, two workers) and submitit's local executor make the same study as the
+local launcher; a worker killed mid-run is retried and its run resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.runfolder import ITEMS, OUTCOMES, read_manifest, validate_run
+from tests.tiny import make_tiny_model_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine-runs")]
+
+SPEC = """
+name = "launch-test"
+[items]
+source = "bundled"
+languages = ["en", "de"]
+n_per_language = {n}
+[[models]]
+id = "{model}"
+[pruning]
+methods = ["wanda", "magnitude"]
+sparsities = [0.5]
+[[conditions]]
+method = "sparsegpt"
+pattern = "2:4"
+[calibration]
+nsamples = 4
+seqlen = 32
+[protocol]
+batch_size = 4
+max_new_tokens = 4
+probes = "none"
+"""
+RUNS = ["tiny-llama__dense", "tiny-llama__wanda-s50", "tiny-llama__magnitude-s50", "tiny-llama__sparsegpt-2of4"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("launch")
+    model = make_tiny_model_dir(root / "tiny-llama")
+    spec = root / "study.toml"
+    spec.write_text(SPEC.format(model=model.as_posix(), n=6), encoding="utf-8")
+    # One thread everywhere: CPU float reductions are then identical across processes.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PRUNESCOPE_CACHE": str(root / "cache"),
+           "RAY_DISABLE_USAGE_STATS": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    local = root / "local"
+    subprocess.run([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(local), "--no-progress"],
+                   check=True, env=env, capture_output=True)
+    return spec, env, local
+
+
+def _run(spec: Path, out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress",
+                           *extra], env=env, capture_output=True, text=True, timeout=900)
+
+
+def _same_study(a: Path, b: Path) -> None:
+    for run in RUNS:
+        assert (a / run / ITEMS).read_bytes() == (b / run / ITEMS).read_bytes()
+        assert (a / run / OUTCOMES).read_bytes() == (b / run / OUTCOMES).read_bytes(), run
+        assert read_manifest(b / run)["status"] == "complete"
+        assert validate_run(b / run) == []
+
+
+def test_local_launcher_makes_the_four_runs(setup):
+    _spec, _env, local = setup
+    assert sorted(p.name for p in local.iterdir() if p.is_dir() and not p.name.startswith(".")) == sorted(RUNS)
+
+
+def test_ray_two_workers_matches_local(setup, tmp_path):
+    spec, env, local = setup
+    res = _run(spec, tmp_path / "ray", env, "--launcher", "ray", "--num-workers", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_study(local, tmp_path / "ray")
+
+
+def test_submitit_local_executor_matches_local(setup, tmp_path):
+    spec, env, local = setup
+    text = spec.read_text() + '\n[launcher]\nkind = "slurm"\nslurm_extra = { cluster = "local" }\ntime_min = 10\n'
+    spec2 = tmp_path / "study.toml"
+    spec2.write_text(text)
+    res = _run(spec2, tmp_path / "slurm", env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_study(local, tmp_path / "slurm")
+
+
+def test_killed_ray_worker_is_retried_and_resumed(setup, tmp_path):
+    spec, env, local = setup
+    out = tmp_path / "ray-kill"
+    target = out / "tiny-llama__wanda-s50"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress",
+                             "--launcher", "ray", "--num-workers", "2", "--max-retries", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 600
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        outcomes = target / OUTCOMES
+        if outcomes.exists() and outcomes.read_bytes().count(b"\n") >= 4:
+            pid = read_manifest(target).get("hardware", {}).get("pid")
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+        time.sleep(0.02)
+    _stdout, stderr = proc.communicate(timeout=900)
+    assert killed is not None, "the run finished before the worker could be killed"
+    assert proc.returncode == 0, stderr[-3000:]
+    assert read_manifest(target)["hardware"]["pid"] != killed  # a new worker finished it
+    _same_study(local, out)
