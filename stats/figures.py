@@ -1,0 +1,121 @@
+"""Figures (matplotlib Agg, PDF and PNG, no timestamps in the files): recognition-only rate vs sparsity
+per language with Wilson CIs, gold first-token rank dense vs pruned, and a forest plot of GLMM effects.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.safe_text import inert
+from stats.intervals import wilson
+
+_PDF_META = {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None}
+_PNG_META = {"Software": None}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "prunescope", "pdf.compression": 6, "figure.dpi": 100})
+    return plt
+
+
+def _save(fig: Any, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    pdf, png = stem.with_suffix(".pdf"), stem.with_suffix(".png")
+    fig.savefig(pdf, metadata=_PDF_META)
+    fig.savefig(png, metadata=_PNG_META, dpi=150)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return [pdf, png]
+
+
+def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Path]:
+    """One panel per (model, method): recognition-only rate vs sparsity, one line per language, Wilson CIs."""
+    plt = _plt()
+    panels = []
+    for (model, meth), _ in df[df["method"] != "dense"].groupby(["model", "method"], observed=True, sort=True):
+        panels.append((str(model), str(meth)))
+    if not panels:
+        panels = [(str(m), "dense") for m in sorted(df["model"].astype(str).unique())]
+    ncol = min(3, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+    langs = sorted(df["language"].astype(str).unique())
+    for ax, (model, meth) in zip(axes.flat, panels):
+        sub = df[(df["model"].astype(str) == model)
+                 & (df["method"].astype(str).isin([meth, "dense"]))
+                 & (df["pattern"].astype(str) == "unstructured")]
+        for i, lang in enumerate(langs):
+            ls = sub[sub["language"].astype(str) == lang]
+            g = ls.groupby("sparsity", sort=True)["recognition_only"].agg(["sum", "size"])
+            if g.empty:
+                continue
+            cis = [wilson(int(s), int(n), level) for s, n in zip(g["sum"], g["size"])]
+            x = g.index.to_numpy(float) + 0.006 * (i - (len(langs) - 1) / 2)  # dodge so CIs stay readable
+            y = np.array([c.estimate for c in cis])
+            err = np.array([[c.estimate - c.lower for c in cis], [c.upper - c.estimate for c in cis]])
+            ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, lw=1, label=inert(lang, 20))
+        ax.set_title(inert(f"{model.split('/')[-1]} · {meth}", 60), fontsize=9)
+        ax.set_xlabel("sparsity")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel(f"recognition-only rate ({100 * level:g}% Wilson CI)")
+    axes[0, 0].legend(fontsize=7, title="language", title_fontsize=7)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
+    """ECDF of the gold answer's first-token rank: dense reference vs each pruned condition."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    dense = tr.drop_duplicates(["model", "item_uid"])["first_token_rank_dense"].dropna().to_numpy(float)
+    series = [("dense", dense)]
+    for cond, sub in tr.groupby("condition", observed=True, sort=True):
+        series.append((str(cond), sub["first_token_rank_pruned"].dropna().to_numpy(float)))
+    for name, ranks in series:
+        if ranks.size == 0:
+            continue
+        xs = np.sort(ranks)
+        ys = np.arange(1, xs.size + 1) / xs.size
+        ax.step(xs, ys, where="post", lw=1.6 if name == "dense" else 1.0,
+                color="black" if name == "dense" else None, label=inert(name, 40))
+    ax.set_xscale("log")
+    ax.set_xlabel("gold first-token rank (1 = greedy choice)")
+    ax.set_ylabel("fraction of items with rank ≤ x")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def glmm_forest(coef: pd.DataFrame, stem: Path, title: str = "GLMM fixed effects") -> list[Path]:
+    """Odds ratios with CIs (log axis), intercept left out."""
+    plt = _plt()
+    rows = coef[~coef["term"].astype(str).str.contains("Intercept", case=False)].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(5.5, 0.35 * max(len(rows), 1) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    if len(rows):
+        orr = rows["odds_ratio"].to_numpy(float)
+        lo, hi = rows["or_low"].to_numpy(float), rows["or_high"].to_numpy(float)
+        ax.errorbar(orr, y, xerr=[orr - lo, hi - orr], fmt="o", ms=4, capsize=2, color="black")
+        ax.set_yticks(y)
+        ax.set_yticklabels([inert(t, 40) for t in rows["term"].astype(str)], fontsize=8)
+        ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("odds ratio (95% CI)")
+    ax.set_title(inert(title, 80), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem)

@@ -1,0 +1,228 @@
+"""Report tables and their renderings: Rich terminal table, Markdown, LaTeX (booktabs), CSV, JSON.
+
+A `ReportTable` keeps raw values (records, for CSV/JSON) and renders display strings with fixed
+formatting, so the same input always gives byte-identical Markdown/LaTeX (no timestamps).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+FORMATS = ("table", "markdown", "latex", "csv", "json")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A displayed column: header, record key and kind.
+
+    Kinds: text, int, rate (3 decimals), num (3 decimals), p (exact p), ci (key, key_low, key_high).
+    """
+
+    header: str
+    key: str
+    kind: str = "text"
+    align: str = "right"
+
+
+@dataclass
+class ReportTable:
+    """One table of the report: title, the notes that say test, n, correction and family, and rows."""
+
+    key: str
+    title: str
+    columns: list[Column]
+    records: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    def cell(self, record: dict[str, Any], col: Column) -> str:
+        return format_value(record, col)
+
+    def display_rows(self) -> list[list[str]]:
+        return [[self.cell(r, c) for c in self.columns] for r in self.records]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "title": self.title, "notes": list(self.notes),
+                "columns": [c.header for c in self.columns], "records": [_json_safe(r) for r in self.records]}
+
+
+def _num(x: Any, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return f"{float(x):.{digits}f}".replace("-", "−")
+
+
+def format_p(p: Any) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    p = float(p)
+    if p >= 0.001:
+        return f"{p:.3f}"
+    return f"{p:.1e}".replace("-", "−")
+
+
+def format_value(record: dict[str, Any], col: Column) -> str:
+    v = record.get(col.key)
+    if col.kind == "text":
+        return "" if v is None else str(v)
+    if col.kind == "int":
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))
+    if col.kind in ("rate", "num"):
+        return _num(v, 3)
+    if col.kind == "p":
+        return format_p(v)
+    if col.kind == "ci":
+        lo, hi = record.get(col.key + "_low"), record.get(col.key + "_high")
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return f"{_num(v, 3)} [{_num(lo, 3)}, {_num(hi, 3)}]"
+    raise ValueError(f"unknown column kind {col.kind!r}")
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return _json_safe(obj.item())
+    return obj
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def render_markdown(tables: Sequence[ReportTable], title: str = "") -> str:
+    """GitHub Markdown; deterministic for the same input."""
+    out = [f"# {md_escape(title)}", ""] if title else []
+    for t in tables:
+        out += [f"## {md_escape(t.title)}", ""]
+        for note in t.notes:
+            out.append(f"- {md_escape(note)}")
+        if t.notes:
+            out.append("")
+        if t.records:
+            out.append("| " + " | ".join(md_escape(c.header) for c in t.columns) + " |")
+            out.append("|" + "|".join("---:" if c.align == "right" else ":---" for c in t.columns) + "|")
+            for row in t.display_rows():
+                out.append("| " + " | ".join(md_escape(v) for v in row) + " |")
+        else:
+            out.append("(no rows)")
+        out.append("")
+    return "\n".join(out)
+
+
+def md_escape(text: str) -> str:
+    from engine.safe_text import inert
+
+    s = inert(text, max_len=500)
+    for ch in ("\\", "|", "*", "_", "`", "<", ">"):
+        s = s.replace(ch, "\\" + ch)
+    return s.replace("](", "]\\(")
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_UNICODE = {"Δ": r"$\Delta$", "χ²": r"$\chi^2$", "χ": r"$\chi$", "²": r"$^2$", "−": r"$-$", "∞": r"$\infty$",
+                  "→": r"$\to$", "–": "--", "—": "---", "×": r"$\times$", "ψ": r"$\psi$", "θ": r"$\theta$",
+                  "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\ldots{}", "±": r"$\pm$", "α": r"$\alpha$",
+                  "β": r"$\beta$", "σ": r"$\sigma$", "’": "'", "“": "``", "”": "''", "·": r"$\cdot$"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the symbols used in tables to math mode; data stays inert."""
+    from engine.safe_text import inert
+
+    s = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in inert(text, max_len=500))
+    for k in sorted(_LATEX_UNICODE, key=len, reverse=True):
+        s = s.replace(k, _LATEX_UNICODE[k])
+    return s
+
+
+_SCI = re.compile(r"(−?\d(?:\.\d+)?)e([−+-]?)(\d+)")
+
+
+def _latex_cell(text: str) -> str:
+    """A display string for LaTeX; numbers like 7.3e−07 become $7.3\\times10^{-7}$."""
+    m = _SCI.fullmatch(text)
+    if m:
+        sign = "-" if m.group(2) in ("−", "-") else ""
+        return f"${m.group(1).replace('−', '-')}\\times10^{{{sign}{int(m.group(3))}}}$"
+    return latex_escape(text)
+
+
+def render_latex(tables: Sequence[ReportTable]) -> str:
+    """booktabs tables, ready to paste (needs \\usepackage{booktabs})."""
+    out = ["% prunescope stats tables; requires \\usepackage{booktabs}", ""]
+    for t in tables:
+        spec = "".join("r" if c.align == "right" else "l" for c in t.columns)
+        out += ["\\begin{table}[ht]", "\\centering", "\\small", f"\\caption{{{latex_escape(t.title)}}}",
+                f"\\label{{tab:prunescope-{t.key}}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+                " & ".join(latex_escape(c.header) for c in t.columns) + " \\\\", "\\midrule"]
+        for row in t.display_rows():
+            out.append(" & ".join(_latex_cell(v) for v in row) + " \\\\")
+        out.append("\\bottomrule")
+        out.append("\\end{tabular}")
+        if t.notes:
+            out.append("\\par\\smallskip\\footnotesize")
+            out.append(" \\\\\n".join(latex_escape(n) for n in t.notes))
+        out += ["\\end{table}", ""]
+    return "\n".join(out)
+
+
+def render_csv(table: ReportTable) -> str:
+    """Raw values of one table (all record keys, in first-seen order)."""
+    keys: list[str] = []
+    for r in table.records:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(keys)
+    for r in table.records:
+        w.writerow(["" if r.get(k) is None else _csv_value(r.get(k)) for k in keys])
+    return buf.getvalue()
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(_json_safe(v), ensure_ascii=False, sort_keys=True)
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return v
+
+
+def render_json(tables: Sequence[ReportTable], meta: dict[str, Any] | None = None) -> str:
+    doc = {"meta": _json_safe(meta or {}), "tables": [t.to_dict() for t in tables]}
+    return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False, sort_keys=False) + "\n"
+
+
+def render_rich(tables: Sequence[ReportTable], console: Any) -> None:
+    """Rich tables; every string goes through `rich_text` (data is never parsed as markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from engine.safe_text import rich_text
+
+    for t in tables:
+        table = Table(title=rich_text(t.title, style="bold"), title_justify="left", show_lines=False)
+        for c in t.columns:
+            table.add_column(rich_text(c.header), justify="right" if c.align == "right" else "left")
+        for row in t.display_rows():
+            table.add_row(*[rich_text(v) for v in row])
+        console.print(table)
+        for note in t.notes:
+            console.print(Text("  ") + rich_text(note, style="dim"))
+        if not t.records:
+            console.print(rich_text("  (no rows)"))
+        console.print()

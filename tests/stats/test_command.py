@@ -1,0 +1,179 @@
+"""`prunescope stats` end to end on synthetic studies (through engine.cli.main)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.runfolder import dumps_line, read_json, write_json_atomic
+from engine.synthetic import make_synthetic_study
+
+CONDS = (("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured"), ("wanda", 0.7, "unstructured"),
+         ("sparsegpt", 0.5, "unstructured"))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cmd") / "study"
+    make_synthetic_study(root, n_per_language=25, languages=("en", "de", "sw"), conditions=CONDS, seed=1)
+    return root
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(["stats", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv", "json"])
+def test_every_format(study: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    rc, out, err = _run(capsys, str(study), "--format", fmt, "--no-glmm")
+    assert rc == 0, err
+    if fmt == "table":
+        assert "Recognition-only errors, pruned vs dense" in out and "Holm correction" in out
+        assert "Cochran's Q" in out and "homogeneity" in out
+    elif fmt == "markdown":
+        assert "| model | method | sparsity | pattern | n |" in out and "McNemar mid-p test" in out
+    elif fmt == "latex":
+        assert out.count("\\begin{tabular}") == out.count("\\bottomrule") >= 4 and "\\toprule" in out
+        assert "$\\Delta$" in out and "Δ" not in out and "\\times10^{-" in out
+    elif fmt == "csv":
+        blocks = [b for b in out.split("# ") if b.strip()]
+        first = list(csv.DictReader(io.StringIO(blocks[0].split("\n", 1)[1])))
+        assert len(first) == 3 and {"b", "c", "p", "p_adjusted", "delta_low", "recog_high"} <= set(first[0])
+    else:
+        doc = json.loads(out)
+        keys = [t["key"] for t in doc["tables"]]
+        assert keys[:2] == ["mcnemar-recognition", "mcnemar-within"] and "cochran-recognition_only" in keys
+        rec = doc["tables"][0]["records"][0]
+        assert 0 <= rec["p"] <= 1 and rec["n"] == 75 and any("m = 3" in n for n in doc["tables"][0]["notes"])
+
+
+def test_out_dir_is_reproducible_with_figures(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    rc, _, err = _run(capsys, str(study), "--out", str(out), "--format", "markdown", "--by", "language,method,sparsity")
+    assert rc == 0, err
+    for name in ("recognition_vs_sparsity", "first_token_rank", "glmm_forest"):
+        assert (out / "figures" / f"{name}.pdf").stat().st_size > 1000
+        assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    md = first[Path("REPORT.md")].decode()
+    assert "Mixed-effects logistic regression" in md and "conditionwanda-s70" in md
+    assert "## Reporting sentences" in md and "two-sided McNemar mid-p test" in md
+    rc, _, _ = _run(capsys, str(study), "--out", str(out), "--format", "markdown", "--by", "language,method,sparsity")
+    again = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert again[Path("REPORT.md")] == first[Path("REPORT.md")]
+    for name in ("tables.tex", "figures/recognition_vs_sparsity.pdf", "figures/first_token_rank.png"):
+        assert again[Path(name)] == first[Path(name)], name
+
+
+def test_empty_cell_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "s"
+    make_synthetic_study(root, n_per_language=8, languages=("en", "sw"), conditions=CONDS[:2])
+    run = root / "tiny-llama__wanda-s50"
+    manifest = read_json(run / "manifest.json")
+    manifest["status"] = "running"
+    write_json_atomic(run / "manifest.json", manifest)
+    lines = (run / "outcomes.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (run / "outcomes.jsonl").write_text("".join(x for x in lines if '"language":"sw"' not in x), encoding="utf-8")
+    rc, out, err = _run(capsys, str(root), "--by", "language,condition", "--format", "json", "--no-glmm")
+    assert rc == 0, err
+    recs = json.loads(out)["tables"][0]["records"]
+    sw = [r for r in recs if r["language"] == "sw"][0]
+    assert sw["n"] == 0 and sw["p"] is None and "empty cell" in sw["flag"]
+    assert any("excluded" in n for n in json.loads(out)["tables"][0]["notes"])
+
+
+def test_data_strings_stay_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "s"
+    make_synthetic_study(root, n_per_language=6, languages=("en",), conditions=CONDS[:2],
+                         models=(("evil[bold red]_&x\x1b[31m", 135_000_000),))
+    rc, out, err = _run(capsys, str(root), "--no-glmm")
+    assert rc == 0, err
+    assert "\x1b[31m" not in out and "\\x1b" in out and "[bold red]" in out
+    rc, out, _ = _run(capsys, str(root), "--no-glmm", "--format", "latex")
+    assert "evil[bold red]\\_\\&x\\textbackslash{}x1b[31m" in out
+
+
+def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    rc, _, err = _run(capsys, str(tmp_path / "empty"))
+    assert rc == 2 and "no run folders" in err
+    root = tmp_path / "s"
+    make_synthetic_study(root, n_per_language=4, languages=("en",), conditions=CONDS[:2])
+    path = root / "tiny-llama__wanda-s50" / "outcomes.jsonl"
+    recs = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    path.write_text("".join(dumps_line(r) for r in recs[:-1]), encoding="utf-8")
+    rc, _, err = _run(capsys, str(root), "--no-glmm")
+    assert rc == 2 and "not paired" in err and recs[-1]["item_uid"] in err
+    rc, _, err = _run(capsys, str(root), "--by", "colour")
+    assert rc == 2 and "--by" in err
+    path.write_text("".join(dumps_line(r) for r in recs), encoding="utf-8")
+    rc, _, err = _run(capsys, str(root), "--glmm-formula", "recognition_only ~ colour + (1|item)")
+    assert rc == 2 and "colour" in err
+
+
+def test_import_stats_is_torch_free() -> None:
+    code = ("import sys, stats, stats.load, stats.analysis, stats.commands, stats.report, stats.figures, "
+            "stats.mcnemar, stats.power, stats.bootstrap, stats.strata, stats.cochran\n"
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+            "assert not bad, bad\n"
+            "import importlib; importlib.reload(stats)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    cheap = ("import sys, stats.commands\n"
+             "heavy = [m for m in ('torch', 'matplotlib', 'scipy', 'pandas', 'statsmodels') if m in sys.modules]\n"
+             "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", cheap], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_every_comparison_and_did(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _run(capsys, str(study), "--test", "recognition,open,mc,shown,within", "--format", "json",
+                        "--no-glmm", "--did", "sw,en", "--boot", "500", "--seed", "3", "--adjust", "bh",
+                        "--method", "exact")
+    assert rc == 0, err
+    doc = json.loads(out)
+    keys = [t["key"] for t in doc["tables"]]
+    assert keys[:5] == ["mcnemar-recognition", "mcnemar-open", "mcnemar-mc", "mcnemar-shown", "mcnemar-within"]
+    open_rec = doc["tables"][1]["records"][-1]  # wanda-s70: open accuracy drops under pruning
+    assert open_rec["sparsity"] == 0.7 and open_rec["delta"] < 0 and open_rec["b"] < open_rec["c"]
+    assert any("Benjamini–Hochberg" in n for n in doc["tables"][0]["notes"])
+    assert any("exact conditional" in n for n in doc["tables"][0]["notes"])
+    did = doc["tables"][keys.index("did")]
+    assert len(did["records"]) == 3 and all(r["seed"] == 3 and r["n_boot"] == 500 for r in did["records"])
+    rc, out2, _ = _run(capsys, str(study), "--test", "recognition", "--format", "json", "--no-glmm",
+                       "--did", "sw,en", "--boot", "500", "--seed", "3")
+    assert json.loads(out2)["tables"][-1]["records"] == did["records"]
+    rc, _, err = _run(capsys, str(study), "--no-glmm", "--did", "sw,xx")
+    assert rc == 2 and "xx" in err
+
+
+def test_two_models_and_dense_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "two"
+    make_synthetic_study(root, n_per_language=10, languages=("en", "de"), conditions=CONDS[:2],
+                         models=(("org/small", 135_000_000), ("org/large", 1_700_000_000)))
+    rc, out, err = _run(capsys, str(root), "--format", "json", "--by", "model,language,condition")
+    assert rc == 0, err
+    doc = json.loads(out)
+    recs = doc["tables"][0]["records"]
+    assert sorted({r["model"] for r in recs}) == ["org/large", "org/small"] and all(r["n"] == 10 for r in recs)
+    glmm = [t for t in doc["tables"] if t["key"] == "glmm"][0]
+    assert "recognition_only ~ condition + model + language + (1|item)" in glmm["notes"][0]
+    dense = tmp_path / "dense"
+    make_synthetic_study(dense, n_per_language=10, languages=("en",), conditions=CONDS[:1])
+    rc, out, err = _run(capsys, str(dense), "--format", "markdown", "--no-glmm")
+    assert rc == 0, err
+    assert "(no rows)" in out and "Multiple choice vs open generation" in out
+
+
+def test_stats_and_glmm_commands_are_registered() -> None:
+    from engine.cli import build_parser
+
+    sub = [a for a in build_parser()._actions if a.dest == "command"][0]
+    assert {"stats", "glmm"} <= set(sub.choices)
