@@ -1,0 +1,1 @@
+"""The prunescope terminal UI (Textual): `prunescope tui STUDY`. Torch-free; reads run folders and calls `stats`."""

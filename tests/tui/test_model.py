@@ -1,0 +1,167 @@
+"""The TUI's data layer: indexing, pairing, filtering, sorting, live following and damaged input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.runfolder import read_manifest, write_json_atomic
+from tui.model import Filter, discordant, load_study, row_text, select, sort_order, transition_label
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def test_load_pairs_and_counts_match_stats(study: Path) -> None:
+    from stats.load import load_study as stats_load
+
+    s = load_study([study])
+    assert [r.condition for r in s.runs] == ["dense", "wanda-s50", "wanda-s70"]
+    assert s.all_problems == []
+    assert len(s.pairs) == 2 * 24  # two pruned runs × 8 items × 3 languages, each paired with dense
+    df = stats_load(study)
+    counts = s.cell_counts()
+    for r, run in enumerate(s.runs):
+        for lang in s.languages:
+            sub = df[(df["condition"] == run.condition) & (df["language"] == lang)]
+            c = counts[(r, lang)]
+            assert c["n"] == len(sub)
+            assert c["open"] == pytest.approx(sub["open_correct"].mean())
+            assert c["mc"] == pytest.approx(sub["mc_correct"].mean())
+            assert c["recog"] == pytest.approx(sub["recognition_only"].mean())
+
+
+def test_read_line_by_offset(study: Path) -> None:
+    s = load_study([study])
+    run = s.runs[2]
+    for row in (0, 5, len(run) - 1):
+        assert run.read_line(row)["item_uid"] == run.uids[row]
+
+
+def test_transitions_match_categories(study: Path) -> None:
+    s = load_study([study])
+    p = s.pairs
+    for i in range(len(p)):
+        run, ref = s.runs[p.run[i]], s.runs[s.reference[p.run[i]]]
+        dense_cat = ref.read_line(p.ref[i])["category"]
+        cat = run.read_line(p.row[i])["category"]
+        short = {"both_correct": "BC", "recognition_only": "RO", "generation_only": "GO", "both_wrong": "BW"}
+        assert transition_label(p.transition[i]) == f"{short[dense_cat]}→{short[cat]}"
+        assert bool(discordant(p)[i]) == (dense_cat != cat)
+
+
+def test_filter_parse_and_errors() -> None:
+    f = Filter.parse("lang:de,en cat:RO trans:BC>RO run:wanda flag disc answer\\d")
+    assert f.languages == ["de", "en"] and f.categories == ["recognition_only"]
+    assert f.transitions == ["BC→RO"] and f.runs == ["wanda"] and f.flagged and f.discordant
+    assert f.regex is not None and f.regex.search("ANSWER7")
+    with pytest.raises(ValueError, match="bad regex"):
+        Filter.parse("answer(")
+    with pytest.raises(ValueError, match="unknown category"):
+        Filter.parse("cat:maybe")
+
+
+def test_select_each_criterion(study: Path) -> None:
+    s = load_study([study])
+    p = s.pairs
+    de = select(s, Filter.parse("lang:de"), set())
+    assert len(de) == 16 and all(s.runs[p.run[i]].languages[p.row[i]] == "de" for i in de)
+    ro = select(s, Filter.parse("cat:RO"), set())
+    assert all(p.transition[i] % 4 == 1 for i in ro)
+    tr = select(s, Filter.parse("trans:BC→RO"), set())
+    assert all(transition_label(p.transition[i]) == "BC→RO" for i in tr)
+    disc = select(s, Filter.parse("disc"), set())
+    assert len(disc) == int(discordant(p).sum())
+    run = select(s, Filter.parse("run:wanda-s70"), set())
+    assert len(run) == 24 and all(s.runs[p.run[i]].condition == "wanda-s70" for i in run)
+    text = select(s, Filter.parse("q000003/"), set())
+    assert len(text) == 6 and all("q000003/" in row_text(s, i) for i in text)
+    uid = s.runs[1].uids[0]
+    flagged = select(s, Filter.parse("flag"), {uid})
+    assert [s.runs[p.run[i]].uids[p.row[i]] for i in flagged] == [uid, uid]  # one row per pruned run
+
+
+def test_sort_by_every_column(study: Path) -> None:
+    s = load_study([study])
+    idx = np.arange(len(s.pairs))
+    p = s.pairs
+    by_answer = sort_order(s, idx, "answer", True, set())
+    answers = [s.runs[p.run[i]].open_text[p.row[i]] for i in by_answer]
+    assert answers == sorted(answers, reverse=True)
+    by_lang = sort_order(s, idx, "language", False, set())
+    langs = [s.runs[p.run[i]].languages[p.row[i]] for i in by_lang]
+    assert langs == sorted(langs)
+    for key in ("run", "item", "transition", "gold", "flag"):
+        assert sorted(sort_order(s, idx, key, False, set()).tolist()) == idx.tolist()
+
+
+def test_follow_a_running_run(study: Path) -> None:
+    run_dir = study / "tiny-llama__wanda-s70"
+    lines = _lines(run_dir / "outcomes.jsonl")
+    (run_dir / "outcomes.jsonl").write_text("".join(lines[:10]) + lines[10][:40], encoding="utf-8")
+    manifest = read_manifest(run_dir)
+    manifest["status"] = "running"
+    write_json_atomic(run_dir / "manifest.json", manifest)
+    s = load_study([study])
+    run = s.runs[2]
+    assert len(run) == 10 and run.torn_tail and s.all_problems == []
+    assert run.follow() == 0
+    with open(run_dir / "outcomes.jsonl", "a", encoding="utf-8") as f:
+        f.write(lines[10][40:] + lines[11] + lines[12][:5])
+    assert run.follow() == 2 and run.torn_tail
+    with open(run_dir / "outcomes.jsonl", "a", encoding="utf-8") as f:
+        f.write(lines[12][5:])
+    assert run.follow() == 1 and not run.torn_tail
+    s.rebuild()
+    assert len(s.pairs) == 24 + 13
+    assert run.read_line(12)["item_uid"] == run.uids[12]
+
+
+def test_corrupt_and_torn_lines_reported_not_fatal(study: Path) -> None:
+    path = study / "tiny-llama__wanda-s50" / "outcomes.jsonl"
+    lines = _lines(path)
+    path.write_text("".join(lines[:3]) + "{not json\n" + "".join(lines[3:]) + '{"item_uid": "x', encoding="utf-8")
+    s = load_study([study])
+    run = s.runs[1]
+    assert len(run) == len(lines)
+    text = " | ".join(s.all_problems)
+    assert f"{path}:4: corrupt line" in text and "torn last line" in text
+    assert run.read_line(3)["item_uid"] == run.uids[3]
+
+
+def test_missing_manifest_and_unpaired_runs(study: Path) -> None:
+    (study / "tiny-llama__wanda-s50" / "manifest.json").unlink()
+    path = study / "tiny-llama__wanda-s70" / "outcomes.jsonl"
+    recs = [json.loads(x) for x in _lines(path)]
+    for r in recs:
+        r["content_hash"] = "sha256:" + "1" * 64
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    s = load_study([study])
+    text = " | ".join(s.all_problems)
+    assert "manifest.json: missing" in text
+    assert "tiny-llama__wanda-s70 and tiny-llama__dense do not pair: 24 item(s) have different content" in text
+    assert "(no manifest)" in s.runs[1].condition
+
+
+def test_empty_and_missing_study(tmp_path: Path) -> None:
+    s = load_study([tmp_path])
+    assert s.runs == [] and "no run folders" in s.all_problems[0]
+    s = load_study([tmp_path / "nope"])
+    assert "no such study or run folder" in s.all_problems[0]
+
+
+def test_two_runs_paired_directly(study: Path) -> None:
+    s = load_study([study / "tiny-llama__wanda-s50", study / "tiny-llama__wanda-s70"])
+    assert s.reference == [-1, 0] and len(s.pairs) == 24
+    assert s.root == study
+
+
+def test_tui_app_does_not_import_torch() -> None:
+    code = "import sys, tui.app, tui.commands; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

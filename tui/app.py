@@ -1,0 +1,425 @@
+"""The prunescope Textual app: a screen stack over one study, loaded and tested in worker threads.
+
+Screens: 1 Overview → (enter) 2 Items → (enter) 3 Item; 4 Significance; 5 Run info. Escape goes back.
+Data never touches the event loop: loading, filtering, statistics and live following run in threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from rich.text import Text
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+
+from engine.runfolder import read_manifest, RunFolderError
+from engine.safe_text import inert
+from tui.model import NO_REF, Study, discordant, load_study, transition_label
+from tui.screens.base import DataScreen
+from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
+from tui.screens.item import ItemScreen
+from tui.screens.items import ItemsScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.runinfo import RunInfoScreen
+from tui.screens.significance import SignificanceScreen
+from tui.sidecar import FlagStore, export_path, write_csv, write_jsonl
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class ItemsState:
+    """The item list's filter, sort and cursor, kept across screens."""
+
+    query: str = ""
+    sort_key: str = ""
+    reverse: bool = False
+    current: int | None = None
+    rows: np.ndarray | None = None
+
+
+@dataclass
+class StatsState:
+    """What `stats` computed for the study (None while running)."""
+
+    tables: list[Any] | None = None
+    error: str = ""
+    glmm: Any = None
+    glmm_error: str = ""
+    cell_p: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    run_p: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class PrunescopeApp(App[None]):
+    """`PrunescopeApp(["runs/my-study"])` or two run folders to pair directly."""
+
+    CSS_PATH = "prunescope.tcss"
+    TITLE = "prunescope"
+    BINDINGS = [
+        Binding("q", "quit", "quit", id="app.quit"),
+        Binding("escape", "back", "back", id="app.back"),
+        Binding("question_mark", "help", "help", key_display="?", id="app.help"),
+        Binding("slash", "filter", "filter", key_display="/", id="app.filter"),
+        Binding("e", "export", "export", id="app.export"),
+        Binding("f", "flag", "flag", id="app.flag"),
+        Binding("1", "goto(1)", "overview", show=False, id="app.screen_overview"),
+        Binding("2", "goto(2)", "items", show=False, id="app.screen_items"),
+        Binding("3", "goto(3)", "item", show=False, id="app.screen_item"),
+        Binding("4", "goto(4)", "significance", show=False, id="app.screen_significance"),
+        Binding("5", "goto(5)", "run info", show=False, id="app.screen_runinfo"),
+    ]
+
+    def __init__(self, sources: Sequence[Path | str], keymap: dict[str, str] | None = None,
+                 stats_glmm: bool = True, poll_seconds: float = POLL_SECONDS, run_stats: bool = True) -> None:
+        super().__init__()
+        self.sources = [Path(s) for s in sources]
+        self.study: Study | None = None
+        self.flags = FlagStore(self._sidecar_root())
+        self.items_state = ItemsState()
+        self.stats = StatsState()
+        self.stats_glmm = stats_glmm
+        self.run_stats = run_stats
+        self.poll_seconds = poll_seconds
+        self._keymap = keymap or {}
+        self._timer: Timer | None = None
+        self.last_export: Path | None = None
+        self.loading_message = ""
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"
+
+    def _sidecar_root(self) -> Path:
+        src = self.sources[0] if self.sources else Path(".")
+        is_run = (src / "outcomes.jsonl").exists() or (src / "manifest.json").exists()
+        return src.parent if len(self.sources) > 1 or is_run else src
+
+    # ------------------------------------------------------------ life cycle
+
+    def get_default_screen(self) -> Screen:
+        return OverviewScreen()
+
+    def on_mount(self) -> None:
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        self._load()
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load(self) -> None:
+        study = load_study(self.sources, progress=lambda msg: self.call_from_thread(self._loading, msg))
+        self.call_from_thread(self._loaded, study)
+
+    def _loading(self, message: str) -> None:
+        self.loading_message = message
+        self._refresh_screens()
+
+    def _loaded(self, study: Study) -> None:
+        self.study = study
+        self.flags = FlagStore(study.root)
+        self._refresh_screens()
+        if not study.runs:
+            self.stats = StatsState(error="no runs to test. " + " ".join(study.all_problems[:1]))
+        elif self.run_stats:
+            self._run_stats()
+        if any(r.status == "running" for r in study.runs):
+            self._timer = self.set_interval(self.poll_seconds, self._poll)
+
+    def _refresh_screens(self) -> None:
+        """Re-render the visible screen; the others re-render when they are shown again (on resume)."""
+        screen = self.screen
+        if isinstance(screen, DataScreen) and screen.is_attached and screen.is_mounted:
+            screen.refresh_data()
+
+    # ------------------------------------------------------------ statistics (the `prunescope stats` functions)
+
+    def stats_args(self) -> argparse.Namespace:
+        """`prunescope stats` defaults, from its own parser, on this study's run folders."""
+        from stats.commands import register
+
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command"))
+        paths = [str(r.path) for r in self.study.runs] if self.study else [str(s) for s in self.sources]
+        return parser.parse_args(["stats", *paths])
+
+    def stats_args_text(self) -> str:
+        return " ".join(s.name for s in self.sources)
+
+    @work(thread=True, exclusive=True, group="stats")
+    def _run_stats(self) -> None:
+        from engine.errors import UserError
+        from stats import analysis
+        from stats.commands import build_tables
+        from stats.load import load_study as stats_load_study
+        from stats.load import transitions
+
+        state = StatsState()
+        try:
+            args = self.stats_args()
+            df = stats_load_study(args.study, strict=False)
+            tr = transitions(df)
+            tests = [t.strip() for t in args.test.split(",") if t.strip()]
+            state.tables, _ = build_tables(df, tr, tests, analysis.parse_by(args.by), args)
+            if len(tr):
+                cells, _ = analysis.paired_table_report(df, tr, "recognition", ["model", "condition", "language"],
+                                                        args.method, args.adjust, args.level)
+                state.cell_p = {(str(r["model"]), str(r["condition"]), str(r["language"])): float(r["p_adjusted"])
+                                for r in cells.records}
+                main = next(t for t in state.tables if t.key == "mcnemar-recognition")
+                state.run_p = {(str(r["model"]), analysis_condition(r)): float(r["p_adjusted"]) for r in main.records}
+        except (UserError, ValueError, KeyError) as exc:
+            state.error = str(exc)
+        self.call_from_thread(self._stats_done, state)
+        if state.tables is None or not self.stats_glmm:
+            return
+        try:
+            formula = args.glmm_formula or analysis.default_glmm_formula(df)
+            glmm, _ = analysis.glmm_report(df, formula, args.glmm_backend)
+            state.glmm = glmm
+        except Exception as exc:  # noqa: BLE001 - any failure of the optional model is shown, not raised
+            state.glmm_error = f"{exc.__class__.__name__}: {exc}"
+        self.call_from_thread(self._stats_done, state)
+
+    def _stats_done(self, state: StatsState) -> None:
+        self.stats = state
+        self._refresh_screens()
+
+    def cell_p(self, run_index: int, language: str | None) -> float | None:
+        """Adjusted p of the cell's recognition-only McNemar test; None while running, NaN if none."""
+        if self.study is None:
+            return math.nan
+        run = self.study.runs[run_index]
+        if self.study.reference[run_index] == NO_REF or self.stats.error or not self.run_stats:
+            return math.nan
+        if self.stats.tables is None:
+            return None
+        if language is None:
+            return self.stats.run_p.get((run.model, run.condition), math.nan)
+        return self.stats.cell_p.get((run.model, run.condition, language), math.nan)
+
+    # ------------------------------------------------------------ live following
+
+    def _poll(self) -> None:
+        if not any(w.group == "follow" and w.is_running for w in self.workers):
+            self._follow()
+
+    @work(thread=True, exclusive=True, group="follow")
+    def _follow(self) -> None:
+        study = self.study
+        if study is None:
+            return
+        changed = False
+        for run in study.runs:
+            if run.status != "running":
+                continue
+            changed |= bool(run.follow())
+            try:
+                manifest = read_manifest(run.path)
+            except RunFolderError:
+                continue
+            if manifest.get("status") != run.status:
+                run.manifest = manifest
+                changed = True
+        if changed:
+            study.rebuild()
+            self.call_from_thread(self._followed)
+
+    def _followed(self) -> None:
+        self._refresh_screens()
+        if self.run_stats:
+            self._run_stats()
+        if self.study and not any(r.status == "running" for r in self.study.runs) and self._timer:
+            self._timer.stop()
+            self._timer = None
+
+    # ------------------------------------------------------------ data for the screens
+
+    def problem_text(self) -> Text | str:
+        problems = (self.study.all_problems if self.study else []) + self.flags.problems
+        if not problems:
+            return ""
+        if self.study is not None:  # paths relative to the study folder: shorter, and the folder is in the title
+            prefix = str(self.study.root) + os.sep
+            problems = [p.replace(prefix, "") for p in problems]
+        text = Text(f"{len(problems)} problem(s): ", style="bold red")
+        text.append(inert(" · ".join(problems[:4]), 1200))
+        if len(problems) > 4:
+            text.append(f" · … and {len(problems) - 4} more (5: run info)")
+        return text
+
+    def row_cells(self, i: int) -> list[str]:
+        study = self.study
+        assert study is not None
+        p = study.pairs
+        run = study.runs[p.run[i]]
+        row = p.row[i]
+        uid = run.uids[row]
+        item = study.items.get(uid, {})
+        return [run.condition, run.languages[row], uid.split("/", 3)[-1], transition_label(p.transition[i]),
+                str(item.get("answer", "?")), run.open_text[row], "⚑" if uid in self.flags.notes else ""]
+
+    def is_discordant(self, i: int) -> bool:
+        t = int(self.study.pairs.transition[i]) if self.study else 16
+        return t < 16 and t // 4 != t % 4
+
+    def next_discordant(self, rows: np.ndarray, pos: int, step: int) -> int | None:
+        """Position in `rows` of the next (step 1) or previous (step -1) discordant row after `pos`."""
+        if self.study is None or not len(rows):
+            return None
+        hits = np.flatnonzero(discordant(self.study.pairs)[rows])
+        if step > 0:
+            after = hits[hits > pos]
+            return int(after[0]) if len(after) else None
+        before = hits[hits < pos]
+        return int(before[-1]) if len(before) else None
+
+    def item_records(self, uid: str) -> tuple[list[tuple[str, float, dict[str, Any]]], list[str]]:
+        """(run name, sparsity, full outcome record) of every run that has `uid`, reference runs first."""
+        out, problems = [], []
+        assert self.study is not None
+        order = sorted(range(len(self.study.runs)), key=lambda r: (self.study.reference[r] != NO_REF,
+                                                                   self.study.runs[r].sparsity, r))
+        for r in order:
+            run = self.study.runs[r]
+            row = run.row_of.get(uid)
+            if row is None:
+                continue
+            try:
+                out.append((run.condition, run.sparsity, run.read_line(row)))
+            except (OSError, ValueError) as exc:
+                problems.append(f"{run.name}: line {row + 1} could not be read back ({exc.__class__.__name__})")
+        return out, problems
+
+    def current_uid(self) -> tuple[str, str] | None:
+        """(item uid, run name) of the item under the cursor or on screen."""
+        study = self.study
+        idx = self.screen.pair_index if isinstance(self.screen, ItemScreen) else (
+            self.items_state.current if isinstance(self.screen, ItemsScreen) else None)
+        if study is None or idx is None or idx >= len(study.pairs):
+            return None
+        run = study.runs[study.pairs.run[idx]]
+        return run.uids[study.pairs.row[idx]], run.name
+
+    # ------------------------------------------------------------ navigation
+
+    def _to_base(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def open_items(self, query: str | None = None) -> None:
+        if query is not None:
+            self.items_state.query = query
+            self.items_state.current = None
+        self._to_base()
+        self.push_screen(ItemsScreen())
+
+    def open_item(self, index: int) -> None:
+        self.items_state.current = index
+        self.push_screen(ItemScreen(index))
+
+    def action_goto(self, n: int) -> None:
+        if n == 3 and (self.items_state.current is None or self.study is None):
+            self.notify("no item chosen yet: pick one in Items (2) and press enter", timeout=3)
+            return
+        self._to_base()
+        if n in (2, 3):
+            self.push_screen(ItemsScreen())
+        if n == 3:
+            self.push_screen(ItemScreen(self.items_state.current))
+        elif n == 4:
+            self.push_screen(SignificanceScreen())
+        elif n == 5:
+            self.push_screen(RunInfoScreen())
+
+    def action_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.screen))
+
+    def ask_filter(self) -> None:
+        def apply(query: str | None) -> None:
+            if query is not None:
+                self.open_items(query)
+
+        self.push_screen(FilterScreen(self.items_state.query), apply)
+
+    def action_filter(self) -> None:
+        self.ask_filter()
+
+    def action_flag(self) -> None:
+        found = self.current_uid()
+        if found is None:
+            self.notify("flag: open the Items or Item screen and choose an item first", timeout=3)
+            return
+        uid, run = found
+
+        def save(note: str | None) -> None:
+            if note is None:
+                return
+            try:
+                self.flags.add(uid, note, run)
+            except OSError as exc:
+                self.notify(f"flag not saved: {exc}", severity="error", timeout=5)
+                return
+            self.notify(f"flagged {inert(uid, 80)} in {self.flags.path}", timeout=3)
+            self._refresh_screens()
+
+        self.push_screen(FlagScreen(uid), save)
+
+    def action_export(self) -> None:
+        screen = self.screen
+        if not isinstance(screen, DataScreen):
+            self.notify("nothing to export on this screen", timeout=3)
+            return
+        self._export(screen)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, screen: DataScreen) -> None:
+        """Write the screen's view under `<study>/.prunescope/exports/` (off the event loop: lists can be long)."""
+        view = screen.export_view()
+        if view is None:
+            self.call_from_thread(self.notify, "nothing to export on this screen yet", timeout=3)
+            return
+        root = self.study.root if self.study else self._sidecar_root()
+        try:
+            if view.records is not None:
+                path = export_path(root, view.view, "jsonl")
+                n = write_jsonl(path, view.records)
+            else:
+                path = export_path(root, view.view, "csv")
+                n = write_csv(path, view.header, view.rows)
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=5)
+            return
+        self.last_export = path
+        self.call_from_thread(self.notify, f"exported {n} rows to {path}", timeout=4)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for n, name, what in ((1, "Overview", "conditions × languages heat map"), (2, "Items", "the item list"),
+                              (3, "Item", "the current item across runs"),
+                              (4, "Significance", "McNemar tables and GLMM of `prunescope stats`"),
+                              (5, "Run info", "each run's manifest")):
+            yield SystemCommand(f"Screen {n}: {name}", what, lambda n=n: self.action_goto(n))
+        yield SystemCommand("Filter items", "language, category, transition, flag, regex", self.ask_filter)
+        yield SystemCommand("Clear filter", "show every item row", lambda: self.open_items(""))
+        yield SystemCommand("Discordant items only", "rows whose category changed from dense",
+                            lambda: self.open_items("disc"))
+        yield SystemCommand("Flagged items only", "rows you flagged", lambda: self.open_items("flag"))
+        yield SystemCommand("Export current view", "CSV or JSONL under <study>/.prunescope/exports",
+                            self.action_export)
+
+
+def analysis_condition(record: dict[str, Any]) -> str:
+    """Condition label of a `prunescope stats` record keyed by method, sparsity and pattern."""
+    from stats.load import condition_label
+
+    return condition_label(str(record["method"]), float(record["sparsity"]), str(record["pattern"]))

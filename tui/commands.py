@@ -1,0 +1,73 @@
+"""`prunescope tui`: the terminal UI over a study (or two run folders paired directly).
+
+Registration imports nothing heavy; Textual is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tui", help="browse a study in a terminal UI (works over SSH)",
+        description="Step through paired items, gold-answer traces and significance summaries. Keys: j/k, g/G, "
+                    "enter/escape, / filter, ? help, ctrl+p commands, 1-5 screens, e export, f flag, q quit.")
+    p.add_argument("study", type=Path, help="a study folder, or a run folder")
+    p.add_argument("run2", type=Path, nargs="?", default=None,
+                   help="a second run folder: pair STUDY (the reference) with it directly")
+    p.add_argument("--keymap", type=Path, default=None,
+                   help='JSON file {"binding id": "keys"} to remap keys (ids are listed by ?)')
+    p.add_argument("--no-glmm", action="store_true", help="do not fit the mixed-effects model")
+    p.add_argument("--no-stats", action="store_true",
+                   help="do not run the significance tests (the overview shows rates without marks)")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the UI to a browser with textual-serve on 127.0.0.1 (use ssh -L PORT:localhost:PORT)")
+    p.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000)")
+    p.set_defaults(func=run_tui)
+
+
+def read_keymap(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read keymap ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise UserError(f"{path}: a keymap is a JSON object of binding id → keys, e.g. {{\"app.quit\": \"q,ctrl+q\"}}")
+    return data
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    sources = [args.study] + ([args.run2] if args.run2 is not None else [])
+    for src in sources:
+        if not src.exists():
+            raise UserError(f"{src}: no such study or run folder")
+    keymap = read_keymap(args.keymap)
+    if args.serve:
+        return serve(sources, args)
+    from tui.app import PrunescopeApp
+
+    PrunescopeApp(sources, keymap=keymap, stats_glmm=not args.no_glmm, run_stats=not args.no_stats).run()
+    return 0
+
+
+def serve(sources: list[Path], args: argparse.Namespace) -> int:
+    """textual-serve bound to localhost only: reach it through `ssh -L PORT:localhost:PORT host`."""
+    from textual_serve.server import Server
+
+    cmd = [sys.executable, "-m", "engine.cli", "tui", *map(str, sources)]
+    if args.keymap:
+        cmd += ["--keymap", str(args.keymap)]
+    cmd += ["--no-glmm"] * args.no_glmm + ["--no-stats"] * args.no_stats
+    print(f"prunescope tui: serving on http://127.0.0.1:{args.port} (from your machine: "
+          f"ssh -L {args.port}:localhost:{args.port} <this host>)", file=sys.stderr)
+    Server(shlex.join(cmd), host="127.0.0.1", port=args.port).serve()
+    return 0

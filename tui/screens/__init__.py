@@ -1,0 +1,1 @@
+"""Screens of the prunescope TUI: overview, items, item, significance, run info, and dialogs."""

@@ -1,0 +1,78 @@
+"""The study's sidecar folder `<study>/.prunescope/`: item flags with notes, and exported views.
+
+Run data is never rewritten: flags are appended to `flags.jsonl`, exports are new files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+SIDECAR = ".prunescope"
+FLAGS = "flags.jsonl"
+
+
+class FlagStore:
+    """Flags (item uid → notes), appended one JSON line per flag; a corrupt line is skipped and reported."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / SIDECAR / FLAGS
+        self.notes: dict[str, list[str]] = {}
+        self.problems: list[str] = []
+        if self.path.exists():
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                        self.notes.setdefault(str(rec["item_uid"]), []).append(str(rec.get("note", "")))
+                    except (ValueError, KeyError, TypeError):
+                        self.problems.append(f"{self.path}:{n}: corrupt flag line skipped")
+
+    @property
+    def flagged(self) -> set[str]:
+        return set(self.notes)
+
+    def add(self, item_uid: str, note: str, run: str | None = None) -> None:
+        """Append one flag; raises OSError if the study folder is not writable."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"item_uid": item_uid, "note": note, "run": run}, ensure_ascii=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.notes.setdefault(item_uid, []).append(note)
+
+
+def export_path(root: Path, view: str, ext: str) -> Path:
+    """A new file `<root>/.prunescope/exports/<view>-<n>.<ext>` (never overwrites)."""
+    folder = Path(root) / SIDECAR / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (folder / f"{view}-{n}.{ext}").exists():
+        n += 1
+    return folder / f"{view}-{n}.{ext}"
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for row in rows:
+            w.writerow(row)
+            count += 1
+    return count
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    return count

@@ -1,0 +1,148 @@
+"""A virtual item list: renders only the visible rows (Line API), so a million rows scroll smoothly."""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import numpy as np
+from rich.cells import set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from engine.safe_text import inert
+
+# (header, sort key, width; 0 = takes the rest)
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("run", "run", 16), ("lang", "language", 5), ("item", "item", 22), ("dense→run", "transition", 10),
+    ("gold", "gold", 18), ("run's answer", "answer", 0), ("⚑", "flag", 2),
+)
+CellsFn = Callable[[int], list[str]]
+
+
+class ItemTable(ScrollView, can_focus=True):
+    """Rows are indices into the study's pairs; `cells(i)` gives a row's column strings (raw data)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j,down", "cursor(1)", "down", show=False, id="items.down"),
+        Binding("k,up", "cursor(-1)", "up", show=False, id="items.up"),
+        Binding("g,home", "jump(0)", "top", show=False, id="items.top"),
+        Binding("G,end", "jump(-1)", "bottom", show=False, id="items.bottom"),
+        Binding("pagedown,ctrl+d", "page(1)", "page down", show=False, id="items.page_down"),
+        Binding("pageup,ctrl+u", "page(-1)", "page up", show=False, id="items.page_up"),
+        Binding("enter", "open", "open item", id="items.open"),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"item-table--header", "item-table--cursor", "item-table--discordant"}
+    DEFAULT_CSS = """
+    ItemTable { height: 1fr; }
+    ItemTable > .item-table--header { text-style: bold reverse; }
+    ItemTable > .item-table--cursor { text-style: reverse; }
+    ItemTable > .item-table--discordant { text-style: bold; }
+    """
+
+    cursor: reactive[int] = reactive(0)
+
+    class Opened(Message):
+        """Enter on a row: `index` is the pair index."""
+
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+    class CursorMoved(Message):
+        """The cursor moved: `index` is the pair index under it (None for an empty list)."""
+
+        def __init__(self, index: int | None) -> None:
+            super().__init__()
+            self.index = index
+
+    def __init__(self, cells: CellsFn, is_discordant: Callable[[int], bool], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._cells = cells
+        self._is_discordant = is_discordant
+        self.rows: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.sort_key = ""
+        self.sort_reverse = False
+
+    def set_rows(self, rows: np.ndarray, cursor: int = 0) -> None:
+        self.rows = rows
+        self.virtual_size = Size(self.size.width, len(rows) + 1)
+        self.cursor = max(0, min(cursor, len(rows) - 1))
+        self._follow_cursor()
+        self.refresh()
+        self.post_message(self.CursorMoved(self.current))
+
+    @property
+    def current(self) -> int | None:
+        """Pair index under the cursor."""
+        return int(self.rows[self.cursor]) if len(self.rows) else None
+
+    def _widths(self, width: int) -> list[int]:
+        fixed = sum(w + 1 for _, _, w in COLUMNS if w)
+        return [w if w else max(8, width - fixed - 1) for _, _, w in COLUMNS]
+
+    def _line(self, texts: list[str], width: int, style: Style) -> Strip:
+        segs = []
+        for text, w in zip(texts, self._widths(width)):
+            segs.append(Segment(set_cell_size(text, w) + " ", style))
+        return Strip(segs).adjust_cell_length(width, style)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            arrow = " ▼" if self.sort_reverse else " ▲"
+            heads = [h + (arrow if key == self.sort_key else "") for h, key, _ in COLUMNS]
+            return self._line(heads, width, base + self.get_component_rich_style("item-table--header"))
+        n = int(self.scroll_offset.y) + y - 1
+        if n >= len(self.rows):
+            return Strip.blank(width, base)
+        i = int(self.rows[n])
+        try:
+            texts = [inert(t, max_len=400) for t in self._cells(i)]
+        except IndexError:  # the study grew under a live run; the list is re-selected right after
+            return Strip.blank(width, base)
+        style = base
+        if self._is_discordant(i):
+            style = style + self.get_component_rich_style("item-table--discordant")
+        if n == self.cursor:
+            style = style + self.get_component_rich_style("item-table--cursor")
+        return self._line(texts, width, style)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+
+    def watch_cursor(self) -> None:
+        self._follow_cursor()
+        self.refresh()
+        self.post_message(self.CursorMoved(self.current))
+
+    def _follow_cursor(self) -> None:
+        visible = max(1, self.size.height - 1)
+        top = int(self.scroll_offset.y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
+
+    def move_to(self, n: int) -> None:
+        if len(self.rows):
+            self.cursor = max(0, min(n, len(self.rows) - 1))
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_to(self.cursor + delta)
+
+    def action_jump(self, where: int) -> None:
+        self.move_to(0 if where == 0 else len(self.rows) - 1)
+
+    def action_page(self, direction: int) -> None:
+        self.move_to(self.cursor + direction * max(1, self.size.height - 2))
+
+    def action_open(self) -> None:
+        if self.current is not None:
+            self.post_message(self.Opened(self.current))
