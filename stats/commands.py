@@ -49,16 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for --did (default 0)")
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
     p.set_defaults(func=run_stats)
-    _register_glmm(subparsers)
+    from stats.glmm.commands import register as register_glmm
 
-
-def _register_glmm(subparsers: argparse._SubParsersAction) -> None:
-    """`prunescope glmm` lives in stats/glmm/commands.py; the CLI only imports `stats.commands`."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("stats.glmm.commands") is not None:
-        importlib.import_module("stats.glmm.commands").register(subparsers)
+    register_glmm(subparsers)
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -1,0 +1,237 @@
+"""One result type for every GLMM backend: coefficients, variance components, fit flags, reporting."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class VarianceComponent:
+    """Random-effect SDs (and correlations) of one grouping factor; `theta` is lme4's θ block."""
+
+    group: str
+    terms: tuple[str, ...]
+    sd: tuple[float, ...]
+    corr: tuple[float, ...] = ()  # lower triangle, column-wise, as lme4 prints it
+    theta: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "terms": list(self.terms), "sd": list(self.sd), "corr": list(self.corr), "theta": list(self.theta)}
+
+
+def _num(x: float | None) -> float | None:
+    """JSON-safe float: NaN and ±inf become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _fmt_p(p: float) -> str:
+    if not math.isfinite(p):
+        return "NA"
+    return f"{p:.2e}" if p < 1e-4 else f"{p:.4f}"
+
+
+@dataclass
+class GlmmResult:
+    """A fitted binary mixed (or marginal) model from one backend.
+
+    `inferential` is False for exploratory point estimates (the 'bayes' backend): then `se`, `z`, `p`
+    and the odds-ratio CI are NaN and nothing is printed as a p-value.
+    """
+
+    formula: str
+    backend: str
+    backend_version: str
+    method: str  # e.g. "Laplace maximum likelihood (nAGQ=1)"
+    terms: list[str]
+    estimates: np.ndarray
+    se: np.ndarray
+    se_method: str
+    inferential: bool
+    variance_components: list[VarianceComponent]
+    loglik: float | None
+    npar: int
+    n_obs: int
+    n_groups: dict[str, int]
+    converged: bool
+    singular: bool
+    optimizer: str = ""
+    effect_scale: str = "conditional (subject-specific) log-odds"
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    response_fingerprint: str = ""  # identifies the data, so an LRT refuses different data
+
+    # ---- derived quantities ----
+    @property
+    def z(self) -> np.ndarray:
+        if not self.inferential:
+            return np.full(len(self.terms), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.se > 0, self.estimates / self.se, np.nan)
+
+    @property
+    def p(self) -> np.ndarray:
+        from scipy.stats import norm
+
+        return 2.0 * norm.sf(np.abs(self.z))
+
+    @property
+    def aic(self) -> float | None:
+        return None if self.loglik is None else -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def theta(self) -> list[float]:
+        return [t for vc in self.variance_components for t in vc.theta]
+
+    def coef_table(self, level: float = 0.95) -> "pd.DataFrame":
+        """term, estimate, se, z, p, odds_ratio, or_low, or_high (Wald CI at `level`)."""
+        import pandas as pd
+        from scipy.stats import norm
+
+        q = norm.ppf(0.5 + level / 2.0)
+        se = self.se if self.inferential else np.full(len(self.terms), np.nan)
+        return pd.DataFrame(
+            {
+                "term": self.terms,
+                "estimate": self.estimates,
+                "se": se,
+                "z": self.z,
+                "p": self.p,
+                "odds_ratio": np.exp(self.estimates),
+                "or_low": np.exp(self.estimates - q * se),
+                "or_high": np.exp(self.estimates + q * se),
+            }
+        )
+
+    def status(self) -> str:
+        parts = ["converged" if self.converged else "DID NOT CONVERGE"]
+        if self.singular:
+            parts.append("SINGULAR FIT (a random-effect variance or correlation is at its boundary)")
+        return "; ".join(parts)
+
+    def summary_lines(self) -> list[str]:
+        """Printable summary: model, method, groups, variance components, coefficient table, flags."""
+        lines = [f"Binary mixed model: {self.formula}", f"Backend: {self.backend} {self.backend_version}; {self.method}"]
+        if self.optimizer:
+            lines.append(f"Optimizer: {self.optimizer}")
+        if not self.inferential:
+            lines.append("EXPLORATORY POINT ESTIMATES ONLY: no standard errors, CIs or p-values (approximate posterior; see warnings)")
+        lines.append(f"Effects: {self.effect_scale}")
+        grp = ", ".join(f"{g}: {n}" for g, n in self.n_groups.items())
+        lines.append(f"Observations: {self.n_obs}" + (f"; groups: {grp}" if grp else ""))
+        if self.loglik is not None:
+            lines.append(f"logLik {self.loglik:.4f} (df={self.npar}), AIC {self.aic:.4f}")
+        for vc in self.variance_components:
+            sds = ", ".join(f"SD({t}) = {s:.4f}" for t, s in zip(vc.terms, vc.sd))
+            cor = f", corr = {', '.join(f'{c:.3f}' for c in vc.corr)}" if vc.corr else ""
+            lines.append(f"Random effects {vc.group}: {sds}{cor}")
+        for k, v in self.extra.items():
+            if isinstance(v, (int, float, str)):
+                lines.append(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+        tab = self.coef_table()
+        if self.inferential:
+            lines.append(f"Fixed effects (SE: {self.se_method}; Wald z, two-sided p; OR with 95% Wald CI):")
+            lines.append(f"{'term':<28}{'estimate':>10}{'se':>9}{'z':>8}{'p':>11}{'OR':>9}{'OR 95% CI':>21}")
+            for r in tab.itertuples():
+                lines.append(
+                    f"{str(r.term):<28}{r.estimate:>10.4f}{r.se:>9.4f}{r.z:>8.3f}{_fmt_p(r.p):>11}"
+                    f"{r.odds_ratio:>9.3f}   [{r.or_low:.3f}, {r.or_high:.3f}]"
+                )
+        else:
+            lines.append("Fixed effects (exploratory point estimates; posterior means):")
+            lines.append(f"{'term':<28}{'estimate':>10}{'OR':>9}")
+            for r in tab.itertuples():
+                lines.append(f"{str(r.term):<28}{r.estimate:>10.4f}{r.odds_ratio:>9.3f}")
+        lines.append(f"Status: {self.status()}")
+        lines += [f"Warning: {w}" for w in self.warnings]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary (NaN/inf → null)."""
+        tab = self.coef_table()
+        coefs = [{k: (_num(v) if k != "term" else v) for k, v in row.items()} for row in tab.to_dict("records")]
+        return {
+            "formula": self.formula,
+            "backend": self.backend,
+            "backend_version": self.backend_version,
+            "method": self.method,
+            "optimizer": self.optimizer,
+            "inferential": self.inferential,
+            "effect_scale": self.effect_scale,
+            "se_method": self.se_method,
+            "coefficients": coefs,
+            "variance_components": [
+                {**vc.to_dict(), "sd": [_num(s) for s in vc.sd], "corr": [_num(c) for c in vc.corr], "theta": [_num(t) for t in vc.theta]}
+                for vc in self.variance_components
+            ],
+            "loglik": _num(self.loglik),
+            "aic": _num(self.aic),
+            "npar": self.npar,
+            "n_obs": self.n_obs,
+            "n_groups": dict(self.n_groups),
+            "converged": bool(self.converged),
+            "singular": bool(self.singular),
+            "warnings": list(self.warnings),
+            "extra": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.extra.items()},
+        }
+
+    def lrt(self, other: "GlmmResult") -> tuple[float, int, float]:
+        """Likelihood-ratio test between nested models on the same data: (chi2, df, p).
+
+        The larger model is whichever has more parameters. When the models differ in a variance
+        component, the null is on the parameter boundary and the χ² p-value is conservative.
+        """
+        from scipy.stats import chi2 as chi2_dist
+
+        if self.loglik is None or other.loglik is None:
+            raise UserError(f"LRT needs likelihoods; backend {self.backend if self.loglik is None else other.backend!r} has none")
+        if self.n_obs != other.n_obs or self.response_fingerprint != other.response_fingerprint:
+            raise UserError("LRT needs both models fitted to the same rows and response")
+        big, small = (self, other) if self.npar >= other.npar else (other, self)
+        df = big.npar - small.npar
+        if df <= 0:
+            raise UserError("LRT needs nested models with different numbers of parameters")
+        missing = sorted(set(small.terms) - set(big.terms))
+        if missing:
+            raise UserError(f"models are not nested: the smaller has fixed terms the larger lacks: {', '.join(missing)}")
+        stat = max(0.0, 2.0 * (big.loglik - small.loglik))  # type: ignore[operator]
+        return stat, df, float(chi2_dist.sf(stat, df))
+
+    def report(self, term: str | None = None) -> str:
+        """The reporting sentence for one term (default: every non-intercept term)."""
+        names = [term] if term else [t for t in self.terms if t != "(Intercept)"]
+        unknown = [n for n in names if n not in self.terms]
+        if unknown:
+            raise UserError(f"no term {unknown[0]!r}; terms are: {', '.join(self.terms)}")
+        tab = self.coef_table().set_index("term")
+        grp = ", ".join(f"{n} {g} levels" for g, n in self.n_groups.items())
+        re = "; ".join(f"SD({vc.group}) = {vc.sd[0]:.3f}" for vc in self.variance_components)
+        head = (
+            f"{self.method} via {self.backend} {self.backend_version}, formula {self.formula}, "
+            f"n = {self.n_obs} observations" + (f" ({grp})" if grp else "") + (f", {re}" if re else "")
+        )
+        parts = []
+        for n in names:
+            r = tab.loc[n]
+            if self.inferential:
+                parts.append(
+                    f"{n}: log-OR {r.estimate:.3f} (SE {r.se:.3f}), OR {r.odds_ratio:.3f}, "
+                    f"95% Wald CI [{r.or_low:.3f}, {r.or_high:.3f}], z = {r.z:.2f}, p = {_fmt_p(r.p)}"
+                )
+            else:
+                parts.append(f"{n}: exploratory point estimate log-OR {r.estimate:.3f} (OR {r.odds_ratio:.3f}); no p-value")
+        tail = f"; SEs: {self.se_method}; {self.status()}." if self.inferential else f"; {self.status()}."
+        return head + ": " + "; ".join(parts) + tail

@@ -1,0 +1,143 @@
+"""GlmmResult behaviour, flags for bad fits, backends' labelling, the CLI and import hygiene."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.errors import UserError
+from stats.glmm import fit_glmm
+
+GOLDENS = Path(__file__).parent / "goldens"
+CBPP = "cbind(incidence, size - incidence) ~ C(period) + (1|herd)"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cbpp() -> pd.DataFrame:
+    return pd.read_csv(GOLDENS / "cbpp.csv")
+
+
+def iid_groups(seed: int = 3) -> pd.DataFrame:
+    """Groups with no between-group variance: the ML SD estimate sits on its boundary."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    return pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(size=n), "g": np.repeat(np.arange(40), 10)})
+
+
+def test_coef_table_json_and_report(cbpp: pd.DataFrame) -> None:
+    r = fit_glmm(cbpp, CBPP)
+    tab = r.coef_table()
+    assert list(tab.columns) == ["term", "estimate", "se", "z", "p", "odds_ratio", "or_low", "or_high"]
+    row = tab.set_index("term").loc["period2"]
+    assert row.or_low < row.odds_ratio < row.or_high
+    assert row.odds_ratio == pytest.approx(math.exp(row.estimate))
+    assert row.or_high == pytest.approx(math.exp(row.estimate + 1.959963984540054 * row.se))
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    assert d["backend"] == "mixedlm" and d["n_groups"] == {"herd": 15} and d["converged"] is True
+    assert d["variance_components"][0]["group"] == "herd"
+    sentence = r.report("period4")
+    assert "period4" in sentence and "95% Wald CI" in sentence and "p = 0.0002" in sentence and "Laplace" in sentence
+    assert any("Status: converged" in line for line in r.summary_lines())
+
+
+def test_singular_fit_is_flagged() -> None:
+    r = fit_glmm(iid_groups(), "y ~ x + (1|g)")
+    assert r.singular
+    assert any("SINGULAR" in line for line in r.summary_lines())
+    assert "SINGULAR" in r.report()
+
+
+def test_non_convergence_is_flagged(cbpp: pd.DataFrame) -> None:
+    r = fit_glmm(cbpp, CBPP, maxiter=2)
+    assert not r.converged
+    assert any("DID NOT CONVERGE" in line for line in r.summary_lines())
+    assert any("did not converge" in w for w in r.warnings)
+
+
+def test_bayes_never_reports_p_values(cbpp: pd.DataFrame) -> None:
+    r = fit_glmm(cbpp, CBPP, backend="bayes")
+    assert not r.inferential
+    tab = r.coef_table()
+    assert tab[["se", "z", "p", "or_low", "or_high"]].isna().all().all()
+    assert np.all(np.isfinite(tab["estimate"]))
+    text = "\n".join(r.summary_lines()) + r.report()
+    assert "EXPLORATORY" in text and "p =" not in text and "no p-value" in text
+    assert all(c["p"] is None for c in r.to_dict()["coefficients"])
+    with pytest.raises(UserError, match="likelihood"):
+        r.lrt(fit_glmm(cbpp, CBPP))
+
+
+def test_lrt_refuses_different_data_and_non_nested(cbpp: pd.DataFrame) -> None:
+    full = fit_glmm(cbpp, CBPP)
+    other = fit_glmm(cbpp.assign(incidence=cbpp["incidence"].clip(upper=1)), CBPP)
+    with pytest.raises(UserError, match="same rows"):
+        full.lrt(other)
+    with pytest.raises(UserError, match="different numbers of parameters"):
+        full.lrt(full)
+
+
+def test_bad_backend_and_option(cbpp: pd.DataFrame) -> None:
+    with pytest.raises(UserError, match="unknown GLMM backend 'glmmTMB'"):
+        fit_glmm(cbpp, CBPP, backend="glmmTMB")
+    with pytest.raises(UserError, match="does not take option"):
+        fit_glmm(cbpp, CBPP, nagq=2)
+    with pytest.raises(UserError, match="no random term"):
+        fit_glmm(cbpp, "cbind(incidence, size - incidence) ~ C(period)")
+
+
+def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import argparse
+
+    from stats.glmm.commands import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["glmm", "--data", str(GOLDENS / "cbpp.csv"), "--formula", CBPP, "--json"])
+    assert args.backend == "mixedlm"
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["coefficients"][1]["term"] == "period2"
+    bad = parser.parse_args(["glmm", "--data", str(GOLDENS / "cbpp.csv"), "--formula", "incidence ~ perod + (1|herd)"])
+    with pytest.raises(UserError, match="perod"):
+        bad.func(bad)
+    missing = parser.parse_args(["glmm", "--data", str(tmp_path / "nope.csv"), "--formula", CBPP])
+    with pytest.raises(UserError, match="no such file"):
+        missing.func(missing)
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, stats.glmm, stats.glmm.commands; "
+        "bad = [m for m in ('torch', 'transformers', 'mixedlm', 'statsmodels') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_missing_rscript_is_a_clear_error(cbpp: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="Rscript is not on PATH"):
+        fit_glmm(cbpp, CBPP, backend="lme4")
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="environment: R (Rscript) is not installed; the lme4 backend needs it")
+def test_lme4_backend_reproduces_golden() -> None:
+    g = json.loads((GOLDENS / "sim_slope_crossed.json").read_text())
+    df = pd.read_csv(GOLDENS / g["data"])
+    r = fit_glmm(df, g["formula_python"], backend="lme4", tolPwrss=1e-10)
+    assert r.terms == g["fixef_names"] and r.converged and not r.singular
+    np.testing.assert_allclose(r.estimates, g["fixef"], atol=1e-6)
+    np.testing.assert_allclose(r.se, g["se_hessian"], rtol=1e-6)
+    assert r.loglik == pytest.approx(g["loglik"], abs=1e-6)
+    assert [vc.group for vc in r.variance_components] == ["item", "language"]
+    assert r.variance_components[0].terms == ("(Intercept)", "sparsity_c")
+    assert "lme4 1.1" in r.backend_version and "Hessian" in r.se_method
