@@ -58,10 +58,26 @@ def items_hash(items: Iterable[dict[str, Any]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
+
+
+def _mkstemp_like_open(path: Path) -> tuple[int, str]:
+    """A temp file beside `path` with the permissions open() would give (mkstemp makes it 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace `path` with `obj` as JSON so that readers see the old or the new file, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _mkstemp_like_open(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
@@ -91,7 +107,7 @@ def _fsync_dir(folder: Path) -> None:
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file atomically (used for items.jsonl)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _mkstemp_like_open(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for r in records:
