@@ -1,0 +1,101 @@
+"""Cache of pruned weights, so re-running a study does not prune again.
+
+Key: sha256 of the model identity and revision, a fingerprint of its weights, the method, sparsity,
+pattern, calibration hash, algorithm settings and versions. An entry is a folder holding the pruned
+tensors of the targeted modules (``weights.safetensors``) and the pruning report (``report.json``);
+it is written under a temporary name and renamed into place, so a crashed write leaves no entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.errors import UserError
+
+CACHE_FORMAT = 1
+WEIGHTS_FILE = "weights.safetensors"
+REPORT_FILE = "report.json"
+
+
+def default_cache_dir() -> Path:
+    """``$PRUNESCOPE_CACHE/pruned`` or ``~/.cache/prunescope/pruned``."""
+    root = os.environ.get("PRUNESCOPE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "prunescope")
+    return Path(root) / "pruned"
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha256 over every parameter and buffer (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256()
+    tensors = dict(model.named_parameters())
+    tensors.update(dict(model.named_buffers()))
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        if t.device.type == "meta":
+            raise UserError(f"cannot fingerprint {name}: weights are not loaded (meta device)")
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().cpu().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps({"cache_format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def entry_dir(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / key[:2] / key
+
+
+def load_entry(cache_dir: Path, key: str, model: nn.Module) -> dict[str, Any] | None:
+    """Copy the cached tensors into ``model`` and return the cached report; None on a miss."""
+    folder = entry_dir(cache_dir, key)
+    wfile, rfile = folder / WEIGHTS_FILE, folder / REPORT_FILE
+    if not (wfile.is_file() and rfile.is_file()):
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(wfile))
+        report = json.loads(rfile.read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise UserError(f"{folder}: unreadable pruning cache entry ({exc}); delete the folder to prune again") from None
+    params = dict(model.named_parameters())
+    for name, t in tensors.items():
+        if name not in params or params[name].shape != t.shape:
+            raise UserError(f"{folder}: cached tensor {name} does not fit the model; delete the folder to prune again")
+    with torch.no_grad():
+        for name, t in tensors.items():
+            params[name].data.copy_(t.to(params[name].dtype))
+    return report
+
+
+def store_entry(cache_dir: Path, key: str, model: nn.Module, module_names: list[str], report: dict[str, Any]) -> Path:
+    """Write the targeted modules' weights and the report atomically; returns the entry folder."""
+    from safetensors.torch import save_file
+
+    folder = entry_dir(cache_dir, key)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    params = dict(model.named_parameters())
+    tensors = {f"{m}.weight": params[f"{m}.weight"].detach().cpu().contiguous() for m in module_names}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=folder.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not folder.is_dir():  # a concurrent writer may have won: its entry is equivalent
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
