@@ -38,7 +38,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-per-language", type=int, default=None, help="override [items].n_per_language")
     p.add_argument("--languages", default=None, help="override [items].languages (comma-separated)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, items, conditions) and exit")
-    p.add_argument("--cache-dir", type=Path, default=None, help="pruned-weights cache (default: user cache)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="pruned-weights cache (default: $PRUNESCOPE_CACHE/pruned or ~/.cache/prunescope/pruned; "
+                        "ray/slurm: <out>/.prunescope/cache on the shared file system)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = p.add_argument_group("scale-out (see README: Running on many GPUs)")
     g.add_argument("--launcher", choices=("local", "ray", "slurm"), default=None,
@@ -93,7 +95,10 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         print_launch_report(report, out)
         print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
         return 1 if report.failed else 0
-    results = run_study(study, out, plans, show_progress=not args.no_progress, cache_dir=args.cache_dir)
+    from engine.config import cache_root
+
+    results = run_study(study, out, plans, show_progress=not args.no_progress,
+                        cache_dir=args.cache_dir or cache_root() / "pruned")
     for r in results:
         verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"
         print(f"{r.run_id}: {verb} -> {r.path}", file=sys.stderr)
@@ -107,9 +112,10 @@ def _launch_options(spec_path: Path, args: argparse.Namespace):
     from engine.launch import launch_options
 
     raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
-    flags = {k: getattr(args, k) for k in ("address", "num_workers", "max_retries", "partition", "time_min",
+    flags = {k: getattr(args, k) for k in ("cache_dir", "address", "num_workers", "max_retries", "partition", "time_min",
                                           "gpus_per_task", "array_parallelism")}
     flags["kind"] = args.launcher
+    flags["cache_dir"] = str(args.cache_dir) if args.cache_dir else None
     return launch_options(raw, spec_path, **flags)
 
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+
+def cache_root() -> Path:
+    """The user cache of prunescope (`$PRUNESCOPE_CACHE` or `~/.cache/prunescope`)."""
+    env = os.environ.get("PRUNESCOPE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "prunescope"
+
 
 ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]

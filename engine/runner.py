@@ -170,7 +170,8 @@ def run_one(study_dir: Path, plan: RunPlan, items: list[dict[str, Any]], protoco
 
             t_prune = time.time()
             pruning_report = prune_model(loaded.model, loaded.tokenizer, plan.condition, device=device,
-                                         cache_dir=cache_dir, progress=progress is not None)
+                                         cache_dir=cache_dir, progress=progress is not None,
+                                         model_id=loaded.info["id"], revision=loaded.info.get("revision"))
             prune_s = time.time() - t_prune
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.config import cache_root
 from engine.errors import UserError
 
 CACHE_FORMAT = 1
@@ -28,8 +29,7 @@ REPORT_FILE = "report.json"
 
 def default_cache_dir() -> Path:
     """``$PRUNESCOPE_CACHE/pruned`` or ``~/.cache/prunescope/pruned``."""
-    root = os.environ.get("PRUNESCOPE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "prunescope")
-    return Path(root) / "pruned"
+    return cache_root() / "pruned"
 
 
 def weights_fingerprint(model: nn.Module) -> str:
