@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test bench-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-## Benchmarks (bench/README.md says what each measures).
-bench: $(STAMP)
+## Extra packages the benchmarks need (lm-eval); bench/README.md has each benchmark's command.
+bench-deps: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"
-	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
