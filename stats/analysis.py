@@ -89,8 +89,11 @@ def _pairs(sub: pd.DataFrame, test: str) -> tuple[np.ndarray, np.ndarray, pd.Dat
 
 
 def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Sequence[str], method: str = "midp",
-                        adjust_method: str = "holm", level: float = 0.95) -> tuple[ReportTable, list[McNemarResult]]:
-    """One McNemar per cell of `by`; the cells form the family for the multiplicity correction."""
+                        adjust_method: str = "holm", level: float = 0.95,
+                        diff_ci: str = "tango") -> tuple[ReportTable, list[McNemarResult]]:
+    """One McNemar per cell of `by`; the cells form the family for the multiplicity correction.
+
+    `diff_ci` is the interval for Δ (stats.intervals.DIFF_METHODS; Tango's score by default)."""
     if test not in TESTS:
         raise UserError(f"--test: unknown test {test!r}; choose from {', '.join(TESTS)}")
     col, title, lab1, lab2, meaning = TESTS[test]
@@ -106,7 +109,7 @@ def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Seque
         sub = _select(frame, by, cell) if len(frame) else frame
         x, y, sub = _pairs(sub, test) if len(sub) else (np.zeros(0, bool), np.zeros(0, bool), sub)
         table = PairedTable.from_pairs(x, y, (lab1, lab2))
-        res = mcnemar(table, method, level=level, outcome=col)
+        res = mcnemar(table, method, level=level, diff_ci=diff_ci, outcome=col)
         rec: dict[str, Any] = {k: _plain(v) for k, v in zip(by, cell)}
         rec.update(_rates(sub, test, level))
         rec.update(n=table.n, rate1=table.p1, rate2=table.p2, b=table.b, c=table.c, chi2=res.statistic,
@@ -149,7 +152,7 @@ def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Seque
     notes = [
         f"Test: two-sided {METHOD_NAMES[method]}; the asymptotic McNemar p (no continuity correction) alongside. "
         f"b = {lab1} only, c = {lab2} only; n = paired {unit} per cell (column n).",
-        f"Δ = {meaning}, {100 * level:g}% {DIFF_NAMES['tango']} CI; R = recognition-only rate "
+        f"Δ = {meaning}, {100 * level:g}% {DIFF_NAMES[diff_ci]} CI; R = recognition-only rate "
         f"({'pruned run' if test != 'within' else 'the run'}), {100 * level:g}% Wilson CI; open/MC = accuracies"
         f"{' of the pruned run' if test != 'within' else ''}.",
         "Multiple comparisons: " + fam.describe() + ".",

@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="primary McNemar p-value (default mid-p; the asymptotic p is always shown too)")
     p.add_argument("--adjust", default="holm", choices=("holm", "bh", "none"),
                    help="multiple-comparison correction over each table's family (default holm)")
+    p.add_argument("--diff-ci", default="tango",
+                   help="interval for the paired difference Δ: tango (default, Tango's asymptotic score), scas "
+                        "(Laud's skewness-corrected score, as R ratesci), newcombe, wald, wald_cc, agresti_min, "
+                        "bonett_price")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--format", default="table", choices=OUTPUT_FORMATS, help="stdout format (default table)")
     p.add_argument("--out", type=Path, default=None,
@@ -58,8 +62,12 @@ def run_stats(args: argparse.Namespace) -> int:
     from stats import analysis
     from stats.load import load_study, transitions
 
+    from stats.intervals import DIFF_METHODS
+
     if not 0 < args.level < 1:
         raise UserError(f"--level must be in (0, 1), got {args.level}")
+    if args.diff_ci not in DIFF_METHODS:
+        raise UserError(f"--diff-ci: unknown interval {args.diff_ci!r}; choose from {', '.join(DIFF_METHODS)}")
     tests = [t.strip() for t in args.test.split(",") if t.strip()]
     for t in tests:
         if t not in analysis.TESTS:
@@ -90,7 +98,8 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
 
     tables, sentences = [], []
     for test in tests:
-        table, results = analysis.paired_table_report(df, tr, test, by, args.method, args.adjust, args.level)
+        table, results = analysis.paired_table_report(df, tr, test, by, args.method, args.adjust, args.level,
+                                                     args.diff_ci)
         tables.append(table)
         sentences += [(table.title, r.report()) for r in results]
     if len(tr) and tr["language"].nunique() > 1:

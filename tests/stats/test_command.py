@@ -177,3 +177,13 @@ def test_stats_and_glmm_commands_are_registered() -> None:
 
     sub = [a for a in build_parser()._actions if a.dest == "command"][0]
     assert {"stats", "glmm"} <= set(sub.choices)
+
+
+def test_diff_ci_option(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _run(capsys, str(study), "--no-glmm", "--format", "json", "--diff-ci", "scas")
+    assert rc == 0
+    doc = json.loads(out)
+    table = next(t for t in doc["tables"] if t["key"] == "mcnemar-recognition")
+    assert any("skewness-corrected asymptotic score (SCAS) CI" in n for n in table["notes"])
+    rc, _, err = _run(capsys, str(study), "--no-glmm", "--diff-ci", "exactish")
+    assert rc == 2 and "--diff-ci" in err and "scas" in err

@@ -44,6 +44,8 @@ DIFF_CI = {
              "bonett_price": (-0.1195, -0.0032), "newcombe": (-0.1186, -0.0046), "tango": (-0.1240, -0.0054)},
     "fay": {"newcombe": (-0.2954, -0.0112), "tango": (-0.3116, -0.0132)},
 }
+# ratesci `scorepairci(c(1, 1, 7, 12))` (stats.md §4): SCAS estimate and interval, bias correction and skewness on
+SCAS_BENTUR = (-0.2859, -0.5281, -0.0184)
 DELTA = {"presidential": 0.0400, "bentur": -0.2857, "cavo": -0.0621, "fay": -0.1591}
 
 OR_CI = {
@@ -116,6 +118,12 @@ def test_difference_ci(name: str, method: str) -> None:
     assert ci.estimate == pytest.approx(DELTA[name], abs=6e-5)
     assert ci.lower == pytest.approx(lo, abs=6e-5)
     assert ci.upper == pytest.approx(hi, abs=6e-5)
+
+
+def test_scas_difference_ci_matches_ratesci() -> None:
+    ci = paired_difference_ci(PairedTable.from_matrix(TABLES["bentur"]), "scas")
+    assert (ci.estimate, ci.lower, ci.upper) == pytest.approx(SCAS_BENTUR, abs=6e-5)
+    assert ci.method.startswith("skewness-corrected")
 
 
 @pytest.mark.parametrize("name,method", [(n, m) for n in sorted(OR_CI) for m in sorted(OR_CI[n])])
@@ -238,20 +246,27 @@ def test_actual_size_table(n: int, pi: float) -> None:
 
 
 def test_midp_size_never_exceeds_alpha() -> None:
-    """Full enumeration over a grid of N and π: the mid-p test never exceeds its nominal level.
+    """Full enumeration: the mid-p test never exceeds its nominal level (α = 0.05 and 0.01) for every N
+    from 10 to 100 with discordance π = 0.01, 0.02, …, 0.70, and for N = 110, 120, …, 500 with
+    π = 0.01, …, 0.60 (8,770 scenarios at each α).
 
-    The grid covers discordance π ≤ 0.6. Enumerating further shows the guarantee is not universal:
-    at π = 1 (every pair discordant, so m = N is fixed) mid-p is the binomial mid-p test and can exceed
-    α (N = 50: 0.065), and at π = 0.7, N = 375 the size is 0.05002.
+    The guarantee is not universal, and the test pins where it ends: with N ≤ 100 the first
+    exceedance at α = 0.05 is at π = 0.77, and at π = 1 (every pair discordant, so the number of
+    discordant pairs is fixed at N) mid-p is the binomial mid-p test (N = 50: size 0.065). Beyond the
+    grid, π = 0.7 with N = 375 gives 0.05002.
     """
     worst_asym = 0.0
-    for n in range(10, 501, 20):
-        for pi in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
-            for alpha in (0.05, 0.01):
-                assert power_mcnemar(pi / 2, pi / 2, n, alpha, "midp") <= alpha + 1e-9, (n, pi, alpha)
-            if n * pi >= 20:
-                worst_asym = max(worst_asym, power_mcnemar(pi / 2, pi / 2, n, 0.05, "asymptotic"))
+    grid = [(n, k / 100) for n in range(10, 101) for k in range(1, 71)]
+    grid += [(n, k / 100) for n in range(110, 501, 10) for k in range(1, 61)]
+    for n, pi in grid:
+        for alpha in (0.05, 0.01):
+            assert power_mcnemar(pi / 2, pi / 2, n, alpha, "midp") <= alpha + 1e-9, (n, pi, alpha)
+        if n * pi >= 20:
+            worst_asym = max(worst_asym, power_mcnemar(pi / 2, pi / 2, n, 0.05, "asymptotic"))
     assert 0.02 <= worst_asym <= 0.06
+    first = min(k / 100 for n in range(10, 101) for k in range(71, 100)
+                if power_mcnemar(k / 200, k / 200, n, 0.05, "midp") > 0.05 + 1e-9)
+    assert first == 0.77
     assert power_mcnemar(0.5, 0.5, 50, 0.05, "midp") > 0.05  # the π = 1 counterexample above
 
 

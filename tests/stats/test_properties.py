@@ -79,6 +79,16 @@ def test_difference_ci_contains_estimate_and_nests(a: int, b: int, c: int, d: in
 
 
 @FAST
+@given(count, count, count, count, st.sampled_from(DIFF_METHODS))
+def test_difference_ci_mirrors_when_b_and_c_swap(a: int, b: int, c: int, d: int, method: str) -> None:
+    assume(a + b + c + d > 1)
+    ci = paired_difference_ci(PairedTable(a, b, c, d), method)
+    swapped = paired_difference_ci(PairedTable(a, c, b, d), method)
+    assert swapped.estimate == pytest.approx(-ci.estimate, abs=1e-9)
+    assert (swapped.lower, swapped.upper) == pytest.approx((-ci.upper, -ci.lower), abs=1e-9)
+
+
+@FAST
 @given(small, small, st.sampled_from(OR_METHODS))
 def test_odds_ratio_ci_contains_estimate(b: int, c: int, method: str) -> None:
     assume(b > 0 and c > 0)
