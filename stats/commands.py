@@ -6,6 +6,7 @@ Registration is cheap: pandas, scipy, matplotlib and the GLMM backends are impor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argparse.Namespace):
-    """Report tables for the requested tests, the language comparison and Cochran's Q."""
+    """Report tables for the requested tests (recognition also per language), the language comparison and
+    Cochran's Q."""
     from stats import analysis
 
     tables, sentences = [], []
@@ -101,7 +103,12 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
         table, results = analysis.paired_table_report(df, tr, test, by, args.method, args.adjust, args.level,
                                                      args.diff_ci)
         tables.append(table)
-        sentences += [(table.title, r.report()) for r in results]
+        sentences += [(table.title, f"{' / '.join(str(rec[k]) for k in by) or 'all'}: {r.report()}")
+                      for rec, r in zip(table.records, results)]
+    if "recognition" in tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
+        table, _ = analysis.paired_table_report(df, tr, "recognition", [*by, "language"], args.method, args.adjust,
+                                                args.level, args.diff_ci)
+        tables.append(dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language"))
     if len(tr) and tr["language"].nunique() > 1:
         tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
     cochran = analysis.cochran_report(df, "recognition_only", args.adjust)

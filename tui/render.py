@@ -54,7 +54,7 @@ def item_block(uid: str, item: dict[str, Any] | None) -> RenderableType:
                                                  style="italic"))
     src = item.get("source") or {}
     head = Text.assemble(_t(uid, style="bold"), "  ", _t(item.get("language"), 20),
-                         "  source: ", _t(f"{src.get('dataset')}/{src.get('config')}/{src.get('split')}", 200))
+                         "  source: ", _t("/".join(str(src[k]) for k in ("dataset", "config", "split") if src.get(k) is not None), 200))
     parts: list[RenderableType] = [head, Text("Question", style="bold underline"),
                                    _t(item.get("question"), 4000)]
     if item.get("context"):
