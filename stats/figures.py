@@ -65,7 +65,7 @@ def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -
             y = np.array([c.estimate for c in cis])
             err = np.array([[c.estimate - c.lower for c in cis], [c.upper - c.estimate for c in cis]])
             ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, lw=1, label=inert(lang, 20))
-        ax.set_title(inert(f"{model.split('/')[-1]} · {meth}", 60), fontsize=9)
+        ax.set_title(inert(f"{model.split('/')[-1]} · {meth} (unstructured)", 70), fontsize=9)
         ax.set_xlabel("sparsity")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
