@@ -78,3 +78,18 @@ def test_bundled_demo_spec_parses():
 
     study = parse_study(DEMO_SPEC)
     assert [p.condition.method for p in plan_runs(study)][0] == "dense"
+
+
+def test_cli_stops_quietly_when_the_reader_goes_away():
+    """`prunescope run … --dry-run | head -1`: no traceback or 'internal error' when stdout's reader is gone."""
+    import subprocess
+    import sys
+
+    from engine.commands import DEMO_SPEC
+
+    code = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(DEMO_SPEC), "--out", "unused", "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the child has imported anything, let alone printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "internal error" not in err and "Traceback" not in err, err
