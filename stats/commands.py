@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_stats(args: argparse.Namespace) -> int:
     from stats import analysis
     from stats.load import load_study, transitions
+    from stats.summary import findings
 
     from stats.intervals import DIFF_METHODS
 
@@ -86,9 +87,10 @@ def run_stats(args: argparse.Namespace) -> int:
         args.glmm_title = f"GLMM ({args.glmm_backend}): {formula}"
         tables.append(gtable)
     title = "prunescope stats: " + ", ".join(p.name or str(p) for p in args.study)
-    emit(tables, args.format, title)
+    summary = findings(df, tables, by, args.level, args.adjust)
+    emit(tables, args.format, title, summary)
     if args.out is not None:
-        written = write_outputs(args.out, tables, sentences, title, df, tr, glmm, args)
+        written = write_outputs(args.out, tables, sentences, title, df, tr, glmm, args, summary)
         print(f"prunescope stats: wrote {len(written)} files under {args.out}", file=sys.stderr)
     return 0
 
@@ -126,7 +128,7 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
     return tables, sentences
 
 
-def emit(tables: list, fmt: str, title: str) -> None:
+def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
     from stats import report
 
     if fmt == "table":
@@ -136,7 +138,7 @@ def emit(tables: list, fmt: str, title: str) -> None:
                           width=None if sys.stdout.isatty() else 200)
         report.render_rich(tables, console)
     elif fmt == "markdown":
-        sys.stdout.write(report.render_markdown(tables, title))
+        sys.stdout.write(report.render_markdown(tables, title, summary))
     elif fmt == "latex":
         sys.stdout.write(report.render_latex(tables))
     elif fmt == "csv":
@@ -149,13 +151,13 @@ def emit(tables: list, fmt: str, title: str) -> None:
 
 
 def write_outputs(out: Path, tables: list, sentences: list, title: str, df: Any, tr: Any, glmm: Any,
-                  args: argparse.Namespace) -> list[Path]:
+                  args: argparse.Namespace, summary: list[str]) -> list[Path]:
     """REPORT.md (deterministic), tables in LaTeX/JSON/CSV, and the figures."""
     from stats import figures, report
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    md = report.render_markdown(tables, title)
+    md = report.render_markdown(tables, title, summary)
     if sentences:
         md += "\n## Reporting sentences\n\n" + "\n".join(
             f"- {report.md_escape(s)}" for _, s in sentences) + "\n"

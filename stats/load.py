@@ -25,7 +25,7 @@ COLUMNS = (
     "run_id", "model", "n_params", "log_params", "method", "sparsity", "pattern", "condition", "status",
     "item_uid", "content_hash", "parallel_id", "language", "open_correct", "shown_correct", "mc_correct",
     "recognition_only", "category", "first_token_rank", "seq_logprob", "margin", "demotion", "beam_any",
-    "sample_hits", "one_shot",
+    "sample_hits", "one_shot", "n_options",
 )
 _CATEGORICAL = ("run_id", "model", "method", "pattern", "condition", "status", "language", "category", "demotion")
 
@@ -119,13 +119,17 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
     key = hashlib.sha256(data).hexdigest()
     if key in cache:
         return cache[key]
-    schema = pa.schema([("item_uid", pa.string()), ("content_hash", pa.string()), ("parallel_id", pa.string())])
+    import pyarrow.compute as pc
+
+    schema = pa.schema([("item_uid", pa.string()), ("content_hash", pa.string()), ("parallel_id", pa.string()),
+                        ("options", pa.list_(pa.string()))])
     frame = None
     if data.strip() and data.endswith(b"\n"):
         try:
             table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24),
                                  parse_options=pj.ParseOptions(explicit_schema=schema,
                                                                unexpected_field_behavior="ignore"))
+            table = table.append_column("n_options", pc.list_value_length(table["options"])).drop(["options"])
             frame = table.to_pandas().rename(columns={"content_hash": "item_hash"})
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             frame = None
@@ -138,6 +142,7 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "item_uid": [it.get("item_uid") for it in items],
             "item_hash": [it.get("content_hash") for it in items],
             "parallel_id": [it.get("parallel_id") for it in items],
+            "n_options": [len(it.get("options") or []) for it in items],
         })
     if frame["item_uid"].isna().any() or frame["item_uid"].duplicated().any():
         raise UserError(f"{path}: every item needs a unique item_uid")
@@ -243,6 +248,7 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
     df["sample_hits"] = df["sample_hits"].astype("Int64")
     df["beam_any"] = df["beam_any"].astype("boolean")
     df["one_shot"] = df["one_shot"].astype("boolean")
+    df["n_options"] = df["n_options"].astype("Int64")
     df["parallel_id"] = df["parallel_id"].where(df["parallel_id"].notna(), df["item_uid"])
     for col in _CATEGORICAL:
         df[col] = df[col].astype("category")

@@ -101,9 +101,11 @@ def _json_safe(obj: Any) -> Any:
 # ---------------------------------------------------------------- renderers
 
 
-def render_markdown(tables: Sequence[ReportTable], title: str = "") -> str:
-    """GitHub Markdown; deterministic for the same input."""
+def render_markdown(tables: Sequence[ReportTable], title: str = "", summary: Sequence[str] = ()) -> str:
+    """GitHub Markdown; deterministic for the same input. `summary`: plain-language findings, first."""
     out = [f"# {md_escape(title)}", ""] if title else []
+    if summary:
+        out += ["## Summary", "", *(f"- {md_escape(line)}" for line in summary), ""]
     for t in tables:
         out += [f"## {md_escape(t.title)}", ""]
         for note in t.notes:

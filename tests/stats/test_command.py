@@ -187,3 +187,23 @@ def test_diff_ci_option(study: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert any("skewness-corrected asymptotic score (SCAS) CI" in n for n in table["notes"])
     rc, _, err = _run(capsys, str(study), "--no-glmm", "--diff-ci", "exactish")
     assert rc == 2 and "--diff-ci" in err and "scas" in err
+
+
+def test_markdown_starts_with_a_plain_summary(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stats.load import load_study
+
+    rc, out, _ = _run(capsys, str(study), "--no-glmm", "--format", "markdown")
+    assert rc == 0
+    summary = out.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    df = load_study(study)
+    dense = df[df["method"] == "dense"]
+    pruned = df[df["method"] != "dense"].groupby("run_id", observed=True)
+    assert f"open generation {100 * dense['open_correct'].mean():.1f}%" in summary
+    assert f"multiple choice {100 * dense['mc_correct'].mean():.1f}%" in summary
+    assert "chance with 4 options: 25.0%" in summary
+    lo, hi = pruned["open_correct"].mean().min(), pruned["open_correct"].mean().max()
+    assert f"3 pruned runs: open generation {100 * lo:.1f}%–{100 * hi:.1f}%" in summary
+    table = json.loads(_run(capsys, str(study), "--no-glmm", "--format", "json")[1])["tables"][0]
+    n_sig = sum(r["p_adjusted"] < 0.05 for r in table["records"])
+    assert (f"{n_sig} significant at α = 0.05 with Holm's correction" in summary if n_sig
+            else "no cell is significant" in summary)

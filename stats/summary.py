@@ -1,0 +1,98 @@
+"""Plain-language findings of a study, generated from its numbers: the summary at the top of REPORT.md.
+
+It says what the tables below it say, whichever way the result goes: accuracies of the dense and the
+pruned runs, where multiple choice stands against chance, and which recognition-only differences
+survive the multiplicity correction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+from stats.intervals import wilson
+from stats.report import ReportTable
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _span(values: Sequence[float]) -> str:
+    lo, hi = min(values), max(values)
+    return _pct(lo) if lo == hi else f"{_pct(lo)}–{_pct(hi)}"
+
+
+def _chance(sub: pd.DataFrame) -> float | None:
+    k = sub["n_options"].dropna()
+    k = k[k > 0]
+    return float((1.0 / k.astype(float)).mean()) if len(k) else None
+
+
+def _options(sub: pd.DataFrame) -> str:
+    ks = sorted({int(k) for k in sub["n_options"].dropna() if k > 0})
+    return str(ks[0]) if len(ks) == 1 else f"{ks[0]}–{ks[-1]}"
+
+
+def accuracy_findings(df: pd.DataFrame, level: float) -> list[str]:
+    """Per model: dense open / MC accuracy against chance, then the range over its pruned runs."""
+    lines = []
+    for model, sub in df.groupby("model", observed=True, sort=True):
+        chance = _chance(sub)
+        runs = []
+        for run_id, r in sub.groupby("run_id", observed=True, sort=True):
+            mc = wilson(int(r["mc_correct"].sum()), len(r), level)
+            runs.append({"run": str(run_id), "dense": str(r["method"].iloc[0]) == "dense",
+                         "open": float(r["open_correct"].mean()), "mc": mc,
+                         "at_chance": chance is not None and mc.lower <= chance <= mc.upper})
+        ref = "" if chance is None else f"; chance with {_options(sub)} options: {_pct(chance)}"
+        for r in (r for r in runs if r["dense"]):
+            lines.append(f"{model}, {r['run']} (dense): open generation {_pct(r['open'])}, multiple choice "
+                         f"{_pct(r['mc'].estimate)} ({100 * level:g}% Wilson CI {_pct(r['mc'].lower)}–"
+                         f"{_pct(r['mc'].upper)}{ref}).")
+        pruned = [r for r in runs if not r["dense"]]
+        if pruned:
+            text = (f"{model}, {len(pruned)} pruned run{'s' if len(pruned) > 1 else ''}: open generation "
+                    f"{_span([r['open'] for r in pruned])}, multiple choice {_span([r['mc'].estimate for r in pruned])}")
+            if chance is not None:
+                n_at = sum(r["at_chance"] for r in pruned)
+                text += f"; the MC accuracy's {100 * level:g}% CI contains the chance rate in {n_at} of {len(pruned)}"
+            lines.append(text + ".")
+    return lines
+
+
+CORRECTIONS = {"holm": "Holm's correction", "bh": "Benjamini–Hochberg correction", "none": "no correction"}
+
+
+def recognition_findings(table: ReportTable, by: Sequence[str], level: float, adjust: str) -> list[str]:
+    """Δ range of the recognition-only test's cells and the cells significant after correction."""
+    recs = [r for r in table.records if r.get("n")]
+    if not recs:
+        return []
+    alpha = 1 - level
+    sig = [r for r in recs if r.get("p_adjusted") is not None and r["p_adjusted"] < alpha]
+    deltas = [100 * r["delta"] for r in recs]
+    correction = CORRECTIONS.get(adjust, adjust)
+
+    def label(r: dict[str, Any]) -> str:
+        return " / ".join(str(r[k]) for k in by) or "all"
+
+    text = (f"Recognition-only rate, pruned vs dense, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
+            f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; ")
+    if not sig:
+        text += f"no cell is significant at α = {alpha:g} with {correction}."
+    else:
+        text += (f"{len(sig)} significant at α = {alpha:g} with {correction}: "
+                 + "; ".join(f"{label(r)} ({100 * r['delta']:+.1f} pp)" for r in sig) + ".")
+    return [text]
+
+
+def findings(df: pd.DataFrame, tables: Sequence[ReportTable], by: Sequence[str], level: float,
+             adjust: str = "holm") -> list[str]:
+    """The summary lines: accuracy findings, then the recognition-only test's (if it was run)."""
+    lines = accuracy_findings(df, level)
+    rec = next((t for t in tables if t.key == "mcnemar-recognition"), None)
+    if rec is not None:
+        lines += recognition_findings(rec, by, level, adjust)
+    return lines
