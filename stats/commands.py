@@ -110,7 +110,8 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
     if "recognition" in tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
         table, _ = analysis.paired_table_report(df, tr, "recognition", [*by, "language"], args.method, args.adjust,
                                                 args.level, args.diff_ci)
-        tables.append(dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language"))
+        tables.append(dataclasses.replace(table, key="mcnemar-recognition-language",
+                                          title=table.title + ", per language"))
     if len(tr) and tr["language"].nunique() > 1:
         tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
     cochran = analysis.cochran_report(df, "recognition_only", args.adjust)

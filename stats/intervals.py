@@ -21,7 +21,8 @@ from stats.tables import PairedTable
 DIFF_METHODS = ("tango", "scas", "newcombe", "wald", "wald_cc", "agresti_min", "bonett_price")
 OR_METHODS = ("wilson", "cp_exact", "cp_midp", "blaker", "wald", "wald_laplace")
 DIFF_NAMES = {
-    "tango": "Tango asymptotic score", "scas": "skewness-corrected asymptotic score (SCAS)", "newcombe": "Newcombe square-and-add", "wald": "Wald",
+    "tango": "Tango asymptotic score", "scas": "skewness-corrected asymptotic score (SCAS)",
+    "newcombe": "Newcombe square-and-add", "wald": "Wald",
     "wald_cc": "Wald with continuity correction", "agresti_min": "Agresti–Min adjusted Wald",
     "bonett_price": "Bonett–Price adjusted Wald",
 }
@@ -211,7 +212,8 @@ def paired_difference_ci(table: PairedTable, method: str = "tango", level: float
         hi = _bisect_decreasing(lambda d: score(d) + z)
         if b == c:  # the score is odd in Δ (with zero variance at 0 when b = c = 0): the estimate is 0
             return Interval(0.0, lo, hi, level, name, "no discordant pairs" if b == 0 else "")
-        return Interval(_bisect_decreasing(score), lo, hi, level, name, "estimate: the root of the skewness-corrected score")
+        return Interval(_bisect_decreasing(score), lo, hi, level, name,
+                        "estimate: the root of the skewness-corrected score")
     if method == "newcombe":
         n1p, n2p = table.n11 + table.n12, table.n21 + table.n22
         np1, np2 = table.n11 + table.n21, table.n12 + table.n22

@@ -54,7 +54,8 @@ def accuracy_findings(df: pd.DataFrame, level: float) -> list[str]:
         pruned = [r for r in runs if not r["dense"]]
         if pruned:
             text = (f"{model}, {len(pruned)} pruned run{'s' if len(pruned) > 1 else ''}: open generation "
-                    f"{_span([r['open'] for r in pruned])}, multiple choice {_span([r['mc'].estimate for r in pruned])}")
+                    f"{_span([r['open'] for r in pruned])}, "
+                    f"multiple choice {_span([r['mc'].estimate for r in pruned])}")
             if chance is not None:
                 n_at = sum(r["at_chance"] for r in pruned)
                 text += f"; the MC accuracy's {100 * level:g}% CI contains the chance rate in {n_at} of {len(pruned)}"
