@@ -88,6 +88,11 @@ def _pairs(sub: pd.DataFrame, test: str) -> tuple[np.ndarray, np.ndarray, pd.Dat
     return p.to_numpy(bool), d.to_numpy(bool), sub
 
 
+def cell_label(record: dict[str, Any], by: Sequence[str]) -> str:
+    """'model / method / 0.5 / unstructured': a cell of a `by` table, as families and sentences name it."""
+    return " / ".join(str(record[k]) for k in by) or "all"
+
+
 def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Sequence[str], method: str = "midp",
                         adjust_method: str = "holm", level: float = 0.95,
                         diff_ci: str = "tango") -> tuple[ReportTable, list[McNemarResult]]:
@@ -130,7 +135,7 @@ def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Seque
         rec["flag"] = "; ".join(flags)
         records.append(rec)
         results.append(res)
-    labels = [" / ".join(str(r[k]) for k in by) or "all" for r in records]
+    labels = [cell_label(r, by) for r in records]
     fam = adjust([r["p"] for r in records], labels, adjust_method, family=f"{title}: {len(records)} cells by "
                  + (", ".join(by) or "nothing"))
     for rec, padj in zip(records, fam.adjusted):

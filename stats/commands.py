@@ -61,10 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_stats(args: argparse.Namespace) -> int:
     from stats import analysis
+    from stats.intervals import DIFF_METHODS
     from stats.load import load_study, transitions
     from stats.summary import findings
-
-    from stats.intervals import DIFF_METHODS
 
     if not 0 < args.level < 1:
         raise UserError(f"--level must be in (0, 1), got {args.level}")
@@ -105,7 +104,7 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
         table, results = analysis.paired_table_report(df, tr, test, by, args.method, args.adjust, args.level,
                                                      args.diff_ci)
         tables.append(table)
-        sentences += [(table.title, f"{' / '.join(str(rec[k]) for k in by) or 'all'}: {r.report()}")
+        sentences += [(table.title, f"{analysis.cell_label(rec, by)}: {r.report()}")
                       for rec, r in zip(table.records, results)]
     if "recognition" in tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
         table, _ = analysis.paired_table_report(df, tr, "recognition", [*by, "language"], args.method, args.adjust,

@@ -7,10 +7,11 @@ survive the multiplicity correction.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import pandas as pd
 
+from stats.analysis import cell_label
 from stats.intervals import wilson
 from stats.report import ReportTable
 
@@ -24,14 +25,18 @@ def _span(values: Sequence[float]) -> str:
     return _pct(lo) if lo == hi else f"{_pct(lo)}–{_pct(hi)}"
 
 
-def _chance(sub: pd.DataFrame) -> float | None:
+def _option_counts(sub: pd.DataFrame) -> pd.Series:
     k = sub["n_options"].dropna()
-    k = k[k > 0]
-    return float((1.0 / k.astype(float)).mean()) if len(k) else None
+    return k[k > 0].astype(float)
+
+
+def _chance(sub: pd.DataFrame) -> float | None:
+    k = _option_counts(sub)
+    return float((1.0 / k).mean()) if len(k) else None
 
 
 def _options(sub: pd.DataFrame) -> str:
-    ks = sorted({int(k) for k in sub["n_options"].dropna() if k > 0})
+    ks = sorted({int(k) for k in _option_counts(sub)})
     return str(ks[0]) if len(ks) == 1 else f"{ks[0]}–{ks[-1]}"
 
 
@@ -76,16 +81,13 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
     deltas = [100 * r["delta"] for r in recs]
     correction = CORRECTIONS.get(adjust, adjust)
 
-    def label(r: dict[str, Any]) -> str:
-        return " / ".join(str(r[k]) for k in by) or "all"
-
     text = (f"Recognition-only rate, pruned vs dense, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
             f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; ")
     if not sig:
         text += f"no cell is significant at α = {alpha:g} with {correction}."
     else:
         text += (f"{len(sig)} significant at α = {alpha:g} with {correction}: "
-                 + "; ".join(f"{label(r)} ({100 * r['delta']:+.1f} pp)" for r in sig) + ".")
+                 + "; ".join(f"{cell_label(r, by)} ({100 * r['delta']:+.1f} pp)" for r in sig) + ".")
     return [text]
 
 

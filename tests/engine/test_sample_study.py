@@ -10,6 +10,7 @@ runs with one thread too.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,10 +61,8 @@ def test_rerun_slice_gives_identical_outcome_lines(run_id: str, tmp_path: Path) 
     plan = next(p for p in plan_runs(study) if p.run_id == run_id)
     run = SAMPLE / run_id
     items = read_items(run)
-    committed = {}
     with (run / "outcomes.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            committed[line[line.index('"item_uid":"') + 12:].split('"', 1)[0]] = line
+        committed = {json.loads(line)["item_uid"]: line for line in fh}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
