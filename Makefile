@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: venv demo test bench-deps clean
+.PHONY: venv demo test lint bench-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 ## The test suite (unit, integration, TUI, real-terminal smoke test).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+## Linter and formatter check (ruff); `ruff format .` fixes the formatting.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Extra packages the benchmarks need (lm-eval); bench/README.md has each benchmark's command.
 bench-deps: $(STAMP)

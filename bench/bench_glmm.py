@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stats.glmm import fit_glmm  # noqa: E402
+from stats.glmm import fit_glmm
 
 
 def simulate(n_items: int, n_langs: int, n_conds: int, seed: int) -> pd.DataFrame:
@@ -71,14 +71,18 @@ def main() -> None:
     a = ap.parse_args()
 
     df = simulate(a.items, a.languages, a.conditions, a.seed)
-    print(f"data: {len(df)} rows = {a.items} items x {a.languages} languages x {a.conditions} conditions; "
-          f"recognition_only rate {df.recognition_only.mean():.3f}; cpu cores visible {os.cpu_count()}")
+    print(
+        f"data: {len(df)} rows = {a.items} items x {a.languages} languages x {a.conditions} conditions; "
+        f"recognition_only rate {df.recognition_only.mean():.3f}; cpu cores visible {os.cpu_count()}"
+    )
     print(f"formula: {a.formula}")
     rss0 = peak_rss_mib(resource.RUSAGE_SELF)
     m, t, c = timed(df, a.formula, "mixedlm")
-    print(f"mixedlm {m.backend_version}: {t:.2f} s wall, {c:.2f} s CPU (this process), peak RSS {peak_rss_mib(resource.RUSAGE_SELF):.0f} MiB "
-          f"(before fit {rss0:.0f} MiB); converged={m.converged} singular={m.singular} logLik {m.loglik:.3f} "
-          f"SD(item) {m.variance_components[0].sd[0]:.4f}")
+    print(
+        f"mixedlm {m.backend_version}: {t:.2f} s wall, {c:.2f} s CPU (this process), peak RSS {peak_rss_mib(resource.RUSAGE_SELF):.0f} MiB "
+        f"(before fit {rss0:.0f} MiB); converged={m.converged} singular={m.singular} logLik {m.loglik:.3f} "
+        f"SD(item) {m.variance_components[0].sd[0]:.4f}"
+    )
     if a.gee:
         g, t, c = timed(df, a.formula, "gee")
         print(f"gee ({g.backend_version}): {t:.2f} s wall, {c:.2f} s CPU; marginal effects")
@@ -93,11 +97,13 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     r_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     diff = np.max(np.abs(r.estimates - m.estimates) / (1 + np.abs(r.estimates)))
-    print(f"lme4 {r.backend_version}: {t:.2f} s wall, {r_cpu:.2f} s CPU in R "
-          f"(R start + library(lme4) alone: {r_start:.1f} s wall), "
-          f"peak RSS of R {peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB; converged={r.converged} "
-          f"logLik {r.loglik:.3f}; max |Δβ|/(1+|β|) vs mixedlm {diff:.2e}; "
-          f"SD(item) {r.variance_components[0].sd[0]:.4f}")
+    print(
+        f"lme4 {r.backend_version}: {t:.2f} s wall, {r_cpu:.2f} s CPU in R "
+        f"(R start + library(lme4) alone: {r_start:.1f} s wall), "
+        f"peak RSS of R {peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB; converged={r.converged} "
+        f"logLik {r.loglik:.3f}; max |Δβ|/(1+|β|) vs mixedlm {diff:.2e}; "
+        f"SD(item) {r.variance_components[0].sd[0]:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,12 @@ n_samples = 2
 
 def _time_run(spec: Path, out: Path, env: dict, *extra: str) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress", *extra],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress", *extra],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     return time.perf_counter() - t
 
 
@@ -68,17 +72,33 @@ def main() -> None:
         model = make_tiny_model_dir(root / "tiny-llama")
         spec = root / "study.toml"
         spec.write_text(SPEC.format(model=model.as_posix(), n=args.n_per_language), encoding="utf-8")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PRUNESCOPE_CACHE": str(root / "cache"),
-               "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PRUNESCOPE_CACHE": str(root / "cache"),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
         local_s = _time_run(spec, root / "local", env)
         ray_s = _time_run(spec, root / "ray", env, "--launcher", "ray", "--num-workers", str(args.workers))
         runs = sorted(p.name for p in (root / "local").iterdir() if p.is_dir() and not p.name.startswith("."))
-        same = all((root / "local" / r / "outcomes.jsonl").read_bytes() == (root / "ray" / r / "outcomes.jsonl").read_bytes()
-                   for r in runs)
-    result = {"conditions": len(runs), "items_per_condition": 4 * args.n_per_language, "cpu_count": os.cpu_count(),
-              "local_s": round(local_s, 1), "ray_s": round(ray_s, 1), "ray_workers": args.workers,
-              "speedup": round(local_s / ray_s, 2), "identical_outcomes": same}
-    print(f"{len(runs)} conditions × {4 * args.n_per_language} items, {os.cpu_count()} CPUs, one torch thread per process")
+        same = all(
+            (root / "local" / r / "outcomes.jsonl").read_bytes() == (root / "ray" / r / "outcomes.jsonl").read_bytes()
+            for r in runs
+        )
+    result = {
+        "conditions": len(runs),
+        "items_per_condition": 4 * args.n_per_language,
+        "cpu_count": os.cpu_count(),
+        "local_s": round(local_s, 1),
+        "ray_s": round(ray_s, 1),
+        "ray_workers": args.workers,
+        "speedup": round(local_s / ray_s, 2),
+        "identical_outcomes": same,
+    }
+    print(
+        f"{len(runs)} conditions × {4 * args.n_per_language} items, {os.cpu_count()} CPUs, one torch thread per process"
+    )
     print(f"local launcher        {local_s:8.1f} s")
     print(f"ray, {args.workers} workers        {ray_s:8.1f} s   (speed-up {local_s / ray_s:.2f}x)")
     print(f"identical outcomes: {same}")

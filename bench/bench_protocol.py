@@ -58,8 +58,9 @@ def _ours_mc(loaded: Any, items: list[dict], config: Any) -> tuple[float, list[l
     with torch.inference_mode():
         for batch in plan_batches(loaded, items, config):
             prompts = [builder.open(it) for it in batch]
-            rows = [(i, builder.continuation(p, o)) for i, (it, p) in enumerate(zip(batch, prompts))
-                    for o in it["options"]]
+            rows = [
+                (i, builder.continuation(p, o)) for i, (it, p) in enumerate(zip(batch, prompts)) for o in it["options"]
+            ]
             state = prefix_pass(loaded.model, [p.ids for p in prompts], pad)
             scored = iter(score(loaded.model, state, [p.ids for p in prompts], rows, pad))
             for it in batch:
@@ -108,8 +109,14 @@ def _lm_eval(folder: str, items: list[dict], loaded: Any, config: Any) -> dict[s
         for o in it["options"]:
             ll_reqs.append(Instance("loglikelihood", {}, (p.text, p.delimiter + o), len(ll_reqs)))
             owners.append(k)
-        gen_reqs.append(Instance("generate_until", {}, (p.text, {"until": ["\n", *stops], "do_sample": False,
-                                                                  "max_gen_toks": config.max_new_tokens}), k))
+        gen_reqs.append(
+            Instance(
+                "generate_until",
+                {},
+                (p.text, {"until": ["\n", *stops], "do_sample": False, "max_gen_toks": config.max_new_tokens}),
+                k,
+            )
+        )
     t0 = time.perf_counter()
     ll_out = lm.loglikelihood(ll_reqs, disable_tqdm=True)
     mc_s = time.perf_counter() - t0
@@ -119,8 +126,7 @@ def _lm_eval(folder: str, items: list[dict], loaded: Any, config: Any) -> dict[s
     lls: list[list[float]] = [[] for _ in items]
     for k, (ll, _greedy) in zip(owners, ll_out):
         lls[k].append(float(ll))
-    return {"load_s": load_s, "mc_s": mc_s, "gen_s": gen_s, "lls": lls,
-            "texts": [cut_answer(t)[0] for t in gen_out]}
+    return {"load_s": load_s, "mc_s": mc_s, "gen_s": gen_s, "lls": lls, "texts": [cut_answer(t)[0] for t in gen_out]}
 
 
 def _argmax(values: list[float]) -> int:
@@ -132,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-items", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--probes", default="failed", choices=["failed", "all", "none"],
-                    help="recovery probes in the whole-protocol run")
+    ap.add_argument(
+        "--probes",
+        default="failed",
+        choices=["failed", "all", "none"],
+        help="recovery probes in the whole-protocol run",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-lm-eval", action="store_true")
@@ -163,13 +173,24 @@ def main(argv: list[str] | None = None) -> int:
     gen_s, our_texts = _ours_generation(loaded, items, config)
     result: dict[str, Any] = {
         "command": "bench/bench_protocol.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "model": loaded.info, "n_items": n, "languages": sorted({it["language"] for it in items}),
-        "n_options": sum(len(it["options"]) for it in items), "protocol": config.to_dict(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+        "model": loaded.info,
+        "n_items": n,
+        "languages": sorted({it["language"] for it in items}),
+        "n_options": sum(len(it["options"]) for it in items),
+        "protocol": config.to_dict(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "machine": platform.machine(),
-        "prunescope": {"whole_protocol_s": whole_s, "whole_protocol_items_per_s": n / whole_s,
-                       "probed_items": sum(r["probes"] is not None for r in records.values()),
-                       "mc_s": mc_s, "mc_items_per_s": n / mc_s, "gen_s": gen_s, "gen_items_per_s": n / gen_s},
+        "prunescope": {
+            "whole_protocol_s": whole_s,
+            "whole_protocol_items_per_s": n / whole_s,
+            "probed_items": sum(r["probes"] is not None for r in records.values()),
+            "mc_s": mc_s,
+            "mc_items_per_s": n / mc_s,
+            "gen_s": gen_s,
+            "gen_items_per_s": n / gen_s,
+        },
     }
     # the whole-protocol records and the MC-only path must agree on the sum-rule decisions
     protocol_decisions = [records[it["item_uid"]]["mc"]["decisions"]["sum"] for it in items]
@@ -186,15 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         diffs = [abs(x - y) for a, b in zip(our_lls, le["lls"]) for x, y in zip(a, b)]
         # lm-eval moves the context's trailing whitespace (the chat prompt's final "\n") into every
         # continuation, adding the same log P("\n") to each option of an item: a per-item offset
-        spreads = [max(x - y for x, y in zip(a, b)) - min(x - y for x, y in zip(a, b))
-                   for a, b in zip(our_lls, le["lls"])]
-        result["lm_eval"] = {"version": lm_eval.__version__, "load_s": le["load_s"], "mc_s": le["mc_s"],
-                             "mc_items_per_s": n / le["mc_s"], "gen_s": le["gen_s"],
-                             "gen_items_per_s": n / le["gen_s"]}
+        spreads = [
+            max(x - y for x, y in zip(a, b)) - min(x - y for x, y in zip(a, b)) for a, b in zip(our_lls, le["lls"])
+        ]
+        result["lm_eval"] = {
+            "version": lm_eval.__version__,
+            "load_s": le["load_s"],
+            "mc_s": le["mc_s"],
+            "mc_items_per_s": n / le["mc_s"],
+            "gen_s": le["gen_s"],
+            "gen_items_per_s": n / le["gen_s"],
+        }
         result["agreement"] = {
-            "mc_sum_decisions_equal": sum(agree), "of": n, "all_equal": all(agree),
+            "mc_sum_decisions_equal": sum(agree),
+            "of": n,
+            "all_equal": all(agree),
             "disagreeing_items": [it["item_uid"] for it, ok in zip(items, agree) if not ok],
-            "max_abs_loglik_diff": max(diffs), "max_within_item_diff_spread": max(spreads),
+            "max_abs_loglik_diff": max(diffs),
+            "max_within_item_diff_spread": max(spreads),
             "logliks": {it["item_uid"]: {"prunescope": a, "lm_eval": b} for it, a, b in zip(items, our_lls, le["lls"])},
             "greedy_text_equal": sum(a == b for a, b in zip(our_texts, le["texts"])),
         }
@@ -203,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
-    print(f"{n} bundled items, {len(result['languages'])} languages, {result['n_options']} options, "
-          f"SmolLM2-135M-Instruct fp32 on CPU, {result['threads']} thread(s), batch {config.batch_size}, "
-          f"max_new_tokens {config.max_new_tokens}")
+    print(
+        f"{n} bundled items, {len(result['languages'])} languages, {result['n_options']} options, "
+        f"SmolLM2-135M-Instruct fp32 on CPU, {result['threads']} thread(s), batch {config.batch_size}, "
+        f"max_new_tokens {config.max_new_tokens}"
+    )
     print(f"{'measure':32} {'prunescope items/s':>19} {'lm-eval items/s':>16} {'speed-up':>9}")
     for name, ours_rate, theirs_rate in rows:
         other = f"{theirs_rate:16.2f}" if theirs_rate else f"{'-':>16}"
@@ -214,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"whole protocol: {result['prunescope']['probed_items']} of {n} items probed (probes={config.probes})")
     if "agreement" in result:
         a = result["agreement"]
-        print(f"MC decisions (sum rule) equal to lm-eval: {a['mc_sum_decisions_equal']}/{n}; "
-              f"max |loglik diff| {a['max_abs_loglik_diff']:.2e} (same within an item to "
-              f"{a['max_within_item_diff_spread']:.1e}); greedy texts equal: {a['greedy_text_equal']}/{n}")
+        print(
+            f"MC decisions (sum rule) equal to lm-eval: {a['mc_sum_decisions_equal']}/{n}; "
+            f"max |loglik diff| {a['max_abs_loglik_diff']:.2e} (same within an item to "
+            f"{a['max_within_item_diff_spread']:.1e}); greedy texts equal: {a['greedy_text_equal']}/{n}"
+        )
     print(f"results: {args.out}")
     return 0
 

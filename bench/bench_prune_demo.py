@@ -47,7 +47,7 @@ class RssPeak:
         while not self._stop.wait(0.005):
             self.peak = max(self.peak, self._rss())
 
-    def __enter__(self) -> "RssPeak":
+    def __enter__(self) -> RssPeak:
         self._thread.start()
         return self
 
@@ -78,9 +78,12 @@ def worker(args: argparse.Namespace) -> None:
     model, tok = loaded.model, loaded.tokenizer
     out: dict = {"method": args.method, "pattern": args.pattern, "mode": args.mode}
     if args.method != "dense":
-        cond = Condition(method=args.method, sparsity=0.5 if args.pattern == "unstructured" else 0.0,
-                         pattern=args.pattern,
-                         calibration=CalibrationSpec(source="bundled", nsamples=args.nsamples, seqlen=args.seqlen))
+        cond = Condition(
+            method=args.method,
+            sparsity=0.5 if args.pattern == "unstructured" else 0.0,
+            pattern=args.pattern,
+            calibration=CalibrationSpec(source="bundled", nsamples=args.nsamples, seqlen=args.seqlen),
+        )
         settings = settings_for(cond, batch_size=args.batch_size)
         calib = load_calibration(cond.calibration, tok) if args.method != "magnitude" else None
         out["calibration_sha256"] = calib.sha256 if calib else None
@@ -94,14 +97,15 @@ def worker(args: argparse.Namespace) -> None:
         else:
             from tests.engine.pruning.prune_fixtures import oracle_prune
 
-            losses = oracle_prune(model, calib.ids, args.method, settings.sparsity, nm=settings.nm,
-                                  per_layer_kwargs=False)
+            losses = oracle_prune(
+                model, calib.ids, args.method, settings.sparsity, nm=settings.nm, per_layer_kwargs=False
+            )
             if args.method == "sparsegpt":
                 out["sparsegpt_loss"] = sum(losses.values())
         out["prune_s"] = round(time.perf_counter() - t, 2)
         rss.__exit__()
         out["prune_extra_rss_mib"] = rss.extra_mib
-        path, layers = find_decoder_layers(model)
+        _path, layers = find_decoder_layers(model)
         masks = [(m.weight == 0).numpy().ravel() for layer in layers for m in prunable_modules(layer).values()]
         allm = np.concatenate(masks)
         out["decoder_linear_sparsity"] = round(float(allm.mean()), 5)
@@ -118,9 +122,27 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_one(args: argparse.Namespace, method: str, pattern: str, mode: str, mask_out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--method", method, "--pattern", pattern, "--mode", mode,
-           "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--batch-size", str(args.batch_size),
-           "--eval-seqlen", str(args.eval_seqlen), "--mask-out", str(mask_out)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--method",
+        method,
+        "--pattern",
+        pattern,
+        "--mode",
+        mode,
+        "--nsamples",
+        str(args.nsamples),
+        "--seqlen",
+        str(args.seqlen),
+        "--batch-size",
+        str(args.batch_size),
+        "--eval-seqlen",
+        str(args.eval_seqlen),
+        "--mask-out",
+        str(mask_out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if proc.returncode != 0:
         raise SystemExit(f"{method} {pattern} {mode} failed:\n{proc.stderr[-3000:]}")
@@ -135,8 +157,11 @@ def main() -> None:
     ap.add_argument("--eval-seqlen", type=int, default=256)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--patterns", default=",".join(PATTERNS))
-    ap.add_argument("--reference-patterns", default="unstructured",
-                    help="patterns also run with the batch-1 reference-order loop ('' for none)")
+    ap.add_argument(
+        "--reference-patterns",
+        default="unstructured",
+        help="patterns also run with the batch-1 reference-order loop ('' for none)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write all results to this file")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", default="dense", help=argparse.SUPPRESS)
@@ -149,9 +174,11 @@ def main() -> None:
         return
     import numpy as np
 
-    print(f"demo model, calibration: bundled text, {args.nsamples} x {args.seqlen} tokens, seed 0; "
-          f"engine batch {args.batch_size}; perplexity: bundled held-out text, windows of {args.eval_seqlen}",
-          flush=True)
+    print(
+        f"demo model, calibration: bundled text, {args.nsamples} x {args.seqlen} tokens, seed 0; "
+        f"engine batch {args.batch_size}; perplexity: bundled held-out text, windows of {args.eval_seqlen}",
+        flush=True,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="bench_prune_"))
     results = [run_one(args, "dense", "unstructured", "engine", tmp / "dense.npy")]
     print(f"dense: ppl {results[0]['ppl']:.2f}, peak RSS {results[0]['peak_rss_mib']:.0f} MiB", flush=True)
@@ -168,22 +195,32 @@ def main() -> None:
                 results.append(ref)
             rows.append((method, pattern, eng, ref))
             print(f"  done {method} {pattern}", flush=True)
-    head = (f"{'method':<10} {'pattern':<12} {'ppl':>8} {'sparsity':>9} {'prune s':>8} {'+MiB':>6} {'peak MiB':>9} | "
-            f"{'ref s':>7} {'ref +MiB':>8} {'ref peak':>8} {'mask agree':>10}")
-    print("prune s: pruning wall time; +MiB: peak resident memory above the loaded model during pruning; "
-          "peak MiB: process peak (load included); ref: batch-1 loop in the references' order")
+    head = (
+        f"{'method':<10} {'pattern':<12} {'ppl':>8} {'sparsity':>9} {'prune s':>8} {'+MiB':>6} {'peak MiB':>9} | "
+        f"{'ref s':>7} {'ref +MiB':>8} {'ref peak':>8} {'mask agree':>10}"
+    )
+    print(
+        "prune s: pruning wall time; +MiB: peak resident memory above the loaded model during pruning; "
+        "peak MiB: process peak (load included); ref: batch-1 loop in the references' order"
+    )
     print(head)
     print("-" * len(head))
-    print(f"{'dense':<10} {'-':<12} {results[0]['ppl']:>8.2f} {'-':>9} {'-':>8} {'-':>6} "
-          f"{results[0]['peak_rss_mib']:>9.0f} |")
-    for method, pattern, eng, ref in rows:
-        line = (f"{method:<10} {pattern:<12} {eng['ppl']:>8.2f} {eng['decoder_linear_sparsity']:>9.4f} "
-                f"{eng['prune_s']:>8.1f} {eng['prune_extra_rss_mib']:>6.0f} {eng['peak_rss_mib']:>9.0f} |")
+    print(
+        f"{'dense':<10} {'-':<12} {results[0]['ppl']:>8.2f} {'-':>9} {'-':>8} {'-':>6} "
+        f"{results[0]['peak_rss_mib']:>9.0f} |"
+    )
+    for method, pattern, eng, _ref in rows:
+        line = (
+            f"{method:<10} {pattern:<12} {eng['ppl']:>8.2f} {eng['decoder_linear_sparsity']:>9.4f} "
+            f"{eng['prune_s']:>8.1f} {eng['prune_extra_rss_mib']:>6.0f} {eng['peak_rss_mib']:>9.0f} |"
+        )
         if ref:
-            line += (f" {ref['prune_s']:>7.1f} {ref['prune_extra_rss_mib']:>8.0f} {ref['peak_rss_mib']:>8.0f} "
-                     f"{ref['mask_agreement_with_engine']:>10.6f}")
+            line += (
+                f" {ref['prune_s']:>7.1f} {ref['prune_extra_rss_mib']:>8.0f} {ref['peak_rss_mib']:>8.0f} "
+                f"{ref['mask_agreement_with_engine']:>10.6f}"
+            )
         print(line)
-    for method, pattern, eng, ref in rows:
+    for method, pattern, eng, _ref in rows:
         if "phases_s" in eng:
             print(f"engine phases {method} {pattern}: {eng['phases_s']}")
     if args.json:

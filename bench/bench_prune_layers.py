@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.pruning.algorithms import factor_hessian, magnitude_mask, sparsegpt_prune, wanda_mask  # noqa: E402
+from engine.pruning.algorithms import factor_hessian, magnitude_mask, sparsegpt_prune, wanda_mask
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,15 @@ def input_statistics(
     return (x * x).sum(0) / tokens, (2.0 / tokens) * (x.t() @ x) if hessian else None
 
 
-def run_shape(shape: Shape, methods: list[str], patterns: list[str], modules: list[str], tokens: int,
-              device: torch.device, seed: int) -> list[dict]:
+def run_shape(
+    shape: Shape,
+    methods: list[str],
+    patterns: list[str],
+    modules: list[str],
+    tokens: int,
+    device: torch.device,
+    seed: int,
+) -> list[dict]:
     rows: list[dict] = []
     specs = shape.modules()
     groups: dict[str, list[str]] = {}
@@ -120,10 +127,22 @@ def run_shape(shape: Shape, methods: list[str], patterns: list[str], modules: li
                 nm = PATTERNS[pattern]
                 if method == "sparsegpt" and factor is None:
                     factor, secs, mib = measure(partial(factor_hessian, hessian), device)
-                    rows.append(dict(shape=shape.name, method=method, pattern="any", module=f"factor[{group}]",
-                                     out=cols, inp=cols, seconds=secs, peak_extra_mib=mib))
-                    print(f"  {shape.name} sparsegpt factor[{group}] {cols}x{cols}: {secs:.2f} s, {mib:.0f} MiB",
-                          flush=True)
+                    rows.append(
+                        dict(
+                            shape=shape.name,
+                            method=method,
+                            pattern="any",
+                            module=f"factor[{group}]",
+                            out=cols,
+                            inp=cols,
+                            seconds=secs,
+                            peak_extra_mib=mib,
+                        )
+                    )
+                    print(
+                        f"  {shape.name} sparsegpt factor[{group}] {cols}x{cols}: {secs:.2f} s, {mib:.0f} MiB",
+                        flush=True,
+                    )
                 for mod in members:
                     out_f, in_f, _ = specs[mod]
                     g = torch.Generator(device=device).manual_seed(seed + 100 + len(rows))
@@ -135,10 +154,22 @@ def run_shape(shape: Shape, methods: list[str], patterns: list[str], modules: li
                     else:
                         call = partial(sparsegpt_prune, weight, factor, 0.5, nm)
                     _, secs, mib = measure(call, device)
-                    rows.append(dict(shape=shape.name, method=method, pattern=pattern, module=mod,
-                                     out=out_f, inp=in_f, seconds=secs, peak_extra_mib=mib))
-                    print(f"  {shape.name} {method} {pattern} {mod} {out_f}x{in_f}: {secs:.2f} s, {mib:.0f} MiB",
-                          flush=True)
+                    rows.append(
+                        dict(
+                            shape=shape.name,
+                            method=method,
+                            pattern=pattern,
+                            module=mod,
+                            out=out_f,
+                            inp=in_f,
+                            seconds=secs,
+                            peak_extra_mib=mib,
+                        )
+                    )
+                    print(
+                        f"  {shape.name} {method} {pattern} {mod} {out_f}x{in_f}: {secs:.2f} s, {mib:.0f} MiB",
+                        flush=True,
+                    )
                     del weight
         del act, hessian, factor
     return rows
@@ -151,13 +182,25 @@ def summarize(
     complete = set(modules) == set(shape.modules())
     for method in methods:
         for pattern in patterns:
-            mine = [r for r in rows if r["shape"] == shape.name and r["method"] == method
-                    and r["pattern"] in (pattern, "any")]
+            mine = [
+                r
+                for r in rows
+                if r["shape"] == shape.name and r["method"] == method and r["pattern"] in (pattern, "any")
+            ]
             layer_s = sum(r["seconds"] for r in mine)
-            summary.append(dict(shape=shape.name, method=method, pattern=pattern, modules=",".join(modules),
-                                complete_layer=complete, layer_seconds=layer_s, layers=shape.layers,
-                                model_seconds=layer_s * shape.layers,
-                                peak_extra_mib=max((r["peak_extra_mib"] for r in mine), default=0.0)))
+            summary.append(
+                dict(
+                    shape=shape.name,
+                    method=method,
+                    pattern=pattern,
+                    modules=",".join(modules),
+                    complete_layer=complete,
+                    layer_seconds=layer_s,
+                    layers=shape.layers,
+                    model_seconds=layer_s * shape.layers,
+                    peak_extra_mib=max((r["peak_extra_mib"] for r in mine), default=0.0),
+                )
+            )
     return summary
 
 
@@ -168,8 +211,10 @@ def print_table(summary: list[dict], device: str) -> None:
     print("-" * len(head))
     for s in summary:
         mods = "all" if s["complete_layer"] else s["modules"] + " (partial layer)"
-        print(f"{s['shape']:<12} {s['method']:<10} {s['pattern']:<12} {s['layer_seconds']:>9.2f} "
-              f"{s['model_seconds'] / 60:>10.1f} {s['peak_extra_mib']:>9.0f}  {mods}")
+        print(
+            f"{s['shape']:<12} {s['method']:<10} {s['pattern']:<12} {s['layer_seconds']:>9.2f} "
+            f"{s['model_seconds'] / 60:>10.1f} {s['peak_extra_mib']:>9.0f}  {mods}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,10 +232,18 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()]  # noqa: E731
-    shapes, methods, patterns, modules = (split(args.shapes), split(args.methods), split(args.patterns),
-                                          split(args.modules))
-    choices = ((shapes, SHAPES, "shape"), (methods, ("magnitude", "wanda", "sparsegpt"), "method"),
-               (patterns, PATTERNS, "pattern"), (modules, SHAPES["7b"].modules(), "module"))
+    shapes, methods, patterns, modules = (
+        split(args.shapes),
+        split(args.methods),
+        split(args.patterns),
+        split(args.modules),
+    )
+    choices = (
+        (shapes, SHAPES, "shape"),
+        (methods, ("magnitude", "wanda", "sparsegpt"), "method"),
+        (patterns, PATTERNS, "pattern"),
+        (modules, SHAPES["7b"].modules(), "module"),
+    )
     for value, allowed, what in choices:
         bad = [v for v in value if v not in allowed]
         if bad:
@@ -201,18 +254,34 @@ def main(argv: list[str] | None = None) -> int:
     rows, summary = [], []
     for key in shapes:
         shape = SHAPES[key]
-        print(f"{shape.name}: hidden {shape.hidden}, intermediate {shape.intermediate}, kv rows {shape.kv}, "
-              f"{shape.layers} layers; modules {','.join(modules)}", flush=True)
+        print(
+            f"{shape.name}: hidden {shape.hidden}, intermediate {shape.intermediate}, kv rows {shape.kv}, "
+            f"{shape.layers} layers; modules {','.join(modules)}",
+            flush=True,
+        )
         shape_rows = run_shape(shape, methods, patterns, modules, args.tokens, device, args.seed)
         rows += shape_rows
         summary += summarize(shape_rows, shape, methods, patterns, modules)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print_table(summary, f"{args.device} ({device_name}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
     if args.out:
-        args.out.write_text(json.dumps(dict(
-            command=" ".join(["python", "bench/bench_prune_layers.py", *(argv if argv is not None else sys.argv[1:])]),
-            device=args.device, device_name=device_name, torch=torch.__version__, threads=torch.get_num_threads(),
-            tokens=args.tokens, rows=rows, summary=summary), indent=1))
+        args.out.write_text(
+            json.dumps(
+                dict(
+                    command=" ".join(
+                        ["python", "bench/bench_prune_layers.py", *(argv if argv is not None else sys.argv[1:])]
+                    ),
+                    device=args.device,
+                    device_name=device_name,
+                    torch=torch.__version__,
+                    threads=torch.get_num_threads(),
+                    tokens=args.tokens,
+                    rows=rows,
+                    summary=summary,
+                ),
+                indent=1,
+            )
+        )
         print(f"wrote {args.out}")
     return 0
 

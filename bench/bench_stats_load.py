@@ -46,8 +46,10 @@ def main() -> None:
         tr = transitions(df)
         trans = time.perf_counter() - t0
         print(f"outcome lines: {len(df):,} in {len(runs)} runs ({size / 1e9:.2f} GB of JSONL)")
-        print(f"load_study: {load:.2f} s wall, {load_cpu:.2f} s CPU ({len(df) / load:,.0f} lines/s, "
-              f"{size / 1e6 / load:.0f} MB/s; os.getloadavg() at the end: {os.getloadavg()[0]:.1f})")
+        print(
+            f"load_study: {load:.2f} s wall, {load_cpu:.2f} s CPU ({len(df) / load:,.0f} lines/s, "
+            f"{size / 1e6 / load:.0f} MB/s; os.getloadavg() at the end: {os.getloadavg()[0]:.1f})"
+        )
         print(f"transitions: {trans:.2f} s ({len(tr):,} dense→pruned pairs)")
         print(f"tidy table memory: {df.memory_usage(deep=True).sum() / 1e6:.0f} MB")
     finally:

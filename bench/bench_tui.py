@@ -75,8 +75,13 @@ async def measure(study: Path) -> dict[str, float]:
 
         t = time.perf_counter()
         await pilot.press("2")
-        await _until(pilot, lambda: isinstance(app.screen, ItemsScreen)
-                     and len(app.screen.query_one(ItemTable).rows) == len(app.study.pairs))
+        await _until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, ItemsScreen)
+                and len(app.screen.query_one(ItemTable).rows) == len(app.study.pairs)
+            ),
+        )
         await pilot.pause()
         out["item_list_s"] = time.perf_counter() - t
 
@@ -94,8 +99,15 @@ async def measure(study: Path) -> dict[str, float]:
         t = time.perf_counter()
         await pilot.press("enter")
         table = app.screen.query_one(ItemTable)
-        await _until(pilot, lambda: "lang:de cat:RO" == app.items_state.query and app.items_state.rows is not None
-                     and len(table.rows) == len(app.items_state.rows) and len(table.rows) < len(app.study.pairs))
+        await _until(
+            pilot,
+            lambda: (
+                app.items_state.query == "lang:de cat:RO"
+                and app.items_state.rows is not None
+                and len(table.rows) == len(app.items_state.rows)
+                and len(table.rows) < len(app.study.pairs)
+            ),
+        )
         await pilot.pause()
         out["filter_s"] = time.perf_counter() - t
         out["filtered_rows"] = float(len(table.rows))
@@ -128,17 +140,22 @@ def main() -> None:
     args = ap.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="bench_tui_"))
     base.mkdir(parents=True, exist_ok=True)
-    print(f"import tui.app: {import_seconds():.3f} s   (load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
-          f"{os.cpu_count()} CPUs)")
+    print(
+        f"import tui.app: {import_seconds():.3f} s   (load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
+        f"{os.cpu_count()} CPUs)"
+    )
     try:
         for lines in args.lines:
             study, gen = study_for(lines, base)
             size = sum(p.stat().st_size for p in study.glob("*/outcomes.jsonl"))
-            print(f"\nstudy of {lines} outcome lines at {study} ({size / 2**20:.0f} MiB of outcomes"
-                  + (f", generated in {gen:.1f} s)" if gen else ", reused)"))
+            print(
+                f"\nstudy of {lines} outcome lines at {study} ({size / 2**20:.0f} MiB of outcomes"
+                + (f", generated in {gen:.1f} s)" if gen else ", reused)")
+            )
             # each size in a fresh process, so max RSS is that study's
-            res = subprocess.run([sys.executable, __file__, "--measure", str(study)], capture_output=True, text=True,
-                                 cwd=ROOT)
+            res = subprocess.run(
+                [sys.executable, __file__, "--measure", str(study)], capture_output=True, text=True, cwd=ROOT
+            )
             if res.returncode:
                 print(res.stderr[-3000:])
                 raise SystemExit(res.returncode)

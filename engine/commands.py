@@ -10,10 +10,13 @@ DEMO_SPEC = Path(__file__).with_name("data") / "demo_study.toml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run every condition of a study spec (resumable)",
-                       description="Run every (model, condition) of STUDY.toml into run folders under --out. "
-                                   "Re-running the same command resumes: finished runs are skipped, a killed run "
-                                   "continues where it stopped.")
+    p = sub.add_parser(
+        "run",
+        help="run every condition of a study spec (resumable)",
+        description="Run every (model, condition) of STUDY.toml into run folders under --out. "
+        "Re-running the same command resumes: finished runs are skipped, a killed run "
+        "continues where it stopped.",
+    )
     p.add_argument("spec", type=Path, metavar="STUDY.toml")
     p.add_argument("--out", type=Path, required=True, help="study folder to write (created if missing)")
     _add_run_options(p)
@@ -38,14 +41,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-per-language", type=int, default=None, help="override [items].n_per_language")
     p.add_argument("--languages", default=None, help="override [items].languages (comma-separated)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, items, conditions) and exit")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="pruned-weights cache (default: $PRUNESCOPE_CACHE/pruned or ~/.cache/prunescope/pruned; "
-                        "ray/slurm: <out>/.prunescope/cache on the shared file system)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="pruned-weights cache (default: $PRUNESCOPE_CACHE/pruned or ~/.cache/prunescope/pruned; "
+        "ray/slurm: <out>/.prunescope/cache on the shared file system)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = p.add_argument_group("scale-out (see README: Running on many GPUs)")
-    g.add_argument("--launcher", choices=("local", "ray", "slurm"), default=None,
-                   help="local (default): runs one after another here; ray: one Ray task per run; "
-                        "slurm: a submitit job array")
+    g.add_argument(
+        "--launcher",
+        choices=("local", "ray", "slurm"),
+        default=None,
+        help="local (default): runs one after another here; ray: one Ray task per run; slurm: a submitit job array",
+    )
     g.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
     g.add_argument("--num-workers", type=int, default=None, help="ray: runs at once on a local instance")
     g.add_argument("--max-retries", type=int, default=None, help="retries of a run whose worker died or failed")
@@ -76,8 +86,9 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
         unknown = sorted(set(wanted) - {p.run_id for p in plans})
         if unknown:
-            raise UserError(f"--only: no run named {', '.join(unknown)} in {spec_path} "
-                            f"(runs: {', '.join(p.run_id for p in plans)})")
+            raise UserError(
+                f"--only: no run named {', '.join(unknown)} in {spec_path} (runs: {', '.join(p.run_id for p in plans)})"
+            )
         plans = [p for p in plans if p.run_id in wanted]
     if args.dry_run:
         print_plan(study, plans, out, _launch_options(spec_path, args))
@@ -91,14 +102,17 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     if opts.kind != "local":
         from engine.launch import launch, print_launch_report
 
-        report = launch(spec_path.read_text(encoding="utf-8"), spec_path, out, [p.run_id for p in plans], overrides, opts)
+        report = launch(
+            spec_path.read_text(encoding="utf-8"), spec_path, out, [p.run_id for p in plans], overrides, opts
+        )
         print_launch_report(report, out)
         print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
         return 1 if report.failed else 0
     from engine.config import cache_root
 
-    results = run_study(study, out, plans, show_progress=not args.no_progress,
-                        cache_dir=args.cache_dir or cache_root() / "pruned")
+    results = run_study(
+        study, out, plans, show_progress=not args.no_progress, cache_dir=args.cache_dir or cache_root() / "pruned"
+    )
     for r in results:
         verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"
         print(f"{r.run_id}: {verb} -> {r.path}", file=sys.stderr)
@@ -112,8 +126,19 @@ def _launch_options(spec_path: Path, args: argparse.Namespace):
     from engine.launch import launch_options
 
     raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
-    flags = {k: getattr(args, k) for k in ("cache_dir", "address", "num_workers", "max_retries", "partition", "time_min",
-                                          "gpus_per_task", "array_parallelism")}
+    flags = {
+        k: getattr(args, k)
+        for k in (
+            "cache_dir",
+            "address",
+            "num_workers",
+            "max_retries",
+            "partition",
+            "time_min",
+            "gpus_per_task",
+            "array_parallelism",
+        )
+    }
     flags["kind"] = args.launcher
     flags["cache_dir"] = str(args.cache_dir) if args.cache_dir else None
     return launch_options(raw, spec_path, **flags)
@@ -124,16 +149,24 @@ def print_plan(study, plans, out: Path, opts) -> None:
     from engine.safe_text import inert
 
     print(f"study {inert(study.name)} -> {out} (launcher: {opts.kind})")
-    print(f"items: source={inert(study.items.source)} languages={list(study.items.languages) or 'all'} "
-          f"n_per_language={study.items.n_per_language} seed={study.items.seed}")
+    print(
+        f"items: source={inert(study.items.source)} languages={list(study.items.languages) or 'all'} "
+        f"n_per_language={study.items.n_per_language} seed={study.items.seed}"
+    )
     print(f"{len(plans)} runs ({len(study.models)} models × {len(study.conditions)} conditions):")
     todo = set(pending_runs(out, [p.run_id for p in plans]))
     for p in plans:
         c = p.condition
-        calib = f" calibration={c.calibration.source} n={c.calibration.nsamples}×{c.calibration.seqlen}" if c.calibration else ""
+        calib = (
+            f" calibration={c.calibration.source} n={c.calibration.nsamples}×{c.calibration.seqlen}"
+            if c.calibration
+            else ""
+        )
         state = "to run" if p.run_id in todo else "complete"
-        print(f"  {p.run_id} [{state}]: model={inert(p.model.id)} method={c.method} sparsity={c.sparsity:.3f} "
-              f"pattern={c.pattern}{calib}")
+        print(
+            f"  {p.run_id} [{state}]: model={inert(p.model.id)} method={c.method} sparsity={c.sparsity:.3f} "
+            f"pattern={c.pattern}{calib}"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

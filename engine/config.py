@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+
 def cache_root() -> Path:
     """The user cache of prunescope (`$PRUNESCOPE_CACHE` or `~/.cache/prunescope`)."""
     env = os.environ.get("PRUNESCOPE_CACHE")
@@ -25,18 +26,18 @@ class ProtocolConfig:
     max_new_tokens: int = 32
     batch_size: int = 16
     use_chat_template: bool | None = None  # None: use it when the tokenizer has one (instruct models)
-    with_context: bool = True               # show the passage for reading-comprehension items
-    shown: bool = True                      # run candidate-shown generation
-    letter: bool = True                     # score letter choice besides option log-likelihood
-    mc_rule: str = "per_char"               # which normalisation decides "the" MC answer
-    containment: bool = True                # gold contained in the normalised output counts as correct
-    probes: ProbeMode = "failed"            # run recovery probes on failed open generations, all, or none
+    with_context: bool = True  # show the passage for reading-comprehension items
+    shown: bool = True  # run candidate-shown generation
+    letter: bool = True  # score letter choice besides option log-likelihood
+    mc_rule: str = "per_char"  # which normalisation decides "the" MC answer
+    containment: bool = True  # gold contained in the normalised output counts as correct
+    probes: ProbeMode = "failed"  # run recovery probes on failed open generations, all, or none
     beam_width: int = 4
     n_samples: int = 8
     temperature: float = 0.7
     top_p: float = 1.0
     one_shot: bool = True
-    demotion_max_rank: int = 10             # open failed and gold first-token rank <= this -> demoted
+    demotion_max_rank: int = 10  # open failed and gold first-token rank <= this -> demoted
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,7 +48,9 @@ class ProtocolConfig:
 class CalibrationSpec:
     """Where pruning calibration text comes from and how it is sampled."""
 
-    source: str = "bundled"  # 'bundled', a local path (.jsonl/.jsonl.gz/.txt/.npy/.pt/.safetensors), or 'hf:NAME[:CONFIG]'
+    source: str = (
+        "bundled"  # 'bundled', a local path (.jsonl/.jsonl.gz/.txt/.npy/.pt/.safetensors), or 'hf:NAME[:CONFIG]'
+    )
     nsamples: int = 128
     seqlen: int = 2048
     seed: int = 0
@@ -94,7 +97,7 @@ class ModelSpec:
     id: str
     revision: str | None = None
     dtype: str = "float32"
-    device: str = "auto"           # 'auto' = cuda if available else cpu; or 'cpu', 'cuda:0', …
+    device: str = "auto"  # 'auto' = cuda if available else cpu; or 'cpu', 'cuda:0', …
     device_map: str | None = None  # e.g. 'auto' for accelerate placement of large models
     gguf_file: str | None = None
     trust_remote_code: bool = False
@@ -112,12 +115,12 @@ class ModelSpec:
 class ItemsSpec:
     """Where the items come from and which subset is used."""
 
-    source: str = "bundled"         # 'bundled', a local .jsonl/.csv/.parquet, or 'hf:xquad' etc.
+    source: str = "bundled"  # 'bundled', a local .jsonl/.csv/.parquet, or 'hf:xquad' etc.
     languages: tuple[str, ...] = ()  # empty = every language of the source
     n_per_language: int = 200
     seed: int = 0
     split: str | None = None
-    strict: bool = False             # reject unknown fields
+    strict: bool = False  # reject unknown fields
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

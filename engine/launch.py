@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tomllib
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+
+import tomllib
 
 from engine.errors import UserError
 from engine.runfolder import MANIFEST, RunFolderError, read_manifest
 
 LAUNCHERS = ("local", "ray", "slurm")
-_LAUNCHER_KEYS = {"kind", "address", "num_workers", "max_retries", "partition", "time_min", "gpus_per_task",
-                  "cpus_per_task", "mem_gb", "array_parallelism", "slurm_extra", "cache_dir"}
+_LAUNCHER_KEYS = {
+    "kind",
+    "address",
+    "num_workers",
+    "max_retries",
+    "partition",
+    "time_min",
+    "gpus_per_task",
+    "cpus_per_task",
+    "mem_gb",
+    "array_parallelism",
+    "slurm_extra",
+    "cache_dir",
+}
 
 
 @dataclass(frozen=True)
@@ -29,24 +43,26 @@ class LaunchOptions:
     """How to dispatch; from the spec's [launcher] table, overridden by command-line flags."""
 
     kind: str = "local"
-    address: str | None = None          # ray: existing cluster ('auto' or 'ray://host:port'); None = local instance
-    num_workers: int | None = None      # ray: at most this many runs at once (default: GPUs, else CPUs)
-    max_retries: int = 2                # retries of a run whose worker died or failed
-    partition: str | None = None        # slurm
+    address: str | None = None  # ray: existing cluster ('auto' or 'ray://host:port'); None = local instance
+    num_workers: int | None = None  # ray: at most this many runs at once (default: GPUs, else CPUs)
+    max_retries: int = 2  # retries of a run whose worker died or failed
+    partition: str | None = None  # slurm
     time_min: int = 240
-    gpus_per_task: int | None = None    # default: 1 when GPUs are present (ray) / 1 (slurm)
+    gpus_per_task: int | None = None  # default: 1 when GPUs are present (ray) / 1 (slurm)
     cpus_per_task: int = 4
     mem_gb: int | None = None
     array_parallelism: int = 8
     slurm_extra: Mapping[str, Any] = field(default_factory=dict)
-    cache_dir: str | None = None        # pruned-weights cache; default <study>/.prunescope/cache (shared)
+    cache_dir: str | None = None  # pruned-weights cache; default <study>/.prunescope/cache (shared)
 
 
 def launch_options(spec_raw: Mapping[str, Any], spec_path: Path, **flags: Any) -> LaunchOptions:
     table = dict(spec_raw.get("launcher", {}))
     unknown = sorted(set(table) - _LAUNCHER_KEYS)
     if unknown:
-        raise UserError(f"{spec_path}: unknown key(s) {', '.join(unknown)} in [launcher] (allowed: {', '.join(sorted(_LAUNCHER_KEYS))})")
+        raise UserError(
+            f"{spec_path}: unknown key(s) {', '.join(unknown)} in [launcher] (allowed: {', '.join(sorted(_LAUNCHER_KEYS))})"
+        )
     table.update({k: v for k, v in flags.items() if v is not None})
     opts = LaunchOptions(**table)
     if opts.kind not in LAUNCHERS:
@@ -59,7 +75,9 @@ def pending_runs(out: Path, run_ids: Sequence[str]) -> list[str]:
     todo = []
     for run_id in run_ids:
         try:
-            done = (Path(out) / run_id / MANIFEST).exists() and read_manifest(Path(out) / run_id).get("status") == "complete"
+            done = (Path(out) / run_id / MANIFEST).exists() and read_manifest(Path(out) / run_id).get(
+                "status"
+            ) == "complete"
         except RunFolderError:
             done = False
         if not done:
@@ -71,8 +89,9 @@ def log_path(out: Path, run_id: str) -> Path:
     return Path(out) / ".prunescope" / "logs" / f"{run_id}.log"
 
 
-def run_job(spec_text: str, spec_name: str, out: str, run_id: str, overrides: Mapping[str, Any],
-            cache_dir: str | None) -> dict[str, Any]:
+def run_job(
+    spec_text: str, spec_name: str, out: str, run_id: str, overrides: Mapping[str, Any], cache_dir: str | None
+) -> dict[str, Any]:
     """One run on a worker: re-parse the spec, run (resuming), log to <study>/.prunescope/logs/<run_id>.log."""
     from engine.runner import load_study_items, run_one
     from engine.study import plan_runs, study_from_dict
@@ -100,8 +119,14 @@ class LaunchReport:
     failed: dict[str, str]  # run_id -> error line (see the run's log)
 
 
-def launch(spec_text: str, spec_path: Path, out: Path, run_ids: Sequence[str], overrides: Mapping[str, Any],
-           opts: LaunchOptions) -> LaunchReport:
+def launch(
+    spec_text: str,
+    spec_path: Path,
+    out: Path,
+    run_ids: Sequence[str],
+    overrides: Mapping[str, Any],
+    opts: LaunchOptions,
+) -> LaunchReport:
     """Run `run_ids` (those not yet complete) with the chosen launcher; never raises for one failed run."""
     todo = pending_runs(out, run_ids)
     cache_dir = opts.cache_dir or str(Path(out) / ".prunescope" / "cache")
@@ -133,8 +158,9 @@ def _launch_ray(args: list[tuple], opts: LaunchOptions) -> LaunchReport:
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         per_task_gpu = opts.gpus_per_task if opts.gpus_per_task is not None else (1 if gpus else 0)
-        remote = ray.remote(num_cpus=1, num_gpus=per_task_gpu, max_retries=opts.max_retries,
-                            retry_exceptions=True)(run_job)
+        remote = ray.remote(num_cpus=1, num_gpus=per_task_gpu, max_retries=opts.max_retries, retry_exceptions=True)(
+            run_job
+        )
         refs = {remote.remote(*a): a[3] for a in args}
         report = LaunchReport([], {})
         pending = list(refs)
@@ -159,8 +185,12 @@ def _launch_slurm(args: list[tuple], opts: LaunchOptions, out: Path) -> LaunchRe
         raise UserError("--launcher slurm needs submitit: pip install 'prunescope[scale]'") from None
     folder = Path(out) / ".prunescope" / "submitit" / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster=opts.slurm_extra.get("cluster"))
-    params: dict[str, Any] = {"timeout_min": opts.time_min, "cpus_per_task": opts.cpus_per_task,
-                              "slurm_array_parallelism": opts.array_parallelism, "name": "prunescope"}
+    params: dict[str, Any] = {
+        "timeout_min": opts.time_min,
+        "cpus_per_task": opts.cpus_per_task,
+        "slurm_array_parallelism": opts.array_parallelism,
+        "name": "prunescope",
+    }
     if executor.cluster == "slurm":
         params["gpus_per_node"] = opts.gpus_per_task if opts.gpus_per_task is not None else 1
         if opts.partition:

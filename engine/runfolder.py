@@ -13,10 +13,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -126,8 +127,8 @@ class JsonlScan:
     """What a tolerant read of a JSONL file found."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    torn_tail: bool = False          # last line has no newline: a write in progress or cut by a kill
-    good_bytes: int = 0              # length of the prefix made of complete, parsed lines
+    torn_tail: bool = False  # last line has no newline: a write in progress or cut by a kill
+    good_bytes: int = 0  # length of the prefix made of complete, parsed lines
     errors: list[str] = field(default_factory=list)  # corrupt complete lines, "file:line: why"
 
 
@@ -219,7 +220,7 @@ class OutcomeWriter:
                 if uid in self.done:
                     raise RunFolderError(f"{self.path}: item {uid!r} appears twice")
                 self.done.add(uid)
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held for the writer's life)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append one batch and fsync it: after return, the batch survives a kill."""
@@ -236,7 +237,7 @@ class OutcomeWriter:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "OutcomeWriter":
+    def __enter__(self) -> OutcomeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -290,7 +291,7 @@ def discover_runs(study_dir: Path) -> list[Path]:
 # ---------------------------------------------------------------- validation
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """`name` is 'item', 'outcome' or 'manifest'."""
     path = Path(__file__).with_name("schema") / f"{name}.schema.json"
@@ -298,7 +299,7 @@ def load_schema(name: str) -> dict[str, Any]:
         return json.load(f)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str):
     import jsonschema
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -9,10 +10,11 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from engine.config import ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
@@ -36,7 +38,7 @@ ProgressFn = Callable[[int, int], None]  # (items done in this run, items in thi
 class RunResult:
     run_id: str
     path: Path
-    status: str           # 'complete' | 'skipped' (already complete)
+    status: str  # 'complete' | 'skipped' (already complete)
     n_items: int
     n_new: int
     seconds: float
@@ -48,7 +50,9 @@ def _now() -> str:
 
 def _git_hash() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -59,19 +63,22 @@ def _versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("prunescope", "torch", "transformers", "accelerate", "gguf", "datasets", "numpy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return out
 
 
 def _hardware(device: str) -> dict[str, Any]:
     import torch
 
-    hw: dict[str, Any] = {"device": device, "host": socket.gethostname(), "pid": os.getpid(),
-                          "platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads()}
+    hw: dict[str, Any] = {
+        "device": device,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return hw
@@ -87,8 +94,13 @@ def resolve_device(spec: ModelSpec) -> str:
 
 def _identity(plan: RunPlan, protocol: ProtocolConfig, ihash: str) -> dict[str, Any]:
     """What must not change between a run and its resumption."""
-    return {"model": plan.model.id, "revision": plan.model.revision, "condition": plan.condition.to_dict(),
-            "protocol": protocol.to_dict(), "items_hash": ihash}
+    return {
+        "model": plan.model.id,
+        "revision": plan.model.revision,
+        "condition": plan.condition.to_dict(),
+        "protocol": protocol.to_dict(),
+        "items_hash": ihash,
+    }
 
 
 def _check_resumable(run_dir: Path, manifest: dict[str, Any], ident: dict[str, Any]) -> None:
@@ -108,9 +120,15 @@ def one_shot_pool(items: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
     return dict(pool)
 
 
-def run_one(study_dir: Path, plan: RunPlan, items: list[dict[str, Any]], protocol: ProtocolConfig,
-            progress: ProgressFn | None = None, cache_dir: Path | None = None,
-            stop_after_batches: int | None = None) -> RunResult:
+def run_one(
+    study_dir: Path,
+    plan: RunPlan,
+    items: list[dict[str, Any]],
+    protocol: ProtocolConfig,
+    progress: ProgressFn | None = None,
+    cache_dir: Path | None = None,
+    stop_after_batches: int | None = None,
+) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
     `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
@@ -148,8 +166,10 @@ def run_one(study_dir: Path, plan: RunPlan, items: list[dict[str, Any]], protoco
         "items": {"n": len(items), "hash": ihash, "languages": sorted({i["language"] for i in items})},
         "prompts": {"templates": {}, "hashes": {}},
         "decoding": {},
-        "seeds": {"protocol": protocol.seed,
-                  "calibration": plan.condition.calibration.seed if plan.condition.calibration else None},
+        "seeds": {
+            "protocol": protocol.seed,
+            "calibration": plan.condition.calibration.seed if plan.condition.calibration else None,
+        },
         "versions": _versions(),
         "git": _git_hash(),
         "hardware": {},
@@ -169,9 +189,16 @@ def run_one(study_dir: Path, plan: RunPlan, items: list[dict[str, Any]], protoco
             from engine.pruning.apply import prune_model
 
             t_prune = time.time()
-            pruning_report = prune_model(loaded.model, loaded.tokenizer, plan.condition, device=device,
-                                         cache_dir=cache_dir, progress=progress is not None,
-                                         model_id=loaded.info["id"], revision=loaded.info.get("revision"))
+            pruning_report = prune_model(
+                loaded.model,
+                loaded.tokenizer,
+                plan.condition,
+                device=device,
+                cache_dir=cache_dir,
+                progress=progress is not None,
+                model_id=loaded.info["id"],
+                revision=loaded.info.get("revision"),
+            )
             prune_s = time.time() - t_prune
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info
@@ -230,7 +257,9 @@ def load_study_items(study: Study) -> list[dict[str, Any]]:
 
     items = load_items(study.items)
     if not items:
-        raise UserError(f"the item source {study.items.source!r} gave no items for languages {list(study.items.languages)}")
+        raise UserError(
+            f"the item source {study.items.source!r} gave no items for languages {list(study.items.languages)}"
+        )
     return items
 
 
@@ -245,8 +274,13 @@ def write_study_spec(study_dir: Path, spec_text: str) -> None:
         os.replace(tmp, path)
 
 
-def run_study(study: Study, study_dir: Path, plans: Sequence[RunPlan] | None = None, show_progress: bool = True,
-              cache_dir: Path | None = None) -> list[RunResult]:
+def run_study(
+    study: Study,
+    study_dir: Path,
+    plans: Sequence[RunPlan] | None = None,
+    show_progress: bool = True,
+    cache_dir: Path | None = None,
+) -> list[RunResult]:
     """Run every planned run of `study` in this process, one after another."""
     items = load_study_items(study)
     plans = list(plans if plans is not None else plan_runs(study))
@@ -255,10 +289,24 @@ def run_study(study: Study, study_dir: Path, plans: Sequence[RunPlan] | None = N
         for plan in plans:
             results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir))
         return results
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} items/s"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} items/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=_stderr_console(), transient=False) as bar:
         for plan in plans:
             task = bar.add_task(plan.run_id, total=len(items), rate="-")
@@ -299,8 +347,17 @@ def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
         for lang in sorted(agg):
             a = agg[lang]
             n = a["n"]
-            rows.append({"run": Path(run_dir).name, "language": lang, "n": n, "open": a["open"] / n,
-                         "shown": a["shown"] / n, "mc": a["mc"] / n, "recognition_only": a["ro"] / n})
+            rows.append(
+                {
+                    "run": Path(run_dir).name,
+                    "language": lang,
+                    "n": n,
+                    "open": a["open"] / n,
+                    "shown": a["shown"] / n,
+                    "mc": a["mc"] / n,
+                    "recognition_only": a["ro"] / n,
+                }
+            )
     return rows
 
 
@@ -311,10 +368,24 @@ def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
     from engine.safe_text import rich_text
 
     table = Table(title="Per-language summary (accuracy; RO = recognition-only rate: MC right, open wrong)")
-    for col, justify in (("run", "left"), ("lang", "left"), ("n", "right"), ("open", "right"), ("shown", "right"),
-                         ("MC", "right"), ("RO", "right")):
+    for col, justify in (
+        ("run", "left"),
+        ("lang", "left"),
+        ("n", "right"),
+        ("open", "right"),
+        ("shown", "right"),
+        ("MC", "right"),
+        ("RO", "right"),
+    ):
         table.add_column(col, justify=justify)
     for r in language_summary(run_dirs):
-        table.add_row(rich_text(r["run"]), rich_text(r["language"]), str(r["n"]), f"{r['open']:.3f}",
-                      f"{r['shown']:.3f}", f"{r['mc']:.3f}", f"{r['recognition_only']:.3f}")
+        table.add_row(
+            rich_text(r["run"]),
+            rich_text(r["language"]),
+            str(r["n"]),
+            f"{r['open']:.3f}",
+            f"{r['shown']:.3f}",
+            f"{r['mc']:.3f}",
+            f"{r['recognition_only']:.3f}",
+        )
     Console(file=file or sys.stdout).print(table)

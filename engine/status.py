@@ -18,7 +18,7 @@ STALE_AFTER_S = 600.0
 @dataclass
 class RunStatus:
     run_id: str
-    state: str            # complete | running | stalled | failed | pending
+    state: str  # complete | running | stalled | failed | pending
     done: int
     total: int | None
     items_per_s: float | None
@@ -60,7 +60,9 @@ def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
         hw = m.get("hardware") or {}
         updated = (m.get("timings") or {}).get("updated")
         age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
-        same_host_dead = hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not _pid_alive(hw["pid"])
+        same_host_dead = (
+            hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not _pid_alive(hw["pid"])
+        )
         if same_host_dead or (age is not None and age > STALE_AFTER_S):
             state = "stalled"
     eta = (total - done) / rate if state == "running" and rate and total else None
@@ -98,8 +100,14 @@ def print_status(study: Path, file=None) -> int:
         table.add_column(col, justify="right" if col in ("items", "items/s", "ETA") else "left")
     for r in rows:
         items = f"{r.done}/{r.total}" if r.total is not None else str(r.done)
-        table.add_row(rich_text(r.run_id), r.state, items, f"{r.items_per_s:.2f}" if r.items_per_s else "-",
-                      _fmt_eta(r.eta_s), rich_text(r.error or "", max_len=120))
+        table.add_row(
+            rich_text(r.run_id),
+            r.state,
+            items,
+            f"{r.items_per_s:.2f}" if r.items_per_s else "-",
+            _fmt_eta(r.eta_s),
+            rich_text(r.error or "", max_len=120),
+        )
     console.print(table)
     counts = {s: sum(r.state == s for r in rows) for s in ("complete", "running", "stalled", "failed", "pending")}
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v))

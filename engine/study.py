@@ -8,10 +8,12 @@ explicit `[[conditions]]`. Each (model, condition) pair is one run folder named 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 from engine.config import CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
@@ -32,7 +34,9 @@ class RunPlan:
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, path: Path) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)} in {where} (allowed: {', '.join(sorted(allowed))})")
+        raise UserError(
+            f"{path}: unknown key(s) {', '.join(unknown)} in {where} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _fields(cls: type) -> set[str]:
@@ -51,7 +55,9 @@ def _build(cls: type, table: Mapping[str, Any], where: str, path: Path, **fixed:
         value = getattr(obj, f.name)
         default = f.default if f.default is not dataclasses.MISSING else None
         if default is not None and value is not None and type(default) in (int, float, bool, str):
-            ok = isinstance(value, type(default)) or (type(default) is float and isinstance(value, int) and not isinstance(value, bool))
+            ok = isinstance(value, type(default)) or (
+                type(default) is float and isinstance(value, int) and not isinstance(value, bool)
+            )
             if not ok or (type(default) is int and isinstance(value, bool)):
                 raise UserError(f"{path}: {where}.{f.name} must be {type(default).__name__}, got {value!r}")
     return obj
@@ -69,17 +75,31 @@ def _pattern(value: Any, where: str, path: Path) -> str:
     return f"{n}:{m}"
 
 
-def _condition(method: str, sparsity: float, pattern: str, calib: CalibrationSpec, reference_compatible: bool,
-               where: str, path: Path) -> Condition:
+def _condition(
+    method: str,
+    sparsity: float,
+    pattern: str,
+    calib: CalibrationSpec,
+    reference_compatible: bool,
+    where: str,
+    path: Path,
+) -> Condition:
     if method not in METHODS:
-        raise UserError(f"{path}: {where}: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is added by include_dense)")
+        raise UserError(
+            f"{path}: {where}: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is added by include_dense)"
+        )
     if pattern != "unstructured":
         n, m = (int(x) for x in pattern.split(":"))
         sparsity = 1 - n / m
     elif not 0.0 < float(sparsity) < 1.0:
         raise UserError(f"{path}: {where}: sparsity must be in (0, 1), got {sparsity!r}")
-    return Condition(method=method, sparsity=float(sparsity), pattern=pattern, calibration=calib,
-                     reference_compatible=reference_compatible)
+    return Condition(
+        method=method,
+        sparsity=float(sparsity),
+        pattern=pattern,
+        calibration=calib,
+        reference_compatible=reference_compatible,
+    )
 
 
 def parse_study(path: Path, overrides: Mapping[str, Any] | None = None) -> Study:
@@ -112,7 +132,7 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         raise UserError(f"{path}: [items].n_per_language must be >= 1")
     models_raw = raw.get("models")
     if not models_raw or not isinstance(models_raw, list):
-        raise UserError(f"{path}: needs at least one [[models]] table with an id (e.g. id = \"demo\")")
+        raise UserError(f'{path}: needs at least one [[models]] table with an id (e.g. id = "demo")')
     models = []
     for i, m in enumerate(models_raw):
         if "id" not in m:
@@ -123,7 +143,9 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         raise UserError(f"{path}: [protocol].probes must be 'failed', 'all' or 'none', got {protocol.probes!r}")
     calib = _build(CalibrationSpec, raw.get("calibration", {}), "[calibration]", path)
     pruning = dict(raw.get("pruning", {}))
-    _check_keys(pruning, {"methods", "sparsities", "patterns", "include_dense", "reference_compatible"}, "[pruning]", path)
+    _check_keys(
+        pruning, {"methods", "sparsities", "patterns", "include_dense", "reference_compatible"}, "[pruning]", path
+    )
     ref = bool(pruning.get("reference_compatible", False))
     conditions: list[Condition] = []
     if pruning.get("include_dense", True):
@@ -132,7 +154,9 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         for s in pruning.get("sparsities", []):
             conditions.append(_condition(method, s, "unstructured", calib, ref, "[pruning]", path))
         for p in pruning.get("patterns", []):
-            conditions.append(_condition(method, 0.0, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path))
+            conditions.append(
+                _condition(method, 0.0, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path)
+            )
     for i, c in enumerate(raw.get("conditions", [])):
         where = f"[[conditions]] #{i + 1}"
         _check_keys(c, {"method", "sparsity", "pattern", "reference_compatible"}, where, path)
@@ -140,8 +164,17 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         if method == "dense":
             conditions.append(Condition())
             continue
-        conditions.append(_condition(method, c.get("sparsity", 0.0), _pattern(c.get("pattern", "unstructured"), where, path),
-                                     calib, bool(c.get("reference_compatible", ref)), where, path))
+        conditions.append(
+            _condition(
+                method,
+                c.get("sparsity", 0.0),
+                _pattern(c.get("pattern", "unstructured"), where, path),
+                calib,
+                bool(c.get("reference_compatible", ref)),
+                where,
+                path,
+            )
+        )
     if not conditions:
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
     unique = list(dict.fromkeys(conditions))
@@ -158,7 +191,9 @@ def plan_runs(study: Study) -> list[RunPlan]:
             if cond.reference_compatible:
                 run_id += "-ref"
             if run_id in seen:
-                raise UserError(f"two runs of the study would share the folder {run_id!r}; give the models distinct ids")
+                raise UserError(
+                    f"two runs of the study would share the folder {run_id!r}; give the models distinct ids"
+                )
             seen.add(run_id)
             plans.append(RunPlan(run_id=run_id, model=model, condition=cond))
     return plans

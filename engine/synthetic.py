@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from engine.runfolder import (
     ITEMS,
@@ -61,10 +62,15 @@ def synthetic_items(n_per_language: int, languages: Sequence[str], seed: int = 0
                 "options": options,
                 "gold_index": gold,
                 "parallel_id": f"q{k:06d}",
-                "source": {"dataset": "synthetic", "config": "default", "split": "test", "native_id": f"q{k:06d}",
-                           "distractors": "synthetic"},
+                "source": {
+                    "dataset": "synthetic",
+                    "config": "default",
+                    "split": "test",
+                    "native_id": f"q{k:06d}",
+                    "distractors": "synthetic",
+                },
             }
-            item["content_hash"] = sha256_text(dumps_line({k2: v for k2, v in item.items()}))
+            item["content_hash"] = sha256_text(dumps_line(dict(item.items())))
             items.append(item)
     return items
 
@@ -81,8 +87,14 @@ def _generation(text: str, correct: bool, gold: str, lang: str) -> dict[str, Any
     }
 
 
-def synthetic_outcome(item: dict[str, Any], rng: random.Random, ability: float, penalty_open: float,
-                      penalty_mc: float, probes: bool = True) -> dict[str, Any]:
+def synthetic_outcome(
+    item: dict[str, Any],
+    rng: random.Random,
+    ability: float,
+    penalty_open: float,
+    penalty_mc: float,
+    probes: bool = True,
+) -> dict[str, Any]:
     """One schema-valid outcome line for `item` under the generative model."""
     lang = item["language"]
     base = ability + _LANG_OFFSET.get(lang, 0.0)
@@ -122,11 +134,15 @@ def synthetic_outcome(item: dict[str, Any], rng: random.Random, ability: float, 
         "content_hash": item["content_hash"],
         "language": lang,
         "open": _generation(open_text, open_ok, item["answer"], lang),
-        "shown": _generation(item["answer"] if shown_ok else item["options"][(gold_i + 1) % n], shown_ok, item["answer"], lang),
+        "shown": _generation(
+            item["answer"] if shown_ok else item["options"][(gold_i + 1) % n], shown_ok, item["answer"], lang
+        ),
         "mc": {
             "gold_index": gold_i,
-            "options": [{"text": o, "loglik": s, "n_tokens": t, "n_chars": c, "n_bytes": b}
-                        for o, s, t, c, b in zip(item["options"], sums, n_tok, n_chr, n_byt)],
+            "options": [
+                {"text": o, "loglik": s, "n_tokens": t, "n_chars": c, "n_bytes": b}
+                for o, s, t, c, b in zip(item["options"], sums, n_tok, n_chr, n_byt)
+            ],
             "scores": scores,
             "letter": {"letters": letters, "logprobs": letter_lp},
             "decisions": decisions,
@@ -137,7 +153,7 @@ def synthetic_outcome(item: dict[str, Any], rng: random.Random, ability: float, 
         "gold_trace": {
             "target": item["answer"],
             "token_ids": [1000 + i for i in range(n_gold)],
-            "tokens": [item["answer"][: len(item["answer"]) // 2], item["answer"][len(item["answer"]) // 2:]],
+            "tokens": [item["answer"][: len(item["answer"]) // 2], item["answer"][len(item["answer"]) // 2 :]],
             "logprobs": lps,
             "ranks": [rank] + [1 + rng.randrange(3) for _ in range(n_gold - 1)],
             "first_token_rank": rank,
@@ -154,32 +170,70 @@ def synthetic_outcome(item: dict[str, Any], rng: random.Random, ability: float, 
         hits = sum(rng.random() < (0.3 if rank <= 10 else 0.02) for _ in range(4))
         one = rank <= 10 and rng.random() < 0.5
         out["probes"] = {
-            "beam": {"k": 4, "beams": [{"text": item["answer"] if (beam_hit and i == 1) else f"beam{i}", "score": -1.0 - i,
-                                        "correct": beam_hit and i == 1} for i in range(4)],
-                     "hit_top": False, "hit_any": beam_hit},
-            "sampling": {"n": 4, "temperature": 0.7, "top_p": 1.0, "seed": 0,
-                         "samples": [{"text": item["answer"] if i < hits else f"s{i}", "correct": i < hits} for i in range(4)],
-                         "hits": hits},
-            "one_shot": {"example_uid": "synthetic/default/test/q000000/" + lang, "text": item["answer"] if one else "?",
-                         "correct": one},
+            "beam": {
+                "k": 4,
+                "beams": [
+                    {
+                        "text": item["answer"] if (beam_hit and i == 1) else f"beam{i}",
+                        "score": -1.0 - i,
+                        "correct": beam_hit and i == 1,
+                    }
+                    for i in range(4)
+                ],
+                "hit_top": False,
+                "hit_any": beam_hit,
+            },
+            "sampling": {
+                "n": 4,
+                "temperature": 0.7,
+                "top_p": 1.0,
+                "seed": 0,
+                "samples": [{"text": item["answer"] if i < hits else f"s{i}", "correct": i < hits} for i in range(4)],
+                "hits": hits,
+            },
+            "one_shot": {
+                "example_uid": "synthetic/default/test/q000000/" + lang,
+                "text": item["answer"] if one else "?",
+                "correct": one,
+            },
         }
         out["demotion"] = "demoted" if (rank <= 10 or beam_hit or hits or one) else "erased"
     return out
 
 
-def synthetic_manifest(run_id: str, method: str, sparsity: float, pattern: str, items: list[dict[str, Any]],
-                       status: str = "complete", model: str = "synthetic/tiny-llama", n_params: int = 135_000_000) -> dict[str, Any]:
+def synthetic_manifest(
+    run_id: str,
+    method: str,
+    sparsity: float,
+    pattern: str,
+    items: list[dict[str, Any]],
+    status: str = "complete",
+    model: str = "synthetic/tiny-llama",
+    n_params: int = 135_000_000,
+) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "status": status,
         "error": None,
-        "model": {"id": model, "revision": None, "source": "synthetic", "architecture": "LlamaForCausalLM",
-                  "n_params": n_params, "dtype": "float32", "instruct": True},
-        "condition": {"method": method, "sparsity": sparsity, "pattern": pattern,
-                      "calibration": None if method == "dense" else {"source": "bundled", "nsamples": 8, "seqlen": 128, "seed": 0,
-                                                                     "hash": "sha256:" + "0" * 64},
-                      "pruning_report": None},
+        "model": {
+            "id": model,
+            "revision": None,
+            "source": "synthetic",
+            "architecture": "LlamaForCausalLM",
+            "n_params": n_params,
+            "dtype": "float32",
+            "instruct": True,
+        },
+        "condition": {
+            "method": method,
+            "sparsity": sparsity,
+            "pattern": pattern,
+            "calibration": None
+            if method == "dense"
+            else {"source": "bundled", "nsamples": 8, "seqlen": 128, "seed": 0, "hash": "sha256:" + "0" * 64},
+            "pruning_report": None,
+        },
         "items": {"n": len(items), "hash": items_hash(items), "languages": sorted({i["language"] for i in items})},
         "prompts": {"templates": {"open": "Q: {question}\nA:"}, "hashes": {"open": sha256_text("Q: {question}\nA:")}},
         "decoding": {"max_new_tokens": 32, "greedy": True},
@@ -217,15 +271,37 @@ def make_synthetic_study(
             strength = {"dense": 0.0, "wanda": 1.0, "sparsegpt": 0.8, "magnitude": 1.6}[method]
             pen_open = strength * 6.0 * max(0.0, eff - 0.3)
             pen_mc = strength * 2.0 * max(0.0, eff - 0.4)
-            run_id = f"{model.split('/')[-1]}__{method}" + ("" if method == "dense" else f"-s{round(eff * 100):02d}" if pattern == "unstructured" else f"-{pattern.replace(':', 'of')}")
+            run_id = f"{model.split('/')[-1]}__{method}" + (
+                ""
+                if method == "dense"
+                else f"-s{round(eff * 100):02d}"
+                if pattern == "unstructured"
+                else f"-{pattern.replace(':', 'of')}"
+            )
             run = root / run_id
             run.mkdir(exist_ok=True)
             write_jsonl_atomic(run / ITEMS, items)
             rng = random.Random(f"{seed}/{run_id}")
             with open(run / OUTCOMES, "w", encoding="utf-8") as f:
                 for it in items:
-                    f.write(dumps_line(synthetic_outcome(it, rng, ability[it["parallel_id"]] + size_bonus, pen_open, pen_mc, probes)))
-            write_json_atomic(run / MANIFEST, synthetic_manifest(run_id, method, sparsity if pattern == "unstructured" else eff,
-                                                                 pattern, items, model=model, n_params=n_params))
+                    f.write(
+                        dumps_line(
+                            synthetic_outcome(
+                                it, rng, ability[it["parallel_id"]] + size_bonus, pen_open, pen_mc, probes
+                            )
+                        )
+                    )
+            write_json_atomic(
+                run / MANIFEST,
+                synthetic_manifest(
+                    run_id,
+                    method,
+                    sparsity if pattern == "unstructured" else eff,
+                    pattern,
+                    items,
+                    model=model,
+                    n_params=n_params,
+                ),
+            )
             runs.append(run)
     return runs

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,16 +28,41 @@ BY_KEYS = ("model", "method", "sparsity", "pattern", "condition", "language")
 RUN_KEYS = ("model", "method", "sparsity", "pattern", "condition")
 TESTS = {
     # key: (column, title, label 1, label 2, what Δ means)
-    "recognition": ("recognition_only", "Recognition-only errors, pruned vs dense (McNemar)", "pruned", "dense",
-                    "recognition-only rate pruned − dense"),
-    "open": ("open_correct", "Open-generation accuracy, pruned vs dense (McNemar)", "pruned", "dense",
-             "open accuracy pruned − dense"),
-    "mc": ("mc_correct", "Multiple-choice accuracy, pruned vs dense (McNemar)", "pruned", "dense",
-           "MC accuracy pruned − dense"),
-    "shown": ("shown_correct", "Candidate-shown accuracy, pruned vs dense (McNemar)", "pruned", "dense",
-              "candidate-shown accuracy pruned − dense"),
-    "within": ("mc_vs_open", "Multiple choice vs open generation within each run (McNemar)", "MC", "open",
-               "MC accuracy − open accuracy (b = MC right and open wrong = the recognition-only count)"),
+    "recognition": (
+        "recognition_only",
+        "Recognition-only errors, pruned vs dense (McNemar)",
+        "pruned",
+        "dense",
+        "recognition-only rate pruned − dense",
+    ),
+    "open": (
+        "open_correct",
+        "Open-generation accuracy, pruned vs dense (McNemar)",
+        "pruned",
+        "dense",
+        "open accuracy pruned − dense",
+    ),
+    "mc": (
+        "mc_correct",
+        "Multiple-choice accuracy, pruned vs dense (McNemar)",
+        "pruned",
+        "dense",
+        "MC accuracy pruned − dense",
+    ),
+    "shown": (
+        "shown_correct",
+        "Candidate-shown accuracy, pruned vs dense (McNemar)",
+        "pruned",
+        "dense",
+        "candidate-shown accuracy pruned − dense",
+    ),
+    "within": (
+        "mc_vs_open",
+        "Multiple choice vs open generation within each run (McNemar)",
+        "MC",
+        "open",
+        "MC accuracy − open accuracy (b = MC right and open wrong = the recognition-only count)",
+    ),
 }
 SHORT = {"midp": "mid-p", "exact": "exact", "asymptotic": "asympt.", "asymptotic_cc": "asympt. CC"}
 
@@ -57,8 +83,11 @@ def parse_by(text: str | None) -> list[str]:
 def _cells(languages: Sequence[str], runs: pd.DataFrame, by: Sequence[str]) -> list[tuple[Any, ...]]:
     """Every cell the design has: run-level key combinations × languages (empty cells included)."""
     run_keys = [k for k in by if k != "language"]
-    combos = sorted({tuple(r) for r in runs[run_keys].itertuples(index=False, name=None)}, key=_sort_key) \
-        if run_keys else [()]
+    combos = (
+        sorted({tuple(r) for r in runs[run_keys].itertuples(index=False, name=None)}, key=_sort_key)
+        if run_keys
+        else [()]
+    )
     if "language" in by:
         cells = [c + (lang,) for c, lang in itertools.product(combos, sorted(languages))]
         order = run_keys + ["language"]
@@ -93,9 +122,16 @@ def cell_label(record: dict[str, Any], by: Sequence[str]) -> str:
     return " / ".join(str(record[k]) for k in by) or "all"
 
 
-def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Sequence[str], method: str = "midp",
-                        adjust_method: str = "holm", level: float = 0.95,
-                        diff_ci: str = "tango") -> tuple[ReportTable, list[McNemarResult]]:
+def paired_table_report(
+    df: pd.DataFrame,
+    tr: pd.DataFrame,
+    test: str,
+    by: Sequence[str],
+    method: str = "midp",
+    adjust_method: str = "holm",
+    level: float = 0.95,
+    diff_ci: str = "tango",
+) -> tuple[ReportTable, list[McNemarResult]]:
     """One McNemar per cell of `by`; the cells form the family for the multiplicity correction.
 
     `diff_ci` is the interval for Δ (stats.intervals.DIFF_METHODS; Tango's score by default)."""
@@ -117,11 +153,22 @@ def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Seque
         res = mcnemar(table, method, level=level, diff_ci=diff_ci, outcome=col)
         rec: dict[str, Any] = {k: _plain(v) for k, v in zip(by, cell)}
         rec.update(_rates(sub, test, level))
-        rec.update(n=table.n, rate1=table.p1, rate2=table.p2, b=table.b, c=table.c, chi2=res.statistic,
-                   p=res.pvalue, p_asymptotic=res.p_asymptotic,
-                   delta=res.difference.estimate, delta_low=res.difference.lower, delta_high=res.difference.upper,
-                   odds_ratio=res.odds_ratio.estimate, odds_ratio_low=res.odds_ratio.lower,
-                   odds_ratio_high=res.odds_ratio.upper)
+        rec.update(
+            n=table.n,
+            rate1=table.p1,
+            rate2=table.p2,
+            b=table.b,
+            c=table.c,
+            chi2=res.statistic,
+            p=res.pvalue,
+            p_asymptotic=res.p_asymptotic,
+            delta=res.difference.estimate,
+            delta_low=res.difference.lower,
+            delta_high=res.difference.upper,
+            odds_ratio=res.odds_ratio.estimate,
+            odds_ratio_low=res.odds_ratio.lower,
+            odds_ratio_high=res.odds_ratio.upper,
+        )
         flags = [res.note] if res.note else []
         rec["p_clustered"] = math.nan
         rec["clustered_test"] = ""
@@ -130,26 +177,40 @@ def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Seque
             rec["p_clustered"], rec["clustered_test"] = cres.pvalue, cres.method
             flags.append(f"items recur ({cres.n_clusters} clusters)")
         disc = (table.b + table.c) / table.n if table.n else math.nan
-        rec["mde_80"] = (min_detectable_effect(table.n, disc, 1 - level, 0.8, method="normal")
-                         if table.n and disc > 0 else math.nan)
+        rec["mde_80"] = (
+            min_detectable_effect(table.n, disc, 1 - level, 0.8, method="normal") if table.n and disc > 0 else math.nan
+        )
         rec["flag"] = "; ".join(flags)
         records.append(rec)
         results.append(res)
     labels = [cell_label(r, by) for r in records]
-    fam = adjust([r["p"] for r in records], labels, adjust_method, family=f"{title}: {len(records)} cells by "
-                 + (", ".join(by) or "nothing"))
+    fam = adjust(
+        [r["p"] for r in records],
+        labels,
+        adjust_method,
+        family=f"{title}: {len(records)} cells by " + (", ".join(by) or "nothing"),
+    )
     for rec, padj in zip(records, fam.adjusted):
         rec["p_adjusted"] = padj
     results = [r.adjusted(padj, fam.method, fam.family, fam.m) for r, padj in zip(results, fam.adjusted)]
     has_cluster = any(r["clustered_test"] for r in records)
     cols = [Column(k, k, "num" if k == "sparsity" else "text", "right" if k == "sparsity" else "left") for k in by]
     cols += [Column("n", "n", "int")]
-    cols += [Column("open", "open_acc", "rate"), Column("MC", "mc_acc", "rate"),
-             Column(f"R [{100 * level:g}% CI]", "recog", "ci")]
+    cols += [
+        Column("open", "open_acc", "rate"),
+        Column("MC", "mc_acc", "rate"),
+        Column(f"R [{100 * level:g}% CI]", "recog", "ci"),
+    ]
     cols += [Column(lab1, "rate1", "rate"), Column(lab2, "rate2", "rate")] if test != "within" else []
-    cols += [Column("b", "b", "int"), Column("c", "c", "int"), Column("χ²", "chi2", "num"),
-             Column(f"p ({SHORT[method]})", "p", "p"), Column("p (asympt.)", "p_asymptotic", "p"),
-             Column(f"p adj. ({fam.method})", "p_adjusted", "p"), Column(f"Δ [{100 * level:g}% CI]", "delta", "ci")]
+    cols += [
+        Column("b", "b", "int"),
+        Column("c", "c", "int"),
+        Column("χ²", "chi2", "num"),
+        Column(f"p ({SHORT[method]})", "p", "p"),
+        Column("p (asympt.)", "p_asymptotic", "p"),
+        Column(f"p adj. ({fam.method})", "p_adjusted", "p"),
+        Column(f"Δ [{100 * level:g}% CI]", "delta", "ci"),
+    ]
     if has_cluster:
         cols.append(Column("p (clustered)", "p_clustered", "p"))
     cols.append(Column("flag", "flag", "text", "left"))
@@ -165,13 +226,18 @@ def paired_table_report(df: pd.DataFrame, tr: pd.DataFrame, test: str, by: Seque
         f"α = {1 - level:.2g} detects with 80% power at the cell's n and observed discordance (Connor 1987).",
     ]
     if has_cluster:
-        notes.append("Where the same items recur in a cell (parallel items across languages or models), pairs are "
-                     "not independent: p (clustered) is the cluster-adjusted McNemar test (Obuchowski for equal "
-                     "cluster sizes or ≥ 50 clusters, else Durkalski), clustered by parallel item.")
+        notes.append(
+            "Where the same items recur in a cell (parallel items across languages or models), pairs are "
+            "not independent: p (clustered) is the cluster-adjusted McNemar test (Obuchowski for equal "
+            "cluster sizes or ≥ 50 clusters, else Durkalski), clustered by parallel item."
+        )
     if test != "within":
         if tr.attrs.get("unfinished"):
-            notes.append("Runs in progress: items not yet finished in both runs are left out ("
-                         + ", ".join(f"{k}: {v}" for k, v in sorted(tr.attrs["unfinished"].items())) + ").")
+            notes.append(
+                "Runs in progress: items not yet finished in both runs are left out ("
+                + ", ".join(f"{k}: {v}" for k, v in sorted(tr.attrs["unfinished"].items()))
+                + ")."
+            )
         if tr.attrs.get("no_reference"):
             notes.append("No dense reference run, left out: " + ", ".join(tr.attrs["no_reference"]) + ".")
     return ReportTable(f"mcnemar-{test}", title, cols, records, notes), results
@@ -196,7 +262,9 @@ def _rates(sub: pd.DataFrame, test: str, level: float) -> dict[str, Any]:
     return {
         "open_acc": float(sub[f"open_correct{suffix}"].mean()) if n else math.nan,
         "mc_acc": float(sub[f"mc_correct{suffix}"].mean()) if n else math.nan,
-        "recog": ci.estimate, "recog_low": ci.lower, "recog_high": ci.upper,
+        "recog": ci.estimate,
+        "recog_low": ci.lower,
+        "recog_high": ci.upper,
     }
 
 
@@ -206,10 +274,11 @@ def _clustered(sub: pd.DataFrame, x: np.ndarray, y: np.ndarray):
     return clustered_mcnemar(agg["b"].to_numpy(), agg["c"].to_numpy(), agg["n"].to_numpy())
 
 
-def language_report(tr: pd.DataFrame, test: str = "recognition", method: str = "midp", adjust_method: str = "holm",
-                    level: float = 0.95) -> ReportTable:
+def language_report(
+    tr: pd.DataFrame, test: str = "recognition", method: str = "midp", adjust_method: str = "holm", level: float = 0.95
+) -> ReportTable:
     """Per pruned condition: pooled over languages, homogeneity across languages, cluster-adjusted test."""
-    col, title, lab1, lab2, _ = TESTS[test]
+    col, _title, lab1, lab2, _ = TESTS[test]
     records = []
     for (model, cond), sub in tr.groupby(["model", "condition"], observed=True, sort=True):
         x, y, sub = _pairs(sub, test)
@@ -220,30 +289,56 @@ def language_report(tr: pd.DataFrame, test: str = "recognition", method: str = "
             tables[lang] = PairedTable.from_pairs(x[m], y[m], (lab1, lab2))
         strat = stratified_mcnemar(tables, method)
         cres = _clustered(sub, x, y)
-        ix = max(range(len(langs)), key=lambda i: abs(strat.per_stratum[i].difference.estimate)
-                 if strat.per_stratum[i].n else -1.0)
-        records.append({
-            "model": str(model), "condition": str(cond), "languages": len(langs), "n": strat.pooled.n,
-            "b": strat.pooled.b, "c": strat.pooled.c, "p_pooled": strat.pooled.pvalue,
-            "clustered_test": cres.method, "chi2_clustered": cres.statistic, "p_clustered": cres.pvalue,
-            "homogeneity_chi2": strat.homogeneity.statistic, "homogeneity_df": strat.homogeneity.df,
-            "p_homogeneity": strat.homogeneity.pvalue,
-            "largest_change": f"{langs[ix]} {100 * strat.per_stratum[ix].difference.estimate:+.1f} pp",
-            "per_language": {s: r.to_dict() for s, r in zip(strat.strata, strat.per_stratum)},
-            "flag": "; ".join(n for n in (cres.note, strat.homogeneity.note) if n),
-        })
-    fam = adjust([r["p_clustered"] for r in records], [f"{r['model']} / {r['condition']}" for r in records],
-                 adjust_method, family=f"pooled {test} tests, one per pruned condition ({len(records)})")
+        ix = max(
+            range(len(langs)),
+            key=lambda i: abs(strat.per_stratum[i].difference.estimate) if strat.per_stratum[i].n else -1.0,
+        )
+        records.append(
+            {
+                "model": str(model),
+                "condition": str(cond),
+                "languages": len(langs),
+                "n": strat.pooled.n,
+                "b": strat.pooled.b,
+                "c": strat.pooled.c,
+                "p_pooled": strat.pooled.pvalue,
+                "clustered_test": cres.method,
+                "chi2_clustered": cres.statistic,
+                "p_clustered": cres.pvalue,
+                "homogeneity_chi2": strat.homogeneity.statistic,
+                "homogeneity_df": strat.homogeneity.df,
+                "p_homogeneity": strat.homogeneity.pvalue,
+                "largest_change": f"{langs[ix]} {100 * strat.per_stratum[ix].difference.estimate:+.1f} pp",
+                "per_language": {s: r.to_dict() for s, r in zip(strat.strata, strat.per_stratum)},
+                "flag": "; ".join(n for n in (cres.note, strat.homogeneity.note) if n),
+            }
+        )
+    fam = adjust(
+        [r["p_clustered"] for r in records],
+        [f"{r['model']} / {r['condition']}" for r in records],
+        adjust_method,
+        family=f"pooled {test} tests, one per pruned condition ({len(records)})",
+    )
     for r, padj in zip(records, fam.adjusted):
         r["p_clustered_adjusted"] = padj
-    cols = [Column("model", "model", "text", "left"), Column("condition", "condition", "text", "left"),
-            Column("languages", "languages", "int"), Column("n", "n", "int"), Column("b", "b", "int"),
-            Column("c", "c", "int"), Column("p pooled", "p_pooled", "p"), Column("clustered test", "clustered_test", "text", "left"),
-            Column("χ² (clustered)", "chi2_clustered", "num"), Column("p (clustered)", "p_clustered", "p"),
-            Column(f"p adj. ({fam.method})", "p_clustered_adjusted", "p"),
-            Column("homogeneity χ²", "homogeneity_chi2", "num"), Column("df", "homogeneity_df", "int"),
-            Column("p (homog.)", "p_homogeneity", "p"), Column("largest Δ", "largest_change", "text", "left"),
-            Column("flag", "flag", "text", "left")]
+    cols = [
+        Column("model", "model", "text", "left"),
+        Column("condition", "condition", "text", "left"),
+        Column("languages", "languages", "int"),
+        Column("n", "n", "int"),
+        Column("b", "b", "int"),
+        Column("c", "c", "int"),
+        Column("p pooled", "p_pooled", "p"),
+        Column("clustered test", "clustered_test", "text", "left"),
+        Column("χ² (clustered)", "chi2_clustered", "num"),
+        Column("p (clustered)", "p_clustered", "p"),
+        Column(f"p adj. ({fam.method})", "p_clustered_adjusted", "p"),
+        Column("homogeneity χ²", "homogeneity_chi2", "num"),
+        Column("df", "homogeneity_df", "int"),
+        Column("p (homog.)", "p_homogeneity", "p"),
+        Column("largest Δ", "largest_change", "text", "left"),
+        Column("flag", "flag", "text", "left"),
+    ]
     notes = [
         f"Outcome: {col}; b = {lab1} only, c = {lab2} only, pooled over languages; n = item × language pairs.",
         f"p pooled: {METHOD_NAMES[method]} on Σb, Σc (Mantel–Haenszel for matched pairs), valid only if items are "
@@ -264,37 +359,77 @@ def cochran_report(df: pd.DataFrame, outcome: str = "recognition_only", adjust_m
         dense = msub[msub["method"] == "dense"]
         if dense.empty:
             continue
-        for (meth, pattern), sub in msub[msub["method"] != "dense"].groupby(["method", "pattern"], observed=True, sort=True):
+        for (meth, pattern), sub in msub[msub["method"] != "dense"].groupby(
+            ["method", "pattern"], observed=True, sort=True
+        ):
             conds = sub[["condition", "sparsity"]].drop_duplicates().sort_values("sparsity")
             if len(conds) < 2:
                 continue
             labels = ["dense"] + [str(c) for c in conds["condition"]]
-            wide = pd.concat([dense, sub]).pivot_table(index="item_uid", columns="condition", values=outcome,
-                                                       aggfunc="first", observed=True)
+            wide = pd.concat([dense, sub]).pivot_table(
+                index="item_uid", columns="condition", values=outcome, aggfunc="first", observed=True
+            )
             wide = wide[labels].dropna()
             res = cochran_q(wide.to_numpy(dtype=float), labels, adjust_method=adjust_method)
-            records.append({"model": str(model), "method": str(meth), "pattern": str(pattern), "k": res.k,
-                            "n": res.n, "conditions": ", ".join(labels), "Q": res.statistic, "df": res.df,
-                            "p": res.pvalue, "row": "Cochran's Q", "flag": res.note})
+            records.append(
+                {
+                    "model": str(model),
+                    "method": str(meth),
+                    "pattern": str(pattern),
+                    "k": res.k,
+                    "n": res.n,
+                    "conditions": ", ".join(labels),
+                    "Q": res.statistic,
+                    "df": res.df,
+                    "p": res.pvalue,
+                    "row": "Cochran's Q",
+                    "flag": res.note,
+                }
+            )
             for r in res.pairwise:
-                records.append({"model": str(model), "method": str(meth), "pattern": str(pattern), "k": 2, "n": r.n,
-                                "conditions": f"{r.labels[0]} vs {r.labels[1]}", "Q": r.statistic, "df": 1,
-                                "p": r.pvalue, "p_adjusted": r.adjustment.pvalue if r.adjustment else math.nan,
-                                "row": "pairwise McNemar mid-p", "b": r.b, "c": r.c, "flag": r.note})
-    cols = [Column("model", "model", "text", "left"), Column("method", "method", "text", "left"),
-            Column("pattern", "pattern", "text", "left"), Column("test", "row", "text", "left"),
-            Column("conditions", "conditions", "text", "left"), Column("n", "n", "int"),
-            Column("Q / χ²", "Q", "num"), Column("df", "df", "int"), Column("p", "p", "p"),
-            Column(f"p adj. ({adjust_method})", "p_adjusted", "p"), Column("flag", "flag", "text", "left")]
-    notes = [f"Outcome: {outcome}; unit: item × language (items complete in every condition of the row); "
-             "Cochran's Q tests equality of the k rates (dense and each sparsity of one method), df = k − 1.",
-             "Pairwise follow-ups: McNemar mid-p tests (χ² shown is the asymptotic statistic), "
-             f"{adjust_method} correction within each method's family of k(k − 1)/2 pairs."]
+                records.append(
+                    {
+                        "model": str(model),
+                        "method": str(meth),
+                        "pattern": str(pattern),
+                        "k": 2,
+                        "n": r.n,
+                        "conditions": f"{r.labels[0]} vs {r.labels[1]}",
+                        "Q": r.statistic,
+                        "df": 1,
+                        "p": r.pvalue,
+                        "p_adjusted": r.adjustment.pvalue if r.adjustment else math.nan,
+                        "row": "pairwise McNemar mid-p",
+                        "b": r.b,
+                        "c": r.c,
+                        "flag": r.note,
+                    }
+                )
+    cols = [
+        Column("model", "model", "text", "left"),
+        Column("method", "method", "text", "left"),
+        Column("pattern", "pattern", "text", "left"),
+        Column("test", "row", "text", "left"),
+        Column("conditions", "conditions", "text", "left"),
+        Column("n", "n", "int"),
+        Column("Q / χ²", "Q", "num"),
+        Column("df", "df", "int"),
+        Column("p", "p", "p"),
+        Column(f"p adj. ({adjust_method})", "p_adjusted", "p"),
+        Column("flag", "flag", "text", "left"),
+    ]
+    notes = [
+        f"Outcome: {outcome}; unit: item × language (items complete in every condition of the row); "
+        "Cochran's Q tests equality of the k rates (dense and each sparsity of one method), df = k − 1.",
+        "Pairwise follow-ups: McNemar mid-p tests (χ² shown is the asymptotic statistic), "
+        f"{adjust_method} correction within each method's family of k(k − 1)/2 pairs.",
+    ]
     return ReportTable(f"cochran-{outcome}", "Across sparsities (Cochran's Q)", cols, records, notes)
 
 
-def did_report(tr: pd.DataFrame, group_a: str, group_b: str, n_boot: int = 10_000, seed: int = 0,
-               level: float = 0.95) -> ReportTable:
+def did_report(
+    tr: pd.DataFrame, group_a: str, group_b: str, n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+) -> ReportTable:
     """Per pruned condition: change in recognition-only rate (pruned − dense) in language A minus in B,
     with a percentile CI from the item-cluster bootstrap (items resampled with all their languages)."""
     from stats.bootstrap import difference_in_differences
@@ -305,20 +440,45 @@ def did_report(tr: pd.DataFrame, group_a: str, group_b: str, n_boot: int = 10_00
             raise UserError(f"--did: language {g!r} is not in the paired data (languages: {', '.join(sorted(langs))})")
     records = []
     for (model, cond), sub in tr.groupby(["model", "condition"], observed=True, sort=True):
-        res = difference_in_differences(sub["parallel_id"].astype(str).to_numpy(), sub["language"].astype(str).to_numpy(),
-                                        sub["recognition_only_dense"].to_numpy(bool),
-                                        sub["recognition_only_pruned"].to_numpy(bool), group_a, group_b,
-                                        n_boot=n_boot, seed=seed, level=level)
-        records.append({"model": str(model), "condition": str(cond), "did": res.estimate, "did_low": res.lower,
-                        "did_high": res.upper, "se": res.se, "p": res.pvalue, "items": res.n_clusters,
-                        "n_boot": res.n_boot, "seed": res.seed})
-    cols = [Column("model", "model", "text", "left"), Column("condition", "condition", "text", "left"),
-            Column("items", "items", "int"), Column(f"DiD [{100 * level:g}% CI]", "did", "ci"),
-            Column("SE", "se", "num"), Column("p (bootstrap)", "p", "p")]
-    notes = [f"DiD = (recognition-only rate pruned − dense in {group_a}) − (the same in {group_b}).",
-             f"Item-cluster bootstrap: items (parallel ids) resampled with replacement with all their languages, "
-             f"B = {n_boot}, seed {seed}; percentile CI; two-sided p from the null-shifted bootstrap distribution. "
-             "Not adjusted for multiplicity."]
+        res = difference_in_differences(
+            sub["parallel_id"].astype(str).to_numpy(),
+            sub["language"].astype(str).to_numpy(),
+            sub["recognition_only_dense"].to_numpy(bool),
+            sub["recognition_only_pruned"].to_numpy(bool),
+            group_a,
+            group_b,
+            n_boot=n_boot,
+            seed=seed,
+            level=level,
+        )
+        records.append(
+            {
+                "model": str(model),
+                "condition": str(cond),
+                "did": res.estimate,
+                "did_low": res.lower,
+                "did_high": res.upper,
+                "se": res.se,
+                "p": res.pvalue,
+                "items": res.n_clusters,
+                "n_boot": res.n_boot,
+                "seed": res.seed,
+            }
+        )
+    cols = [
+        Column("model", "model", "text", "left"),
+        Column("condition", "condition", "text", "left"),
+        Column("items", "items", "int"),
+        Column(f"DiD [{100 * level:g}% CI]", "did", "ci"),
+        Column("SE", "se", "num"),
+        Column("p (bootstrap)", "p", "p"),
+    ]
+    notes = [
+        f"DiD = (recognition-only rate pruned − dense in {group_a}) − (the same in {group_b}).",
+        f"Item-cluster bootstrap: items (parallel ids) resampled with replacement with all their languages, "
+        f"B = {n_boot}, seed {seed}; percentile CI; two-sided p from the null-shifted bootstrap distribution. "
+        "Not adjusted for multiplicity.",
+    ]
     return ReportTable("did", f"Difference in differences, {group_a} vs {group_b}", cols, records, notes)
 
 
@@ -330,13 +490,20 @@ def default_glmm_formula(df: pd.DataFrame, outcome: str = "recognition_only") ->
 
 def glmm_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The columns a GLMM formula may name, with 0/1 outcomes and `item` = parallel item id."""
-    out = pd.DataFrame({
-        "item": df["parallel_id"].astype(str).to_numpy(), "item_uid": df["item_uid"].astype(str).to_numpy(),
-        "language": df["language"].astype(str).to_numpy(), "model": df["model"].astype(str).to_numpy(),
-        "method": df["method"].astype(str).to_numpy(), "condition": df["condition"].astype(str).to_numpy(),
-        "sparsity": df["sparsity"].to_numpy(float), "pattern": df["pattern"].astype(str).to_numpy(),
-        "log_params": df["log_params"].to_numpy(float), "run_id": df["run_id"].astype(str).to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "item": df["parallel_id"].astype(str).to_numpy(),
+            "item_uid": df["item_uid"].astype(str).to_numpy(),
+            "language": df["language"].astype(str).to_numpy(),
+            "model": df["model"].astype(str).to_numpy(),
+            "method": df["method"].astype(str).to_numpy(),
+            "condition": df["condition"].astype(str).to_numpy(),
+            "sparsity": df["sparsity"].to_numpy(float),
+            "pattern": df["pattern"].astype(str).to_numpy(),
+            "log_params": df["log_params"].to_numpy(float),
+            "run_id": df["run_id"].astype(str).to_numpy(),
+        }
+    )
     for col in ("open_correct", "mc_correct", "recognition_only"):
         out[col] = df[col].to_numpy(bool).astype(int)
     out["shown_correct"] = df["shown_correct"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
@@ -351,14 +518,23 @@ def glmm_report(df: pd.DataFrame, formula: str, backend: str) -> tuple[ReportTab
     result = fit_glmm(glmm_frame(df), formula, backend=backend)
     coef = result.coef_table()
     records = [{k: _plain(v) for k, v in row.items()} for row in coef.to_dict(orient="records")]
-    cols = [Column("term", "term", "text", "left"), Column("estimate", "estimate", "num"), Column("SE", "se", "num"),
-            Column("z", "z", "num"), Column("p", "p", "p"), Column("odds ratio", "odds_ratio", "num"),
-            Column("OR low", "or_low", "num"), Column("OR high", "or_high", "num")]
+    cols = [
+        Column("term", "term", "text", "left"),
+        Column("estimate", "estimate", "num"),
+        Column("SE", "se", "num"),
+        Column("z", "z", "num"),
+        Column("p", "p", "p"),
+        Column("odds ratio", "odds_ratio", "num"),
+        Column("OR low", "or_low", "num"),
+        Column("OR high", "or_high", "num"),
+    ]
     terms = {str(t) for t in coef["term"]}
     summary = [str(s) for s in result.summary_lines()]
     # the coefficient rows are this table; keep the summary's other lines (method, SEs, fit status)
     summary = [s for s in summary if not (s.split() and (s.split()[0] in terms or s.split()[0] == "term"))]
-    notes = [f"Formula: {formula}; backend: {backend}; n = {len(df)} rows (item × run), "
-             f"{df['parallel_id'].nunique()} items. Coefficient p-values are Wald tests, not adjusted for "
-             "multiplicity."] + summary
+    notes = [
+        f"Formula: {formula}; backend: {backend}; n = {len(df)} rows (item × run), "
+        f"{df['parallel_id'].nunique()} items. Coefficient p-values are Wald tests, not adjusted for "
+        "multiplicity."
+    ] + summary
     return ReportTable("glmm", "Mixed-effects logistic regression", cols, records, notes), result

@@ -8,8 +8,9 @@ thousands of items take a fraction of a second.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,14 +39,23 @@ class BootstrapResult:
     def report(self) -> str:
         from stats.mcnemar import format_p
 
-        return (f"{self.statistic} = {self.estimate:.4f} ({100 * self.level:g}% percentile CI {self.lower:.4f} to "
-                f"{self.upper:.4f}; cluster bootstrap over {self.n_clusters} {self.unit}s, B = {self.n_boot}, "
-                f"seed {self.seed}; null-shifted p = {format_p(self.pvalue)}).")
+        return (
+            f"{self.statistic} = {self.estimate:.4f} ({100 * self.level:g}% percentile CI {self.lower:.4f} to "
+            f"{self.upper:.4f}; cluster bootstrap over {self.n_clusters} {self.unit}s, B = {self.n_boot}, "
+            f"seed {self.seed}; null-shifted p = {format_p(self.pvalue)})."
+        )
 
 
-def cluster_bootstrap(sums: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], name: str = "statistic",
-                      n_boot: int = 10_000, seed: int = 0, level: float = 0.95, unit: str = "item",
-                      chunk: int = 500) -> BootstrapResult:
+def cluster_bootstrap(
+    sums: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    name: str = "statistic",
+    n_boot: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+    unit: str = "item",
+    chunk: int = 500,
+) -> BootstrapResult:
     """Bootstrap `statistic` over clusters.
 
     `sums` is (clusters × m): per-cluster totals of m quantities. `statistic` maps an (r × m) array of
@@ -77,9 +87,18 @@ def cluster_bootstrap(sums: np.ndarray, statistic: Callable[[np.ndarray], np.nda
     return BootstrapResult(name, est, float(lo), float(hi), level, float(boot.std(ddof=1)), p, n_boot, k, seed, unit)
 
 
-def difference_in_differences(cluster: np.ndarray, group: np.ndarray, before: np.ndarray, after: np.ndarray,
-                              group_a: str, group_b: str, n_boot: int = 10_000, seed: int = 0,
-                              level: float = 0.95, what: str = "recognition-only rate") -> BootstrapResult:
+def difference_in_differences(
+    cluster: np.ndarray,
+    group: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    group_a: str,
+    group_b: str,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+    what: str = "recognition-only rate",
+) -> BootstrapResult:
     """(after − before rate in group A) − (after − before rate in group B), item-cluster bootstrap.
 
     One entry per pair (e.g. item × language): its cluster (parallel item id), its group (e.g.
@@ -94,8 +113,9 @@ def difference_in_differences(cluster: np.ndarray, group: np.ndarray, before: np
             raise UserError(f"difference in differences: group {g!r} has no pairs")
     codes, inverse = np.unique(cluster, return_inverse=True)
     sums = np.zeros((codes.size, 6))
-    for col, (g, arr) in enumerate(((group_a, before), (group_a, after), (group_a, None),
-                                    (group_b, before), (group_b, after), (group_b, None))):
+    for col, (g, arr) in enumerate(
+        ((group_a, before), (group_a, after), (group_a, None), (group_b, before), (group_b, after), (group_b, None))
+    ):
         mask = group == g
         vals = np.ones(mask.sum()) if arr is None else arr[mask]
         np.add.at(sums[:, col], inverse[mask], vals)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import chi2
@@ -33,16 +34,25 @@ class CochranResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "test": "Cochran's Q", "labels": list(self.labels), "n": self.n, "k": self.k,
-            "statistic": self.statistic, "df": self.df, "pvalue": self.pvalue, "rates": list(self.rates),
-            "note": self.note, "pairwise": [r.to_dict() for r in self.pairwise],
+            "test": "Cochran's Q",
+            "labels": list(self.labels),
+            "n": self.n,
+            "k": self.k,
+            "statistic": self.statistic,
+            "df": self.df,
+            "pvalue": self.pvalue,
+            "rates": list(self.rates),
+            "note": self.note,
+            "pairwise": [r.to_dict() for r in self.pairwise],
             "family": self.family.to_dict() if self.family else None,
         }
 
     def report(self) -> str:
         rates = ", ".join(f"{lab} {100 * r:.1f}%" for lab, r in zip(self.labels, self.rates))
-        text = (f"Cochran's Q test over k = {self.k} related conditions, n = {self.n} items ({rates}): "
-                f"Q = {self.statistic:.3f}, df = {self.df}, p = {format_p(self.pvalue)}")
+        text = (
+            f"Cochran's Q test over k = {self.k} related conditions, n = {self.n} items ({rates}): "
+            f"Q = {self.statistic:.3f}, df = {self.df}, p = {format_p(self.pvalue)}"
+        )
         if self.note:
             text += f" [{self.note}]"
         if self.family is not None:
@@ -50,8 +60,13 @@ class CochranResult:
         return text + "."
 
 
-def cochran_q(x: np.ndarray | Sequence[Sequence[int]], labels: Sequence[str] | None = None,
-              pairwise: bool = True, method: str = "midp", adjust_method: str = "holm") -> CochranResult:
+def cochran_q(
+    x: np.ndarray | Sequence[Sequence[int]],
+    labels: Sequence[str] | None = None,
+    pairwise: bool = True,
+    method: str = "midp",
+    adjust_method: str = "holm",
+) -> CochranResult:
     """Cochran's Q for an (items × k) 0/1 matrix; pairwise McNemar follow-ups adjusted over their family."""
     arr = np.asarray(x, dtype=float)
     if arr.ndim != 2 or arr.shape[1] < 2:
@@ -64,14 +79,14 @@ def cochran_q(x: np.ndarray | Sequence[Sequence[int]], labels: Sequence[str] | N
         raise UserError(f"Cochran's Q: {len(labels)} labels for {k} conditions")
     cols, rows = arr.sum(axis=0), arr.sum(axis=1)
     total = cols.sum()
-    denom = k * total - np.sum(rows ** 2)
+    denom = k * total - np.sum(rows**2)
     note = ""
     if n == 0:
         q, p, note = math.nan, math.nan, "empty cell (n = 0)"
     elif denom == 0:
         q, p, note = 0.0, 1.0, "no item differs across conditions"
     else:
-        q = float((k - 1) * (k * np.sum(cols ** 2) - total ** 2) / denom)
+        q = float((k - 1) * (k * np.sum(cols**2) - total**2) / denom)
         p = float(chi2.sf(q, k - 1))
     rates = tuple(float(v) for v in (cols / n if n else np.full(k, math.nan)))
     results: list[McNemarResult] = []

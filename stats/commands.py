@@ -18,38 +18,68 @@ OUTPUT_FORMATS = ("table", "markdown", "latex", "csv", "json")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "stats", help="paired significance tests, effect sizes and GLMM of a study",
+        "stats",
+        help="paired significance tests, effect sizes and GLMM of a study",
         description="McNemar-family tests (mid-p default, asymptotic alongside), effect sizes with CIs, "
-                    "multiple-comparison control, Cochran's Q across sparsities, language homogeneity and "
-                    "cluster-adjusted tests, and a mixed-effects logistic regression, as tables and figures.")
+        "multiple-comparison control, Cochran's Q across sparsities, language homogeneity and "
+        "cluster-adjusted tests, and a mixed-effects logistic regression, as tables and figures.",
+    )
     p.add_argument("study", nargs="+", type=Path, help="a study folder, or run folders")
-    p.add_argument("--by", default=None,
-                   help="cell keys, comma-separated from language,model,method,sparsity,pattern,condition "
-                        "(default model,method,sparsity,pattern)")
-    p.add_argument("--test", default=",".join(("recognition", "within")),
-                   help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
-                        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within")
-    p.add_argument("--method", default="midp", choices=("midp", "exact", "asymptotic", "asymptotic_cc"),
-                   help="primary McNemar p-value (default mid-p; the asymptotic p is always shown too)")
-    p.add_argument("--adjust", default="holm", choices=("holm", "bh", "none"),
-                   help="multiple-comparison correction over each table's family (default holm)")
-    p.add_argument("--diff-ci", default="tango",
-                   help="interval for the paired difference Δ: tango (default, Tango's asymptotic score), scas "
-                        "(Laud's skewness-corrected score, as R ratesci), newcombe, wald, wald_cc, agresti_min, "
-                        "bonett_price")
+    p.add_argument(
+        "--by",
+        default=None,
+        help="cell keys, comma-separated from language,model,method,sparsity,pattern,condition "
+        "(default model,method,sparsity,pattern)",
+    )
+    p.add_argument(
+        "--test",
+        default=",".join(("recognition", "within")),
+        help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
+        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within",
+    )
+    p.add_argument(
+        "--method",
+        default="midp",
+        choices=("midp", "exact", "asymptotic", "asymptotic_cc"),
+        help="primary McNemar p-value (default mid-p; the asymptotic p is always shown too)",
+    )
+    p.add_argument(
+        "--adjust",
+        default="holm",
+        choices=("holm", "bh", "none"),
+        help="multiple-comparison correction over each table's family (default holm)",
+    )
+    p.add_argument(
+        "--diff-ci",
+        default="tango",
+        help="interval for the paired difference Δ: tango (default, Tango's asymptotic score), scas "
+        "(Laud's skewness-corrected score, as R ratesci), newcombe, wald, wald_cc, agresti_min, "
+        "bonett_price",
+    )
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--format", default="table", choices=OUTPUT_FORMATS, help="stdout format (default table)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="also write REPORT.md, tables.tex, tables.json, csv/*.csv and figures/*.pdf|png here")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv and figures/*.pdf|png here",
+    )
     p.add_argument("--no-glmm", action="store_true", help="skip the mixed-effects model")
-    p.add_argument("--glmm-formula", default=None,
-                   help="lme4-style formula on the tidy table (columns: item, language, model, method, condition, "
-                        "method_sparsity, sparsity, log_params, open_correct, mc_correct, shown_correct, "
-                        "recognition_only); default recognition_only ~ condition [+ model] [+ language] + (1|item)")
+    p.add_argument(
+        "--glmm-formula",
+        default=None,
+        help="lme4-style formula on the tidy table (columns: item, language, model, method, condition, "
+        "method_sparsity, sparsity, log_params, open_correct, mc_correct, shown_correct, "
+        "recognition_only); default recognition_only ~ condition [+ model] [+ language] + (1|item)",
+    )
     p.add_argument("--glmm-backend", default="mixedlm", help="mixedlm (default), gee, lme4 or bayes")
-    p.add_argument("--did", default=None, metavar="LANG_A,LANG_B",
-                   help="add a difference-in-differences table: change of the recognition-only rate under pruning "
-                        "in LANG_A minus in LANG_B, item-cluster bootstrap CI")
+    p.add_argument(
+        "--did",
+        default=None,
+        metavar="LANG_A,LANG_B",
+        help="add a difference-in-differences table: change of the recognition-only rate under pruning "
+        "in LANG_A minus in LANG_B, item-cluster bootstrap CI",
+    )
     p.add_argument("--boot", type=int, default=10_000, help="bootstrap resamples for --did (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for --did (default 0)")
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
@@ -101,16 +131,20 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
 
     tables, sentences = [], []
     for test in tests:
-        table, results = analysis.paired_table_report(df, tr, test, by, args.method, args.adjust, args.level,
-                                                     args.diff_ci)
+        table, results = analysis.paired_table_report(
+            df, tr, test, by, args.method, args.adjust, args.level, args.diff_ci
+        )
         tables.append(table)
-        sentences += [(table.title, f"{analysis.cell_label(rec, by)}: {r.report()}")
-                      for rec, r in zip(table.records, results)]
+        sentences += [
+            (table.title, f"{analysis.cell_label(rec, by)}: {r.report()}") for rec, r in zip(table.records, results)
+        ]
     if "recognition" in tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
-        table, _ = analysis.paired_table_report(df, tr, "recognition", [*by, "language"], args.method, args.adjust,
-                                                args.level, args.diff_ci)
-        tables.append(dataclasses.replace(table, key="mcnemar-recognition-language",
-                                          title=table.title + ", per language"))
+        table, _ = analysis.paired_table_report(
+            df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
+        )
+        tables.append(
+            dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
+        )
     if len(tr) and tr["language"].nunique() > 1:
         tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
     cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
@@ -122,9 +156,15 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
             raise UserError(f"--did: expected two languages as LANG_A,LANG_B, got {args.did!r}")
         did = analysis.did_report(tr, pair[0], pair[1], args.boot, args.seed, args.level)
         tables.append(did)
-        sentences += [(did.title, f"{did.title}, {r['model']} / {r['condition']}: DiD = {r['did']:.4f} "
-                       f"({100 * args.level:g}% CI {r['did_low']:.4f} to {r['did_high']:.4f}; item-cluster bootstrap, "
-                       f"{r['items']} items, B = {r['n_boot']}, seed {r['seed']}).") for r in did.records]
+        sentences += [
+            (
+                did.title,
+                f"{did.title}, {r['model']} / {r['condition']}: DiD = {r['did']:.4f} "
+                f"({100 * args.level:g}% CI {r['did_low']:.4f} to {r['did_high']:.4f}; item-cluster bootstrap, "
+                f"{r['items']} items, B = {r['n_boot']}, seed {r['seed']}).",
+            )
+            for r in did.records
+        ]
     return tables, sentences
 
 
@@ -134,8 +174,7 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
     if fmt == "table":
         from rich.console import Console
 
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=False,
-                          width=None if sys.stdout.isatty() else 200)
+        console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
         report.render_rich(tables, console)
     elif fmt == "markdown":
         sys.stdout.write(report.render_markdown(tables, title, summary))
@@ -150,8 +189,17 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
         sys.stdout.write(report.render_json(tables, {"title": title}))
 
 
-def write_outputs(out: Path, tables: list, sentences: list, title: str, df: Any, tr: Any, glmm: Any,
-                  args: argparse.Namespace, summary: list[str]) -> list[Path]:
+def write_outputs(
+    out: Path,
+    tables: list,
+    sentences: list,
+    title: str,
+    df: Any,
+    tr: Any,
+    glmm: Any,
+    args: argparse.Namespace,
+    summary: list[str],
+) -> list[Path]:
     """REPORT.md (deterministic), tables in LaTeX/JSON/CSV, and the figures."""
     from stats import figures, report
 
@@ -159,12 +207,17 @@ def write_outputs(out: Path, tables: list, sentences: list, title: str, df: Any,
     written: list[Path] = []
     md = report.render_markdown(tables, title, summary)
     if sentences:
-        md += "\n## Reporting sentences\n\n" + "\n".join(
-            f"- {report.md_escape(s)}" for _, s in sentences) + "\n"
-    md += "\n## Figures\n\n" + "\n".join(
-        f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm)) + "\n"
-    for path, text in ((out / "REPORT.md", md), (out / "tables.tex", report.render_latex(tables)),
-                       (out / "tables.json", report.render_json(tables, {"title": title}))):
+        md += "\n## Reporting sentences\n\n" + "\n".join(f"- {report.md_escape(s)}" for _, s in sentences) + "\n"
+    md += (
+        "\n## Figures\n\n"
+        + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
+        + "\n"
+    )
+    for path, text in (
+        (out / "REPORT.md", md),
+        (out / "tables.tex", report.render_latex(tables)),
+        (out / "tables.json", report.render_json(tables, {"title": title})),
+    ):
         path.write_text(text, encoding="utf-8")
         written.append(path)
     (out / "csv").mkdir(exist_ok=True)

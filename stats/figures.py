@@ -52,9 +52,11 @@ def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
     langs = sorted(df["language"].astype(str).unique())
     for ax, (model, meth) in zip(axes.flat, panels):
-        sub = df[(df["model"].astype(str) == model)
-                 & (df["method"].astype(str).isin([meth, "dense"]))
-                 & (df["pattern"].astype(str) == "unstructured")]
+        sub = df[
+            (df["model"].astype(str) == model)
+            & (df["method"].astype(str).isin([meth, "dense"]))
+            & (df["pattern"].astype(str) == "unstructured")
+        ]
         for i, lang in enumerate(langs):
             ls = sub[sub["language"].astype(str) == lang]
             g = ls.groupby("sparsity", sort=True)["recognition_only"].agg(["sum", "size"])
@@ -69,7 +71,7 @@ def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -
         ax.set_xlabel("sparsity")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     axes[0, 0].set_ylabel(f"recognition-only rate ({100 * level:g}% Wilson CI)")
     axes[0, 0].legend(fontsize=7, title="language", title_fontsize=7)
@@ -90,8 +92,14 @@ def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
             continue
         xs = np.sort(ranks)
         ys = np.arange(1, xs.size + 1) / xs.size
-        ax.step(xs, ys, where="post", lw=1.6 if name == "dense" else 1.0,
-                color="black" if name == "dense" else None, label=inert(name, 40))
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            lw=1.6 if name == "dense" else 1.0,
+            color="black" if name == "dense" else None,
+            label=inert(name, 40),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("gold first-token rank (1 = greedy choice)")
     ax.set_ylabel("fraction of items with rank ≤ x")

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
 from scipy import optimize, special
 from scipy.stats import beta, norm
 
@@ -21,14 +20,20 @@ from stats.tables import PairedTable
 DIFF_METHODS = ("tango", "scas", "newcombe", "wald", "wald_cc", "agresti_min", "bonett_price")
 OR_METHODS = ("wilson", "cp_exact", "cp_midp", "blaker", "wald", "wald_laplace")
 DIFF_NAMES = {
-    "tango": "Tango asymptotic score", "scas": "skewness-corrected asymptotic score (SCAS)",
-    "newcombe": "Newcombe square-and-add", "wald": "Wald",
-    "wald_cc": "Wald with continuity correction", "agresti_min": "Agresti–Min adjusted Wald",
+    "tango": "Tango asymptotic score",
+    "scas": "skewness-corrected asymptotic score (SCAS)",
+    "newcombe": "Newcombe square-and-add",
+    "wald": "Wald",
+    "wald_cc": "Wald with continuity correction",
+    "agresti_min": "Agresti–Min adjusted Wald",
     "bonett_price": "Bonett–Price adjusted Wald",
 }
 OR_NAMES = {
-    "wilson": "transformed Wilson score", "cp_exact": "transformed Clopper–Pearson exact",
-    "cp_midp": "transformed Clopper–Pearson mid-p", "blaker": "transformed Blaker exact", "wald": "Wald (log scale)",
+    "wilson": "transformed Wilson score",
+    "cp_exact": "transformed Clopper–Pearson exact",
+    "cp_midp": "transformed Clopper–Pearson mid-p",
+    "blaker": "transformed Blaker exact",
+    "wald": "Wald (log scale)",
     "wald_laplace": "Wald with Laplace adjustment (+1)",
 }
 _NAN = float("nan")
@@ -53,12 +58,14 @@ class Interval:
 
     def format(self, digits: int = 3, scale: float = 1.0) -> str:
         """'0.123 [0.045, 0.201]' (NaN shown as 'n/a')."""
+
         def f(x: float) -> str:
             if math.isnan(x):
                 return "n/a"
             if math.isinf(x):
                 return "∞" if x > 0 else "−∞"
             return f"{x * scale:.{digits}f}"
+
         return f"{f(self.estimate)} [{f(self.lower)}, {f(self.upper)}]"
 
 
@@ -95,8 +102,9 @@ def _binom_pmf(x: int, n: int, p: float) -> float:
         return 1.0 if x == 0 else 0.0
     if p >= 1.0:
         return 1.0 if x == n else 0.0
-    return math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
-                    + x * math.log(p) + (n - x) * math.log1p(-p))
+    return math.exp(
+        math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * math.log(p) + (n - x) * math.log1p(-p)
+    )
 
 
 def clopper_pearson_midp(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -152,11 +160,14 @@ def _scas_score(delta0: float, n11: int, b: int, c: int, n22: int) -> float:
     p1 = p2 + delta0
     lam = n / (n - 1) if n > 1 else 1.0
     var = max(0.0, (p1 * (1 - p1) + p2 * (1 - p2) - 2 * (p11 * p22 - p12 * p21)) / n) * lam
-    mu3 = (p1 * (1 - p1) * (1 - 2 * p1) - p2 * (1 - p2) * (1 - 2 * p2)
-           - 3 * (p11 * (1 - p1) ** 2 + p21 * p1 ** 2 - p1 * p2 * (1 - p1))
-           + 3 * (p11 * (1 - p2) ** 2 + p12 * p2 ** 2 - p1 * p2 * (1 - p2))) / n ** 2
+    mu3 = (
+        p1 * (1 - p1) * (1 - 2 * p1)
+        - p2 * (1 - p2) * (1 - 2 * p2)
+        - 3 * (p11 * (1 - p1) ** 2 + p21 * p1**2 - p1 * p2 * (1 - p1))
+        + 3 * (p11 * (1 - p2) ** 2 + p12 * p2**2 - p1 * p2 * (1 - p2))
+    ) / n**2
     z1 = 0.0 if s == 0 else s / math.sqrt(var) if var > 0 else math.copysign(math.inf, s)
-    skew = 0.0 if abs(mu3) < 1e-10 or var < 1e-10 else mu3 / (6 * var ** 1.5)
+    skew = 0.0 if abs(mu3) < 1e-10 or var < 1e-10 else mu3 / (6 * var**1.5)
     if skew == 0:
         return z1
     # The root of skew·z² + z − (z1 + skew) = 0 that tends to z1 as skew → 0, in the form without cancellation.
@@ -205,6 +216,7 @@ def paired_difference_ci(table: PairedTable, method: str = "tango", level: float
         hi = 1.0 if est == 1 else optimize.brentq(lambda d: _tango_score(d, b, c, n) + z, est, 1 - tol, xtol=1e-13)
         return Interval(est, lo, hi, level, name)
     if method == "scas":
+
         def score(d: float) -> float:
             return _scas_score(d, table.n11, b, c, table.n22)
 
@@ -212,8 +224,9 @@ def paired_difference_ci(table: PairedTable, method: str = "tango", level: float
         hi = _bisect_decreasing(lambda d: score(d) + z)
         if b == c:  # the score is odd in Δ (with zero variance at 0 when b = c = 0): the estimate is 0
             return Interval(0.0, lo, hi, level, name, "no discordant pairs" if b == 0 else "")
-        return Interval(_bisect_decreasing(score), lo, hi, level, name,
-                        "estimate: the root of the skewness-corrected score")
+        return Interval(
+            _bisect_decreasing(score), lo, hi, level, name, "estimate: the root of the skewness-corrected score"
+        )
     if method == "newcombe":
         n1p, n2p = table.n11 + table.n12, table.n21 + table.n22
         np1, np2 = table.n11 + table.n21, table.n12 + table.n22
@@ -239,12 +252,12 @@ def paired_difference_ci(table: PairedTable, method: str = "tango", level: float
         m = n + 2.0
         q12, q21 = (b + 0.5) / m, (c + 0.5) / m
         centre = q12 - q21
-        se = math.sqrt(max((q12 + q21 - centre ** 2) / m, 0.0))
+        se = math.sqrt(max((q12 + q21 - centre**2) / m, 0.0))
     else:  # bonett_price
         m = n + 2.0
         q12, q21 = (b + 1) / m, (c + 1) / m
         centre = q12 - q21
-        se = math.sqrt(max((q12 + q21 - centre ** 2) / m, 0.0))
+        se = math.sqrt(max((q12 + q21 - centre**2) / m, 0.0))
     return Interval(est, max(-1.0, centre - z * se), min(1.0, centre + z * se), level, name)
 
 
@@ -287,13 +300,17 @@ def paired_odds_ratio_ci(table: PairedTable, method: str = "wilson", level: floa
 # ---------------------------------------------------------------- ratio of paired proportions
 
 RATIO_METHODS = ("tang", "wald", "bonett_price", "mover_wilson")
-RATIO_NAMES = {"tang": "Tang asymptotic score", "wald": "Wald (log scale)",
-               "bonett_price": "Bonett–Price hybrid Wilson score", "mover_wilson": "MOVER Wilson score"}
+RATIO_NAMES = {
+    "tang": "Tang asymptotic score",
+    "wald": "Wald (log scale)",
+    "bonett_price": "Bonett–Price hybrid Wilson score",
+    "mover_wilson": "MOVER Wilson score",
+}
 
 
 def _tang_ratio_score(phi: float, n11: int, n12: int, n21: int, n: int) -> float:
     a_ = n * (1 + phi)
-    b_ = (n11 + n21) * phi ** 2 - (n11 + n12 + 2 * n21)
+    b_ = (n11 + n21) * phi**2 - (n11 + n12 + 2 * n21)
     c_ = n21 * (1 - phi) * (n11 + n12 + n21) / n
     p21 = (-b_ + math.sqrt(max(b_ * b_ - 4 * a_ * c_, 0.0))) / (2 * a_)
     var = n * (1 + phi) * p21 + (n11 + n12 + n21) * (phi - 1)
@@ -315,8 +332,11 @@ def paired_ratio_ci(table: PairedTable, method: str = "tang", level: float = 0.9
     est = n1p / np1
     z = _z(level)
     if method == "tang":
-        lo = 0.0 if est == 0 else optimize.brentq(lambda f: _tang_ratio_score(f, n11, n12, n21, n) - z,
-                                                  1e-12, est, xtol=1e-13)
+        lo = (
+            0.0
+            if est == 0
+            else optimize.brentq(lambda f: _tang_ratio_score(f, n11, n12, n21, n) - z, 1e-12, est, xtol=1e-13)
+        )
         hi_end = est * 2 + 1
         while _tang_ratio_score(hi_end, n11, n12, n21, n) + z > 0:
             hi_end *= 2
@@ -336,7 +356,9 @@ def paired_ratio_ci(table: PairedTable, method: str = "tang", level: float = 0.9
 
         def limits(x: int) -> tuple[float, float]:
             root = zz * math.sqrt(zz * zz + 4 * x * (1 - x / nstar))
-            return (2 * x + zz * zz - root) / (2 * (nstar + zz * zz)), (2 * x + zz * zz + root) / (2 * (nstar + zz * zz))
+            return (2 * x + zz * zz - root) / (2 * (nstar + zz * zz)), (2 * x + zz * zz + root) / (
+                2 * (nstar + zz * zz)
+            )
 
         l1, u1 = limits(n1p)
         l2, u2 = limits(np1)
@@ -350,7 +372,8 @@ def paired_ratio_ci(table: PairedTable, method: str = "tang", level: float = 0.9
     a = corr * (p1 - l1) * (u2 - p2)
     b = corr * (u1 - p1) * (p2 - l2)
     lo = (a - p1 * p2 + math.sqrt(max((a - p1 * p2) ** 2 - l1 * (2 * p1 - l1) * u2 * (2 * p2 - u2), 0.0))) / (
-        u2 * (u2 - 2 * p2))
+        u2 * (u2 - 2 * p2)
+    )
     den = l2 * (l2 - 2 * p2)
     disc = (b - p1 * p2) ** 2 - u1 * (2 * p1 - u1) * l2 * (2 * p2 - l2)
     hi = (b - p1 * p2 - math.sqrt(disc)) / den if den != 0 and disc >= 0 else math.inf

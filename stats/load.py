@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,32 @@ from engine.runfolder import ITEMS, OUTCOMES, RunFolderError, discover_runs, rea
 
 FORMATS = ("open_correct", "shown_correct", "mc_correct", "recognition_only")
 COLUMNS = (
-    "run_id", "model", "n_params", "log_params", "method", "sparsity", "pattern", "condition", "status",
-    "item_uid", "content_hash", "parallel_id", "language", "open_correct", "shown_correct", "mc_correct",
-    "recognition_only", "category", "first_token_rank", "seq_logprob", "margin", "demotion", "beam_any",
-    "sample_hits", "one_shot", "n_options",
+    "run_id",
+    "model",
+    "n_params",
+    "log_params",
+    "method",
+    "sparsity",
+    "pattern",
+    "condition",
+    "status",
+    "item_uid",
+    "content_hash",
+    "parallel_id",
+    "language",
+    "open_correct",
+    "shown_correct",
+    "mc_correct",
+    "recognition_only",
+    "category",
+    "first_token_rank",
+    "seq_logprob",
+    "margin",
+    "demotion",
+    "beam_any",
+    "sample_hits",
+    "one_shot",
+    "n_options",
 )
 _CATEGORICAL = ("run_id", "model", "method", "pattern", "condition", "status", "language", "category", "demotion")
 
@@ -43,22 +66,49 @@ def _outcome_schema():
     import pyarrow as pa
 
     gen = pa.struct([("correct", pa.bool_())])
-    return pa.schema([
-        ("item_uid", pa.string()), ("content_hash", pa.string()), ("language", pa.string()),
-        ("category", pa.string()), ("open", gen), ("shown", gen), ("mc", gen), ("demotion", pa.string()),
-        ("gold_trace", pa.struct([("first_token_rank", pa.int64()), ("seq_logprob", pa.float64()),
-                                  ("margin", pa.float64())])),
-        ("probes", pa.struct([("beam", pa.struct([("hit_any", pa.bool_())])),
-                              ("sampling", pa.struct([("hits", pa.int64())])), ("one_shot", gen)])),
-    ])
+    return pa.schema(
+        [
+            ("item_uid", pa.string()),
+            ("content_hash", pa.string()),
+            ("language", pa.string()),
+            ("category", pa.string()),
+            ("open", gen),
+            ("shown", gen),
+            ("mc", gen),
+            ("demotion", pa.string()),
+            (
+                "gold_trace",
+                pa.struct([("first_token_rank", pa.int64()), ("seq_logprob", pa.float64()), ("margin", pa.float64())]),
+            ),
+            (
+                "probes",
+                pa.struct(
+                    [
+                        ("beam", pa.struct([("hit_any", pa.bool_())])),
+                        ("sampling", pa.struct([("hits", pa.int64())])),
+                        ("one_shot", gen),
+                    ]
+                ),
+            ),
+        ]
+    )
 
 
 _FLAT = {  # flattened arrow column -> our column
-    "item_uid": "item_uid", "content_hash": "content_hash", "language": "language", "category": "category",
-    "open.correct": "open_correct", "shown.correct": "shown_correct", "mc.correct": "mc_correct",
-    "demotion": "demotion", "gold_trace.first_token_rank": "first_token_rank",
-    "gold_trace.seq_logprob": "seq_logprob", "gold_trace.margin": "margin", "probes.beam.hit_any": "beam_any",
-    "probes.sampling.hits": "sample_hits", "probes.one_shot.correct": "one_shot",
+    "item_uid": "item_uid",
+    "content_hash": "content_hash",
+    "language": "language",
+    "category": "category",
+    "open.correct": "open_correct",
+    "shown.correct": "shown_correct",
+    "mc.correct": "mc_correct",
+    "demotion": "demotion",
+    "gold_trace.first_token_rank": "first_token_rank",
+    "gold_trace.seq_logprob": "seq_logprob",
+    "gold_trace.margin": "margin",
+    "probes.beam.hit_any": "beam_any",
+    "probes.sampling.hits": "sample_hits",
+    "probes.one_shot.correct": "one_shot",
 }
 
 
@@ -121,14 +171,22 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
         return cache[key]
     import pyarrow.compute as pc
 
-    schema = pa.schema([("item_uid", pa.string()), ("content_hash", pa.string()), ("parallel_id", pa.string()),
-                        ("options", pa.list_(pa.string()))])
+    schema = pa.schema(
+        [
+            ("item_uid", pa.string()),
+            ("content_hash", pa.string()),
+            ("parallel_id", pa.string()),
+            ("options", pa.list_(pa.string())),
+        ]
+    )
     frame = None
     if data.strip() and data.endswith(b"\n"):
         try:
-            table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24),
-                                 parse_options=pj.ParseOptions(explicit_schema=schema,
-                                                               unexpected_field_behavior="ignore"))
+            table = pj.read_json(
+                io.BytesIO(data),
+                read_options=pj.ReadOptions(block_size=1 << 24),
+                parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+            )
             table = table.append_column("n_options", pc.list_value_length(table["options"])).drop(["options"])
             frame = table.to_pandas().rename(columns={"content_hash": "item_hash"})
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -138,12 +196,14 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
             items = read_items(run)
         except RunFolderError as exc:
             raise UserError(str(exc)) from None
-        frame = pd.DataFrame({
-            "item_uid": [it.get("item_uid") for it in items],
-            "item_hash": [it.get("content_hash") for it in items],
-            "parallel_id": [it.get("parallel_id") for it in items],
-            "n_options": [len(it.get("options") or []) for it in items],
-        })
+        frame = pd.DataFrame(
+            {
+                "item_uid": [it.get("item_uid") for it in items],
+                "item_hash": [it.get("content_hash") for it in items],
+                "parallel_id": [it.get("parallel_id") for it in items],
+                "n_options": [len(it.get("options") or []) for it in items],
+            }
+        )
     if frame["item_uid"].isna().any() or frame["item_uid"].duplicated().any():
         raise UserError(f"{path}: every item needs a unique item_uid")
     cache[key] = frame
@@ -159,7 +219,11 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
         model = manifest["model"]
         cond = manifest["condition"]
         run_id = str(manifest.get("run_id") or run.name)
-        method, sparsity, pattern = str(cond["method"]), float(cond["sparsity"]), str(cond.get("pattern", "unstructured"))
+        method, sparsity, pattern = (
+            str(cond["method"]),
+            float(cond["sparsity"]),
+            str(cond.get("pattern", "unstructured")),
+        )
         n_params = int(model.get("n_params") or 0)
         model_id = str(model["id"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -175,7 +239,11 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
     if frame["item_uid"].isna().any():
         line = int(np.flatnonzero(frame["item_uid"].isna().to_numpy())[0]) + 1
         raise UserError(f"{path}: outcome {line} has no item_uid")
-    for col, field in (("content_hash", "content_hash"), ("open_correct", "open.correct"), ("mc_correct", "mc.correct")):
+    for col, field in (
+        ("content_hash", "content_hash"),
+        ("open_correct", "open.correct"),
+        ("mc_correct", "mc.correct"),
+    ):
         missing = frame["item_uid"][frame[col].isna()]
         if len(missing):
             raise UserError(f"{path}: {len(missing)} outcome line(s) lack {field}, e.g. item {missing.iloc[0]!r}")
@@ -185,12 +253,16 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
     merged = frame.merge(items, on="item_uid", how="left", validate="one_to_one")
     unknown = merged["item_uid"][merged["item_hash"].isna()]
     if len(unknown):
-        raise UserError(f"{path}: {len(unknown)} outcome(s) for items not in {ITEMS}, e.g. "
-                        + ", ".join(repr(u) for u in unknown.iloc[:3]))
+        raise UserError(
+            f"{path}: {len(unknown)} outcome(s) for items not in {ITEMS}, e.g. "
+            + ", ".join(repr(u) for u in unknown.iloc[:3])
+        )
     bad = merged["item_uid"][merged["item_hash"] != merged["content_hash"]]
     if len(bad):
-        raise UserError(f"{path}: content hash differs from {ITEMS} for {len(bad)} item(s), e.g. "
-                        + ", ".join(repr(u) for u in bad.iloc[:3]))
+        raise UserError(
+            f"{path}: content hash differs from {ITEMS} for {len(bad)} item(s), e.g. "
+            + ", ".join(repr(u) for u in bad.iloc[:3])
+        )
     merged = merged.drop(columns="item_hash")
     status = str(manifest.get("status", "unknown"))
     n = len(merged)
@@ -203,9 +275,17 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
     merged["pattern"] = pattern
     merged["condition"] = condition_label(method, sparsity, pattern)
     merged["status"] = status
-    info = {"run_id": run_id, "path": str(run), "status": status, "model": model_id,
-            "condition": condition_label(method, sparsity, pattern), "n_items": len(items), "n_outcomes": n,
-            "torn_tail": torn, "corrupt_lines": len(errors)}
+    info = {
+        "run_id": run_id,
+        "path": str(run),
+        "status": status,
+        "model": model_id,
+        "condition": condition_label(method, sparsity, pattern),
+        "n_items": len(items),
+        "n_outcomes": n,
+        "torn_tail": torn,
+        "corrupt_lines": len(errors),
+    }
     return merged, {**info, "errors": errors}
 
 
@@ -279,15 +359,19 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
             no_ref.append(str(model))
             continue
         if len(dense_runs) > 1:
-            raise UserError(f"model {model!r} has {len(dense_runs)} dense runs ({', '.join(dense_runs)}); "
-                            "give one dense reference per model")
+            raise UserError(
+                f"model {model!r} has {len(dense_runs)} dense runs ({', '.join(dense_runs)}); "
+                "give one dense reference per model"
+            )
         ref_id = dense_runs[0]
         ref = sub[sub["run_id"] == ref_id][keys + carry]
         ref_status = str(sub.loc[sub["run_id"] == ref_id, "status"].iloc[0])
         for run_id in pruned_runs:
             pr = sub[sub["run_id"] == run_id]
             status = str(pr["status"].iloc[0])
-            meta = pr[["model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition"]].iloc[:1]
+            meta = pr[["model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition"]].iloc[
+                :1
+            ]
             m = pr[keys + carry].merge(ref, on=keys, how="outer", suffixes=("_pruned", "_dense"), indicator=True)
             only_p = m.loc[m["_merge"] == "left_only", "item_uid"].tolist()
             only_d = m.loc[m["_merge"] == "right_only", "item_uid"].tolist()
@@ -304,17 +388,33 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
             m = m[m["_merge"] == "both"].drop(columns="_merge")
             mism = m.loc[m["content_hash_pruned"] != m["content_hash_dense"], "item_uid"].tolist()
             if mism:
-                raise UserError(f"runs {run_id} and {ref_id}: {len(mism)} item(s) have different content "
-                                f"(content hash), e.g. {', '.join(map(repr, mism[:3]))}")
+                raise UserError(
+                    f"runs {run_id} and {ref_id}: {len(mism)} item(s) have different content "
+                    f"(content hash), e.g. {', '.join(map(repr, mism[:3]))}"
+                )
             m = m.rename(columns={"parallel_id_pruned": "parallel_id", "language_pruned": "language"})
             m = m.drop(columns=["parallel_id_dense", "language_dense", "content_hash_dense"]).rename(
-                columns={"content_hash_pruned": "content_hash"})
+                columns={"content_hash_pruned": "content_hash"}
+            )
             for col in meta.columns:
                 m[col] = meta[col].iloc[0]
             m["reference_run"] = ref_id
             out.append(m)
-    cols = ["model", "n_params", "log_params", "run_id", "reference_run", "method", "sparsity", "pattern",
-            "condition", "item_uid", "content_hash", "parallel_id", "language"]
+    cols = [
+        "model",
+        "n_params",
+        "log_params",
+        "run_id",
+        "reference_run",
+        "method",
+        "sparsity",
+        "pattern",
+        "condition",
+        "item_uid",
+        "content_hash",
+        "parallel_id",
+        "language",
+    ]
     if out:
         res = pd.concat(out, ignore_index=True)
         for col in ("category_dense", "category_pruned"):

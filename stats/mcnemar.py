@@ -94,11 +94,11 @@ class McNemarResult:
     n22: int
     method: str
     alternative: str
-    statistic: float          # χ² of the asymptotic test (corrected only for method asymptotic_cc)
-    pvalue: float             # p-value of `method`
-    p_asymptotic: float       # asymptotic, no continuity correction (always shown alongside)
-    difference: Interval      # Δ = p1 − p2 = (b − c)/n
-    odds_ratio: Interval      # ψ = b/c
+    statistic: float  # χ² of the asymptotic test (corrected only for method asymptotic_cc)
+    pvalue: float  # p-value of `method`
+    p_asymptotic: float  # asymptotic, no continuity correction (always shown alongside)
+    difference: Interval  # Δ = p1 − p2 = (b − c)/n
+    odds_ratio: Interval  # ψ = b/c
     note: str = ""
     adjustment: Adjustment | None = None
 
@@ -110,7 +110,7 @@ class McNemarResult:
     def p2(self) -> float:
         return (self.n11 + self.c) / self.n if self.n else math.nan
 
-    def adjusted(self, pvalue: float, method: str, family: str, m: int) -> "McNemarResult":
+    def adjusted(self, pvalue: float, method: str, family: str, m: int) -> McNemarResult:
         return replace(self, adjustment=Adjustment(pvalue, method, family, m))
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,8 +157,15 @@ def format_p(p: float) -> str:
     return f"{p:.2e}"
 
 
-def mcnemar(table: PairedTable, method: str = "midp", alternative: str = "two-sided", level: float = 0.95,
-            diff_ci: str = "tango", or_ci: str | None = None, outcome: str = "correct") -> McNemarResult:
+def mcnemar(
+    table: PairedTable,
+    method: str = "midp",
+    alternative: str = "two-sided",
+    level: float = 0.95,
+    diff_ci: str = "tango",
+    or_ci: str | None = None,
+    outcome: str = "correct",
+) -> McNemarResult:
     """A McNemar test of a paired table with its effect sizes.
 
     The odds-ratio CI defaults to the one that pairs with the test: Clopper–Pearson mid-p for mid-p,
@@ -171,8 +178,15 @@ def mcnemar(table: PairedTable, method: str = "midp", alternative: str = "two-si
     empty = table.n == 0
     note = "empty cell (n = 0)" if empty else ("no discordant pairs" if b + c == 0 else "")
     return McNemarResult(
-        labels=table.labels, outcome=outcome, n=table.n, n11=table.n11, b=b, c=c, n22=table.n22,
-        method=method, alternative=alternative,
+        labels=table.labels,
+        outcome=outcome,
+        n=table.n,
+        n11=table.n11,
+        b=b,
+        c=c,
+        n22=table.n22,
+        method=method,
+        alternative=alternative,
         statistic=mcnemar_statistic(b, c, correction=method == "asymptotic_cc"),
         pvalue=math.nan if empty else mcnemar_pvalue(b, c, method, alternative),
         p_asymptotic=math.nan if empty else mcnemar_pvalue(b, c, "asymptotic", alternative),

@@ -7,8 +7,9 @@ NaN p-values are excluded from the family (and listed), never counted in m and n
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +68,9 @@ class FamilyAdjustment:
         return text
 
 
-def adjust(pvalues: Sequence[float], labels: Sequence[str] | None = None, method: str = "holm",
-           family: str = "all tests shown") -> FamilyAdjustment:
+def adjust(
+    pvalues: Sequence[float], labels: Sequence[str] | None = None, method: str = "holm", family: str = "all tests shown"
+) -> FamilyAdjustment:
     """Adjust the p-values of a family; NaN p-values are excluded from m and stay NaN."""
     if method not in ADJUST_METHODS:
         raise UserError(f"unknown multiple-comparison method {method!r}; choose from {', '.join(ADJUST_METHODS)}")

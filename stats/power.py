@@ -46,7 +46,7 @@ def _thresholds(n: int, alpha: float, method: str) -> np.ndarray:
                     d = np.maximum(d - 1, 0)
                 p = chi2.sf(d * d / m, 1)
         rej = valid & (p < alpha)
-        out[start:start + m.shape[0]] = rej.sum(axis=1) - 1
+        out[start : start + m.shape[0]] = rej.sum(axis=1) - 1
     return out
 
 
@@ -75,14 +75,15 @@ def power_mcnemar(p_b: float, p_c: float, n: int, alpha: float = 0.05, method: s
 def power_mcnemar_normal(p_b: float, p_c: float, n: int, alpha: float = 0.05) -> float:
     """Connor (1987) normal approximation to the power of the two-sided asymptotic McNemar test."""
     disc, delta = p_b + p_c, abs(p_b - p_c)
-    if disc == 0 or disc - delta ** 2 <= 0:
+    if disc == 0 or disc - delta**2 <= 0:
         return 0.0
     z = norm.ppf(1 - alpha / 2)
-    return float(norm.cdf((delta * math.sqrt(n) - z * math.sqrt(disc)) / math.sqrt(disc - delta ** 2)))
+    return float(norm.cdf((delta * math.sqrt(n) - z * math.sqrt(disc)) / math.sqrt(disc - delta**2)))
 
 
-def min_detectable_effect(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8,
-                          method: str = "midp") -> float:
+def min_detectable_effect(
+    n: int, discordance: float, alpha: float = 0.05, power: float = 0.8, method: str = "midp"
+) -> float:
     """Smallest paired difference |p_b − p_c| the test detects with `power`, at discordance p_b + p_c.
 
     `method='normal'` uses Connor's closed form; otherwise exact power. NaN when even the largest

@@ -11,8 +11,9 @@ import io
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 FORMATS = ("table", "markdown", "latex", "csv", "json")
 
@@ -47,8 +48,13 @@ class ReportTable:
         return [[self.cell(r, c) for c in self.columns] for r in self.records]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "title": self.title, "notes": list(self.notes),
-                "columns": [c.header for c in self.columns], "records": [_json_safe(r) for r in self.records]}
+        return {
+            "key": self.key,
+            "title": self.title,
+            "notes": list(self.notes),
+            "columns": [c.header for c in self.columns],
+            "records": [_json_safe(r) for r in self.records],
+        }
 
 
 def _num(x: Any, digits: int) -> str:
@@ -132,12 +138,43 @@ def md_escape(text: str) -> str:
     return s.replace("](", "]\\(")
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_UNICODE = {"Δ": r"$\Delta$", "χ²": r"$\chi^2$", "χ": r"$\chi$", "²": r"$^2$", "−": r"$-$", "∞": r"$\infty$",
-                  "→": r"$\to$", "–": "--", "—": "---", "×": r"$\times$", "ψ": r"$\psi$", "θ": r"$\theta$",
-                  "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\ldots{}", "±": r"$\pm$", "α": r"$\alpha$",
-                  "β": r"$\beta$", "σ": r"$\sigma$", "’": "'", "“": "``", "”": "''", "·": r"$\cdot$"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+_LATEX_UNICODE = {
+    "Δ": r"$\Delta$",
+    "χ²": r"$\chi^2$",
+    "χ": r"$\chi$",
+    "²": r"$^2$",
+    "−": r"$-$",
+    "∞": r"$\infty$",
+    "→": r"$\to$",
+    "–": "--",
+    "—": "---",
+    "×": r"$\times$",
+    "ψ": r"$\psi$",
+    "θ": r"$\theta$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "…": r"\ldots{}",
+    "±": r"$\pm$",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "σ": r"$\sigma$",
+    "’": "'",
+    "“": "``",
+    "”": "''",
+    "·": r"$\cdot$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -167,9 +204,17 @@ def render_latex(tables: Sequence[ReportTable]) -> str:
     out = ["% prunescope stats tables; requires \\usepackage{booktabs}", ""]
     for t in tables:
         spec = "".join("r" if c.align == "right" else "l" for c in t.columns)
-        out += ["\\begin{table}[ht]", "\\centering", "\\small", f"\\caption{{{latex_escape(t.title)}}}",
-                f"\\label{{tab:prunescope-{t.key}}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                " & ".join(latex_escape(c.header) for c in t.columns) + " \\\\", "\\midrule"]
+        out += [
+            "\\begin{table}[ht]",
+            "\\centering",
+            "\\small",
+            f"\\caption{{{latex_escape(t.title)}}}",
+            f"\\label{{tab:prunescope-{t.key}}}",
+            f"\\begin{{tabular}}{{{spec}}}",
+            "\\toprule",
+            " & ".join(latex_escape(c.header) for c in t.columns) + " \\\\",
+            "\\midrule",
+        ]
         for row in t.display_rows():
             out.append(" & ".join(_latex_cell(v) for v in row) + " \\\\")
         out.append("\\bottomrule")

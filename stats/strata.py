@@ -5,8 +5,9 @@ cluster-adjusted McNemar tests for items that recur across strata (research/stat
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import chi2
@@ -42,28 +43,37 @@ class StratifiedResult:
     homogeneity: HomogeneityResult
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strata": list(self.strata), "per_stratum": [r.to_dict() for r in self.per_stratum],
-                "pooled": self.pooled.to_dict(), "homogeneity": self.homogeneity.to_dict()}
+        return {
+            "strata": list(self.strata),
+            "per_stratum": [r.to_dict() for r in self.per_stratum],
+            "pooled": self.pooled.to_dict(),
+            "homogeneity": self.homogeneity.to_dict(),
+        }
 
 
 def homogeneity_test(b: Sequence[int], c: Sequence[int], strata: Sequence[str]) -> HomogeneityResult:
     """Pearson χ² on the K×2 table of (b_k, c_k); strata without discordant pairs carry no information."""
     used = [(s, bk, ck) for s, bk, ck in zip(strata, b, c) if bk + ck > 0]
     if len(used) < 2:
-        return HomogeneityResult(math.nan, 0, math.nan, tuple(s for s, _, _ in used),
-                                 "fewer than two strata with discordant pairs")
+        return HomogeneityResult(
+            math.nan, 0, math.nan, tuple(s for s, _, _ in used), "fewer than two strata with discordant pairs"
+        )
     bb = np.array([u[1] for u in used], dtype=float)
     cc = np.array([u[2] for u in used], dtype=float)
     m = bb + cc
     theta = bb.sum() / m.sum()
     if theta in (0.0, 1.0):
-        return HomogeneityResult(0.0, len(used) - 1, 1.0, tuple(u[0] for u in used),
-                                 "all discordant pairs go one way")
+        return HomogeneityResult(0.0, len(used) - 1, 1.0, tuple(u[0] for u in used), "all discordant pairs go one way")
     x2 = float(np.sum((bb - m * theta) ** 2 / (m * theta * (1 - theta))))
     df = len(used) - 1
     small = np.minimum(m * theta, m * (1 - theta)).min() < 5
-    return HomogeneityResult(x2, df, float(chi2.sf(x2, df)), tuple(u[0] for u in used),
-                             "some expected counts < 5: χ² approximation rough" if small else "")
+    return HomogeneityResult(
+        x2,
+        df,
+        float(chi2.sf(x2, df)),
+        tuple(u[0] for u in used),
+        "some expected counts < 5: χ² approximation rough" if small else "",
+    )
 
 
 def stratified_mcnemar(tables: Mapping[str, PairedTable], method: str = "midp") -> StratifiedResult:
@@ -77,8 +87,13 @@ def stratified_mcnemar(tables: Mapping[str, PairedTable], method: str = "midp") 
     strata = tuple(tables)
     per = tuple(mcnemar(tables[s], method) for s in strata)
     first = next(iter(tables.values()))
-    pooled_t = PairedTable(sum(t.n11 for t in tables.values()), sum(t.n12 for t in tables.values()),
-                           sum(t.n21 for t in tables.values()), sum(t.n22 for t in tables.values()), first.labels)
+    pooled_t = PairedTable(
+        sum(t.n11 for t in tables.values()),
+        sum(t.n12 for t in tables.values()),
+        sum(t.n21 for t in tables.values()),
+        sum(t.n22 for t in tables.values()),
+        first.labels,
+    )
     hom = homogeneity_test([t.b for t in tables.values()], [t.c for t in tables.values()], strata)
     return StratifiedResult(strata, per, mcnemar(pooled_t, method), hom)
 
@@ -100,8 +115,10 @@ class ClusteredResult:
         return {"test": f"cluster-adjusted McNemar ({self.method})", **self.__dict__}
 
     def report(self) -> str:
-        text = (f"cluster-adjusted McNemar test ({self.method}), {self.n_pairs} pairs in {self.n_clusters} item "
-                f"clusters, b = {self.b}, c = {self.c}: χ² = {self.statistic:.3f}, df = 1, p = {format_p(self.pvalue)}")
+        text = (
+            f"cluster-adjusted McNemar test ({self.method}), {self.n_pairs} pairs in {self.n_clusters} item "
+            f"clusters, b = {self.b}, c = {self.c}: χ² = {self.statistic:.3f}, df = 1, p = {format_p(self.pvalue)}"
+        )
         return text + (f" [{self.note}]" if self.note else "") + "."
 
 
@@ -126,16 +143,25 @@ def clustered_mcnemar(b: Sequence[int], c: Sequence[int], n: Sequence[int], meth
     big_b, big_c, big_n = int(bi.sum()), int(ci.sum()), int(ni.sum())
     d = bi - ci
     if big_b + big_c == 0:
-        return ClusteredResult(method, math.nan, 1.0 if big_n else math.nan, big_n, k, big_b, big_c,
-                               "no discordant pairs" if big_n else "empty cell (n = 0)")
+        return ClusteredResult(
+            method,
+            math.nan,
+            1.0 if big_n else math.nan,
+            big_n,
+            k,
+            big_b,
+            big_c,
+            "no discordant pairs" if big_n else "empty cell (n = 0)",
+        )
     if method == "obuchowski":
         if k < 2:
             return ClusteredResult(method, math.nan, math.nan, big_n, k, big_b, big_c, "needs at least two clusters")
         var = k / (k - 1) * np.sum((d - ni * (big_b - big_c) / big_n) ** 2)
     else:
-        var = float(np.sum(d ** 2))
+        var = float(np.sum(d**2))
     if var <= 0:
-        return ClusteredResult(method, math.nan, math.nan, big_n, k, big_b, big_c,
-                               "zero between-cluster variance: statistic undefined")
+        return ClusteredResult(
+            method, math.nan, math.nan, big_n, k, big_b, big_c, "zero between-cluster variance: statistic undefined"
+        )
     x2 = float((big_b - big_c) ** 2 / var)
     return ClusteredResult(method, x2, float(chi2.sf(x2, 1)), big_n, k, big_b, big_c)

@@ -7,7 +7,7 @@ survive the multiplicity correction.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -48,19 +48,29 @@ def accuracy_findings(df: pd.DataFrame, level: float) -> list[str]:
         runs = []
         for run_id, r in sub.groupby("run_id", observed=True, sort=True):
             mc = wilson(int(r["mc_correct"].sum()), len(r), level)
-            runs.append({"run": str(run_id), "dense": str(r["method"].iloc[0]) == "dense",
-                         "open": float(r["open_correct"].mean()), "mc": mc,
-                         "at_chance": chance is not None and mc.lower <= chance <= mc.upper})
+            runs.append(
+                {
+                    "run": str(run_id),
+                    "dense": str(r["method"].iloc[0]) == "dense",
+                    "open": float(r["open_correct"].mean()),
+                    "mc": mc,
+                    "at_chance": chance is not None and mc.lower <= chance <= mc.upper,
+                }
+            )
         ref = "" if chance is None else f"; chance with {_options(sub)} options: {_pct(chance)}"
         for r in (r for r in runs if r["dense"]):
-            lines.append(f"{model}, {r['run']} (dense): open generation {_pct(r['open'])}, multiple choice "
-                         f"{_pct(r['mc'].estimate)} ({100 * level:g}% Wilson CI {_pct(r['mc'].lower)}–"
-                         f"{_pct(r['mc'].upper)}{ref}).")
+            lines.append(
+                f"{model}, {r['run']} (dense): open generation {_pct(r['open'])}, multiple choice "
+                f"{_pct(r['mc'].estimate)} ({100 * level:g}% Wilson CI {_pct(r['mc'].lower)}–"
+                f"{_pct(r['mc'].upper)}{ref})."
+            )
         pruned = [r for r in runs if not r["dense"]]
         if pruned:
-            text = (f"{model}, {len(pruned)} pruned run{'s' if len(pruned) > 1 else ''}: open generation "
-                    f"{_span([r['open'] for r in pruned])}, "
-                    f"multiple choice {_span([r['mc'].estimate for r in pruned])}")
+            text = (
+                f"{model}, {len(pruned)} pruned run{'s' if len(pruned) > 1 else ''}: open generation "
+                f"{_span([r['open'] for r in pruned])}, "
+                f"multiple choice {_span([r['mc'].estimate for r in pruned])}"
+            )
             if chance is not None:
                 n_at = sum(r["at_chance"] for r in pruned)
                 text += f"; the MC accuracy's {100 * level:g}% CI contains the chance rate in {n_at} of {len(pruned)}"
@@ -81,18 +91,24 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
     deltas = [100 * r["delta"] for r in recs]
     correction = CORRECTIONS.get(adjust, adjust)
 
-    text = (f"Recognition-only rate, pruned vs dense, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
-            f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; ")
+    text = (
+        f"Recognition-only rate, pruned vs dense, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
+        f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; "
+    )
     if not sig:
         text += f"no cell is significant at α = {alpha:g} with {correction}."
     else:
-        text += (f"{len(sig)} significant at α = {alpha:g} with {correction}: "
-                 + "; ".join(f"{cell_label(r, by)} ({100 * r['delta']:+.1f} pp)" for r in sig) + ".")
+        text += (
+            f"{len(sig)} significant at α = {alpha:g} with {correction}: "
+            + "; ".join(f"{cell_label(r, by)} ({100 * r['delta']:+.1f} pp)" for r in sig)
+            + "."
+        )
     return [text]
 
 
-def findings(df: pd.DataFrame, tables: Sequence[ReportTable], by: Sequence[str], level: float,
-             adjust: str = "holm") -> list[str]:
+def findings(
+    df: pd.DataFrame, tables: Sequence[ReportTable], by: Sequence[str], level: float, adjust: str = "holm"
+) -> list[str]:
     """The summary lines: accuracy findings, then the recognition-only test's (if it was run)."""
     lines = accuracy_findings(df, level)
     rec = next((t for t in tables if t.key == "mcnemar-recognition"), None)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,9 @@ class PairedTable:
             object.__setattr__(self, name, _count(name, getattr(self, name)))
 
     @classmethod
-    def from_matrix(cls, table: Sequence[Sequence[float]] | np.ndarray,
-                    labels: tuple[str, str] = ("condition 1", "condition 2")) -> "PairedTable":
+    def from_matrix(
+        cls, table: Sequence[Sequence[float]] | np.ndarray, labels: tuple[str, str] = ("condition 1", "condition 2")
+    ) -> PairedTable:
         """From `[[n11, n12], [n21, n22]]`; anything but a 2×2 table raises."""
         arr = np.asarray(table, dtype=object)
         if arr.shape != (2, 2):
@@ -47,8 +49,12 @@ class PairedTable:
         return cls(arr[0, 0], arr[0, 1], arr[1, 0], arr[1, 1], labels)
 
     @classmethod
-    def from_pairs(cls, first: Sequence[bool] | np.ndarray, second: Sequence[bool] | np.ndarray,
-                   labels: tuple[str, str] = ("condition 1", "condition 2")) -> "PairedTable":
+    def from_pairs(
+        cls,
+        first: Sequence[bool] | np.ndarray,
+        second: Sequence[bool] | np.ndarray,
+        labels: tuple[str, str] = ("condition 1", "condition 2"),
+    ) -> PairedTable:
         """From two aligned 0/1 vectors (one entry per item)."""
         x = np.asarray(first, dtype=bool)
         y = np.asarray(second, dtype=bool)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from rich.text import Text
@@ -21,7 +22,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
-from engine.runfolder import read_manifest, RunFolderError
+from engine.runfolder import RunFolderError, read_manifest
 from engine.safe_text import inert
 from tui.model import NO_REF, Study, discordant, load_study, transition_label
 from tui.screens.base import DataScreen
@@ -78,8 +79,14 @@ class PrunescopeApp(App[None]):
         Binding("5", "goto(5)", "run info", show=False, id="app.screen_runinfo"),
     ]
 
-    def __init__(self, sources: Sequence[Path | str], keymap: dict[str, str] | None = None,
-                 stats_glmm: bool = True, poll_seconds: float = POLL_SECONDS, run_stats: bool = True) -> None:
+    def __init__(
+        self,
+        sources: Sequence[Path | str],
+        keymap: dict[str, str] | None = None,
+        stats_glmm: bool = True,
+        poll_seconds: float = POLL_SECONDS,
+        run_stats: bool = True,
+    ) -> None:
         super().__init__()
         self.sources = [Path(s) for s in sources]
         self.study: Study | None = None
@@ -167,10 +174,13 @@ class PrunescopeApp(App[None]):
             tests = [t.strip() for t in args.test.split(",") if t.strip()]
             state.tables, _ = build_tables(df, tr, tests, analysis.parse_by(args.by), args)
             if len(tr):
-                cells, _ = analysis.paired_table_report(df, tr, "recognition", ["model", "condition", "language"],
-                                                        args.method, args.adjust, args.level)
-                state.cell_p = {(str(r["model"]), str(r["condition"]), str(r["language"])): float(r["p_adjusted"])
-                                for r in cells.records}
+                cells, _ = analysis.paired_table_report(
+                    df, tr, "recognition", ["model", "condition", "language"], args.method, args.adjust, args.level
+                )
+                state.cell_p = {
+                    (str(r["model"]), str(r["condition"]), str(r["language"])): float(r["p_adjusted"])
+                    for r in cells.records
+                }
                 main = next(t for t in state.tables if t.key == "mcnemar-recognition")
                 state.run_p = {(str(r["model"]), analysis_condition(r)): float(r["p_adjusted"]) for r in main.records}
         except (UserError, ValueError, KeyError) as exc:
@@ -182,7 +192,7 @@ class PrunescopeApp(App[None]):
             formula = args.glmm_formula or analysis.default_glmm_formula(df)
             glmm, _ = analysis.glmm_report(df, formula, args.glmm_backend)
             state.glmm = glmm
-        except Exception as exc:  # noqa: BLE001 - any failure of the optional model is shown, not raised
+        except Exception as exc:
             state.glmm_error = f"{exc.__class__.__name__}: {exc}"
         self.call_from_thread(self._stats_done, state)
 
@@ -261,8 +271,15 @@ class PrunescopeApp(App[None]):
         row = p.row[i]
         uid = run.uids[row]
         item = study.items.get(uid, {})
-        return [run.condition, run.languages[row], uid.split("/", 3)[-1], transition_label(p.transition[i]),
-                str(item.get("answer", "?")), run.open_text[row], "⚑" if uid in self.flags.notes else ""]
+        return [
+            run.condition,
+            run.languages[row],
+            uid.split("/", 3)[-1],
+            transition_label(p.transition[i]),
+            str(item.get("answer", "?")),
+            run.open_text[row],
+            "⚑" if uid in self.flags.notes else "",
+        ]
 
     def is_discordant(self, i: int) -> bool:
         t = int(self.study.pairs.transition[i]) if self.study else 16
@@ -283,8 +300,10 @@ class PrunescopeApp(App[None]):
         """(run name, sparsity, full outcome record) of every run that has `uid`, reference runs first."""
         out, problems = [], []
         assert self.study is not None
-        order = sorted(range(len(self.study.runs)), key=lambda r: (self.study.reference[r] != NO_REF,
-                                                                   self.study.runs[r].sparsity, r))
+        order = sorted(
+            range(len(self.study.runs)),
+            key=lambda r: (self.study.reference[r] != NO_REF, self.study.runs[r].sparsity, r),
+        )
         for r in order:
             run = self.study.runs[r]
             row = run.row_of.get(uid)
@@ -299,8 +318,11 @@ class PrunescopeApp(App[None]):
     def current_uid(self) -> tuple[str, str] | None:
         """(item uid, run name) of the item under the cursor or on screen."""
         study = self.study
-        idx = self.screen.pair_index if isinstance(self.screen, ItemScreen) else (
-            self.items_state.current if isinstance(self.screen, ItemsScreen) else None)
+        idx = (
+            self.screen.pair_index
+            if isinstance(self.screen, ItemScreen)
+            else (self.items_state.current if isinstance(self.screen, ItemsScreen) else None)
+        )
         if study is None or idx is None or idx >= len(study.pairs):
             return None
         run = study.runs[study.pairs.run[idx]]
@@ -404,18 +426,21 @@ class PrunescopeApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for n, name, what in ((1, "Overview", "conditions × languages heat map"), (2, "Items", "the item list"),
-                              (3, "Item", "the current item across runs"),
-                              (4, "Significance", "McNemar tables and GLMM of `prunescope stats`"),
-                              (5, "Run info", "each run's manifest")):
+        for n, name, what in (
+            (1, "Overview", "conditions × languages heat map"),
+            (2, "Items", "the item list"),
+            (3, "Item", "the current item across runs"),
+            (4, "Significance", "McNemar tables and GLMM of `prunescope stats`"),
+            (5, "Run info", "each run's manifest"),
+        ):
             yield SystemCommand(f"Screen {n}: {name}", what, lambda n=n: self.action_goto(n))
         yield SystemCommand("Filter items", "language, category, transition, flag, regex", self.ask_filter)
         yield SystemCommand("Clear filter", "show every item row", lambda: self.open_items(""))
-        yield SystemCommand("Discordant items only", "rows whose category changed from dense",
-                            lambda: self.open_items("disc"))
+        yield SystemCommand(
+            "Discordant items only", "rows whose category changed from dense", lambda: self.open_items("disc")
+        )
         yield SystemCommand("Flagged items only", "rows you flagged", lambda: self.open_items("flag"))
-        yield SystemCommand("Export current view", "CSV or JSONL under <study>/.prunescope/exports",
-                            self.action_export)
+        yield SystemCommand("Export current view", "CSV or JSONL under <study>/.prunescope/exports", self.action_export)
 
 
 def analysis_condition(record: dict[str, Any]) -> str:

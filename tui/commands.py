@@ -16,19 +16,33 @@ from engine.errors import UserError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "tui", help="browse a study in a terminal UI (works over SSH)",
+        "tui",
+        help="browse a study in a terminal UI (works over SSH)",
         description="Step through paired items, gold-answer traces and significance summaries. Keys: j/k, g/G, "
-                    "enter/escape, / filter, ? help, ctrl+p commands, 1-5 screens, e export, f flag, q quit.")
+        "enter/escape, / filter, ? help, ctrl+p commands, 1-5 screens, e export, f flag, q quit.",
+    )
     p.add_argument("study", type=Path, help="a study folder, or a run folder")
-    p.add_argument("run2", type=Path, nargs="?", default=None,
-                   help="a second run folder: pair STUDY (the reference) with it directly")
-    p.add_argument("--keymap", type=Path, default=None,
-                   help='JSON file {"binding id": "keys"} to remap keys (ids are listed by ?)')
+    p.add_argument(
+        "run2",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="a second run folder: pair STUDY (the reference) with it directly",
+    )
+    p.add_argument(
+        "--keymap", type=Path, default=None, help='JSON file {"binding id": "keys"} to remap keys (ids are listed by ?)'
+    )
     p.add_argument("--no-glmm", action="store_true", help="do not fit the mixed-effects model")
-    p.add_argument("--no-stats", action="store_true",
-                   help="do not run the significance tests (the overview shows rates without marks)")
-    p.add_argument("--serve", action="store_true",
-                   help="serve the UI to a browser with textual-serve on 127.0.0.1 (use ssh -L PORT:localhost:PORT)")
+    p.add_argument(
+        "--no-stats",
+        action="store_true",
+        help="do not run the significance tests (the overview shows rates without marks)",
+    )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the UI to a browser with textual-serve on 127.0.0.1 (use ssh -L PORT:localhost:PORT)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000)")
     p.set_defaults(func=run_tui)
 
@@ -41,7 +55,7 @@ def read_keymap(path: Path | None) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read keymap ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise UserError(f"{path}: a keymap is a JSON object of binding id → keys, e.g. {{\"app.quit\": \"q,ctrl+q\"}}")
+        raise UserError(f'{path}: a keymap is a JSON object of binding id → keys, e.g. {{"app.quit": "q,ctrl+q"}}')
     return data
 
 
@@ -67,7 +81,10 @@ def serve(sources: list[Path], args: argparse.Namespace) -> int:
     if args.keymap:
         cmd += ["--keymap", str(args.keymap)]
     cmd += ["--no-glmm"] * args.no_glmm + ["--no-stats"] * args.no_stats
-    print(f"prunescope tui: serving on http://127.0.0.1:{args.port} (from your machine: "
-          f"ssh -L {args.port}:localhost:{args.port} <this host>)", file=sys.stderr)
+    print(
+        f"prunescope tui: serving on http://127.0.0.1:{args.port} (from your machine: "
+        f"ssh -L {args.port}:localhost:{args.port} <this host>)",
+        file=sys.stderr,
+    )
     Server(shlex.join(cmd), host="127.0.0.1", port=args.port).serve()
     return 0

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class RunIndex:
     categories: list[int] = field(default_factory=list)
     open_text: list[str] = field(default_factory=list)
     good_bytes: int = 0
-    n_lines: int = 0                 # complete lines read so far (blank and corrupt ones included)
+    n_lines: int = 0  # complete lines read so far (blank and corrupt ones included)
     torn_tail: bool = False
     row_of: dict[str, int] = field(default_factory=dict)
 
@@ -163,7 +164,9 @@ class RunIndex:
                 if not isinstance(rec, dict):
                     raise ValueError("not a JSON object")
             except (UnicodeDecodeError, ValueError) as exc:
-                self.problems.append(f"{path}:{lineno}: corrupt line skipped ({exc.__class__.__name__}: {str(exc)[:80]})")
+                self.problems.append(
+                    f"{path}:{lineno}: corrupt line skipped ({exc.__class__.__name__}: {str(exc)[:80]})"
+                )
                 continue
             self._add(base + start, rec)
 
@@ -175,11 +178,15 @@ def _cat_code(open_ok: bool, mc_ok: bool) -> int:
 def _arrow_schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("item_uid", pa.string()), ("content_hash", pa.string()), ("language", pa.string()),
-        ("open", pa.struct([("correct", pa.bool_()), ("text", pa.string())])),
-        ("mc", pa.struct([("correct", pa.bool_())])),
-    ])
+    return pa.schema(
+        [
+            ("item_uid", pa.string()),
+            ("content_hash", pa.string()),
+            ("language", pa.string()),
+            ("open", pa.struct([("correct", pa.bool_()), ("text", pa.string())])),
+            ("mc", pa.struct([("correct", pa.bool_())])),
+        ]
+    )
 
 
 def load_run(path: Path) -> RunIndex:
@@ -224,9 +231,11 @@ def _fast_index(run: RunIndex, data: bytes, end: int) -> bool:
         return False
     longest = int((ends - starts).max()) + 2
     try:
-        table = pj.read_json(pa.BufferReader(pa.py_buffer(data).slice(0, end)), read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * longest)),
-                             parse_options=pj.ParseOptions(explicit_schema=_arrow_schema(),
-                                                           unexpected_field_behavior="ignore"))
+        table = pj.read_json(
+            pa.BufferReader(pa.py_buffer(data).slice(0, end)),
+            read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * longest)),
+            parse_options=pj.ParseOptions(explicit_schema=_arrow_schema(), unexpected_field_behavior="ignore"),
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False
     if table.num_rows != len(starts):
@@ -236,8 +245,9 @@ def _fast_index(run: RunIndex, data: bytes, end: int) -> bool:
         return False
     opened = table.column("open").combine_chunks()
     o = np.asarray(opened.field("correct").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-    m = np.asarray(table.column("mc").combine_chunks().field("correct").fill_null(False).to_numpy(zero_copy_only=False),
-                   dtype=bool)
+    m = np.asarray(
+        table.column("mc").combine_chunks().field("correct").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool
+    )
     run.offsets = starts.tolist()
     run.n_lines = len(starts)
     run.uids = uids
@@ -261,14 +271,14 @@ def _fast_index(run: RunIndex, data: bytes, end: int) -> bool:
 class Pairs:
     """Rows of the item list: one per (run, item); `ref` row of the reference run, or NO_REF."""
 
-    run: np.ndarray      # int16 index into Study.runs
-    row: np.ndarray      # int32 line index in that run
-    ref: np.ndarray      # int32 line index in the run's reference run, or NO_REF
+    run: np.ndarray  # int16 index into Study.runs
+    row: np.ndarray  # int32 line index in that run
+    ref: np.ndarray  # int32 line index in the run's reference run, or NO_REF
     transition: np.ndarray  # int8: 4 * ref category + category (ref category 4 = none)
-    lang: np.ndarray     # int16 index into Study.languages
+    lang: np.ndarray  # int16 index into Study.languages
 
     @classmethod
-    def empty(cls) -> "Pairs":
+    def empty(cls) -> Pairs:
         z = np.zeros(0, dtype=np.int32)
         return cls(z.astype(np.int16), z, z, z.astype(np.int8), z.astype(np.int16))
 
@@ -288,9 +298,9 @@ class Study:
     sources: list[Path]
     runs: list[RunIndex]
     items: dict[str, dict[str, Any]]
-    reference: list[int]          # per run: index of its reference run, or NO_REF
+    reference: list[int]  # per run: index of its reference run, or NO_REF
     pairs: Pairs
-    problems: list[str]           # found while loading (files, lines, manifests, items)
+    problems: list[str]  # found while loading (files, lines, manifests, items)
     languages: list[str]
     pair_problems: list[str] = field(default_factory=list)  # runs that do not pair (rebuilt with the pairs)
     counts: dict[tuple[int, str | None], dict[str, float]] = field(default_factory=dict)
@@ -299,8 +309,11 @@ class Study:
     def root(self) -> Path:
         """Folder for the sidecar (flags, exports): the study folder, or the runs' parent."""
         src = self.sources[0]
-        return src.parent if len(self.sources) > 1 or (src / OUTCOMES).exists() or (src / "manifest.json").exists() \
+        return (
+            src.parent
+            if len(self.sources) > 1 or (src / OUTCOMES).exists() or (src / "manifest.json").exists()
             else src
+        )
 
     @property
     def label(self) -> str:
@@ -332,8 +345,11 @@ class Study:
             langs = np.fromiter((code[x] for x in run.languages), dtype=np.int64, count=len(run))
             o, m = np.asarray(run.open_ok, dtype=bool), np.asarray(run.mc_ok, dtype=bool)
             n = np.bincount(langs, minlength=k)
-            sums = {"open": np.bincount(langs, o, k), "mc": np.bincount(langs, m, k),
-                    "recog": np.bincount(langs, m & ~o, k)}
+            sums = {
+                "open": np.bincount(langs, o, k),
+                "mc": np.bincount(langs, m, k),
+                "recog": np.bincount(langs, m & ~o, k),
+            }
             for i, lang in enumerate(self.languages):
                 if n[i]:
                     out[(r, lang)] = {"n": int(n[i]), **{key: float(v[i] / n[i]) for key, v in sums.items()}}
@@ -349,8 +365,10 @@ def choose_references(runs: Sequence[RunIndex], direct_pair: bool, problems: lis
     for i, run in enumerate(runs):
         if run.method == "dense":
             if run.model in dense:
-                problems.append(f"model {run.model!r} has more than one dense run ({runs[dense[run.model]].name}, "
-                                f"{run.name}); the first is the reference")
+                problems.append(
+                    f"model {run.model!r} has more than one dense run ({runs[dense[run.model]].name}, "
+                    f"{run.name}); the first is the reference"
+                )
             else:
                 dense[run.model] = i
     refs = []
@@ -360,8 +378,9 @@ def choose_references(runs: Sequence[RunIndex], direct_pair: bool, problems: lis
     return refs
 
 
-def build_pairs(runs: Sequence[RunIndex], reference: Sequence[int], problems: list[str],
-                languages: Sequence[str]) -> Pairs:
+def build_pairs(
+    runs: Sequence[RunIndex], reference: Sequence[int], problems: list[str], languages: Sequence[str]
+) -> Pairs:
     """Item-list rows: every line of every non-reference run, paired with its reference line by item_uid.
 
     Items whose content hash differs from the reference are left out and reported: those runs do not pair.
@@ -382,17 +401,24 @@ def build_pairs(runs: Sequence[RunIndex], reference: Sequence[int], problems: li
             ref = runs[ref_i]
             refrows = np.fromiter((ref.row_of.get(u, NO_REF) for u in run.uids), dtype=np.int32, count=len(run))
             have = refrows != NO_REF
-            hashes_ok = np.fromiter((h == ref.hashes[j] if j != NO_REF else False
-                                     for h, j in zip(run.hashes, refrows.tolist())), dtype=bool, count=len(run))
+            hashes_ok = np.fromiter(
+                (h == ref.hashes[j] if j != NO_REF else False for h, j in zip(run.hashes, refrows.tolist())),
+                dtype=bool,
+                count=len(run),
+            )
             mismatch = int((have & ~hashes_ok).sum())
             if mismatch:
-                problems.append(f"runs {run.name} and {ref.name} do not pair: {mismatch} item(s) have different "
-                                "content (content hash); left out")
+                problems.append(
+                    f"runs {run.name} and {ref.name} do not pair: {mismatch} item(s) have different "
+                    "content (content hash); left out"
+                )
             if not have.any():
                 problems.append(f"runs {run.name} and {ref.name} do not pair: they share no items")
             elif (~have).any() and run.status != "running" and ref.status != "running":
-                problems.append(f"runs {run.name} and {ref.name}: {int((~have).sum())} item(s) of {run.name} have no "
-                                f"outcome in {ref.name}; left out")
+                problems.append(
+                    f"runs {run.name} and {ref.name}: {int((~have).sum())} item(s) of {run.name} have no "
+                    f"outcome in {ref.name}; left out"
+                )
             keep = have & hashes_ok
             rows, refrows, cats = rows[keep], refrows[keep], cats[keep]
             ref_cats = np.asarray(ref.categories, dtype=np.int8)[refrows]
@@ -405,8 +431,13 @@ def build_pairs(runs: Sequence[RunIndex], reference: Sequence[int], problems: li
         parts_lang.append(langs[rows])
     if not parts_run:
         return Pairs.empty()
-    return Pairs(np.concatenate(parts_run), np.concatenate(parts_row), np.concatenate(parts_ref),
-                 np.concatenate(parts_tr), np.concatenate(parts_lang))
+    return Pairs(
+        np.concatenate(parts_run),
+        np.concatenate(parts_row),
+        np.concatenate(parts_ref),
+        np.concatenate(parts_tr),
+        np.concatenate(parts_lang),
+    )
 
 
 def load_items(runs: Sequence[RunIndex], problems: list[str]) -> dict[str, dict[str, Any]]:
@@ -479,7 +510,7 @@ class Filter:
     text: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Filter":
+    def parse(cls, text: str) -> Filter:
         """Raises ValueError with a readable message for an unknown key or a bad regex."""
         f = cls(text=text.strip())
         words = []
@@ -532,8 +563,12 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
     if flt.languages:
         mask &= np.isin(p.lang, [i for i, lang in enumerate(study.languages) if lang in flt.languages])
     if flt.flagged:
-        keys = [r * 2**32 + row for r, run in enumerate(study.runs) for uid in flagged
-                if (row := run.row_of.get(uid)) is not None]
+        keys = [
+            r * 2**32 + row
+            for r, run in enumerate(study.runs)
+            for uid in flagged
+            if (row := run.row_of.get(uid)) is not None
+        ]
         mask &= np.isin(p.run.astype(np.int64) * 2**32 + p.row, keys)
     idx = np.flatnonzero(mask)
     if flt.regex is not None:
@@ -554,8 +589,15 @@ def row_text(study: Study, i: int) -> str:
     run = study.runs[p.run[i]]
     uid = run.uids[p.row[i]]
     item = study.items.get(uid, {})
-    return "\n".join([uid, str(item.get("question", "")), str(item.get("answer", "")),
-                      *map(str, item.get("aliases", []) or []), run.open_text[p.row[i]]])
+    return "\n".join(
+        [
+            uid,
+            str(item.get("question", "")),
+            str(item.get("answer", "")),
+            *map(str, item.get("aliases", []) or []),
+            run.open_text[p.row[i]],
+        ]
+    )
 
 
 def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: set[str]) -> np.ndarray:
@@ -566,6 +608,7 @@ def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: 
     elif key == "transition":
         vals = p.transition[idx]
     else:
+
         def val(i: int) -> str:
             run = study.runs[p.run[i]]
             uid = run.uids[p.row[i]]
@@ -578,6 +621,7 @@ def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: 
             if key == "answer":
                 return run.open_text[p.row[i]]
             return "0" if uid in flagged else "1"
+
         vals = np.array([val(i) for i in idx.tolist()], dtype=object)
     order = np.argsort(vals, kind="stable")
     if reverse:

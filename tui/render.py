@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Group, RenderableType
@@ -50,13 +51,19 @@ def _num(x: Any, digits: int = 2) -> str:
 def item_block(uid: str, item: dict[str, Any] | None) -> RenderableType:
     """Question, context, gold answer and aliases."""
     if item is None:
-        return Group(_t(uid, style="bold"), Text("This item is not in items.jsonl: question and gold answer unknown.",
-                                                 style="italic"))
+        return Group(
+            _t(uid, style="bold"),
+            Text("This item is not in items.jsonl: question and gold answer unknown.", style="italic"),
+        )
     src = item.get("source") or {}
-    head = Text.assemble(_t(uid, style="bold"), "  ", _t(item.get("language"), 20),
-                         "  source: ", _t("/".join(str(src[k]) for k in ("dataset", "config", "split") if src.get(k) is not None), 200))
-    parts: list[RenderableType] = [head, Text("Question", style="bold underline"),
-                                   _t(item.get("question"), 4000)]
+    head = Text.assemble(
+        _t(uid, style="bold"),
+        "  ",
+        _t(item.get("language"), 20),
+        "  source: ",
+        _t("/".join(str(src[k]) for k in ("dataset", "config", "split") if src.get(k) is not None), 200),
+    )
+    parts: list[RenderableType] = [head, Text("Question", style="bold underline"), _t(item.get("question"), 4000)]
     if item.get("context"):
         parts += [Text("Context", style="bold underline"), rich_text(item.get("context"), max_len=4000, newlines=True)]
     aliases = item.get("aliases") or []
@@ -80,8 +87,12 @@ def _softmax(scores: Sequence[float]) -> list[float]:
 
 def options_table(item: dict[str, Any] | None, records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
     """Options × runs: each run's score under its decision rule as a bar (softmax over options)."""
-    table = Table(title="Options (bar: share of the run's decision-rule score; ▶ run's choice, ★ gold)",
-                  title_justify="left", expand=False, show_lines=False)
+    table = Table(
+        title="Options (bar: share of the run's decision-rule score; ▶ run's choice, ★ gold)",
+        title_justify="left",
+        expand=False,
+        show_lines=False,
+    )
     table.add_column("#", justify="right")
     table.add_column("option", max_width=30, overflow="ellipsis", no_wrap=True)
     per_run = []
@@ -91,15 +102,20 @@ def options_table(item: dict[str, Any] | None, records: Sequence[tuple[str, dict
         rule = str(mc.get("rule", "sum"))
         scores = (mc.get("scores") or {}).get(rule) or [o.get("loglik") for o in mc.get("options") or []]
         per_run.append((_softmax(scores), scores, mc.get("choice")))
-    options = (item or {}).get("options") or (records[0][1].get("mc", {}).get("options") and
-                                               [o.get("text") for o in records[0][1]["mc"]["options"]]) or []
+    options = (
+        (item or {}).get("options")
+        or (records[0][1].get("mc", {}).get("options") and [o.get("text") for o in records[0][1]["mc"]["options"]])
+        or []
+    )
     gold = (item or {}).get("gold_index", records[0][1].get("mc", {}).get("gold_index") if records else None)
     for k, opt in enumerate(options):
         row: list[RenderableType] = [Text(("★" if k == gold else " ") + str(k)), _t(opt, 200)]
         for probs, scores, choice in per_run:
             p = probs[k] if k < len(probs) else math.nan
             s = scores[k] if k < len(scores) else math.nan
-            row.append(Text(("▶" if k == choice else " ") + bar(p, 8) + " " + _num(s), style="bold" if k == choice else ""))
+            row.append(
+                Text(("▶" if k == choice else " ") + bar(p, 8) + " " + _num(s), style="bold" if k == choice else "")
+            )
         table.add_row(*row)
     return table
 
@@ -107,9 +123,16 @@ def options_table(item: dict[str, Any] | None, records: Sequence[tuple[str, dict
 def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
     """Each run's open and candidate-shown outputs, what matched, the MC choice and the category."""
     table = Table(title="Outputs of each run", title_justify="left")
-    for name, kw in (("run", {"no_wrap": True}), ("open generation", {"max_width": 40}), ("", {}),
-                     ("matched", {"max_width": 24}), ("candidates shown", {"max_width": 30}), ("", {}),
-                     ("MC", {}), ("category", {"no_wrap": True})):
+    for name, kw in (
+        ("run", {"no_wrap": True}),
+        ("open generation", {"max_width": 40}),
+        ("", {}),
+        ("matched", {"max_width": 24}),
+        ("candidates shown", {"max_width": 30}),
+        ("", {}),
+        ("MC", {}),
+        ("category", {"no_wrap": True}),
+    ):
         table.add_column(name, **kw)
     for name, rec in records:
         op = rec.get("open") or {}
@@ -117,20 +140,31 @@ def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
         mc = rec.get("mc") or {}
         match = op.get("match") or {}
         matched = "–" if match.get("rule") in (None, "none") else f"{match.get('rule')}: {match.get('alias')}"
-        table.add_row(_t(name, 40), _t(op.get("text"), 600), _tick(op.get("correct")), _t(matched, 200),
-                      _t(sh.get("text") if sh else "–", 400), _tick(sh.get("correct") if sh else None),
-                      Text.assemble(_t(mc.get("choice"), 10), " ", _tick(mc.get("correct"))), _t(rec.get("category"), 40))
+        table.add_row(
+            _t(name, 40),
+            _t(op.get("text"), 600),
+            _tick(op.get("correct")),
+            _t(matched, 200),
+            _t(sh.get("text") if sh else "–", 400),
+            _tick(sh.get("correct") if sh else None),
+            Text.assemble(_t(mc.get("choice"), 10), " ", _tick(mc.get("correct"))),
+            _t(rec.get("category"), 40),
+        )
     return table
 
 
 def trace_block(records: Sequence[tuple[str, float, dict[str, Any]]]) -> RenderableType:
     """Gold trace per run, ordered by sparsity: first-token rank and sequence log-prob as bars."""
-    table = Table(title="Gold trace against sparsity (rank bar: log scale, 1 = empty; log-prob bar: 0 = empty)",
-                  title_justify="left")
+    table = Table(
+        title="Gold trace against sparsity (rank bar: log scale, 1 = empty; log-prob bar: 0 = empty)",
+        title_justify="left",
+    )
     for col in ("run", "sparsity", "rank 1st", "", "log p(gold)", "", "margin", "per-token ranks", "tokens"):
         table.add_column(col, no_wrap=col not in ("tokens",), max_width=40 if col == "tokens" else None)
-    worst_lp = max([abs(float(t.get("seq_logprob", 0.0) or 0.0)) for _, _, r in records
-                    for t in [r.get("gold_trace") or {}]] + [1.0])
+    worst_lp = max(
+        [abs(float(t.get("seq_logprob", 0.0) or 0.0)) for _, _, r in records for t in [r.get("gold_trace") or {}]]
+        + [1.0]
+    )
     for name, sparsity, rec in sorted(records, key=lambda x: (x[1], x[0])):
         tr = rec.get("gold_trace") or {}
         rank = tr.get("first_token_rank")
@@ -139,8 +173,17 @@ def trace_block(records: Sequence[tuple[str, float, dict[str, Any]]]) -> Rendera
         lp_frac = abs(float(lp)) / worst_lp if isinstance(lp, (int, float)) else math.nan
         ranks = " ".join(str(r) for r in (tr.get("ranks") or [])[:24])
         tokens = Text(" ").join(_t(tok, 30) for tok in (tr.get("tokens") or [])[:24])
-        table.add_row(_t(name, 40), _num(sparsity), _t(rank, 10), bar(rank_frac, 10), _num(lp),
-                      bar(lp_frac, 10), _num(tr.get("margin")), ranks, tokens)
+        table.add_row(
+            _t(name, 40),
+            _num(sparsity),
+            _t(rank, 10),
+            bar(rank_frac, 10),
+            _num(lp),
+            bar(lp_frac, 10),
+            _num(tr.get("margin")),
+            ranks,
+            tokens,
+        )
     return table
 
 
@@ -155,20 +198,38 @@ def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableTyp
         lines: list[RenderableType] = [head]
         beam = probes.get("beam")
         if beam:
-            lines.append(Text(f"  beam k={beam.get('k')}: hit top {OK if beam.get('hit_top') else BAD}, "
-                              f"hit any {OK if beam.get('hit_any') else BAD}"))
+            lines.append(
+                Text(
+                    f"  beam k={beam.get('k')}: hit top {OK if beam.get('hit_top') else BAD}, "
+                    f"hit any {OK if beam.get('hit_any') else BAD}"
+                )
+            )
             for b in (beam.get("beams") or [])[:16]:
-                lines.append(Text.assemble("    ", _tick(b.get("correct")), f" {_num(b.get('score'))}  ", _t(b.get("text"), 300)))
+                lines.append(
+                    Text.assemble("    ", _tick(b.get("correct")), f" {_num(b.get('score'))}  ", _t(b.get("text"), 300))
+                )
         samp = probes.get("sampling")
         if samp:
-            lines.append(Text(f"  sampling n={samp.get('n')} T={samp.get('temperature')} top_p={samp.get('top_p')} "
-                              f"seed={samp.get('seed')}: {samp.get('hits')} hit(s)"))
+            lines.append(
+                Text(
+                    f"  sampling n={samp.get('n')} T={samp.get('temperature')} top_p={samp.get('top_p')} "
+                    f"seed={samp.get('seed')}: {samp.get('hits')} hit(s)"
+                )
+            )
             for s in (samp.get("samples") or [])[:16]:
                 lines.append(Text.assemble("    ", _tick(s.get("correct")), " ", _t(s.get("text"), 300)))
         one = probes.get("one_shot")
         if one:
-            lines.append(Text.assemble("  one-shot (example ", _t(one.get("example_uid"), 120), "): ",
-                                       _tick(one.get("correct")), " ", _t(one.get("text"), 300)))
+            lines.append(
+                Text.assemble(
+                    "  one-shot (example ",
+                    _t(one.get("example_uid"), 120),
+                    "): ",
+                    _tick(one.get("correct")),
+                    " ",
+                    _t(one.get("text"), 300),
+                )
+            )
         parts.append(Group(*lines))
     return Group(*parts) if parts else Text("No recovery probes recorded for this item.", style="italic")
 
@@ -207,8 +268,9 @@ def flatten(obj: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix, obj
 
 
-def manifest_table(name: str, path: str, manifest: dict[str, Any] | None, problems: Sequence[str],
-                   n_lines: int) -> RenderableType:
+def manifest_table(
+    name: str, path: str, manifest: dict[str, Any] | None, problems: Sequence[str], n_lines: int
+) -> RenderableType:
     table = Table(title=inert(f"{name}   ({path})", 400), title_justify="left", show_header=False)
     table.add_column("field", style="bold", no_wrap=True, max_width=40)
     table.add_column("value", overflow="fold")

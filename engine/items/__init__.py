@@ -10,5 +10,13 @@ from engine.items.local import read_item_file
 from engine.items.subset import subset_per_language
 from engine.items.validate import validate_items
 
-__all__ = ["BUNDLED", "content_hash", "load_items", "make_item", "make_uid", "read_item_file",
-           "subset_per_language", "validate_items"]
+__all__ = [
+    "BUNDLED",
+    "content_hash",
+    "load_items",
+    "make_item",
+    "make_uid",
+    "read_item_file",
+    "subset_per_language",
+    "validate_items",
+]

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from engine.runfolder import dumps_line, sha256_text
 
 ITEM_FIELDS = frozenset(
-    {"item_uid", "language", "question", "context", "answer", "aliases", "options", "gold_index",
-     "parallel_id", "source", "meta", "content_hash"}
+    {
+        "item_uid",
+        "language",
+        "question",
+        "context",
+        "answer",
+        "aliases",
+        "options",
+        "gold_index",
+        "parallel_id",
+        "source",
+        "meta",
+        "content_hash",
+    }
 )
 
 

@@ -9,8 +9,8 @@ empty, equals an earlier choice, or overlaps a gold string (one contains the oth
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 from engine.items.build import stable_hash
 from engine.matching import contains_tokens, tokens
@@ -36,8 +36,8 @@ class Ring:
     seed: int
 
     @classmethod
-    def build(cls, candidates: Iterable[tuple[str, str]], seed: int) -> "Ring":
-        unique = {cid: text for cid, text in candidates}
+    def build(cls, candidates: Iterable[tuple[str, str]], seed: int) -> Ring:
+        unique = dict(candidates)
         return cls(seeded_order(unique.items(), "ring", seed), seed)
 
     def walk(self, start_key: str) -> Iterator[tuple[str, str]]:
@@ -103,4 +103,3 @@ class Picker:
         """What goes into `source.distractors`, e.g. 'spans: same_context=2, other_context=1; seed=0'."""
         parts = ", ".join(f"{tier}={n}" for tier, n in self.counts.items())
         return f"{method}: {parts}; seed={seed}"
-

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from engine.config import ItemsSpec
 from engine.errors import UserError
@@ -19,8 +20,10 @@ BUNDLED = Path(__file__).resolve().parent.parent / "data" / "bundled_qa.jsonl"
 def _check_languages(wanted: Sequence[str], available: Sequence[str], source: str) -> None:
     missing = [lang for lang in wanted if lang not in set(available)]
     if missing:
-        raise UserError(f"items source {source!r}: unknown language(s) {', '.join(missing)} "
-                        f"(available: {', '.join(sorted(available))})")
+        raise UserError(
+            f"items source {source!r}: unknown language(s) {', '.join(missing)} "
+            f"(available: {', '.join(sorted(available))})"
+        )
 
 
 def _from_hf(spec: ItemsSpec) -> list[dict[str, Any]]:
@@ -33,8 +36,12 @@ def _from_hf(spec: ItemsSpec) -> list[dict[str, Any]]:
         _check_languages(wanted, src.languages, spec.source)
     items = load_hf(name, wanted, spec.split, spec.seed, local)
     # The adapters only build valid items; checking again names the record if one slips through.
-    return validate_items(((f"record {it['source']['native_id']} ({it['language']})", it) for it in items),
-                          where=spec.source, dataset=name, strict=True)
+    return validate_items(
+        ((f"record {it['source']['native_id']} ({it['language']})", it) for it in items),
+        where=spec.source,
+        dataset=name,
+        strict=True,
+    )
 
 
 def load_items(spec: ItemsSpec) -> list[dict[str, Any]]:

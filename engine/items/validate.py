@@ -9,7 +9,8 @@ Unknown fields are an error in strict mode and are kept under `meta` otherwise.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from engine.errors import UserError
 from engine.items.build import ITEM_FIELDS, content_hash, make_uid
@@ -99,13 +100,21 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
     if source is None:
         if native is None and row.get("item_uid") is None:
             raise RowError("needs 'item_uid' or 'id' (a stable native id, never a position)")
-        source = {"dataset": dataset, "config": None, "split": "local",
-                  "native_id": str(native if native is not None else row["item_uid"])}
+        source = {
+            "dataset": dataset,
+            "config": None,
+            "split": "local",
+            "native_id": str(native if native is not None else row["item_uid"]),
+        }
     if not isinstance(source, Mapping):
         raise RowError("field 'source' must be an object")
     item_uid = _text(row, "item_uid", False) or make_uid(
-        str(source.get("dataset", dataset)), source.get("config"), str(source.get("split", "local")),
-        str(native if native is not None else source.get("native_id", "")), language)
+        str(source.get("dataset", dataset)),
+        source.get("config"),
+        str(source.get("split", "local")),
+        str(native if native is not None else source.get("native_id", "")),
+        language,
+    )
     meta = row.get("meta") or {}
     if not isinstance(meta, Mapping):
         raise RowError("field 'meta' must be an object")
@@ -113,9 +122,17 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
     for key in unknown:
         meta.setdefault(key, row[key])
     item: dict[str, Any] = {
-        "item_uid": item_uid, "language": language, "question": question, "context": context,
-        "answer": answer, "aliases": aliases, "options": options, "gold_index": gold_index,
-        "parallel_id": row.get("parallel_id"), "source": dict(source), "meta": meta,
+        "item_uid": item_uid,
+        "language": language,
+        "question": question,
+        "context": context,
+        "answer": answer,
+        "aliases": aliases,
+        "options": options,
+        "gold_index": gold_index,
+        "parallel_id": row.get("parallel_id"),
+        "source": dict(source),
+        "meta": meta,
     }
     if item["parallel_id"] is not None:
         item["parallel_id"] = str(item["parallel_id"])
@@ -130,8 +147,9 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
     return item
 
 
-def validate_items(rows: Iterable[tuple[str, Mapping[str, Any]]], where: str, dataset: str = "local",
-                   strict: bool = False) -> list[dict[str, Any]]:
+def validate_items(
+    rows: Iterable[tuple[str, Mapping[str, Any]]], where: str, dataset: str = "local", strict: bool = False
+) -> list[dict[str, Any]]:
     """Complete and check `(row label, row)` pairs read from `where`; raise UserError on bad rows.
 
     The error names the file and row of the first problem and counts the others; duplicate

@@ -9,7 +9,8 @@ lettered prompts for letter choice; probes only where the config asks.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -52,11 +53,12 @@ def plan_batches(loaded: LoadedModel, items: Sequence[dict[str, Any]], config: P
     check_config(config)
     builder = PromptBuilder(loaded.tokenizer, config)
     keyed = sorted(items, key=lambda it: (-len(builder.open(it).ids), it["item_uid"]))
-    return [keyed[i:i + config.batch_size] for i in range(0, len(keyed), config.batch_size)]
+    return [keyed[i : i + config.batch_size] for i in range(0, len(keyed), config.batch_size)]
 
 
-def evaluate_batches(loaded: LoadedModel, items: list[dict], config: ProtocolConfig,
-                     one_shot_pool: dict[str, list[dict]]) -> Iterator[list[dict]]:
+def evaluate_batches(
+    loaded: LoadedModel, items: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
+) -> Iterator[list[dict]]:
     """Outcome records, batch by batch, in the planned order."""
     for batch in plan_batches(loaded, items, config):
         yield evaluate_batch(loaded, batch, config, one_shot_pool)
@@ -73,8 +75,11 @@ def batch_seed(batch: Sequence[dict[str, Any]], config: ProtocolConfig, purpose:
 def pick_example(item: dict[str, Any], pool: dict[str, list[dict]], seed: int) -> dict[str, Any] | None:
     """The one-shot example: same language, not the item nor a translation of it, chosen by a hash."""
     pid = item.get("parallel_id")
-    cands = [c for c in pool.get(item["language"], [])
-             if c["item_uid"] != item["item_uid"] and (pid is None or c.get("parallel_id") != pid)]
+    cands = [
+        c
+        for c in pool.get(item["language"], [])
+        if c["item_uid"] != item["item_uid"] and (pid is None or c.get("parallel_id") != pid)
+    ]
     if not cands:
         return None
     key = f"{seed}\0{item['item_uid']}\0"
@@ -87,8 +92,15 @@ def _golds(item: dict[str, Any]) -> list[str]:
 
 def _generation_record(g: gen.Generation, item: dict[str, Any], config: ProtocolConfig) -> dict[str, Any]:
     m = match_answer(g.text, _golds(item), item["language"], config.containment)
-    return {"text": g.text, "correct": bool(m.correct), "match": m.to_dict(), "em": float(m.em),
-            "f1": float(m.f1), "n_new_tokens": len(g.new_ids), "stop": g.stop}
+    return {
+        "text": g.text,
+        "correct": bool(m.correct),
+        "match": m.to_dict(),
+        "em": float(m.em),
+        "f1": float(m.f1),
+        "n_new_tokens": len(g.new_ids),
+        "stop": g.stop,
+    }
 
 
 def _correct(text: str, item: dict[str, Any], config: ProtocolConfig) -> bool:
@@ -118,8 +130,9 @@ class _Rows:
         return self.index[key]
 
 
-def evaluate_batch(loaded: LoadedModel, batch: list[dict], config: ProtocolConfig,
-                   one_shot_pool: dict[str, list[dict]]) -> list[dict]:
+def evaluate_batch(
+    loaded: LoadedModel, batch: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
+) -> list[dict]:
     """Outcome records of one planned batch (same batch in, bit-identical records out)."""
     check_config(config)
     for item in batch:
@@ -128,8 +141,9 @@ def evaluate_batch(loaded: LoadedModel, batch: list[dict], config: ProtocolConfi
         return _evaluate(loaded, batch, config, one_shot_pool)
 
 
-def _evaluate(loaded: LoadedModel, batch: list[dict], config: ProtocolConfig,
-              pool: dict[str, list[dict]]) -> list[dict]:
+def _evaluate(
+    loaded: LoadedModel, batch: list[dict], config: ProtocolConfig, pool: dict[str, list[dict]]
+) -> list[dict]:
     model, tok = loaded.model, loaded.tokenizer
     builder = PromptBuilder(tok, config)
     stop_ids = gen.stop_token_ids(tok, model)
@@ -144,8 +158,9 @@ def _evaluate(loaded: LoadedModel, batch: list[dict], config: ProtocolConfig,
         gold_rows.append(rows.add(i, builder.continuation(p, it["answer"])))
         option_rows.append([rows.add(i, builder.continuation(p, o)) for o in it["options"]])
     scored = score(model, state, [p.ids for p in open_prompts], rows.rows, pad)
-    opens = gen.greedy_decode(model, tok, _rows_of(model, state, open_prompts, range(len(batch)), pad),
-                              config.max_new_tokens, stop_ids)
+    opens = gen.greedy_decode(
+        model, tok, _rows_of(model, state, open_prompts, range(len(batch)), pad), config.max_new_tokens, stop_ids
+    )
 
     # 2. candidate-shown generation
     shown: list[gen.Generation | None] = [None] * len(batch)
@@ -159,33 +174,53 @@ def _evaluate(loaded: LoadedModel, batch: list[dict], config: ProtocolConfig,
         lp = [builder.letter(it) for it in batch]
         lstate = prefix_pass(model, [p.ids for p in lp], pad)
         lrows = _Rows()
-        lidx = [[lrows.add(i, builder.continuation(p, LETTERS[j])) for j in range(len(it["options"]))]
-                for i, (it, p) in enumerate(zip(batch, lp))]
+        lidx = [
+            [lrows.add(i, builder.continuation(p, LETTERS[j])) for j in range(len(it["options"]))]
+            for i, (it, p) in enumerate(zip(batch, lp))
+        ]
         lscored = score(model, lstate, [p.ids for p in lp], lrows.rows, pad)
         del lstate
-        letters = [{"letters": list(LETTERS[:len(it["options"])]), "logprobs": [lscored[r].total for r in idx]}
-                   for it, idx in zip(batch, lidx)]
+        letters = [
+            {"letters": list(LETTERS[: len(it["options"])]), "logprobs": [lscored[r].total for r in idx]}
+            for it, idx in zip(batch, lidx)
+        ]
 
     open_records = [_generation_record(g, it, config) for g, it in zip(opens, batch)]
     records = []
     for i, it in enumerate(batch):
         mc = _mc_record(it, [scored[r] for r in option_rows[i]], letters[i], config)
         trace = _trace_record(tok, it, scored[gold_rows[i]], opens[i])
-        records.append({
-            "item_uid": it["item_uid"], "content_hash": it["content_hash"], "language": it["language"],
-            "open": open_records[i],
-            "shown": _generation_record(shown[i], it, config) if shown[i] is not None else None,
-            "mc": mc, "gold_trace": trace,
-            "category": category(open_records[i]["correct"], mc["correct"]),
-            "demotion": None, "probes": None,
-        })
+        records.append(
+            {
+                "item_uid": it["item_uid"],
+                "content_hash": it["content_hash"],
+                "language": it["language"],
+                "open": open_records[i],
+                "shown": _generation_record(shown[i], it, config) if shown[i] is not None else None,
+                "mc": mc,
+                "gold_trace": trace,
+                "category": category(open_records[i]["correct"], mc["correct"]),
+                "demotion": None,
+                "probes": None,
+            }
+        )
 
     # 4. recovery probes
-    todo = [i for i, r in enumerate(records)
-            if config.probes == "all" or (config.probes == "failed" and not r["open"]["correct"])]
+    todo = [
+        i
+        for i, r in enumerate(records)
+        if config.probes == "all" or (config.probes == "failed" and not r["open"]["correct"])
+    ]
     if todo:
-        probes = _probes(loaded, builder, [batch[i] for i in todo], config, pool, stop_ids,
-                         lambda rows: _rows_of(model, state, open_prompts, [todo[r] for r in rows], pad))
+        probes = _probes(
+            loaded,
+            builder,
+            [batch[i] for i in todo],
+            config,
+            pool,
+            stop_ids,
+            lambda rows: _rows_of(model, state, open_prompts, [todo[r] for r in rows], pad),
+        )
         for i, pr in zip(todo, probes):
             records[i]["probes"] = pr
     for r in records:
@@ -193,14 +228,23 @@ def _evaluate(loaded: LoadedModel, batch: list[dict], config: ProtocolConfig,
     return records
 
 
-def _mc_record(item: dict[str, Any], opts: list[TokenScores], letter: dict[str, Any] | None,
-               config: ProtocolConfig) -> dict[str, Any]:
+def _mc_record(
+    item: dict[str, Any], opts: list[TokenScores], letter: dict[str, Any] | None, config: ProtocolConfig
+) -> dict[str, Any]:
     options, scores = [], {k: [] for k in SCORE_RULES}
     for text, s in zip(item["options"], opts):
         ll = s.total
         n_tok, n_chr, n_byt = len(s.token_ids), len(text), len(text.encode("utf-8"))
-        options.append({"text": text, "loglik": ll, "n_tokens": n_tok, "n_chars": n_chr, "n_bytes": n_byt,
-                        "is_greedy": all(r == 1 for r in s.ranks)})
+        options.append(
+            {
+                "text": text,
+                "loglik": ll,
+                "n_tokens": n_tok,
+                "n_chars": n_chr,
+                "n_bytes": n_byt,
+                "is_greedy": all(r == 1 for r in s.ranks),
+            }
+        )
         scores["sum"].append(ll)
         scores["per_token"].append(ll / n_tok)
         scores["per_char"].append(ll / n_chr)
@@ -209,17 +253,32 @@ def _mc_record(item: dict[str, Any], opts: list[TokenScores], letter: dict[str, 
     if letter is not None:
         decisions["letter"] = _argmax(letter["logprobs"])
     choice = decisions[config.mc_rule]
-    return {"gold_index": item["gold_index"], "options": options, "scores": scores, "letter": letter,
-            "decisions": decisions, "rule": config.mc_rule, "choice": choice,
-            "correct": choice == item["gold_index"]}
+    return {
+        "gold_index": item["gold_index"],
+        "options": options,
+        "scores": scores,
+        "letter": letter,
+        "decisions": decisions,
+        "rule": config.mc_rule,
+        "choice": choice,
+        "correct": choice == item["gold_index"],
+    }
 
 
 def _trace_record(tok: Any, item: dict[str, Any], s: TokenScores, greedy: gen.Generation) -> dict[str, Any]:
     seq = s.total
     greedy_lp = greedy.answer_logprob
-    return {"target": item["answer"], "token_ids": s.token_ids, "tokens": [tok.decode([t]) for t in s.token_ids],
-            "logprobs": s.logprobs, "ranks": s.ranks, "first_token_rank": s.ranks[0], "seq_logprob": seq,
-            "greedy_seq_logprob": greedy_lp, "margin": seq - greedy_lp}
+    return {
+        "target": item["answer"],
+        "token_ids": s.token_ids,
+        "tokens": [tok.decode([t]) for t in s.token_ids],
+        "logprobs": s.logprobs,
+        "ranks": s.ranks,
+        "first_token_rank": s.ranks[0],
+        "seq_logprob": seq,
+        "greedy_seq_logprob": greedy_lp,
+        "margin": seq - greedy_lp,
+    }
 
 
 def _rows_of(model: Any, state: PrefixState, prompts: Sequence[Prompt], rows: Sequence[int], pad: int) -> PrefixState:
@@ -230,31 +289,49 @@ def _rows_of(model: Any, state: PrefixState, prompts: Sequence[Prompt], rows: Se
     return prefix_pass(model, [prompts[r].ids for r in rows], pad)
 
 
-def _probes(loaded: LoadedModel, builder: PromptBuilder, items: list[dict], config: ProtocolConfig,
-            pool: dict[str, list[dict]], stop_ids: list[int],
-            open_state: Callable[[Sequence[int]], PrefixState]) -> list[dict[str, Any]]:
+def _probes(
+    loaded: LoadedModel,
+    builder: PromptBuilder,
+    items: list[dict],
+    config: ProtocolConfig,
+    pool: dict[str, list[dict]],
+    stop_ids: list[int],
+    open_state: Callable[[Sequence[int]], PrefixState],
+) -> list[dict[str, Any]]:
     """Beam, sampling and one-shot probes; beams and samples continue the shared open-prompt pass."""
     model, tok = loaded.model, loaded.tokenizer
     out: list[dict[str, Any]] = [{} for _ in items]
     if config.beam_width >= 1:
-        beams_all = gen.beam_decode(model, tok, open_state(range(len(items))), config.beam_width,
-                                    config.max_new_tokens, stop_ids)
+        beams_all = gen.beam_decode(
+            model, tok, open_state(range(len(items))), config.beam_width, config.max_new_tokens, stop_ids
+        )
         for o, it, beams in zip(out, items, beams_all):
             bs = [{"text": g.text, "score": sc, "correct": _correct(g.text, it, config)} for g, sc in beams]
-            o["beam"] = {"k": config.beam_width, "beams": bs, "hit_top": bs[0]["correct"],
-                         "hit_any": any(b["correct"] for b in bs)}
+            o["beam"] = {
+                "k": config.beam_width,
+                "beams": bs,
+                "hit_top": bs[0]["correct"],
+                "hit_any": any(b["correct"] for b in bs),
+            }
     if config.n_samples >= 1:
         seed = batch_seed(items, config, "sampling")
         n = config.n_samples
         sub = open_state([k for k in range(len(items)) for _ in range(n)])
         generator = torch.Generator(device=sub.last_logits.device).manual_seed(seed)
-        samples_all = gen.decode(model, tok, sub, config.max_new_tokens, stop_ids,
-                                 gen.sampler(config.temperature, config.top_p, generator))
-        groups = [samples_all[k * n:(k + 1) * n] for k in range(len(items))]
+        samples_all = gen.decode(
+            model, tok, sub, config.max_new_tokens, stop_ids, gen.sampler(config.temperature, config.top_p, generator)
+        )
+        groups = [samples_all[k * n : (k + 1) * n] for k in range(len(items))]
         for o, it, samples in zip(out, items, groups):
             ss = [{"text": g.text, "correct": _correct(g.text, it, config)} for g in samples]
-            o["sampling"] = {"n": config.n_samples, "temperature": config.temperature, "top_p": config.top_p,
-                             "seed": seed, "samples": ss, "hits": sum(s["correct"] for s in ss)}
+            o["sampling"] = {
+                "n": config.n_samples,
+                "temperature": config.temperature,
+                "top_p": config.top_p,
+                "seed": seed,
+                "samples": ss,
+                "hits": sum(s["correct"] for s in ss),
+            }
     if config.one_shot:
         pairs = [(k, ex) for k, it in enumerate(items) if (ex := pick_example(it, pool, config.seed)) is not None]
         if pairs:
@@ -262,8 +339,11 @@ def _probes(loaded: LoadedModel, builder: PromptBuilder, items: list[dict], conf
             state = prefix_pass(model, shot_prompts, tok.pad_token_id)
             gens = gen.greedy_decode(model, tok, state, config.max_new_tokens, stop_ids)
             for (k, ex), g in zip(pairs, gens):
-                out[k]["one_shot"] = {"example_uid": ex["item_uid"], "text": g.text,
-                                      "correct": _correct(g.text, items[k], config)}
+                out[k]["one_shot"] = {
+                    "example_uid": ex["item_uid"],
+                    "text": g.text,
+                    "correct": _correct(g.text, items[k], config),
+                }
     return out
 
 
@@ -271,8 +351,11 @@ def recovered(probes: dict[str, Any] | None) -> bool:
     """Did any probe produce the gold answer?"""
     if not probes:
         return False
-    return bool(probes.get("beam", {}).get("hit_any") or probes.get("sampling", {}).get("hits")
-                or probes.get("one_shot", {}).get("correct"))
+    return bool(
+        probes.get("beam", {}).get("hit_any")
+        or probes.get("sampling", {}).get("hits")
+        or probes.get("one_shot", {}).get("correct")
+    )
 
 
 def _demotion(record: dict[str, Any], config: ProtocolConfig) -> str | None:

@@ -7,16 +7,25 @@ is what precedes the stop, stripped.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 from engine.protocol.scoring import PrefixState, fork_state, forward, select_cache_rows
 
 # end-of-turn markers of common chat templates; the ones a tokenizer knows become stop tokens
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "<|end_of_text|>",
-               "</s>", "<|eom_id|>")
+END_OF_TURN = (
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "</s>",
+    "<|eom_id|>",
+)
 
 
 @dataclass
@@ -26,7 +35,7 @@ class Generation:
 
     text: str
     new_ids: list[int]
-    stop: str                    # 'eos' | 'stop_string' | 'max_new_tokens'
+    stop: str  # 'eos' | 'stop_string' | 'max_new_tokens'
     answer_ids: list[int]
     answer_logprobs: list[float]
 
@@ -87,14 +96,16 @@ def finish(tokenizer: Any, ids: list[int], stop: str, logprobs: list[float] | No
 Chooser = Callable[[torch.Tensor], torch.Tensor]
 
 
-def greedy_decode(model: Any, tokenizer: Any, state: PrefixState, max_new_tokens: int,
-                  stop_ids: Sequence[int]) -> list[Generation]:
+def greedy_decode(
+    model: Any, tokenizer: Any, state: PrefixState, max_new_tokens: int, stop_ids: Sequence[int]
+) -> list[Generation]:
     """Greedy decoding continuing from `state` (its cache is extended in place)."""
     return decode(model, tokenizer, state, max_new_tokens, stop_ids, lambda logits: logits.argmax(-1))
 
 
 def sampler(temperature: float, top_p: float, generator: torch.Generator) -> Chooser:
     """Sampling at `temperature` from the smallest top-probability set holding `top_p` (no top-k)."""
+
     def choose(logits: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(logits / temperature, dim=-1)
         if top_p < 1.0:
@@ -103,11 +114,13 @@ def sampler(temperature: float, top_p: float, generator: torch.Generator) -> Cho
             sorted_p = sorted_p.masked_fill(beyond, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
     return choose
 
 
-def decode(model: Any, tokenizer: Any, state: PrefixState, max_new_tokens: int, stop_ids: Sequence[int],
-           choose: Chooser) -> list[Generation]:
+def decode(
+    model: Any, tokenizer: Any, state: PrefixState, max_new_tokens: int, stop_ids: Sequence[int], choose: Chooser
+) -> list[Generation]:
     """Token-by-token decoding from `state` with `choose(logits) -> next ids` (cache extended in place)."""
     batch = state.last_logits.shape[0]
     device = state.last_logits.device
@@ -132,8 +145,9 @@ def decode(model: Any, tokenizer: Any, state: PrefixState, max_new_tokens: int, 
                 reason[b] = "stop_string"
         if all(r is not None for r in reason) or step == max_new_tokens - 1:
             break
-        feed = torch.tensor([int(nxt[b]) if reason[b] is None else pad_id for b in range(batch)],
-                            dtype=torch.long, device=device)
+        feed = torch.tensor(
+            [int(nxt[b]) if reason[b] is None else pad_id for b in range(batch)], dtype=torch.long, device=device
+        )
         mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
         out = forward(model, cache, input_ids=feed[:, None], attention_mask=mask, position_ids=pos[:, None])
         pos = pos + 1
@@ -141,8 +155,9 @@ def decode(model: Any, tokenizer: Any, state: PrefixState, max_new_tokens: int, 
     return [finish(tokenizer, new_ids[b], reason[b] or "max_new_tokens", logprobs[b]) for b in range(batch)]
 
 
-def beam_decode(model: Any, tokenizer: Any, state: PrefixState, k: int, max_new_tokens: int,
-                stop_ids: Sequence[int]) -> list[list[tuple[Generation, float]]]:
+def beam_decode(
+    model: Any, tokenizer: Any, state: PrefixState, k: int, max_new_tokens: int, stop_ids: Sequence[int]
+) -> list[list[tuple[Generation, float]]]:
     """Beam search of width k from `state` (one row per prompt), with the greedy stop rules.
 
     Scores are summed log-probabilities divided by the hypothesis length (stop token included), as
@@ -192,13 +207,18 @@ def beam_decode(model: Any, tokenizer: Any, state: PrefixState, k: int, max_new_
         if all(done):
             break
         scores = torch.tensor(new_scores, device=device).view(batch, k)
-        tokens = [new_tokens[b * k:(b + 1) * k] for b in range(batch)]
+        tokens = [new_tokens[b * k : (b + 1) * k] for b in range(batch)]
         src_t = torch.tensor(src, dtype=torch.long, device=device)
         cache = select_cache_rows(cache, src_t)
         mask = torch.cat([mask[src_t], torch.ones((batch * k, 1), dtype=mask.dtype, device=device)], dim=1)
         pos = pos[src_t]
-        out = forward(model, cache, input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
-                      position_ids=pos[:, None])
+        out = forward(
+            model,
+            cache,
+            input_ids=torch.tensor(feed, device=device)[:, None],
+            attention_mask=mask,
+            position_ids=pos[:, None],
+        )
         pos = pos + 1
         logits = out.logits[:, -1, :].float()
     result = []

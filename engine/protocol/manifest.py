@@ -38,39 +38,75 @@ def protocol_manifest(loaded: LoadedModel, config: ProtocolConfig) -> dict[str, 
         "decoding": {
             "greedy": True,
             "max_new_tokens": config.max_new_tokens,
-            "stop": {"token_ids": stops, "tokens": [tok.convert_ids_to_tokens(i) for i in stops],
-                     "end_of_turn_candidates": list(END_OF_TURN),
-                     "newline_after_answer": True},
+            "stop": {
+                "token_ids": stops,
+                "tokens": [tok.convert_ids_to_tokens(i) for i in stops],
+                "end_of_turn_candidates": list(END_OF_TURN),
+                "newline_after_answer": True,
+            },
             "answer_text": "decoded new tokens before the stop, cut at the first newline after leading "
-                           "whitespace, stripped",
+            "whitespace, stripped",
             "batch_size": config.batch_size,
             "batching": "sorted by open-prompt token length (longest first, item_uid breaks ties), left padding",
-            "mc": {"cloze": "sum of continuation token log-probs after the open prompt",
-                   "normalisations": {"sum": "loglik", "per_token": "loglik / n_tokens",
-                                      "per_char": "loglik / n_chars", "per_byte": "loglik / n_bytes (UTF-8)"},
-                   "decision": "argmax, first index on ties", "rule": config.mc_rule, "letter": config.letter},
-            "gold_trace": {"rank": "1 + number of vocabulary entries with a strictly greater logit",
-                           "greedy_seq_logprob": "sum of log-probs of the greedy answer's tokens (stop token "
-                                                 "and trailing whitespace tokens excluded)",
-                           "margin": "seq_logprob - greedy_seq_logprob"},
+            "mc": {
+                "cloze": "sum of continuation token log-probs after the open prompt",
+                "normalisations": {
+                    "sum": "loglik",
+                    "per_token": "loglik / n_tokens",
+                    "per_char": "loglik / n_chars",
+                    "per_byte": "loglik / n_bytes (UTF-8)",
+                },
+                "decision": "argmax, first index on ties",
+                "rule": config.mc_rule,
+                "letter": config.letter,
+            },
+            "gold_trace": {
+                "rank": "1 + number of vocabulary entries with a strictly greater logit",
+                "greedy_seq_logprob": "sum of log-probs of the greedy answer's tokens (stop token "
+                "and trailing whitespace tokens excluded)",
+                "margin": "seq_logprob - greedy_seq_logprob",
+            },
         },
         "probes": {
             "mode": config.probes,
-            "beam": {"k": config.beam_width, "score": "sum log-prob / length (stop token included), length_penalty 1.0, "
-                     "done when k hypotheses finished", "stop_rules": "as greedy",
-                     "hit_top": "best beam matches", "hit_any": "any beam matches"} if config.beam_width >= 1 else None,
-            "sampling": {"n": config.n_samples, "temperature": config.temperature, "top_p": config.top_p,
-                         "top_k": None, "seed": "sha256 of protocol seed and the probed items' uids of the batch",
-                         "sampler": "softmax(logits / T), nucleus top_p, torch.Generator(seed)", "stop_rules": "as greedy"}
-            if config.n_samples >= 1 else None,
-            "one_shot": {"pool": "same language, excluding the item and its parallel_id",
-                         "choice": "min sha256(seed, item_uid, candidate_uid)", "seed": config.seed}
-            if config.one_shot else None,
+            "beam": {
+                "k": config.beam_width,
+                "score": "sum log-prob / length (stop token included), length_penalty 1.0, "
+                "done when k hypotheses finished",
+                "stop_rules": "as greedy",
+                "hit_top": "best beam matches",
+                "hit_any": "any beam matches",
+            }
+            if config.beam_width >= 1
+            else None,
+            "sampling": {
+                "n": config.n_samples,
+                "temperature": config.temperature,
+                "top_p": config.top_p,
+                "top_k": None,
+                "seed": "sha256 of protocol seed and the probed items' uids of the batch",
+                "sampler": "softmax(logits / T), nucleus top_p, torch.Generator(seed)",
+                "stop_rules": "as greedy",
+            }
+            if config.n_samples >= 1
+            else None,
+            "one_shot": {
+                "pool": "same language, excluding the item and its parallel_id",
+                "choice": "min sha256(seed, item_uid, candidate_uid)",
+                "seed": config.seed,
+            }
+            if config.one_shot
+            else None,
         },
-        "matching": {"function": "engine.matching.match_answer", "containment": config.containment,
-                     "golds": "answer, then aliases in order"},
-        "demotion_rule": {"applies_to": "items whose open generation failed",
-                          "demoted": f"gold first-token rank <= {config.demotion_max_rank}, or any probe "
-                                     "recovered the gold",
-                          "erased": "otherwise", "max_rank": config.demotion_max_rank},
+        "matching": {
+            "function": "engine.matching.match_answer",
+            "containment": config.containment,
+            "golds": "answer, then aliases in order",
+        },
+        "demotion_rule": {
+            "applies_to": "items whose open generation failed",
+            "demoted": f"gold first-token rank <= {config.demotion_max_rank}, or any probe recovered the gold",
+            "erased": "otherwise",
+            "max_rank": config.demotion_max_rank,
+        },
     }

@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -27,8 +28,8 @@ class PrefixState:
     """A batch of prompts after one forward pass: KV cache, mask, real lengths, last-position logits."""
 
     cache: Any
-    mask: torch.Tensor        # [B, L] 1 for real tokens (left padding)
-    lengths: torch.Tensor     # [B] number of real tokens
+    mask: torch.Tensor  # [B, L] 1 for real tokens (left padding)
+    lengths: torch.Tensor  # [B] number of real tokens
     last_logits: torch.Tensor  # [B, V] float32, logits after the last prompt token
 
 
@@ -52,8 +53,8 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[t
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
-            ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -69,7 +70,7 @@ def forward(model: Any, cache: Any, **kwargs: Any) -> Any:
     return model(**kwargs, **{key: cache}, use_cache=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_keyword(cls: type) -> str:
     params = inspect.signature(cls.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
@@ -82,8 +83,7 @@ def prefix_pass(model: Any, prompts: Sequence[Sequence[int]], pad_id: int) -> Pr
     ids, mask = left_pad(prompts, pad_id, model.device)
     cache = DynamicCache(config=model.config)
     out = forward(model, cache, input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=1)
-    return PrefixState(cache=cache, mask=mask, lengths=mask.sum(-1),
-                       last_logits=out.logits[:, -1, :].float())
+    return PrefixState(cache=cache, mask=mask, lengths=mask.sum(-1), last_logits=out.logits[:, -1, :].float())
 
 
 def token_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,12 +115,17 @@ def select_cache_rows(cache: Any, rows: torch.Tensor) -> Any:
 def fork_state(state: PrefixState, rows: Sequence[int]) -> PrefixState:
     """The state of prompts `rows` (repeats allowed) with its own cache; `state` stays a pure prefix."""
     idx = torch.tensor(list(rows), dtype=torch.long, device=state.mask.device)
-    return PrefixState(cache=select_cache_rows(state.cache, idx), mask=state.mask[idx], lengths=state.lengths[idx],
-                       last_logits=state.last_logits[idx])
+    return PrefixState(
+        cache=select_cache_rows(state.cache, idx),
+        mask=state.mask[idx],
+        lengths=state.lengths[idx],
+        last_logits=state.last_logits[idx],
+    )
 
 
-def score_continuations(model: Any, state: PrefixState, rows: Sequence[tuple[int, Sequence[int]]],
-                        pad_id: int) -> list[TokenScores]:
+def score_continuations(
+    model: Any, state: PrefixState, rows: Sequence[tuple[int, Sequence[int]]], pad_id: int
+) -> list[TokenScores]:
     """Score each (prompt index, continuation ids) from the prompt's cached pass."""
     if not cache_is_selectable(state.cache):
         raise TypeError("cache layout does not allow row selection; use score_full")
@@ -134,20 +139,21 @@ def score_continuations(model: Any, state: PrefixState, rows: Sequence[tuple[int
         results[r] = TokenScores([int(t) for t in cont], [float(first_lp[r])], [int(first_rank[r])])
     longer = [r for r, (_, cont) in enumerate(rows) if len(cont) > 1]
     for start in range(0, len(longer), ROW_CHUNK):
-        chunk = longer[start:start + ROW_CHUNK]
+        chunk = longer[start : start + ROW_CHUNK]
         owner = torch.tensor([rows[r][0] for r in chunk], dtype=torch.long, device=device)
         feeds = [list(rows[r][1][:-1]) for r in chunk]  # the last token is never fed
         width = max(len(f) for f in feeds)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         cmask = torch.zeros((len(chunk), width), dtype=torch.long)
         for i, f in enumerate(feeds):
-            ids[i, :len(f)] = torch.tensor(f, dtype=torch.long)
-            cmask[i, :len(f)] = 1
+            ids[i, : len(f)] = torch.tensor(f, dtype=torch.long)
+            cmask[i, : len(f)] = 1
         ids, cmask = ids.to(device), cmask.to(device)
         mask = torch.cat([state.mask[owner], cmask], dim=1)
         pos = state.lengths[owner][:, None] + torch.arange(width, device=device)[None, :]
-        out = forward(model, select_cache_rows(state.cache, owner), input_ids=ids, attention_mask=mask,
-                      position_ids=pos)
+        out = forward(
+            model, select_cache_rows(state.cache, owner), input_ids=ids, attention_mask=mask, position_ids=pos
+        )
         logits = out.logits.float()
         for i, r in enumerate(chunk):
             cont = rows[r][1]
@@ -158,26 +164,36 @@ def score_continuations(model: Any, state: PrefixState, rows: Sequence[tuple[int
     return [r for r in results if r is not None]
 
 
-def score_full(model: Any, prompts: Sequence[Sequence[int]], rows: Sequence[tuple[int, Sequence[int]]],
-               pad_id: int, chunk: int = ROW_CHUNK) -> list[TokenScores]:
+def score_full(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    rows: Sequence[tuple[int, Sequence[int]]],
+    pad_id: int,
+    chunk: int = ROW_CHUNK,
+) -> list[TokenScores]:
     """The same scores from full forward passes over prompt + continuation (no cache reuse)."""
     results: list[TokenScores] = []
     device = model.device
     for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
+        part = rows[start : start + chunk]
         seqs = [list(prompts[p]) + list(cont[:-1]) for p, cont in part]
         ids, mask = left_pad(seqs, pad_id, device)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
         width = ids.shape[1]
-        for i, (p, cont) in enumerate(part):
+        for i, (_p, cont) in enumerate(part):
             n = len(cont)
-            lp, rk = token_scores(logits[i, width - n:], torch.tensor(list(cont), dtype=torch.long, device=device))
+            lp, rk = token_scores(logits[i, width - n :], torch.tensor(list(cont), dtype=torch.long, device=device))
             results.append(TokenScores([int(t) for t in cont], [float(x) for x in lp], [int(x) for x in rk]))
     return results
 
 
-def score(model: Any, state: PrefixState, prompts: Sequence[Sequence[int]],
-          rows: Sequence[tuple[int, Sequence[int]]], pad_id: int) -> list[TokenScores]:
+def score(
+    model: Any,
+    state: PrefixState,
+    prompts: Sequence[Sequence[int]],
+    rows: Sequence[tuple[int, Sequence[int]]],
+    pad_id: int,
+) -> list[TokenScores]:
     """Cached scoring when the cache allows it, else full forwards."""
     if cache_is_selectable(state.cache):
         return score_continuations(model, state, rows, pad_id)

@@ -37,7 +37,9 @@ def _parse_nm(pattern: str) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-def settings_for(condition: Condition, batch_size: int = 8, blocksize: int = 128, percdamp: float = 0.01) -> PruneSettings:
+def settings_for(
+    condition: Condition, batch_size: int = 8, blocksize: int = 128, percdamp: float = 0.01
+) -> PruneSettings:
     """Validated driver settings for a condition (UserError on bad method, sparsity or pattern)."""
     from engine.pruning.algorithms import check_sparsity_args
 
@@ -48,9 +50,15 @@ def settings_for(condition: Condition, batch_size: int = 8, blocksize: int = 128
     check_sparsity_args(sparsity, nm)
     if nm and condition.method == "sparsegpt" and blocksize % nm[1]:
         raise UserError(f"blocksize {blocksize} must be a multiple of M={nm[1]}")
-    return PruneSettings(method=condition.method, sparsity=sparsity, nm=nm,
-                         reference_compatible=condition.reference_compatible, blocksize=blocksize,
-                         percdamp=percdamp, batch_size=batch_size)
+    return PruneSettings(
+        method=condition.method,
+        sparsity=sparsity,
+        nm=nm,
+        reference_compatible=condition.reference_compatible,
+        blocksize=blocksize,
+        percdamp=percdamp,
+        batch_size=batch_size,
+    )
 
 
 def _algorithm_version() -> str:
@@ -70,13 +78,25 @@ def _sparsity_totals(model: nn.Module, modules: list[str]) -> dict[str, float]:
     for p in model.parameters():  # parameters() yields tied weights once
         all_zero += int((p == 0).sum())
         all_total += p.numel()
-    return {"decoder_linear_sparsity": zeros / max(total, 1), "decoder_linear_params": total,
-            "all_params_sparsity": all_zero / max(all_total, 1), "all_params": all_total}
+    return {
+        "decoder_linear_sparsity": zeros / max(total, 1),
+        "decoder_linear_params": total,
+        "all_params_sparsity": all_zero / max(all_total, 1),
+        "all_params": all_total,
+    }
 
 
-def prune_model(model: nn.Module, tokenizer: Any, condition: Condition, device: str = "cpu",
-                cache_dir: Path | None = None, progress: bool = True, batch_size: int = 8,
-                model_id: str | None = None, revision: str | None = None) -> dict[str, Any]:
+def prune_model(
+    model: nn.Module,
+    tokenizer: Any,
+    condition: Condition,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    batch_size: int = 8,
+    model_id: str | None = None,
+    revision: str | None = None,
+) -> dict[str, Any]:
     """Prune ``model`` in place per ``condition``; return the pruning report (for the manifest).
 
     With ``cache_dir``, a previous result for the same model weights, condition and calibration ids
@@ -94,13 +114,22 @@ def prune_model(model: nn.Module, tokenizer: Any, condition: Condition, device: 
     model_id = model_id or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
     key = None
     if cache_dir is not None:
-        key = pcache.cache_key({
-            "model": model_id, "revision": revision, "weights": pcache.weights_fingerprint(model),
-            "method": settings.method, "sparsity": settings.sparsity, "pattern": condition.pattern,
-            "reference_compatible": settings.reference_compatible, "blocksize": settings.blocksize,
-            "percdamp": settings.percdamp, "calibration": calib.sha256 if calib else None,
-            "algorithm_version": _algorithm_version(), "driver_version": DRIVER_VERSION,
-        })
+        key = pcache.cache_key(
+            {
+                "model": model_id,
+                "revision": revision,
+                "weights": pcache.weights_fingerprint(model),
+                "method": settings.method,
+                "sparsity": settings.sparsity,
+                "pattern": condition.pattern,
+                "reference_compatible": settings.reference_compatible,
+                "blocksize": settings.blocksize,
+                "percdamp": settings.percdamp,
+                "calibration": calib.sha256 if calib else None,
+                "algorithm_version": _algorithm_version(),
+                "driver_version": DRIVER_VERSION,
+            }
+        )
         cached = pcache.load_entry(Path(cache_dir), key, model)
         if cached is not None:
             cached["cache"] = {"hit": True, "key": key, "dir": str(pcache.entry_dir(Path(cache_dir), key))}
@@ -117,19 +146,29 @@ def prune_model(model: nn.Module, tokenizer: Any, condition: Condition, device: 
     names = list(result.modules)
     records = result.modules
     report: dict[str, Any] = {
-        "method": settings.method, "sparsity": settings.sparsity, "pattern": condition.pattern,
-        "reference_compatible": settings.reference_compatible, "blocksize": settings.blocksize,
-        "percdamp": settings.percdamp, "batch_size": settings.batch_size,
-        "architecture": type(model).__name__, "layers_path": result.layers_path, "n_layers": result.n_layers,
+        "method": settings.method,
+        "sparsity": settings.sparsity,
+        "pattern": condition.pattern,
+        "reference_compatible": settings.reference_compatible,
+        "blocksize": settings.blocksize,
+        "percdamp": settings.percdamp,
+        "batch_size": settings.batch_size,
+        "architecture": type(model).__name__,
+        "layers_path": result.layers_path,
+        "n_layers": result.n_layers,
         "calibration": calib.to_dict() if calib else None,
         "modules": {n: r.to_dict() for n, r in records.items()},
         **_sparsity_totals(model, names),
         "nm_valid": all(r.nm_valid for r in records.values()) if settings.nm else None,
-        "sparsegpt_total_loss": sum(r.loss or 0.0 for r in records.values()) if settings.method == "sparsegpt" else None,
+        "sparsegpt_total_loss": sum(r.loss or 0.0 for r in records.values())
+        if settings.method == "sparsegpt"
+        else None,
         "damping_retries": sum(r.retries or 0 for r in records.values()),
         "warnings": [f"{n}: {w}" for n, r in records.items() for w in r.warnings],
         "timings": {**result.timings, "total_s": time.perf_counter() - t0},
-        "device": str(device), "algorithm_version": _algorithm_version(), "driver_version": DRIVER_VERSION,
+        "device": str(device),
+        "algorithm_version": _algorithm_version(),
+        "driver_version": DRIVER_VERSION,
         "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
         "cache": {"hit": False, "key": key},
     }

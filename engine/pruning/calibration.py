@@ -13,9 +13,10 @@ import gzip
 import hashlib
 import json
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,7 +108,9 @@ def _hf_documents(spec: str) -> list[str]:
     """``NAME[:CONFIG]``, or ``NAME:FILE`` for one data file of a dataset repository (the references
     read ``hf:allenai/c4:en/c4-train.00000-of-01024.json.gz``, not the whole of C4)."""
     name, _, config = spec.partition(":")
-    data_files = {"train": config} if config.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz", ".parquet")) else None
+    data_files = (
+        {"train": config} if config.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz", ".parquet")) else None
+    )
     try:
         import datasets
     except ImportError:
@@ -118,7 +121,9 @@ def _hf_documents(spec: str) -> list[str]:
         else:
             ds = datasets.load_dataset(name, config or None, split="train")
     except Exception as exc:  # offline, unknown name, …: one clear line
-        raise UserError(f"calibration source hf:{spec}: cannot load the dataset ({exc.__class__.__name__}: {exc})") from None
+        raise UserError(
+            f"calibration source hf:{spec}: cannot load the dataset ({exc.__class__.__name__}: {exc})"
+        ) from None
     if "text" not in ds.column_names:
         raise UserError(f"calibration source hf:{spec}: no 'text' column (columns: {', '.join(ds.column_names)})")
     return list(ds["text"])
@@ -226,8 +231,13 @@ def load_calibration(spec: CalibrationSpec, tokenizer: Any, vocab_size: int | No
             raise UserError(f"calibration source {source!r} needs the model's tokenizer")
         docs = load_documents(source)
         ids = sample_reference(docs, tokenizer_fn(tokenizer), spec.nsamples, spec.seqlen, spec.seed, source=source)
-        desc.update(sampler="c4_reference", n_documents=len(docs),
-                    tokenizer=getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__)
+        desc.update(
+            sampler="c4_reference",
+            n_documents=len(docs),
+            tokenizer=getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__,
+        )
     if vocab_size is not None and int(ids.max()) >= vocab_size:
-        raise UserError(f"calibration source {source!r}: token id {int(ids.max())} is outside the model's vocabulary ({vocab_size})")
+        raise UserError(
+            f"calibration source {source!r}: token id {int(ids.max())} is outside the model's vocabulary ({vocab_size})"
+        )
     return CalibrationData(ids=ids, sha256=ids_sha256(ids), spec=desc)

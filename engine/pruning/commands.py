@@ -12,20 +12,30 @@ from engine.errors import UserError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("prune", help="prune a model (Wanda, SparseGPT, magnitude) and save it as a normal checkpoint",
-                       description="Prune MODEL layer by layer and write a Hugging Face checkpoint (dense weights "
-                                   "with zeros) plus pruning_report.json to --out.")
+    p = sub.add_parser(
+        "prune",
+        help="prune a model (Wanda, SparseGPT, magnitude) and save it as a normal checkpoint",
+        description="Prune MODEL layer by layer and write a Hugging Face checkpoint (dense weights "
+        "with zeros) plus pruning_report.json to --out.",
+    )
     p.add_argument("model", metavar="MODEL", help="hub id, local folder, .gguf file, or 'demo'")
     p.add_argument("--method", required=True, choices=("wanda", "sparsegpt", "magnitude"))
-    p.add_argument("--sparsity", type=float, default=None, help="fraction pruned, in [0, 1) (default 0.5; N:M implies it)")
+    p.add_argument(
+        "--sparsity", type=float, default=None, help="fraction pruned, in [0, 1) (default 0.5; N:M implies it)"
+    )
     p.add_argument("--pattern", default="unstructured", help="'unstructured' or N:M (N kept of every M), e.g. 2:4")
-    p.add_argument("--calibration", default="bundled",
-                   help="'bundled', a .jsonl/.jsonl.gz/.txt/.npy/.pt/.safetensors file, hf:NAME[:CONFIG] or "
-                        "hf:NAME:DATA_FILE (e.g. hf:allenai/c4:en/c4-train.00000-of-01024.json.gz)")
+    p.add_argument(
+        "--calibration",
+        default="bundled",
+        help="'bundled', a .jsonl/.jsonl.gz/.txt/.npy/.pt/.safetensors file, hf:NAME[:CONFIG] or "
+        "hf:NAME:DATA_FILE (e.g. hf:allenai/c4:en/c4-train.00000-of-01024.json.gz)",
+    )
     p.add_argument("--nsamples", type=int, default=128)
     p.add_argument("--seqlen", type=int, default=2048)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-compatible", action="store_true", help="reproduce the reference code's counting exactly")
+    p.add_argument(
+        "--reference-compatible", action="store_true", help="reproduce the reference code's counting exactly"
+    )
     p.add_argument("--batch-size", type=int, default=8, help="calibration sequences per forward pass")
     p.add_argument("--dtype", default="float32", help="model dtype for loading and forwards (statistics are fp32)")
     p.add_argument("--device", default="auto", help="where each layer is pruned: auto, cpu, cuda, cuda:1 …")
@@ -62,27 +72,43 @@ def prune_command(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: folder exists and is not empty")
     sparsity = args.sparsity if args.sparsity is not None else (0.0 if args.pattern != "unstructured" else 0.5)
-    condition = Condition(method=args.method, sparsity=sparsity, pattern=args.pattern,
-                          calibration=CalibrationSpec(source=args.calibration, nsamples=args.nsamples,
-                                                      seqlen=args.seqlen, seed=args.seed),
-                          reference_compatible=args.reference_compatible)
+    condition = Condition(
+        method=args.method,
+        sparsity=sparsity,
+        pattern=args.pattern,
+        calibration=CalibrationSpec(
+            source=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed
+        ),
+        reference_compatible=args.reference_compatible,
+    )
     from engine.pruning.apply import settings_for
 
     settings_for(condition, batch_size=args.batch_size)  # bad sparsity/pattern fails before loading the model
     device = _device(args.device)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    report = prune_model(loaded.model, loaded.tokenizer, condition, device=device, cache_dir=cache_dir,
-                         progress=True, batch_size=args.batch_size, model_id=loaded.info.get("id"),
-                         revision=loaded.info.get("revision"))
+    report = prune_model(
+        loaded.model,
+        loaded.tokenizer,
+        condition,
+        device=device,
+        cache_dir=cache_dir,
+        progress=True,
+        batch_size=args.batch_size,
+        model_id=loaded.info.get("id"),
+        revision=loaded.info.get("revision"),
+    )
     report["model"] = loaded.info
     out.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
     (out / "pruning_report.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
-    print(f"{args.method} {args.pattern} sparsity {report['sparsity']:g}: decoder-linear sparsity "
-          f"{report['decoder_linear_sparsity']:.4f}, all-parameter sparsity {report['all_params_sparsity']:.4f}"
-          f"{' (from cache)' if report['cache']['hit'] else ''}; wrote {out}", file=sys.stdout)
+    print(
+        f"{args.method} {args.pattern} sparsity {report['sparsity']:g}: decoder-linear sparsity "
+        f"{report['decoder_linear_sparsity']:.4f}, all-parameter sparsity {report['all_params_sparsity']:.4f}"
+        f"{' (from cache)' if report['cache']['hit'] else ''}; wrote {out}",
+        file=sys.stdout,
+    )
     for w in report.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     return 0

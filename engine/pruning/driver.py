@@ -25,16 +25,25 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from engine.errors import UserError
 
-LAYER_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers",
-               "model.language_model.layers", "language_model.model.layers", "layers", "decoder.layers")
+LAYER_PATHS = (
+    "model.layers",
+    "model.decoder.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.language_model.layers",
+    "language_model.model.layers",
+    "layers",
+    "decoder.layers",
+)
 EXCLUDED_SUFFIXES = (".gate", "shared_expert_gate", ".router")  # MoE routers are never pruned
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
@@ -85,8 +94,11 @@ def find_decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 def prunable_modules(layer: nn.Module) -> dict[str, nn.Module]:
     """Linear and Conv1D modules of one decoder layer, by name relative to the layer."""
-    mods = {n: m for n, m in layer.named_modules()
-            if n and isinstance(m, PRUNABLE_TYPES) and not n.endswith(EXCLUDED_SUFFIXES)}
+    mods = {
+        n: m
+        for n, m in layer.named_modules()
+        if n and isinstance(m, PRUNABLE_TYPES) and not n.endswith(EXCLUDED_SUFFIXES)
+    }
     if not mods:
         raise UserError(f"decoder layer {type(layer).__name__} has no Linear or Conv1D modules to prune")
     return mods
@@ -159,8 +171,9 @@ class HessianStat:
 
 
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a is b) or (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
-                        and a.dtype == b.dtype)
+    return (a is b) or (
+        a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+    )
 
 
 class StatsCollector:
@@ -211,7 +224,7 @@ class StatsCollector:
 
         return hook
 
-    def __enter__(self) -> "StatsCollector":
+    def __enter__(self) -> StatsCollector:
         for name, mod in self.modules.items():
             self._handles.append(mod.register_forward_pre_hook(self._hook(name)))
         return self
@@ -263,7 +276,9 @@ def _to(obj: Any, device: torch.device) -> Any:
 class _Recorder(nn.Module):
     """Stands in for decoder layer ``idx`` during capture: records what the model passes it."""
 
-    def __init__(self, idx: int, layer: nn.Module, sink: Callable[[int, torch.Tensor, tuple, dict], None], last: bool) -> None:
+    def __init__(
+        self, idx: int, layer: nn.Module, sink: Callable[[int, torch.Tensor, tuple, dict], None], last: bool
+    ) -> None:
         super().__init__()
         object.__setattr__(self, "_orig", layer)
         object.__setattr__(self, "_sink", sink)
@@ -297,8 +312,9 @@ class Captured:
         return self.calls[layer][hidden.shape[0]]
 
 
-def capture_inputs(model: nn.Module, layers: nn.ModuleList, ids: torch.Tensor, batch_size: int,
-                   device: torch.device) -> Captured:
+def capture_inputs(
+    model: nn.Module, layers: nn.ModuleList, ids: torch.Tensor, batch_size: int, device: torch.device
+) -> Captured:
     """Run the model's own forward with recorder layers on ``device``; layers' weights stay put."""
     n = len(layers)
     hidden: list[torch.Tensor] = []
@@ -320,7 +336,7 @@ def capture_inputs(model: nn.Module, layers: nn.ModuleList, ids: torch.Tensor, b
         model.to(device)  # moves only the non-layer modules: the layers are recorders now
         with torch.no_grad():
             for start in range(0, ids.shape[0], batch_size):
-                batch = ids[start:start + batch_size].to(device)
+                batch = ids[start : start + batch_size].to(device)
                 current["bsz"] = batch.shape[0]
                 try:
                     model(input_ids=batch, use_cache=False)
@@ -348,8 +364,9 @@ def layer_output(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def run_layer(layer: nn.Module, captured: Captured, idx: int, hidden: list[torch.Tensor],
-              collector: StatsCollector | None = None) -> list[torch.Tensor]:
+def run_layer(
+    layer: nn.Module, captured: Captured, idx: int, hidden: list[torch.Tensor], collector: StatsCollector | None = None
+) -> list[torch.Tensor]:
     """Layer ``idx`` over every batch (its outputs, or only statistics when ``collector`` is given)."""
     outs = []
     with torch.no_grad():
@@ -419,8 +436,13 @@ def _log(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def prune_layers(model: nn.Module, settings: PruneSettings, ids: torch.Tensor | None,
-                 device: str | torch.device = "cpu", progress: bool = False) -> DriverResult:
+def prune_layers(
+    model: nn.Module,
+    settings: PruneSettings,
+    ids: torch.Tensor | None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> DriverResult:
     """Prune every decoder layer of ``model`` in place; ``ids`` (nsamples, seqlen) is the calibration
     set (unused by magnitude). Returns per-module records and timings."""
     from engine.pruning import algorithms as alg
@@ -431,8 +453,10 @@ def prune_layers(model: nn.Module, settings: PruneSettings, ids: torch.Tensor | 
     path, layers = find_decoder_layers(model)
     offloaded = next((n for n, p in model.named_parameters() if p.device.type == "meta"), None)
     if offloaded is not None:
-        raise UserError(f"{offloaded} is not loaded (meta device, e.g. accelerate disk offload); load the model "
-                        f"on the CPU instead: the driver moves one decoder layer at a time to {device}")
+        raise UserError(
+            f"{offloaded} is not loaded (meta device, e.g. accelerate disk offload); load the model "
+            f"on the CPU instead: the driver moves one decoder layer at a time to {device}"
+        )
     targets = [prunable_modules(layer) for layer in layers]
     for i, mods in enumerate(targets):
         for name, mod in mods.items():
@@ -466,8 +490,10 @@ def prune_layers(model: nn.Module, settings: PruneSettings, ids: torch.Tensor | 
                 groups, stats = col.groups, col.stats
                 missing = [n for n in mods if n not in col.group_of]
                 if missing:
-                    raise UserError(f"{path}.{i}: modules {', '.join(missing)} received no calibration input "
-                                    "(e.g. MoE experts no token was routed to); use more calibration samples")
+                    raise UserError(
+                        f"{path}.{i}: modules {', '.join(missing)} received no calibration input "
+                        "(e.g. MoE experts no token was routed to); use more calibration samples"
+                    )
                 timings["statistics_s"] += time.perf_counter() - t
             else:
                 groups, stats = [[n] for n in mods], [None] * len(mods)
@@ -495,8 +521,9 @@ def prune_layers(model: nn.Module, settings: PruneSettings, ids: torch.Tensor | 
     return DriverResult(modules=records, timings=timings, n_layers=len(layers), layers_path=path)
 
 
-def _prune_module(alg: Any, mod: nn.Module, full: str, group: str, stat: torch.Tensor | None,
-                  s: PruneSettings) -> ModuleRecord:
+def _prune_module(
+    alg: Any, mod: nn.Module, full: str, group: str, stat: torch.Tensor | None, s: PruneSettings
+) -> ModuleRecord:
     t = time.perf_counter()
     w = weight_out_in(mod)
     rec = ModuleRecord(name=full, shape=list(w.shape), group=group)
@@ -512,14 +539,24 @@ def _prune_module(alg: Any, mod: nn.Module, full: str, group: str, stat: torch.T
         mask = alg.wanda_mask(w, stat, s.sparsity, nm=s.nm, reference_compatible=s.reference_compatible)
         zero_masked(mod, mask)
     else:
-        res = alg.sparsegpt_prune(w, stat, s.sparsity, nm=s.nm, blocksize=s.blocksize, percdamp=s.percdamp,
-                                  reference_compatible=s.reference_compatible, name=full)
+        res = alg.sparsegpt_prune(
+            w,
+            stat,
+            s.sparsity,
+            nm=s.nm,
+            blocksize=s.blocksize,
+            percdamp=s.percdamp,
+            reference_compatible=s.reference_compatible,
+            name=full,
+        )
         write_weight(mod, res.weight)
         zero_masked(mod, res.mask)  # exact zeros even if the dtype cast rounded
         mask = res.mask
         rec.loss, rec.damping, rec.retries = float(res.loss), float(res.damping), int(res.retries)
         if res.retries:
-            rec.warnings.append(f"Cholesky failed; succeeded after {res.retries} damping increase(s) (damping {res.damping:g})")
+            rec.warnings.append(
+                f"Cholesky failed; succeeded after {res.retries} damping increase(s) (damping {res.damping:g})"
+            )
     zeros = pruned_mask(mod)
     rec.sparsity = float(zeros.float().mean())
     if s.nm is not None:

@@ -42,11 +42,7 @@ def check_sparsity_args(
         raise UserError(f"sparsity must be in [0, 1), got {sparsity}{where}")
     if nm is None:
         return
-    if (
-        not isinstance(nm, tuple)
-        or len(nm) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm)
-    ):
+    if not isinstance(nm, tuple) or len(nm) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in nm):
         raise UserError(f"pattern must be a pair of integers (N, M), got {nm!r}{where}")
     n, m = nm
     if n < 1 or m < 1:
@@ -61,8 +57,7 @@ def check_sparsity_args(
         )
     if in_features is not None and in_features % m != 0:
         raise UserError(
-            f"pattern {n}:{m} needs the number of input features to be divisible by {m}, "
-            f"got {in_features}{where}"
+            f"pattern {n}:{m} needs the number of input features to be divisible by {m}, got {in_features}{where}"
         )
 
 

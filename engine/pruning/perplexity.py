@@ -21,8 +21,14 @@ def heldout_text(source: str | None = None) -> str:
     return "\n\n".join(docs)
 
 
-def perplexity(model: Any, tokenizer: Any, text: str, seqlen: int = 256, batch_size: int = 4,
-               device: str | torch.device | None = None) -> dict[str, Any]:
+def perplexity(
+    model: Any,
+    tokenizer: Any,
+    text: str,
+    seqlen: int = 256,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
     """Perplexity of ``model`` on ``text``; returns ppl, window count and token count."""
     ids = torch.tensor(tokenizer(text, add_special_tokens=True)["input_ids"], dtype=torch.long)
     nwin = ids.numel() // seqlen
@@ -33,10 +39,15 @@ def perplexity(model: Any, tokenizer: Any, text: str, seqlen: int = 256, batch_s
     losses: list[float] = []
     with torch.no_grad():
         for start in range(0, nwin, batch_size):
-            batch = windows[start:start + batch_size].to(device)
+            batch = windows[start : start + batch_size].to(device)
             logits = model(input_ids=batch, use_cache=False).logits.float()
-            nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                                  reduction="none").view(batch.shape[0], -1).mean(dim=1)
+            nll = (
+                F.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
+                )
+                .view(batch.shape[0], -1)
+                .mean(dim=1)
+            )
             losses.extend(nll.tolist())
     mean = sum(losses) / len(losses)
     return {"ppl": math.exp(mean), "mean_nll": mean, "windows": nwin, "seqlen": seqlen, "tokens": nwin * seqlen}

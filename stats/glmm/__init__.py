@@ -8,8 +8,13 @@ Heavy packages are imported only when a backend runs.
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"BACKENDS": "fit", "fit_glmm": "fit", "parse_formula": "formula", "GlmmResult": "result",
-            "VarianceComponent": "result"}
+_EXPORTS = {
+    "BACKENDS": "fit",
+    "fit_glmm": "fit",
+    "parse_formula": "formula",
+    "GlmmResult": "result",
+    "VarianceComponent": "result",
+}
 __all__ = sorted(_EXPORTS)
 
 

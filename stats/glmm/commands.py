@@ -20,14 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "gee (population-averaged), lme4 (R via Rscript), bayes (exploratory point estimates, no p-values)."
         ),
     )
-    p.add_argument("--data", required=True, metavar="FILE.csv", help="table with one row per observation (.csv, .csv.gz, .parquet)")
+    p.add_argument(
+        "--data", required=True, metavar="FILE.csv", help="table with one row per observation (.csv, .csv.gz, .parquet)"
+    )
     p.add_argument("--formula", required=True, help="lme4-style formula with a 0/1 response or cbind(k, n - k)")
     p.add_argument("--backend", default="mixedlm", choices=["mixedlm", "gee", "lme4", "bayes"])
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     p.set_defaults(func=run_glmm)
 
 
-def _read_table(path: str) -> "pd.DataFrame":
+def _read_table(path: str) -> pd.DataFrame:
     from pathlib import Path
 
     import pandas as pd

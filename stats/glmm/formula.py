@@ -213,7 +213,7 @@ class Design:
     def bernoulli(self) -> bool:
         return bool(np.all(self.trials == 1))
 
-    def expanded_bernoulli(self) -> "Design":
+    def expanded_bernoulli(self) -> Design:
         """Binomial count rows expanded to one 0/1 row per trial (same fixed effects and θ)."""
         if self.bernoulli:
             return self
@@ -268,7 +268,9 @@ def _response(df: pd.DataFrame, f: ParsedFormula) -> tuple[np.ndarray, np.ndarra
         if pd.api.types.is_bool_dtype(s):
             return s.to_numpy(dtype=float)
         if not pd.api.types.is_numeric_dtype(s):
-            raise UserError(f"response column {col!r} must be numeric 0/1 (or counts in cbind); found {s.dtype} values such as {s.iloc[0]!r}")
+            raise UserError(
+                f"response column {col!r} must be numeric 0/1 (or counts in cbind); found {s.dtype} values such as {s.iloc[0]!r}"
+            )
         return s.to_numpy(dtype=float)
 
     y = numeric(f.response)
@@ -284,7 +286,9 @@ def _response(df: pd.DataFrame, f: ParsedFormula) -> tuple[np.ndarray, np.ndarra
     n = numeric(f.trials) if f.trials else y + numeric(f.failures)  # type: ignore[arg-type]
     if np.any(y < 0) or np.any(y > n) or np.any(y != np.round(y)) or np.any(n != np.round(n)):
         row = int(np.flatnonzero((y < 0) | (y > n) | (y != np.round(y)) | (n != np.round(n)))[0])
-        raise UserError(f"cbind response: row {row} has successes {y[row]:g} of trials {n[row]:g}; need integers 0 ≤ k ≤ n")
+        raise UserError(
+            f"cbind response: row {row} has successes {y[row]:g} of trials {n[row]:g}; need integers 0 ≤ k ≤ n"
+        )
     return y, n
 
 

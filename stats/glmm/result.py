@@ -27,7 +27,13 @@ class VarianceComponent:
     theta: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "terms": list(self.terms), "sd": list(self.sd), "corr": list(self.corr), "theta": list(self.theta)}
+        return {
+            "group": self.group,
+            "terms": list(self.terms),
+            "sd": list(self.sd),
+            "corr": list(self.corr),
+            "theta": list(self.theta),
+        }
 
 
 def _num(x: float | None) -> float | None:
@@ -96,7 +102,7 @@ class GlmmResult:
     def theta(self) -> list[float]:
         return [t for vc in self.variance_components for t in vc.theta]
 
-    def coef_table(self, level: float = 0.95) -> "pd.DataFrame":
+    def coef_table(self, level: float = 0.95) -> pd.DataFrame:
         """term, estimate, se, z, p, odds_ratio, or_low, or_high (Wald CI at `level`)."""
         import pandas as pd
         from scipy.stats import norm
@@ -124,11 +130,16 @@ class GlmmResult:
 
     def summary_lines(self) -> list[str]:
         """Printable summary: model, method, groups, variance components, coefficient table, flags."""
-        lines = [f"Binary mixed model: {self.formula}", f"Backend: {self.backend} {self.backend_version}; {self.method}"]
+        lines = [
+            f"Binary mixed model: {self.formula}",
+            f"Backend: {self.backend} {self.backend_version}; {self.method}",
+        ]
         if self.optimizer:
             lines.append(f"Optimizer: {self.optimizer}")
         if not self.inferential:
-            lines.append("EXPLORATORY POINT ESTIMATES ONLY: no standard errors, CIs or p-values (approximate posterior; see warnings)")
+            lines.append(
+                "EXPLORATORY POINT ESTIMATES ONLY: no standard errors, CIs or p-values (approximate posterior; see warnings)"
+            )
         lines.append(f"Effects: {self.effect_scale}")
         grp = ", ".join(f"{g}: {n}" for g, n in self.n_groups.items())
         lines.append(f"Observations: {self.n_obs}" + (f"; groups: {grp}" if grp else ""))
@@ -147,14 +158,14 @@ class GlmmResult:
             lines.append(f"{'term':<28}{'estimate':>10}{'se':>9}{'z':>8}{'p':>11}{'OR':>9}{'OR 95% CI':>21}")
             for r in tab.itertuples():
                 lines.append(
-                    f"{str(r.term):<28}{r.estimate:>10.4f}{r.se:>9.4f}{r.z:>8.3f}{_fmt_p(r.p):>11}"
+                    f"{r.term!s:<28}{r.estimate:>10.4f}{r.se:>9.4f}{r.z:>8.3f}{_fmt_p(r.p):>11}"
                     f"{r.odds_ratio:>9.3f}   [{r.or_low:.3f}, {r.or_high:.3f}]"
                 )
         else:
             lines.append("Fixed effects (exploratory point estimates; posterior means):")
             lines.append(f"{'term':<28}{'estimate':>10}{'OR':>9}")
             for r in tab.itertuples():
-                lines.append(f"{str(r.term):<28}{r.estimate:>10.4f}{r.odds_ratio:>9.3f}")
+                lines.append(f"{r.term!s:<28}{r.estimate:>10.4f}{r.odds_ratio:>9.3f}")
         lines.append(f"Status: {self.status()}")
         lines += [f"Warning: {w}" for w in self.warnings]
         return lines
@@ -174,7 +185,12 @@ class GlmmResult:
             "se_method": self.se_method,
             "coefficients": coefs,
             "variance_components": [
-                {**vc.to_dict(), "sd": [_num(s) for s in vc.sd], "corr": [_num(c) for c in vc.corr], "theta": [_num(t) for t in vc.theta]}
+                {
+                    **vc.to_dict(),
+                    "sd": [_num(s) for s in vc.sd],
+                    "corr": [_num(c) for c in vc.corr],
+                    "theta": [_num(t) for t in vc.theta],
+                }
                 for vc in self.variance_components
             ],
             "loglik": _num(self.loglik),
@@ -188,7 +204,7 @@ class GlmmResult:
             "extra": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.extra.items()},
         }
 
-    def lrt(self, other: "GlmmResult") -> tuple[float, int, float]:
+    def lrt(self, other: GlmmResult) -> tuple[float, int, float]:
         """Likelihood-ratio test between nested models on the same data: (chi2, df, p).
 
         The larger model is whichever has more parameters. When the models differ in a variance
@@ -197,7 +213,9 @@ class GlmmResult:
         from scipy.stats import chi2 as chi2_dist
 
         if self.loglik is None or other.loglik is None:
-            raise UserError(f"LRT needs likelihoods; backend {self.backend if self.loglik is None else other.backend!r} has none")
+            raise UserError(
+                f"LRT needs likelihoods; backend {self.backend if self.loglik is None else other.backend!r} has none"
+            )
         if self.n_obs != other.n_obs or self.response_fingerprint != other.response_fingerprint:
             raise UserError("LRT needs both models fitted to the same rows and response")
         big, small = (self, other) if self.npar >= other.npar else (other, self)
@@ -206,7 +224,9 @@ class GlmmResult:
             raise UserError("LRT needs nested models with different numbers of parameters")
         missing = sorted(set(small.terms) - set(big.terms))
         if missing:
-            raise UserError(f"models are not nested: the smaller has fixed terms the larger lacks: {', '.join(missing)}")
+            raise UserError(
+                f"models are not nested: the smaller has fixed terms the larger lacks: {', '.join(missing)}"
+            )
         stat = max(0.0, 2.0 * (big.loglik - small.loglik))  # type: ignore[operator]
         return stat, df, float(chi2_dist.sf(stat, df))
 
@@ -232,6 +252,8 @@ class GlmmResult:
                     f"95% Wald CI [{r.or_low:.3f}, {r.or_high:.3f}], z = {r.z:.2f}, p = {_fmt_p(r.p)}"
                 )
             else:
-                parts.append(f"{n}: exploratory point estimate log-OR {r.estimate:.3f} (OR {r.odds_ratio:.3f}); no p-value")
+                parts.append(
+                    f"{n}: exploratory point estimate log-OR {r.estimate:.3f} (OR {r.odds_ratio:.3f}); no p-value"
+                )
         tail = f"; SEs: {self.se_method}; {self.status()}." if self.inferential else f"; {self.status()}."
         return head + ": " + "; ".join(parts) + tail

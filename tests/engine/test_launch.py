@@ -49,17 +49,33 @@ def setup(tmp_path_factory):
     spec = root / "study.toml"
     spec.write_text(SPEC.format(model=model.as_posix(), n=6), encoding="utf-8")
     # One thread everywhere: CPU float reductions are then identical across processes.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PRUNESCOPE_CACHE": str(root / "cache"),
-           "RAY_DISABLE_USAGE_STATS": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PRUNESCOPE_CACHE": str(root / "cache"),
+        "RAY_DISABLE_USAGE_STATS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     local = root / "local"
-    subprocess.run([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(local), "--no-progress"],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(local), "--no-progress"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     return spec, env, local
 
 
 def _run(spec: Path, out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress",
-                           *extra], env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _same_study(a: Path, b: Path) -> None:
@@ -96,9 +112,28 @@ def test_killed_ray_worker_is_retried_and_resumed(setup, tmp_path):
     spec, env, local = setup
     out = tmp_path / "ray-kill"
     target = out / "tiny-llama__wanda-s50"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress",
-                             "--launcher", "ray", "--num-workers", "2", "--max-retries", "2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            str(spec),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--launcher",
+            "ray",
+            "--num-workers",
+            "2",
+            "--max-retries",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = None
     deadline = time.time() + 600
     while killed is None and time.time() < deadline and proc.poll() is None:

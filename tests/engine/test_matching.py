@@ -8,36 +8,45 @@ from engine.matching import Match, clean_prediction, match_answer, normalize, to
 from engine.runfolder import load_schema
 
 
-@pytest.mark.parametrize("pred,golds,lang,rule,alias", [
-    ("Paris", ["Paris"], "en", "exact", "Paris"),
-    ("Answer: Paris.", ["Paris"], "en", "exact", "Paris"),
-    ('"The Nile"', ["Nile"], "en", "exact", "Nile"),
-    ("The capital is Paris.", ["Paris"], "en", "contains", "Paris"),
-    ("Parisian", ["Paris"], "en", "none", None),
-    ("It is the USA", ["United States", "USA"], "en", "contains", "USA"),
-    ("Paris\nQuestion: What is the capital of Italy? Rome", ["Rome"], "en", "none", None),
-    ("die Vereinigten Staaten", ["Vereinigte Staaten", "Vereinigten Staaten"], "de", "exact", "Vereinigten Staaten"),
-    ("Antwort: Der Nil", ["Nil"], "de", "exact", "Nil"),
-    ("L’Afrique", ["Afrique"], "fr", "exact", "Afrique"),
-    ("Réponse : le Caire", ["Le Caire"], "fr", "exact", "Le Caire"),
-    ("La respuesta es: El Cairo", ["El Cairo"], "es", "exact", "El Cairo"),
-    ("Ответ: Лев Толстой", ["Лев Толстой", "Толстой"], "ru", "exact", "Лев Толстой"),
-    ("Это было в Африке.", ["Африка", "Африке"], "ru", "contains", "Африке"),
-    ("Фёдор Достоевский", ["Федор Достоевский"], "ru", "exact", "Федор Достоевский"),
-    ("東京です。", ["東京", "東京都"], "ja", "contains", "東京"),
-    ("「東京都」", ["東京", "東京都"], "ja", "exact", "東京都"),
-    ("答え：ゲーテ", ["ゲーテ"], "ja", "exact", "ゲーテ"),
-    ("答案：东京。", ["东京"], "zh", "exact", "东京"),
-    ("列夫托尔斯泰", ["列夫·托尔斯泰"], "zh", "exact", "列夫·托尔斯泰"),
-    ("首都是北京", ["北京"], "zh", "contains", "北京"),
-    ("钾的符号是Kr", ["K"], "zh", "none", None),
-    ("钾的符号是K", ["K"], "zh", "contains", "K"),
-    ("ＡＵ", ["Au"], "en", "exact", "Au"),  # NFKC folds full-width letters
-    ("الإجابة: القاهرة", ["القاهرة"], "ar", "exact", "القاهرة"),
-    ("إفريقيا", ["أفريقيا"], "ar", "exact", "أفريقيا"),
-    ("عاصمة مصر هي القاهرة", ["القاهرة"], "ar", "contains", "القاهرة"),
-    ("กรุงเทพมหานคร", ["กรุงเทพ"], "th", "contains", "กรุงเทพ"),
-])
+@pytest.mark.parametrize(
+    "pred,golds,lang,rule,alias",
+    [
+        ("Paris", ["Paris"], "en", "exact", "Paris"),
+        ("Answer: Paris.", ["Paris"], "en", "exact", "Paris"),
+        ('"The Nile"', ["Nile"], "en", "exact", "Nile"),
+        ("The capital is Paris.", ["Paris"], "en", "contains", "Paris"),
+        ("Parisian", ["Paris"], "en", "none", None),
+        ("It is the USA", ["United States", "USA"], "en", "contains", "USA"),
+        ("Paris\nQuestion: What is the capital of Italy? Rome", ["Rome"], "en", "none", None),
+        (
+            "die Vereinigten Staaten",
+            ["Vereinigte Staaten", "Vereinigten Staaten"],
+            "de",
+            "exact",
+            "Vereinigten Staaten",
+        ),
+        ("Antwort: Der Nil", ["Nil"], "de", "exact", "Nil"),
+        ("L’Afrique", ["Afrique"], "fr", "exact", "Afrique"),
+        ("Réponse : le Caire", ["Le Caire"], "fr", "exact", "Le Caire"),
+        ("La respuesta es: El Cairo", ["El Cairo"], "es", "exact", "El Cairo"),
+        ("Ответ: Лев Толстой", ["Лев Толстой", "Толстой"], "ru", "exact", "Лев Толстой"),
+        ("Это было в Африке.", ["Африка", "Африке"], "ru", "contains", "Африке"),
+        ("Фёдор Достоевский", ["Федор Достоевский"], "ru", "exact", "Федор Достоевский"),
+        ("東京です。", ["東京", "東京都"], "ja", "contains", "東京"),
+        ("「東京都」", ["東京", "東京都"], "ja", "exact", "東京都"),
+        ("答え：ゲーテ", ["ゲーテ"], "ja", "exact", "ゲーテ"),
+        ("答案：东京。", ["东京"], "zh", "exact", "东京"),
+        ("列夫托尔斯泰", ["列夫·托尔斯泰"], "zh", "exact", "列夫·托尔斯泰"),
+        ("首都是北京", ["北京"], "zh", "contains", "北京"),
+        ("钾的符号是Kr", ["K"], "zh", "none", None),
+        ("钾的符号是K", ["K"], "zh", "contains", "K"),
+        ("ＡＵ", ["Au"], "en", "exact", "Au"),  # NFKC folds full-width letters
+        ("الإجابة: القاهرة", ["القاهرة"], "ar", "exact", "القاهرة"),
+        ("إفريقيا", ["أفريقيا"], "ar", "exact", "أفريقيا"),
+        ("عاصمة مصر هي القاهرة", ["القاهرة"], "ar", "contains", "القاهرة"),
+        ("กรุงเทพมหานคร", ["กรุงเทพ"], "th", "contains", "กรุงเทพ"),
+    ],
+)
 def test_rules_per_language(pred, golds, lang, rule, alias):
     m = match_answer(pred, golds, lang)
     assert (m.rule, m.alias, m.correct) == (rule, alias, rule != "none")

@@ -54,16 +54,21 @@ def _lines(path: Path) -> int:
 def test_sigkill_then_resume_matches_uninterrupted(spec, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ref = tmp_path / "ref"
-    subprocess.run(_prunescope("run", str(spec), "--out", str(ref), "--no-progress"), check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        _prunescope("run", str(spec), "--out", str(ref), "--no-progress"), check=True, env=env, capture_output=True
+    )
     (run_id,) = [p.name for p in ref.iterdir() if p.is_dir()]
     expected = (ref / run_id / OUTCOMES).read_bytes()
     total = expected.count(b"\n")
     assert total == 24
 
     out = tmp_path / "killed"
-    child = subprocess.Popen(_prunescope("run", str(spec), "--out", str(out), "--no-progress"), env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        _prunescope("run", str(spec), "--out", str(out), "--no-progress"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     outcomes = out / run_id / OUTCOMES
     deadline = time.time() + 300
     while _lines(outcomes) < 4 and time.time() < deadline and child.poll() is None:
@@ -77,8 +82,9 @@ def test_sigkill_then_resume_matches_uninterrupted(spec, tmp_path):
     with open(outcomes, "ab") as f:
         f.write(b'{"item_uid": "bundled/half-written')
 
-    done = subprocess.run(_prunescope("run", str(spec), "--out", str(out), "--no-progress"), env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        _prunescope("run", str(spec), "--out", str(out), "--no-progress"), env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     got = outcomes.read_bytes()
     assert got == expected
@@ -93,12 +99,14 @@ def test_sigkill_then_resume_matches_uninterrupted(spec, tmp_path):
 def test_rerun_of_complete_study_does_nothing(spec, tmp_path):
     out = tmp_path / "s"
     env = {**os.environ}
-    subprocess.run(_prunescope("run", str(spec), "--out", str(out), "--no-progress"), check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        _prunescope("run", str(spec), "--out", str(out), "--no-progress"), check=True, env=env, capture_output=True
+    )
     (run,) = [p for p in out.iterdir() if p.is_dir()]
     before = (run / OUTCOMES).read_bytes(), (run / "manifest.json").read_bytes()
-    again = subprocess.run(_prunescope("run", str(spec), "--out", str(out), "--no-progress"), env=env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        _prunescope("run", str(spec), "--out", str(out), "--no-progress"), env=env, capture_output=True, text=True
+    )
     assert again.returncode == 0
     assert "already complete" in again.stderr
     assert ((run / OUTCOMES).read_bytes(), (run / "manifest.json").read_bytes()) == before

@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -91,7 +90,9 @@ def test_atomic_manifest_leaves_no_temp_files(tmp_path):
 
 
 def test_validate_run_finds_hash_mismatch_and_duplicates(tmp_path):
-    (run,) = make_synthetic_study(tmp_path, n_per_language=3, languages=("en",), conditions=(("dense", 0.0, "unstructured"),))
+    (run,) = make_synthetic_study(
+        tmp_path, n_per_language=3, languages=("en",), conditions=(("dense", 0.0, "unstructured"),)
+    )
     lines = (run / OUTCOMES).read_text(encoding="utf-8").splitlines(keepends=True)
     rec = json.loads(lines[0])
     rec["content_hash"] = "sha256:" + "1" * 64

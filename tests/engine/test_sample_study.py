@@ -68,13 +68,22 @@ def test_rerun_slice_gives_identical_outcome_lines(run_id: str, tmp_path: Path) 
     try:
         loaded = load_model(plan.model)
         if plan.condition.method != "dense":
-            report = prune_model(loaded.model, loaded.tokenizer, plan.condition, device="cpu", progress=False,
-                                 cache_dir=tmp_path, model_id=loaded.info["id"], revision=loaded.info.get("revision"))
+            report = prune_model(
+                loaded.model,
+                loaded.tokenizer,
+                plan.condition,
+                device="cpu",
+                progress=False,
+                cache_dir=tmp_path,
+                model_id=loaded.info["id"],
+                revision=loaded.info.get("revision"),
+            )
             ref = read_manifest(run)["condition"]["pruning_report"]
             assert report["cache"]["key"] == ref["cache"]["key"]  # same weights, condition and calibration ids
             assert report["calibration"] == ref["calibration"]
-            assert {m: v["sparsity"] for m, v in report["modules"].items()} == \
-                {m: v["sparsity"] for m, v in ref["modules"].items()}
+            assert {m: v["sparsity"] for m, v in report["modules"].items()} == {
+                m: v["sparsity"] for m, v in ref["modules"].items()
+            }
         batch = _slice(plan_batches(loaded, items, study.protocol))
         records = evaluate_batch(loaded, batch, study.protocol, one_shot_pool(items))
     finally:

@@ -37,9 +37,17 @@ def _spec(tmp_path: Path, text: str) -> Path:
 def test_grid_expansion_and_run_ids(tmp_path):
     study = parse_study(_spec(tmp_path, GOOD))
     ids = [p.run_id for p in plan_runs(study)]
-    assert ids == ["demo__dense", "demo__wanda-s50", "demo__wanda-s70", "demo__wanda-2of4",
-                   "demo__magnitude-s50", "demo__magnitude-s70", "demo__magnitude-2of4", "demo__sparsegpt-s60"]
-    nm = [p.condition for p in plan_runs(study) if p.condition.pattern == "2:4"][0]
+    assert ids == [
+        "demo__dense",
+        "demo__wanda-s50",
+        "demo__wanda-s70",
+        "demo__wanda-2of4",
+        "demo__magnitude-s50",
+        "demo__magnitude-s70",
+        "demo__magnitude-2of4",
+        "demo__sparsegpt-s60",
+    ]
+    nm = next(p.condition for p in plan_runs(study) if p.condition.pattern == "2:4")
     assert nm.sparsity == 0.5 and nm.nm == (2, 4)
     assert nm.calibration.nsamples == 8 and nm.calibration.seqlen == 64
 
@@ -49,18 +57,21 @@ def test_overrides_replace_keys(tmp_path):
     assert study.items.n_per_language == 2 and study.items.languages == ("en",)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[[models]]\nid='demo'\n[items]\nn_per_languag = 3\n", r"unknown key\(s\) n_per_languag in \[items\]"),
-    ("[items]\nn_per_language = 3\n", "needs at least one \\[\\[models\\]\\]"),
-    ("[[models]]\nid='demo'\n[pruning]\nmethods=['wandaa']\nsparsities=[0.5]\n", "unknown method 'wandaa'"),
-    ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[1.5]\n", "sparsity must be in \\(0, 1\\)"),
-    ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N <= M"),
-    ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be int"),
-    ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be"),
-    ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
-    ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
-    ("[[models]\nid='demo'\n", "invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[[models]]\nid='demo'\n[items]\nn_per_languag = 3\n", r"unknown key\(s\) n_per_languag in \[items\]"),
+        ("[items]\nn_per_language = 3\n", "needs at least one \\[\\[models\\]\\]"),
+        ("[[models]]\nid='demo'\n[pruning]\nmethods=['wandaa']\nsparsities=[0.5]\n", "unknown method 'wandaa'"),
+        ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[1.5]\n", "sparsity must be in \\(0, 1\\)"),
+        ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N <= M"),
+        ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be int"),
+        ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be"),
+        ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
+        ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
+        ("[[models]\nid='demo'\n", "invalid TOML"),
+    ],
+)
 def test_bad_specs_name_the_key(tmp_path, text, message):
     path = _spec(tmp_path, text)
     with pytest.raises(UserError, match=message) as info:
@@ -77,7 +88,7 @@ def test_bundled_demo_spec_parses():
     from engine.commands import DEMO_SPEC
 
     study = parse_study(DEMO_SPEC)
-    assert [p.condition.method for p in plan_runs(study)][0] == "dense"
+    assert next(p.condition.method for p in plan_runs(study)) == "dense"
 
 
 def test_cli_stops_quietly_when_the_reader_goes_away():
@@ -88,8 +99,11 @@ def test_cli_stops_quietly_when_the_reader_goes_away():
     from engine.commands import DEMO_SPEC
 
     code = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(DEMO_SPEC), "--out", "unused", "--dry-run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "run", str(DEMO_SPEC), "--out", "unused", "--dry-run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # the reader is gone before the child has imported anything, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "internal error" not in err and "Traceback" not in err, err

@@ -15,8 +15,12 @@ from engine.cli import main
 from engine.runfolder import dumps_line, read_json, write_json_atomic
 from engine.synthetic import make_synthetic_study
 
-CONDS = (("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured"), ("wanda", 0.7, "unstructured"),
-         ("sparsegpt", 0.5, "unstructured"))
+CONDS = (
+    ("dense", 0.0, "unstructured"),
+    ("wanda", 0.5, "unstructured"),
+    ("wanda", 0.7, "unstructured"),
+    ("sparsegpt", 0.5, "unstructured"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +90,20 @@ def test_empty_cell_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str
     rc, out, err = _run(capsys, str(root), "--by", "language,condition", "--format", "json", "--no-glmm")
     assert rc == 0, err
     recs = json.loads(out)["tables"][0]["records"]
-    sw = [r for r in recs if r["language"] == "sw"][0]
+    sw = next(r for r in recs if r["language"] == "sw")
     assert sw["n"] == 0 and sw["p"] is None and "empty cell" in sw["flag"]
     assert any("excluded" in n for n in json.loads(out)["tables"][0]["notes"])
 
 
 def test_data_strings_stay_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "s"
-    make_synthetic_study(root, n_per_language=6, languages=("en",), conditions=CONDS[:2],
-                         models=(("evil[bold red]_&x\x1b[31m", 135_000_000),))
+    make_synthetic_study(
+        root,
+        n_per_language=6,
+        languages=("en",),
+        conditions=CONDS[:2],
+        models=(("evil[bold red]_&x\x1b[31m", 135_000_000),),
+    )
     rc, out, err = _run(capsys, str(root), "--no-glmm")
     assert rc == 0, err
     assert "\x1b[31m" not in out and "\\x1b" in out and "[bold red]" in out
@@ -121,22 +130,42 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_import_stats_is_torch_free() -> None:
-    code = ("import sys, stats, stats.load, stats.analysis, stats.commands, stats.report, stats.figures, "
-            "stats.mcnemar, stats.power, stats.bootstrap, stats.strata, stats.cochran\n"
-            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
-            "assert not bad, bad\n"
-            "import importlib; importlib.reload(stats)\n")
+    code = (
+        "import sys, stats, stats.load, stats.analysis, stats.commands, stats.report, stats.figures, "
+        "stats.mcnemar, stats.power, stats.bootstrap, stats.strata, stats.cochran\n"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "import importlib; importlib.reload(stats)\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
-    cheap = ("import sys, stats.commands\n"
-             "heavy = [m for m in ('torch', 'matplotlib', 'scipy', 'pandas', 'statsmodels') if m in sys.modules]\n"
-             "assert not heavy, heavy\n")
+    cheap = (
+        "import sys, stats.commands\n"
+        "heavy = [m for m in ('torch', 'matplotlib', 'scipy', 'pandas', 'statsmodels') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     subprocess.run([sys.executable, "-c", cheap], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_every_comparison_and_did(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = _run(capsys, str(study), "--test", "recognition,open,mc,shown,within", "--format", "json",
-                        "--no-glmm", "--did", "sw,en", "--boot", "500", "--seed", "3", "--adjust", "bh",
-                        "--method", "exact")
+    rc, out, err = _run(
+        capsys,
+        str(study),
+        "--test",
+        "recognition,open,mc,shown,within",
+        "--format",
+        "json",
+        "--no-glmm",
+        "--did",
+        "sw,en",
+        "--boot",
+        "500",
+        "--seed",
+        "3",
+        "--adjust",
+        "bh",
+        "--method",
+        "exact",
+    )
     assert rc == 0, err
     doc = json.loads(out)
     keys = [t["key"] for t in doc["tables"]]
@@ -147,8 +176,21 @@ def test_every_comparison_and_did(study: Path, capsys: pytest.CaptureFixture[str
     assert any("exact conditional" in n for n in doc["tables"][0]["notes"])
     did = doc["tables"][keys.index("did")]
     assert len(did["records"]) == 3 and all(r["seed"] == 3 and r["n_boot"] == 500 for r in did["records"])
-    rc, out2, _ = _run(capsys, str(study), "--test", "recognition", "--format", "json", "--no-glmm",
-                       "--did", "sw,en", "--boot", "500", "--seed", "3")
+    rc, out2, _ = _run(
+        capsys,
+        str(study),
+        "--test",
+        "recognition",
+        "--format",
+        "json",
+        "--no-glmm",
+        "--did",
+        "sw,en",
+        "--boot",
+        "500",
+        "--seed",
+        "3",
+    )
     assert json.loads(out2)["tables"][-1]["records"] == did["records"]
     rc, _, err = _run(capsys, str(study), "--no-glmm", "--did", "sw,xx")
     assert rc == 2 and "xx" in err
@@ -156,14 +198,19 @@ def test_every_comparison_and_did(study: Path, capsys: pytest.CaptureFixture[str
 
 def test_two_models_and_dense_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "two"
-    make_synthetic_study(root, n_per_language=10, languages=("en", "de"), conditions=CONDS[:2],
-                         models=(("org/small", 135_000_000), ("org/large", 1_700_000_000)))
+    make_synthetic_study(
+        root,
+        n_per_language=10,
+        languages=("en", "de"),
+        conditions=CONDS[:2],
+        models=(("org/small", 135_000_000), ("org/large", 1_700_000_000)),
+    )
     rc, out, err = _run(capsys, str(root), "--format", "json", "--by", "model,language,condition")
     assert rc == 0, err
     doc = json.loads(out)
     recs = doc["tables"][0]["records"]
     assert sorted({r["model"] for r in recs}) == ["org/large", "org/small"] and all(r["n"] == 10 for r in recs)
-    glmm = [t for t in doc["tables"] if t["key"] == "glmm"][0]
+    glmm = next(t for t in doc["tables"] if t["key"] == "glmm")
     assert "recognition_only ~ condition + model + language + (1|item)" in glmm["notes"][0]
     dense = tmp_path / "dense"
     make_synthetic_study(dense, n_per_language=10, languages=("en",), conditions=CONDS[:1])
@@ -175,7 +222,7 @@ def test_two_models_and_dense_only(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_stats_and_glmm_commands_are_registered() -> None:
     from engine.cli import build_parser
 
-    sub = [a for a in build_parser()._actions if a.dest == "command"][0]
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"stats", "glmm"} <= set(sub.choices)
 
 
@@ -205,5 +252,8 @@ def test_markdown_starts_with_a_plain_summary(study: Path, capsys: pytest.Captur
     assert f"3 pruned runs: open generation {100 * lo:.1f}%–{100 * hi:.1f}%" in summary
     table = json.loads(_run(capsys, str(study), "--no-glmm", "--format", "json")[1])["tables"][0]
     n_sig = sum(r["p_adjusted"] < 0.05 for r in table["records"])
-    assert (f"{n_sig} significant at α = 0.05 with Holm's correction" in summary if n_sig
-            else "no cell is significant" in summary)
+    assert (
+        f"{n_sig} significant at α = 0.05 with Holm's correction" in summary
+        if n_sig
+        else "no cell is significant" in summary
+    )

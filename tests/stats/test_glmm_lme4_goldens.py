@@ -32,7 +32,7 @@ def load(name: str) -> tuple[dict, pd.DataFrame]:
     return g, pd.read_csv(GOLDENS / g["data"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fitted(name: str):
     """Default-backend fit of a golden's model (cached: several tests read one fit)."""
     g, df = load(name)
@@ -90,7 +90,9 @@ def test_mixedlm_matches_lme4(name: str) -> None:
     mine = {vc.group: np.array(vc.theta) for vc in r.variance_components}
     for group, theta in theta_by_group(g).items():
         np.testing.assert_allclose(mine[group], theta, rtol=2e-3, atol=1e-6)
-    for vc, gg in zip(sorted(r.variance_components, key=lambda v: v.group), sorted(g["groups"], key=lambda v: v["group"])):
+    for vc, gg in zip(
+        sorted(r.variance_components, key=lambda v: v.group), sorted(g["groups"], key=lambda v: v["group"])
+    ):
         np.testing.assert_allclose(vc.sd, gg["sd"], rtol=2e-3)
     assert r.loglik >= g["loglik"] - 1e-3
     assert r.loglik >= g["lme4_default"]["loglik"] - 1e-3  # also not worse than lme4 at its defaults
@@ -131,7 +133,7 @@ def test_hessian_ses_match_lme4_default() -> None:
 
 
 def test_lrt_matches_anova() -> None:
-    g1, df = load("cbpp")
+    _g1, _df = load("cbpp")
     g0, _ = load("cbpp_null")
     full, null = fitted("cbpp"), fitted("cbpp_null")
     chi2, dof, p = full.lrt(null)

@@ -59,7 +59,9 @@ def test_wald_rejection_rate_under_null_is_nominal() -> None:
         rejected[rep] = [p["conditionpruned"] < ALPHA, p["g"] < ALPHA]
     lo, hi = binom.ppf(0.005, REPS, ALPHA), binom.isf(0.005, REPS, ALPHA)
     counts = rejected.sum(axis=0)
-    print(f"null simulation: {REPS} fits in {time.perf_counter() - start:.1f} s; rejections {counts.tolist()} of {REPS}")
+    print(
+        f"null simulation: {REPS} fits in {time.perf_counter() - start:.1f} s; rejections {counts.tolist()} of {REPS}"
+    )
     assert (lo, hi) == (3, 19)
     for name, k in zip(("within-item condition", "between-item covariate g"), counts):
         assert lo <= k <= hi, f"{name}: {k}/{REPS} rejections outside the 99% band [{lo:.0f}, {hi:.0f}]"

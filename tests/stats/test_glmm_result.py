@@ -129,7 +129,9 @@ def test_missing_rscript_is_a_clear_error(cbpp: pd.DataFrame, monkeypatch: pytes
         fit_glmm(cbpp, CBPP, backend="lme4")
 
 
-@pytest.mark.skipif(shutil.which("Rscript") is None, reason="environment: R (Rscript) is not installed; the lme4 backend needs it")
+@pytest.mark.skipif(
+    shutil.which("Rscript") is None, reason="environment: R (Rscript) is not installed; the lme4 backend needs it"
+)
 def test_lme4_backend_reproduces_golden() -> None:
     """The backend runs the golden's own call; R's Nelder–Mead stops at a slightly different point of a
     flat optimum on another BLAS build (here: β within 4e-5, logLik within 2e-8), so the tolerances are

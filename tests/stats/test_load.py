@@ -141,8 +141,12 @@ def test_duplicate_outcome_line(study: Path) -> None:
 
 
 def test_two_dense_references_are_ambiguous(tmp_path: Path) -> None:
-    make_synthetic_study(tmp_path / "s", n_per_language=3, languages=("en",),
-                         conditions=(("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured")))
+    make_synthetic_study(
+        tmp_path / "s",
+        n_per_language=3,
+        languages=("en",),
+        conditions=(("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured")),
+    )
     other = tmp_path / "s" / "tiny-llama__dense2"
     other.mkdir()
     for name in ("items.jsonl", "outcomes.jsonl"):
@@ -160,15 +164,17 @@ def test_empty_and_missing_studies(tmp_path: Path) -> None:
         load_study(tmp_path / "empty")
     with pytest.raises(UserError, match="no such"):
         load_study(tmp_path / "nope")
-    make_synthetic_study(tmp_path / "s", n_per_language=2, languages=("en",),
-                         conditions=(("dense", 0.0, "unstructured"),))
+    make_synthetic_study(
+        tmp_path / "s", n_per_language=2, languages=("en",), conditions=(("dense", 0.0, "unstructured"),)
+    )
     (tmp_path / "s" / "tiny-llama__dense" / "outcomes.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(UserError, match="no outcomes"):
         load_study(tmp_path / "s")
 
 
 def test_no_dense_reference_is_reported(tmp_path: Path) -> None:
-    make_synthetic_study(tmp_path / "s", n_per_language=3, languages=("en",),
-                         conditions=(("wanda", 0.5, "unstructured"),))
+    make_synthetic_study(
+        tmp_path / "s", n_per_language=3, languages=("en",), conditions=(("wanda", 0.5, "unstructured"),)
+    )
     tr = transitions(load_study(tmp_path / "s"))
     assert len(tr) == 0 and tr.attrs["no_reference"] == ["synthetic/tiny-llama"]

@@ -36,12 +36,30 @@ MCNEMAR = {
 }
 
 DIFF_CI = {
-    "presidential": {"wald": (0.0213, 0.0587), "wald_cc": (0.0213, 0.0587), "agresti_min": (0.0212, 0.0587),
-                     "bonett_price": (0.0212, 0.0587), "newcombe": (0.0212, 0.0587), "tango": (0.0214, 0.0590)},
-    "bentur": {"wald": (-0.5197, -0.0517), "wald_cc": (-0.5293, -0.0422), "agresti_min": (-0.4932, -0.0285),
-               "bonett_price": (-0.5084, -0.0134), "newcombe": (-0.5069, -0.0256), "tango": (-0.5172, -0.0260)},
-    "cavo": {"wald": (-0.1184, -0.0058), "wald_cc": (-0.1186, -0.0057), "agresti_min": (-0.1182, -0.0045),
-             "bonett_price": (-0.1195, -0.0032), "newcombe": (-0.1186, -0.0046), "tango": (-0.1240, -0.0054)},
+    "presidential": {
+        "wald": (0.0213, 0.0587),
+        "wald_cc": (0.0213, 0.0587),
+        "agresti_min": (0.0212, 0.0587),
+        "bonett_price": (0.0212, 0.0587),
+        "newcombe": (0.0212, 0.0587),
+        "tango": (0.0214, 0.0590),
+    },
+    "bentur": {
+        "wald": (-0.5197, -0.0517),
+        "wald_cc": (-0.5293, -0.0422),
+        "agresti_min": (-0.4932, -0.0285),
+        "bonett_price": (-0.5084, -0.0134),
+        "newcombe": (-0.5069, -0.0256),
+        "tango": (-0.5172, -0.0260),
+    },
+    "cavo": {
+        "wald": (-0.1184, -0.0058),
+        "wald_cc": (-0.1186, -0.0057),
+        "agresti_min": (-0.1182, -0.0045),
+        "bonett_price": (-0.1195, -0.0032),
+        "newcombe": (-0.1186, -0.0046),
+        "tango": (-0.1240, -0.0054),
+    },
     "fay": {"newcombe": (-0.2954, -0.0112), "tango": (-0.3116, -0.0132)},
 }
 # ratesci `scorepairci(c(1, 1, 7, 12))` (stats.md §4): SCAS estimate and interval, bias correction and skewness on
@@ -49,15 +67,34 @@ SCAS_BENTUR = (-0.2859, -0.5281, -0.0184)
 DELTA = {"presidential": 0.0400, "bentur": -0.2857, "cavo": -0.0621, "fay": -0.1591}
 
 OR_CI = {
-    "presidential": {"wald": (1.3380, 2.2737), "wald_laplace": (1.3332, 2.2596), "wilson": (1.3390, 2.2719),
-                     "cp_exact": (1.3292, 2.3010), "cp_midp": (1.3403, 2.2806)},
-    "bentur": {"wald": (0.0176, 1.1611), "wald_laplace": (0.0531, 1.1773), "wilson": (0.0229, 0.8900),
-               "cp_exact": (0.0032, 1.1120), "cp_midp": (0.0063, 0.9241)},
-    "cavo": {"wald": (0.1467, 0.9583), "wald_laplace": (0.1708, 0.9929), "wilson": (0.1514, 0.9287),
-             "cp_exact": (0.1202, 1.0089), "cp_midp": (0.1347, 0.9354)},
+    "presidential": {
+        "wald": (1.3380, 2.2737),
+        "wald_laplace": (1.3332, 2.2596),
+        "wilson": (1.3390, 2.2719),
+        "cp_exact": (1.3292, 2.3010),
+        "cp_midp": (1.3403, 2.2806),
+    },
+    "bentur": {
+        "wald": (0.0176, 1.1611),
+        "wald_laplace": (0.0531, 1.1773),
+        "wilson": (0.0229, 0.8900),
+        "cp_exact": (0.0032, 1.1120),
+        "cp_midp": (0.0063, 0.9241),
+    },
+    "cavo": {
+        "wald": (0.1467, 0.9583),
+        "wald_laplace": (0.1708, 0.9929),
+        "wilson": (0.1514, 0.9287),
+        "cp_exact": (0.1202, 1.0089),
+        "cp_midp": (0.1347, 0.9354),
+    },
     "fay": {"wilson": (0.0541, 0.9120), "cp_exact": (0.0234, 1.0736)},
-    "ezra": {"wald": (2.9608, 52.7731), "wald_laplace": (2.6232, 28.6333), "cp_exact": (3.1169, 108.8892),
-             "cp_midp": (3.4681, 78.2972)},
+    "ezra": {
+        "wald": (2.9608, 52.7731),
+        "wald_laplace": (2.6232, 28.6333),
+        "cp_exact": (3.1169, 108.8892),
+        "cp_midp": (3.4681, 78.2972),
+    },
 }
 OR_EST = {"presidential": 1.7442, "bentur": 0.1429, "cavo": 0.3750, "fay": 0.2222, "ezra": 12.5}
 
@@ -71,19 +108,25 @@ def assert_printed(value: float, printed: str) -> None:
 
 
 def _binom_cdf_exact(k: int, m: int) -> Fraction:
-    return sum((Fraction(math.comb(m, i), 2 ** m) for i in range(k + 1)), Fraction(0))
+    return sum((Fraction(math.comb(m, i), 2**m) for i in range(k + 1)), Fraction(0))
 
 
 def full_precision(b: int, c: int) -> dict[str, float]:
     """Independent computation: rational binomial sums; χ²₁ tail = erfc(√(x/2))."""
     m, lo = b + c, min(b, c)
     exact = min(Fraction(1), 2 * _binom_cdf_exact(lo, m))
-    pmf = Fraction(math.comb(m, b), 2 ** m)
+    pmf = Fraction(math.comb(m, b), 2**m)
     midp = 1 - pmf / 2 if b == c else exact - pmf
     x2 = (b - c) ** 2 / m
     x2cc = max(abs(b - c) - 1, 0) ** 2 / m
-    return {"x2": x2, "asym": math.erfc(math.sqrt(x2 / 2)), "x2cc": x2cc, "cc": math.erfc(math.sqrt(x2cc / 2)),
-            "exact": float(exact), "midp": float(midp)}
+    return {
+        "x2": x2,
+        "asym": math.erfc(math.sqrt(x2 / 2)),
+        "x2cc": x2cc,
+        "cc": math.erfc(math.sqrt(x2cc / 2)),
+        "exact": float(exact),
+        "midp": float(midp),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(MCNEMAR))
@@ -169,10 +212,34 @@ def test_one_sided() -> None:
     assert mcnemar_pvalue(1, 7, "asymptotic", "less") == pytest.approx(0.5 * full_precision(1, 7)["asym"])
 
 
-COCHRAN_CONOVER = [[1, 1, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1], [1, 1, 1], [1, 1, 0],
-                   [0, 0, 1], [0, 1, 0], [1, 1, 1], [1, 1, 1]]
-COCHRAN_WEB = [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1], [1, 0, 0, 1], [0, 1, 0, 1], [1, 0, 0, 1],
-               [0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 1, 1]]
+COCHRAN_CONOVER = [
+    [1, 1, 1],
+    [1, 1, 1],
+    [0, 1, 0],
+    [1, 1, 0],
+    [0, 0, 0],
+    [1, 1, 1],
+    [1, 1, 1],
+    [1, 1, 0],
+    [0, 0, 1],
+    [0, 1, 0],
+    [1, 1, 1],
+    [1, 1, 1],
+]
+COCHRAN_WEB = [
+    [0, 0, 0, 1],
+    [0, 0, 0, 1],
+    [0, 0, 0, 1],
+    [1, 1, 1, 1],
+    [1, 0, 0, 1],
+    [0, 1, 0, 1],
+    [1, 0, 0, 1],
+    [0, 0, 0, 1],
+    [0, 1, 0, 0],
+    [0, 0, 0, 0],
+    [1, 0, 0, 1],
+    [0, 0, 1, 1],
+]
 
 
 def _sas_rows() -> list[list[int]]:
@@ -264,8 +331,12 @@ def test_midp_size_never_exceeds_alpha() -> None:
         if n * pi >= 20:
             worst_asym = max(worst_asym, power_mcnemar(pi / 2, pi / 2, n, 0.05, "asymptotic"))
     assert 0.02 <= worst_asym <= 0.06
-    first = min(k / 100 for n in range(10, 101) for k in range(71, 100)
-                if power_mcnemar(k / 200, k / 200, n, 0.05, "midp") > 0.05 + 1e-9)
+    first = min(
+        k / 100
+        for n in range(10, 101)
+        for k in range(71, 100)
+        if power_mcnemar(k / 200, k / 200, n, 0.05, "midp") > 0.05 + 1e-9
+    )
     assert first == 0.77
     assert power_mcnemar(0.5, 0.5, 50, 0.05, "midp") > 0.05  # the π = 1 counterexample above
 
@@ -277,9 +348,16 @@ def test_report_sentence_and_dict() -> None:
     res = mcnemar(table, outcome="complete response")
     adj = res.adjusted(0.0694, "Holm", "two demo tests", 2)
     text = adj.report()
-    for part in ("two-sided McNemar mid-p test", "after vs before", "n = 161 items", "b = 6, c = 16",
-                 "difference -6.2 pp (95% CI -12.4 to -0.5, Tango asymptotic score)", "p = 0.035",
-                 "(asymptotic p = 0.033)", "Holm over 'two demo tests' (m = 2): adjusted p = 0.069"):
+    for part in (
+        "two-sided McNemar mid-p test",
+        "after vs before",
+        "n = 161 items",
+        "b = 6, c = 16",
+        "difference -6.2 pp (95% CI -12.4 to -0.5, Tango asymptotic score)",
+        "p = 0.035",
+        "(asymptotic p = 0.033)",
+        "Holm over 'two demo tests' (m = 2): adjusted p = 0.069",
+    ):
         assert part in text, (part, text)
     assert "no multiplicity correction" in res.report()
     doc = json.loads(json.dumps(adj.to_dict()))
@@ -308,8 +386,12 @@ def test_exact_unconditional_edges() -> None:
     assert 0.99 < tie <= 1.0
 
 
-CAVO_RATIO = {"wald": (0.7597, 0.9886), "tang": (0.7476, 0.9876), "bonett_price": (0.7579, 0.9910),
-              "mover_wilson": (0.7592, 0.9866)}
+CAVO_RATIO = {
+    "wald": (0.7597, 0.9886),
+    "tang": (0.7476, 0.9876),
+    "bonett_price": (0.7579, 0.9910),
+    "mover_wilson": (0.7592, 0.9866),
+}
 
 
 @pytest.mark.parametrize("method", sorted(CAVO_RATIO))

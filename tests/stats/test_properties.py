@@ -9,10 +9,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
+from engine.errors import UserError
 from stats.intervals import DIFF_METHODS, OR_METHODS, paired_difference_ci, paired_odds_ratio_ci
 from stats.mcnemar import METHODS, mcnemar, mcnemar_pvalue
 from stats.tables import PairedTable
-from engine.errors import UserError
 
 count = st.integers(min_value=0, max_value=400)
 small = st.integers(min_value=0, max_value=60)

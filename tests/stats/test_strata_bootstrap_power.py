@@ -38,7 +38,7 @@ def test_clustered_reduces_to_mcnemar_for_single_pairs() -> None:
     assert res.pvalue == pytest.approx(mcnemar_pvalue(14, 6, "asymptotic"))
     obu = clustered_mcnemar(b, c, [1] * 44, method="obuchowski")
     k, big_n = 44, 44
-    wald_var = k / (k - 1) * (20 - 8 ** 2 / big_n)
+    wald_var = k / (k - 1) * (20 - 8**2 / big_n)
     assert obu.statistic == pytest.approx(64 / wald_var)
     assert clustered_mcnemar([0, 0], [0, 0], [2, 3]).pvalue == 1.0
     with pytest.raises(UserError):

@@ -18,8 +18,10 @@ from tui.widgets.item_table import ItemTable
 pytestmark = pytest.mark.asyncio
 
 MARKUP = "[link=http://evil.example]x[/link]"
-HOSTILE = (MARKUP + " [bold red]loud[/] \x1b[31mRED\x1b[0m \x1b]52;c;ZXZpbA==\x07 \x1b]8;;http://evil\x1b\\a\x1b]8;;\x1b\\ "
-           "\u202eevil\u202c \x9b31m \x00\x08 " + "A" * 100_000)
+HOSTILE = (
+    MARKUP + " [bold red]loud[/] \x1b[31mRED\x1b[0m \x1b]52;c;ZXZpbA==\x07 \x1b]8;;http://evil\x1b\\a\x1b]8;;\x1b\\ "
+    "\u202eevil\u202c \x9b31m \x00\x08 " + "A" * 100_000
+)
 BAD_CHARS = ("\x1b", "\x07", "\x9b", "\u202e", "\x00", "\x08")
 UID = "synthetic/default/test/q000002/de"
 
@@ -50,11 +52,23 @@ def make_hostile(study: Path) -> None:
             rec["open"]["correct"] = False
             rec["category"] = "recognition_only" if rec["mc"]["correct"] else "both_wrong"
             rec["gold_trace"]["tokens"] = [HOSTILE[:300], "\x1b]52;c;QUJD\x07"]
-            rec["probes"] = {"beam": {"k": 2, "beams": [{"text": HOSTILE, "score": -1.0, "correct": False}],
-                                      "hit_top": False, "hit_any": False},
-                             "sampling": {"n": 1, "temperature": 0.7, "top_p": 1.0, "seed": 0,
-                                          "samples": [{"text": HOSTILE, "correct": False}], "hits": 0},
-                             "one_shot": {"example_uid": HOSTILE[:100], "text": HOSTILE, "correct": False}}
+            rec["probes"] = {
+                "beam": {
+                    "k": 2,
+                    "beams": [{"text": HOSTILE, "score": -1.0, "correct": False}],
+                    "hit_top": False,
+                    "hit_any": False,
+                },
+                "sampling": {
+                    "n": 1,
+                    "temperature": 0.7,
+                    "top_p": 1.0,
+                    "seed": 0,
+                    "samples": [{"text": HOSTILE, "correct": False}],
+                    "hits": 0,
+                },
+                "one_shot": {"example_uid": HOSTILE[:100], "text": HOSTILE, "correct": False},
+            }
         return rec
 
     for run in sorted(study.glob("tiny-llama__*")):
@@ -125,8 +139,10 @@ async def test_empty_study(tmp_path: Path) -> None:
 async def test_torn_and_corrupt_lines(study: Path) -> None:
     path = study / "tiny-llama__wanda-s50" / "outcomes.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[:4]) + "\x1b]52;c;bad\x07{oops\n" + "".join(lines[4:]) + lines[0][:50], encoding="utf-8")
-    app, (overview, items, sig, runs) = await _open([study])
+    path.write_text(
+        "".join(lines[:4]) + "\x1b]52;c;bad\x07{oops\n" + "".join(lines[4:]) + lines[0][:50], encoding="utf-8"
+    )
+    _app, (overview, items, sig, runs) = await _open([study])
     assert "corrupt line skipped" in overview and "outcomes.jsonl:5" in overview
     assert "torn last line" in overview
     assert "24 lines" in overview  # every good line is still shown
@@ -137,7 +153,7 @@ async def test_torn_and_corrupt_lines(study: Path) -> None:
 
 async def test_missing_manifest(study: Path) -> None:
     (study / "tiny-llama__wanda-s50" / "manifest.json").unlink()
-    _, (overview, items, sig, runs) = await _open([study])
+    _, (overview, _items, sig, runs) = await _open([study])
     assert "manifest.json: missing" in overview and "(no manifest)" in overview
     assert "Significance tests unavailable" in sig and "manifest.json" in sig
     assert "missing or unreadable" in runs or "manifest.json: missing" in runs
@@ -150,7 +166,7 @@ async def test_runs_that_do_not_pair(study: Path) -> None:
 
     for name in ("items.jsonl", "outcomes.jsonl"):
         _rewrite(study / "tiny-llama__wanda-s50" / name, other_items)
-    _, (overview, items, sig, runs) = await _open([study / "tiny-llama__dense", study / "tiny-llama__wanda-s50"])
+    _, (overview, items, sig, _runs) = await _open([study / "tiny-llama__dense", study / "tiny-llama__wanda-s50"])
     assert "do not pair: they share no items" in overview
     assert "No item rows" in items and "do not pair" in items
     assert "Significance tests unavailable" in sig and "not paired" in sig

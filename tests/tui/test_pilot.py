@@ -137,8 +137,9 @@ async def test_filter_dialog(study: Path) -> None:
         s = app.study
         rows = app.screen.query_one(ItemTable).rows
         assert len(rows) > 0
-        assert all(s.runs[s.pairs.run[i]].languages[s.pairs.row[i]] == "sw" and s.pairs.transition[i] % 4 == 3
-                   for i in rows)
+        assert all(
+            s.runs[s.pairs.run[i]].languages[s.pairs.row[i]] == "sw" and s.pairs.transition[i] % 4 == 3 for i in rows
+        )
         assert "lang:sw cat:BW" in screen_text(app)
 
 
@@ -149,8 +150,13 @@ async def test_number_keys_help_and_palette(study: Path) -> None:
         await pilot.press("3")
         await pilot.pause()
         assert isinstance(app.screen, OverviewScreen)  # no item chosen yet: stays, says so
-        for key, cls in (("4", SignificanceScreen), ("5", RunInfoScreen), ("2", ItemsScreen), ("3", ItemScreen),
-                         ("1", OverviewScreen)):
+        for key, cls in (
+            ("4", SignificanceScreen),
+            ("5", RunInfoScreen),
+            ("2", ItemsScreen),
+            ("3", ItemScreen),
+            ("1", OverviewScreen),
+        ):
             await pilot.press(key)
             await loaded(pilot)
             assert isinstance(app.screen, cls), key
@@ -232,7 +238,9 @@ async def test_run_info_and_exports(study: Path) -> None:
 
 
 async def test_keymap_remaps_by_id(study: Path) -> None:
-    app = PrunescopeApp([study], stats_glmm=False, run_stats=False, keymap={"app.screen_runinfo": "r,5", "app.quit": "x"})
+    app = PrunescopeApp(
+        [study], stats_glmm=False, run_stats=False, keymap={"app.screen_runinfo": "r,5", "app.quit": "x"}
+    )
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await pilot.press("r")

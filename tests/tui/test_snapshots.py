@@ -53,8 +53,7 @@ def test_item(snap_compare, study: Path) -> None:
 
 
 def test_item_probes(snap_compare, study: Path) -> None:
-    assert snap_compare(_app(study), terminal_size=SIZE,
-                        run_before=_keys("2", "right_square_bracket", "enter", "G"))
+    assert snap_compare(_app(study), terminal_size=SIZE, run_before=_keys("2", "right_square_bracket", "enter", "G"))
 
 
 def test_run_info(snap_compare, study: Path) -> None:

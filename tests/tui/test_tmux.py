@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 
-
 def _tmux(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30)
 

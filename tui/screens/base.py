@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 class Export:
     """What `e` writes for a screen: CSV rows with a header, or JSONL records."""
 
-    def __init__(self, view: str, header: list[str] | None = None, rows: list[list[Any]] | None = None,
-                 records: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        view: str,
+        header: list[str] | None = None,
+        rows: list[list[Any]] | None = None,
+        records: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.view, self.header, self.rows, self.records = view, header or [], rows or [], records
 
 
@@ -30,7 +35,7 @@ class DataScreen(Screen):
     SCREEN_NAME = ""
 
     @property
-    def papp(self) -> "PrunescopeApp":
+    def papp(self) -> PrunescopeApp:
         return cast("PrunescopeApp", self.app)
 
     def title_bar(self) -> Static:

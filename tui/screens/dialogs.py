@@ -13,8 +13,10 @@ from textual.widgets import Input, Static
 from engine.safe_text import inert
 from tui.model import Filter
 
-FILTER_HELP = ("lang:de,fr  cat:RO (BC RO GO BW or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
-               "flag  disc   · other words: a regex over uid, question, gold and the run's answer")
+FILTER_HELP = (
+    "lang:de,fr  cat:RO (BC RO GO BW or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
+    "flag  disc   · other words: a regex over uid, question, gold and the run's answer"
+)
 
 
 def bindings_table(screen: Screen) -> Table:
@@ -25,7 +27,7 @@ def bindings_table(screen: Screen) -> Table:
     table.add_column("id", no_wrap=True, style="dim")
     seen: set[tuple[str, str]] = set()
     rows = []
-    for key, active in screen.active_bindings.items():
+    for active in screen.active_bindings.values():
         b = active.binding
         if b.system or b.action in ("", "noop"):
             continue

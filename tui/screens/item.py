@@ -51,7 +51,8 @@ class ItemScreen(BodyScreen):
         flag = app.flags.notes.get(uid)
         self.set_title(inert(uid, 120))
         self.query_one("#message", Static).update(
-            Text.assemble(("⚑ flagged: ", "bold"), inert(" | ".join(flag), 400)) if flag else "")
+            Text.assemble(("⚑ flagged: ", "bold"), inert(" | ".join(flag), 400)) if flag else ""
+        )
         self.records, problems = app.item_records(uid)
         named = [(name, rec) for name, _, rec in self.records]
         item = study.items.get(uid)

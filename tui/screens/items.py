@@ -22,8 +22,12 @@ class ItemsScreen(DataScreen):
     BINDINGS = [
         Binding("s", "sort", "sort column", id="items.sort"),
         Binding("r", "reverse", "reverse sort", id="items.reverse"),
-        Binding("right_square_bracket", "discordant(1)", "next discordant", key_display="]", id="items.next_discordant"),
-        Binding("left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="items.prev_discordant"),
+        Binding(
+            "right_square_bracket", "discordant(1)", "next discordant", key_display="]", id="items.next_discordant"
+        ),
+        Binding(
+            "left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="items.prev_discordant"
+        ),
     ]
 
     def compose(self) -> ComposeResult:
@@ -77,16 +81,21 @@ class ItemsScreen(DataScreen):
         table.set_rows(idx, cursor)
         state.rows = idx
         total = len(app.study.pairs) if app.study else 0
-        bar = Text.assemble(("filter: ", "bold"), inert(state.query or "(none)", 200),
-                            f"   {len(idx)} of {total} rows", "   sort: ",
-                            f"{state.sort_key or 'file order'}{' ▼' if state.reverse else ''}",
-                            "   / filter  s sort  r reverse  ] [ discordant  enter open")
+        bar = Text.assemble(
+            ("filter: ", "bold"),
+            inert(state.query or "(none)", 200),
+            f"   {len(idx)} of {total} rows",
+            "   sort: ",
+            f"{state.sort_key or 'file order'}{' ▼' if state.reverse else ''}",
+            "   / filter  s sort  r reverse  ] [ discordant  enter open",
+        )
         if error:
             bar.append("   " + inert(error, 300), style="bold red")
         self.query_one("#filterbar", Static).update(bar)
         if not total and app.study is not None:
-            self.query_one("#message", Static).update(Text.assemble(
-                ("No item rows. ", "bold"), app.problem_text() or "The runs hold no outcome lines yet."))
+            self.query_one("#message", Static).update(
+                Text.assemble(("No item rows. ", "bold"), app.problem_text() or "The runs hold no outcome lines yet.")
+            )
 
     def on_item_table_opened(self, event: ItemTable.Opened) -> None:
         self.papp.open_item(event.index)
@@ -111,7 +120,7 @@ class ItemsScreen(DataScreen):
             self.notify("no further discordant item in this list", timeout=2)
         else:
             table.move_to(n)
-    
+
     def export_view(self) -> Export | None:
         study = self.papp.study
         if study is None:
@@ -124,8 +133,18 @@ class ItemsScreen(DataScreen):
             run = study.runs[p.run[i]]
             uid = run.uids[p.row[i]]
             item = study.items.get(uid, {})
-            rows.append([run.name, run.languages[p.row[i]], uid, transition_label(p.transition[i]),
-                         bool(disc[i]), item.get("answer", ""), run.open_text[p.row[i]],
-                         uid in self.papp.flags.flagged])
-        return Export("items", ["run", "language", "item_uid", "transition", "discordant", "gold", "answer",
-                                "flagged"], rows)
+            rows.append(
+                [
+                    run.name,
+                    run.languages[p.row[i]],
+                    uid,
+                    transition_label(p.transition[i]),
+                    bool(disc[i]),
+                    item.get("answer", ""),
+                    run.open_text[p.row[i]],
+                    uid in self.papp.flags.flagged,
+                ]
+            )
+        return Export(
+            "items", ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "flagged"], rows
+        )

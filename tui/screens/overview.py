@@ -14,8 +14,14 @@ from tui.screens.base import DataScreen, Export
 
 # Recognition-only rate → background: colours of the xterm 256 palette, so SSH sessions without
 # true colour show the same map; the rate is printed too, so NO_COLOR loses nothing.
-HEAT = ((0.05, ""), (0.10, "on color(22)"), (0.20, "on color(58)"), (0.30, "on color(94)"),
-        (0.45, "on color(130)"), (2.0, "on color(124)"))
+HEAT = (
+    (0.05, ""),
+    (0.10, "on color(22)"),
+    (0.20, "on color(58)"),
+    (0.30, "on color(94)"),
+    (0.45, "on color(130)"),
+    (2.0, "on color(124)"),
+)
 
 
 def heat_style(rate: float) -> str:
@@ -72,8 +78,15 @@ class OverviewScreen(DataScreen):
         legend = self.query_one("#legend", Static)
         study = app.study
         if study is None:
-            msg.update(Text("Loading " + inert(", ".join(str(s) for s in app.sources), 300) + " … "
-                            + inert(app.loading_message, 200), style="bold"))
+            msg.update(
+                Text(
+                    "Loading "
+                    + inert(", ".join(str(s) for s in app.sources), 300)
+                    + " … "
+                    + inert(app.loading_message, 200),
+                    style="bold",
+                )
+            )
             grid.display = False
             legend.update("")
             return
@@ -94,24 +107,28 @@ class OverviewScreen(DataScreen):
         multi_model = len({r.model for r in study.runs}) > 1
         for r, run in enumerate(study.runs):
             label = run.condition + (f"\n{run.model.split('/')[-1]}" if multi_model else "")
-            cells: list[Text] = [Text(inert(label, 60), style="bold"),
-                                 Text(f"{run.status}\n{len(run)} lines")]
+            cells: list[Text] = [Text(inert(label, 60), style="bold"), Text(f"{run.status}\n{len(run)} lines")]
             for lang in study.languages:
                 cells.append(self._cell(counts.get((r, lang)), app.cell_p(r, lang)))
             cells.append(self._cell(counts.get((r, None)), app.cell_p(r, None)))
             grid.add_row(*cells, height=3, key=str(r))
         grid.move_cursor(row=cursor.row, column=cursor.column)
-        legend.update(Text(
-            "O open accuracy · M multiple-choice accuracy · R recognition-only rate (MC right, open wrong), "
-            "background = R · * ** *** Holm-adjusted mid-p McNemar of recognition-only vs dense < .05 .01 .001 "
-            "(… = tests in progress) · enter: items of the cell", style="dim"))
+        legend.update(
+            Text(
+                "O open accuracy · M multiple-choice accuracy · R recognition-only rate (MC right, open wrong), "
+                "background = R · * ** *** Holm-adjusted mid-p McNemar of recognition-only vs dense < .05 .01 .001 "
+                "(… = tests in progress) · enter: items of the cell",
+                style="dim",
+            )
+        )
 
     @staticmethod
     def _cell(c: dict[str, float] | None, p: float | None) -> Text:
         if not c:
             return Text("–")
-        return Text(f"O {c['open']:.2f}\nM {c['mc']:.2f}\nR {c['recog']:.2f} {sig_mark(p)}",
-                    style=heat_style(c["recog"]))
+        return Text(
+            f"O {c['open']:.2f}\nM {c['mc']:.2f}\nR {c['recog']:.2f} {sig_mark(p)}", style=heat_style(c["recog"])
+        )
 
     def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
         study = self.papp.study
@@ -138,7 +155,31 @@ class OverviewScreen(DataScreen):
                 c = counts.get((r, lang))
                 if c:
                     p = self.papp.cell_p(r, lang)
-                    rows.append([run.name, run.model, run.condition, lang, c["n"], c["open"], c["mc"], c["recog"],
-                                 "" if p is None or math.isnan(p) else p])
-        return Export("overview", ["run", "model", "condition", "language", "n", "open_acc", "mc_acc",
-                                   "recognition_only_rate", "p_adjusted_holm"], rows)
+                    rows.append(
+                        [
+                            run.name,
+                            run.model,
+                            run.condition,
+                            lang,
+                            c["n"],
+                            c["open"],
+                            c["mc"],
+                            c["recog"],
+                            "" if p is None or math.isnan(p) else p,
+                        ]
+                    )
+        return Export(
+            "overview",
+            [
+                "run",
+                "model",
+                "condition",
+                "language",
+                "n",
+                "open_acc",
+                "mc_acc",
+                "recognition_only_rate",
+                "p_adjusted_holm",
+            ],
+            rows,
+        )

@@ -36,15 +36,26 @@ class RunInfoScreen(BodyScreen):
         if not study.runs:
             body.update(Text("No run folders.", style="italic"))
             return
-        body.update(Group(*(render.manifest_table(r.name, _relative(r.path, study.root), r.manifest, r.problems,
-                                                  len(r)) for r in study.runs)))
+        body.update(
+            Group(
+                *(
+                    render.manifest_table(r.name, _relative(r.path, study.root), r.manifest, r.problems, len(r))
+                    for r in study.runs
+                )
+            )
+        )
 
     def export_view(self) -> Export | None:
         study = self.papp.study
         if study is None:
             return None
-        return Export("runs", records=[{"path": str(r.path), "manifest": r.manifest, "problems": r.problems,
-                                        "outcome_lines": len(r)} for r in study.runs])
+        return Export(
+            "runs",
+            records=[
+                {"path": str(r.path), "manifest": r.manifest, "problems": r.problems, "outcome_lines": len(r)}
+                for r in study.runs
+            ],
+        )
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -42,8 +42,14 @@ class SignificanceScreen(BodyScreen):
             msg.update(Text("Running the tests of `prunescope stats` …", style="bold"))
             tables.update("")
         else:
-            msg.update(Text("Same tables and numbers as `prunescope stats " + inert(app.stats_args_text(), 300)
-                            + "` (mid-p McNemar, Holm).", style="dim"))
+            msg.update(
+                Text(
+                    "Same tables and numbers as `prunescope stats "
+                    + inert(app.stats_args_text(), 300)
+                    + "` (mid-p McNemar, Holm).",
+                    style="dim",
+                )
+            )
             parts = [render.report_table(t) for t in stats.tables]
             tables.update(Group(*(r for r, _ in parts)))
             tables.styles.width = max(w for _, w in parts)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 from rich.cells import set_cell_size
@@ -19,8 +20,13 @@ from engine.safe_text import inert
 
 # (header, sort key, width; 0 = takes the rest)
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("run", "run", 16), ("lang", "language", 5), ("item", "item", 22), ("dense→run", "transition", 10),
-    ("gold", "gold", 18), ("run's answer", "answer", 0), ("⚑", "flag", 2),
+    ("run", "run", 16),
+    ("lang", "language", 5),
+    ("item", "item", 22),
+    ("dense→run", "transition", 10),
+    ("gold", "gold", 18),
+    ("run's answer", "answer", 0),
+    ("⚑", "flag", 2),
 )
 CellsFn = Callable[[int], list[str]]
 

@@ -54,5 +54,7 @@ def component_from_cov(group: str, terms: list[str], cov: np.ndarray) -> Varianc
 def separation_warnings(terms: list[str], est: np.ndarray) -> list[str]:
     big = [t for t, b in zip(terms, est) if abs(b) > 10]
     if big:
-        return [f"|log-odds| > 10 for {', '.join(big)}: likely (quasi-)complete separation; these estimates and tests are unreliable"]
+        return [
+            f"|log-odds| > 10 for {', '.join(big)}: likely (quasi-)complete separation; these estimates and tests are unreliable"
+        ]
     return []

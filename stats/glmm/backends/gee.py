@@ -34,7 +34,9 @@ def fit(design: Design, **opts) -> GlmmResult:
     if group is None:
         raise UserError("gee needs a clustering factor: add a term like (1|item) to the formula or pass groups='item'")
     if group not in labels:
-        raise UserError(f"gee: groups={group!r} is not a random-term group of the formula (groups: {', '.join(labels) or 'none'})")
+        raise UserError(
+            f"gee: groups={group!r} is not a random-term group of the formula (groups: {', '.join(labels) or 'none'})"
+        )
     notes = []
     ignored = [str(r) for r in design.formula.random if r.group_label != group or r.slopes]
     if ignored:
@@ -46,8 +48,11 @@ def fit(design: Design, **opts) -> GlmmResult:
     codes = d.groups[group]
     order = np.argsort(codes, kind="stable")  # GEE expects cluster rows together
     model = sm.GEE(
-        d.y[order], d.X[order], groups=codes[order],
-        family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable(),
+        d.y[order],
+        d.X[order],
+        groups=codes[order],
+        family=sm.families.Binomial(),
+        cov_struct=sm.cov_struct.Exchangeable(),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -83,7 +88,11 @@ def fit(design: Design, **opts) -> GlmmResult:
         converged=converged,
         singular=False,
         effect_scale="marginal (population-averaged) log-odds",
-        warnings=design.notes + d.notes[len(design.notes):] + notes + msgs + separation_warnings(design.fixed_names, est),
+        warnings=design.notes
+        + d.notes[len(design.notes) :]
+        + notes
+        + msgs
+        + separation_warnings(design.fixed_names, est),
         extra={"working correlation (exchangeable rho)": rho, "clusters": int(design.group_levels[group])},
         response_fingerprint=fingerprint(design),
     )

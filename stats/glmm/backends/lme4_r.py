@@ -50,7 +50,9 @@ def _frame(design: Design) -> tuple[pd.DataFrame, str, list[str]]:
         gcols.append(f"g{k}_")
         bars.append(f"({' + '.join((['1'] if r.intercept else ['0']) + [slope[s] for s in r.slopes])} | g{k}_)")
     if not bars:
-        raise UserError(f"formula {design.formula.text!r} has no random term like (1|item); backend 'lme4' fits mixed models")
+        raise UserError(
+            f"formula {design.formula.text!r} has no random term like (1|item); backend 'lme4' fits mixed models"
+        )
     lhs = "y_" if design.bernoulli else "cbind(y_, n_ - y_)"
     return pd.DataFrame(cols), f"{lhs} ~ {' + '.join(['0'] + xs + bars)}", gcols
 
@@ -67,7 +69,16 @@ def fit(design: Design, **opts) -> GlmmResult:
     with tempfile.TemporaryDirectory(prefix="prunescope-lme4-") as tmp:
         data, out = Path(tmp) / "data.csv", Path(tmp) / "fit.json"
         frame.to_csv(data, index=False, float_format="%.17g")
-        cmd = [exe, str(SCRIPT), str(data), formula, str(nagq), repr(float(opts.get("tolPwrss", 1e-7))), str(out), ",".join(gcols)]
+        cmd = [
+            exe,
+            str(SCRIPT),
+            str(data),
+            formula,
+            str(nagq),
+            repr(float(opts.get("tolPwrss", 1e-7))),
+            str(out),
+            ",".join(gcols),
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.get("timeout"))
         except subprocess.TimeoutExpired as exc:
@@ -86,7 +97,15 @@ def fit(design: Design, **opts) -> GlmmResult:
     components = []
     for g in res["groups"]:
         terms = tuple(slope_back.get(t, t) for t in g["terms"])
-        components.append(VarianceComponent(label[g["group"]], terms, tuple(g["sd"]), tuple(c if c is not None else float("nan") for c in g["corr"]), tuple(thetas[g["group"]])))
+        components.append(
+            VarianceComponent(
+                label[g["group"]],
+                terms,
+                tuple(g["sd"]),
+                tuple(c if c is not None else float("nan") for c in g["corr"]),
+                tuple(thetas[g["group"]]),
+            )
+        )
     order = {r.group_label: k for k, r in enumerate(design.formula.random)}
     components.sort(key=lambda vc: order[vc.group])
     messages = list(res.get("convergence_messages", [])) + list(res.get("r_warnings", []))
@@ -101,7 +120,9 @@ def fit(design: Design, **opts) -> GlmmResult:
         formula=design.formula.text,
         backend="lme4",
         backend_version=f"lme4 {res['lme4_version']} ({res['r_version']})",
-        method="Laplace maximum likelihood (nAGQ=1)" if nagq == 1 else f"adaptive Gauss-Hermite quadrature ML (nAGQ={nagq})",
+        method="Laplace maximum likelihood (nAGQ=1)"
+        if nagq == 1
+        else f"adaptive Gauss-Hermite quadrature ML (nAGQ={nagq})",
         terms=list(design.fixed_names),
         estimates=est,
         se=se,

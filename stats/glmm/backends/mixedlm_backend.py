@@ -36,7 +36,9 @@ def _frame(design: Design) -> tuple[pd.DataFrame, str]:
         lhs = " + ".join((["1"] if r.intercept else ["0"]) + [slope_names[s] for s in r.slopes])
         bars.append(f"({lhs} | g{k}_)")
     if not bars:
-        raise UserError(f"formula {design.formula.text!r} has no random term like (1|item); the mixed-model backends need one (use backend 'gee' for a marginal model)")
+        raise UserError(
+            f"formula {design.formula.text!r} has no random term like (1|item); the mixed-model backends need one (use backend 'gee' for a marginal model)"
+        )
     rhs = " + ".join(["0"] + xs + bars)
     return pd.DataFrame(cols), f"y_ ~ {rhs}"
 
@@ -56,7 +58,9 @@ def _hessian_se(result, n_theta: int) -> np.ndarray:
         for j in range(i):
             ej = np.zeros(n)
             ej[j] = h[j]
-            H[i, j] = H[j, i] = (dev(x0 + ei + ej) - dev(x0 + ei - ej) - dev(x0 - ei + ej) + dev(x0 - ei - ej)) / (4 * h[i] * h[j])
+            H[i, j] = H[j, i] = (dev(x0 + ei + ej) - dev(x0 + ei - ej) - dev(x0 - ei + ej) + dev(x0 - ei - ej)) / (
+                4 * h[i] * h[j]
+            )
     cov = 2.0 * np.linalg.inv(H)
     return np.sqrt(np.diag(cov)[n_theta:])
 
@@ -93,12 +97,19 @@ def fit(design: Design, **opts) -> GlmmResult:
     est = np.asarray(r.beta, dtype=float)
     converged = bool(r.converged and r.pirls_converged and np.all(np.isfinite(est)) and np.all(np.isfinite(se)))
     if not converged:
-        msgs.append(f"mixedlm did not converge (optimizer {r.optimizer}: {r.message or 'no message'}; PIRLS converged: {r.pirls_converged})")
+        msgs.append(
+            f"mixedlm did not converge (optimizer {r.optimizer}: {r.message or 'no message'}; PIRLS converged: {r.pirls_converged})"
+        )
     singular = bool(r.isSingular())
     if singular:
         msgs.append("singular fit: a random-effect SD is ~0 or a correlation is ±1; simplify the random effects")
-    method = "Laplace maximum likelihood (nAGQ=1)" if nagq == 1 else (
-        f"adaptive Gauss-Hermite quadrature ML (nAGQ={nagq})" if nagq > 1 else "PIRLS-only approximation (nAGQ=0)")
+    method = (
+        "Laplace maximum likelihood (nAGQ=1)"
+        if nagq == 1
+        else (
+            f"adaptive Gauss-Hermite quadrature ML (nAGQ={nagq})" if nagq > 1 else "PIRLS-only approximation (nAGQ=0)"
+        )
+    )
     return GlmmResult(
         formula=design.formula.text,
         backend="mixedlm",

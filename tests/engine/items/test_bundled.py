@@ -30,8 +30,16 @@ def test_requirements():
         assert set(translations) == set(LANGS), fact
         assert len({t["gold_index"] for t in translations.values()}) == 1, fact
     # non-Latin scripts really are used
-    scripts = {lang: {unicodedata.name(ch).split()[0] for it in items if it["language"] == lang
-                      for ch in it["question"] if ch.isalpha()} for lang in ("ru", "zh", "ja", "ar")}
+    scripts = {
+        lang: {
+            unicodedata.name(ch).split()[0]
+            for it in items
+            if it["language"] == lang
+            for ch in it["question"]
+            if ch.isalpha()
+        }
+        for lang in ("ru", "zh", "ja", "ar")
+    }
     assert "CYRILLIC" in scripts["ru"] and "CJK" in scripts["zh"] and "ARABIC" in scripts["ar"]
     assert {"HIRAGANA", "KATAKANA"} & scripts["ja"]
     # answers have aliases where a second form is common

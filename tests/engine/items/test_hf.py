@@ -16,8 +16,12 @@ from engine.runfolder import schema_errors
 
 
 def squad(rid: str, context: str, question: str, *answers: str, title: str | None = None) -> dict:
-    rec = {"id": rid, "context": context, "question": question,
-           "answers": {"text": list(answers), "answer_start": [max(context.find(a), 0) for a in answers]}}
+    rec = {
+        "id": rid,
+        "context": context,
+        "question": question,
+        "answers": {"text": list(answers), "answer_start": [max(context.find(a), 0) for a in answers]},
+    }
     if title is not None:
         rec["title"] = title
     return rec
@@ -75,12 +79,20 @@ def test_xquad_deterministic_and_seeded():
 
 def test_tydiqa_filters_language_and_uses_article():
     recs = [
-        squad("finnish-1-0", "Helsinki on Suomen pääkaupunki.", "Mikä on Suomen pääkaupunki?", "Helsinki", title="Suomi"),
+        squad(
+            "finnish-1-0", "Helsinki on Suomen pääkaupunki.", "Mikä on Suomen pääkaupunki?", "Helsinki", title="Suomi"
+        ),
         squad("finnish-2-0", "Turku on vanha kaupunki.", "Mikä kaupunki on vanha?", "Turku", title="Suomi"),
         squad("finnish-3-0", "Tampere on teollisuuskaupunki.", "Mikä on teollisuuskaupunki?", "Tampere", title="Suomi"),
         squad("finnish-4-0", "Oulu on pohjoisessa.", "Mikä on pohjoisessa?", "Oulu", title="Suomi"),
-        squad("finnish-5-0", "Sibelius sävelsi Finlandian.", "Kuka sävelsi Finlandian?", "Sibelius", "Jean Sibelius",
-              title="Musiikki"),
+        squad(
+            "finnish-5-0",
+            "Sibelius sävelsi Finlandian.",
+            "Kuka sävelsi Finlandian?",
+            "Sibelius",
+            "Jean Sibelius",
+            title="Musiikki",
+        ),
         squad("english-1-0", "Paris is in France.", "Where is Paris?", "France", title="Paris"),
     ]
     items = tydiqa_items(recs, "fi")
@@ -94,14 +106,22 @@ def test_tydiqa_filters_language_and_uses_article():
 
 
 def mkqa_record(eid: int, en_q: str, ja_q: str, atype, en_a: str, ja_a: str, aliases=()) -> dict:
-    return {"example_id": eid, "query": en_q, "queries": {"en": en_q, "ja": ja_q, "zh_cn": en_q + "？"},
-            "answers": {"en": [{"type": atype, "entity": "Q1", "text": en_a, "aliases": list(aliases)}],
-                        "ja": [{"type": atype, "entity": "Q1", "text": ja_a, "aliases": []}],
-                        "zh_cn": [{"type": atype, "entity": "Q1", "text": en_a, "aliases": []}]}}
+    return {
+        "example_id": eid,
+        "query": en_q,
+        "queries": {"en": en_q, "ja": ja_q, "zh_cn": en_q + "？"},
+        "answers": {
+            "en": [{"type": atype, "entity": "Q1", "text": en_a, "aliases": list(aliases)}],
+            "ja": [{"type": atype, "entity": "Q1", "text": ja_a, "aliases": []}],
+            "zh_cn": [{"type": atype, "entity": "Q1", "text": en_a, "aliases": []}],
+        },
+    }
 
 
 MKQA = [
-    mkqa_record(1, "who wrote hamlet", "ハムレットの作者は", "entity", "William Shakespeare", "シェイクスピア", ["Shakespeare"]),
+    mkqa_record(
+        1, "who wrote hamlet", "ハムレットの作者は", "entity", "William Shakespeare", "シェイクスピア", ["Shakespeare"]
+    ),
     mkqa_record(2, "capital of japan", "日本の首都は", "entity", "Tokyo", "東京"),
     mkqa_record(3, "largest planet", "最大の惑星は", "entity", "Jupiter", "木星"),
     mkqa_record(4, "author of faust", "ファウストの作者は", "entity", "Goethe", "ゲーテ"),
@@ -127,16 +147,34 @@ def test_mkqa_same_type_distractors_and_skips():
     as_int = json.loads(json.dumps(MKQA))
     for r in as_int:
         for answers in r["answers"].values():
-            answers[0]["type"] = ["entity", "long_answer", "unanswerable", "date", "number", "number_with_unit",
-                                  "short_phrase", "binary"].index(answers[0]["type"])
+            answers[0]["type"] = [
+                "entity",
+                "long_answer",
+                "unanswerable",
+                "date",
+                "number",
+                "number_with_unit",
+                "short_phrase",
+                "binary",
+            ].index(answers[0]["type"])
     assert [it["options"] for it in mkqa_items(as_int, "en")] == [it["options"] for it in mkqa_items(MKQA, "en")]
     assert {it["language"] for it in mkqa_items(MKQA, "zh")} == {"zh"}
 
 
 def mmlu(sid: str, q: str, opts: list[str], ans: str, **meta) -> dict:
-    return {"sample_id": sid, "question": q, "option_a": opts[0], "option_b": opts[1], "option_c": opts[2],
-            "option_d": opts[3], "answer": ans, "subject": "geography", "subject_category": "Humanities",
-            "cultural_sensitivity_label": "CA", **meta}
+    return {
+        "sample_id": sid,
+        "question": q,
+        "option_a": opts[0],
+        "option_b": opts[1],
+        "option_c": opts[2],
+        "option_d": opts[3],
+        "answer": ans,
+        "subject": "geography",
+        "subject_category": "Humanities",
+        "cultural_sensitivity_label": "CA",
+        **meta,
+    }
 
 
 GMMLU = [
@@ -162,16 +200,24 @@ def test_global_mmlu_open_form_filters_option_dependent_questions():
 
 
 def belebele_record(qn: int, q: str, answers: list[str], correct: str) -> dict:
-    rec = {"link": "https://en.wikibooks.org/wiki/Accordion/Right_hand", "question_number": qn,
-           "flores_passage": "Make sure your hand is as relaxed as possible.", "question": q,
-           "correct_answer_num": correct, "dialect": "eng_Latn", "ds": "2023-05-03"}
+    rec = {
+        "link": "https://en.wikibooks.org/wiki/Accordion/Right_hand",
+        "question_number": qn,
+        "flores_passage": "Make sure your hand is as relaxed as possible.",
+        "question": q,
+        "correct_answer_num": correct,
+        "dialect": "eng_Latn",
+        "ds": "2023-05-03",
+    }
     rec.update({f"mc_answer{i + 1}": a for i, a in enumerate(answers)})
     return rec
 
 
 def test_belebele_passage_items():
-    recs = [belebele_record(1, "How should the hand be?", ["Tense", "Relaxed", "Closed", "Cold"], "2"),
-            belebele_record(2, "Which of the following is true?", ["A", "B", "C", "D"], "1")]
+    recs = [
+        belebele_record(1, "How should the hand be?", ["Tense", "Relaxed", "Closed", "Cold"], "2"),
+        belebele_record(2, "Which of the following is true?", ["A", "B", "C", "D"], "1"),
+    ]
     items = belebele_items(recs, "eng_Latn")
     check_items(items)
     assert len(items) == 1
@@ -198,8 +244,12 @@ def test_hub_path_calls_load_dataset(monkeypatch):
     import datasets
 
     calls = []
-    native = {"facebook/belebele": [belebele_record(1, "How should the hand be?", ["Tense", "Relaxed", "Closed", "Cold"], "2")],
-              "google/xquad": XQUAD}
+    native = {
+        "facebook/belebele": [
+            belebele_record(1, "How should the hand be?", ["Tense", "Relaxed", "Closed", "Cold"], "2")
+        ],
+        "google/xquad": XQUAD,
+    }
 
     def fake_load(path, name=None, split=None, **kw):
         calls.append((path, name, split))
@@ -238,5 +288,9 @@ def test_mkqa_from_a_local_gzipped_jsonl(hf_cache):
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     items = load_items(ItemsSpec(source=f"hf:mkqa:{path}", languages=("ja", "zh"), n_per_language=0))
     assert sorted(it["item_uid"] for it in items if it["language"] == "ja") == [
-        "mkqa/default/train/1/ja", "mkqa/default/train/2/ja", "mkqa/default/train/3/ja", "mkqa/default/train/4/ja"]
+        "mkqa/default/train/1/ja",
+        "mkqa/default/train/2/ja",
+        "mkqa/default/train/3/ja",
+        "mkqa/default/train/4/ja",
+    ]
     assert {it["language"] for it in items} == {"ja", "zh"}

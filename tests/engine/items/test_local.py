@@ -16,8 +16,18 @@ from tests.engine.items.rows import good_row, write_jsonl
 
 
 def test_make_item_fills_uid_and_content_hash():
-    item = make_item(dataset="ds", config="c", split="test", native_id="a/b", language="en", question="Q?",
-                     answer="x", aliases=["x", "y", "y"], options=["x", "z"], gold_index=0)
+    item = make_item(
+        dataset="ds",
+        config="c",
+        split="test",
+        native_id="a/b",
+        language="en",
+        question="Q?",
+        answer="x",
+        aliases=["x", "y", "y"],
+        options=["x", "z"],
+        gold_index=0,
+    )
     assert item["item_uid"] == "ds/c/test/a%2Fb/en"
     assert item["aliases"] == ["y"]
     assert schema_errors("item", item) == []
@@ -42,8 +52,16 @@ def test_gold_index_found_from_answer(tmp_path):
 
 
 def test_full_items_round_trip_with_content_hash(tmp_path):
-    item = make_item(dataset="ds", split="test", native_id="1", language="de", question="Frage?", answer="Ja",
-                     options=["Ja", "Nein"], gold_index=0)
+    item = make_item(
+        dataset="ds",
+        split="test",
+        native_id="1",
+        language="de",
+        question="Frage?",
+        answer="Ja",
+        options=["Ja", "Nein"],
+        gold_index=0,
+    )
     path = write_jsonl(tmp_path / "full.jsonl", [item])
     assert read_item_file(path, strict=True) == [item]
     tampered = dict(item, question="Andere Frage?")
@@ -65,8 +83,18 @@ def test_csv_with_pipe_and_json_lists(tmp_path):
 
 
 def test_parquet(tmp_path):
-    rows = [good_row(), good_row(id="q2", language="de", question="Hauptstadt?", answer="Berlin",
-                                 options=["Berlin", "Bonn"], gold_index=0, aliases=[])]
+    rows = [
+        good_row(),
+        good_row(
+            id="q2",
+            language="de",
+            question="Hauptstadt?",
+            answer="Berlin",
+            options=["Berlin", "Bonn"],
+            gold_index=0,
+            aliases=[],
+        ),
+    ]
     path = tmp_path / "items.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     items = read_item_file(path)
@@ -76,13 +104,13 @@ def test_parquet(tmp_path):
 
 def test_parquet_string_lists_and_invalid_utf8(tmp_path):
     path = tmp_path / "p.parquet"
-    table = pa.table({"id": ["x"], "language": ["en"], "question": [b"Q\xff?"], "answer": ["a"],
-                      "options": ["a|b"]})
+    table = pa.table({"id": ["x"], "language": ["en"], "question": [b"Q\xff?"], "answer": ["a"], "options": ["a|b"]})
     pq.write_table(table, path)
     with pytest.raises(UserError, match=r"p\.parquet: row 1: field 'question' is not valid UTF-8"):
         read_item_file(path)
-    pq.write_table(pa.table({"id": ["x"], "language": ["en"], "question": ["Q?"], "answer": ["a"],
-                             "options": ["a|b"]}), path)
+    pq.write_table(
+        pa.table({"id": ["x"], "language": ["en"], "question": ["Q?"], "answer": ["a"], "options": ["a|b"]}), path
+    )
     assert read_item_file(path)[0]["options"] == ["a", "b"]
 
 
@@ -93,9 +121,16 @@ BAD_ROWS = [
     ("gold not in options", good_row(answer="Marseille", gold_index=None), "'Marseille' is not among the options"),
     ("gold index wrong", good_row(gold_index=2), "is not options\\[2\\]"),
     ("gold index out of range", good_row(gold_index=7), "gold_index 7 is out of range"),
-    ("options equal", good_row(options=["Paris", "Lyon", "the Paris"]), "options 0 and 2 are equal after normalisation"),
-    ("cjk options equal", good_row(language="zh", answer="东京", options=["东京", "東京。", "「东京」"], gold_index=0),
-     "options 0 and 2 are equal"),
+    (
+        "options equal",
+        good_row(options=["Paris", "Lyon", "the Paris"]),
+        "options 0 and 2 are equal after normalisation",
+    ),
+    (
+        "cjk options equal",
+        good_row(language="zh", answer="东京", options=["东京", "東京。", "「东京」"], gold_index=0),
+        "options 0 and 2 are equal",
+    ),
     ("bad language", good_row(language="English"), "language 'English'"),
     ("no id", good_row(id=None), "needs 'item_uid' or 'id'"),
 ]
@@ -110,7 +145,9 @@ def test_bad_rows_name_file_and_row(tmp_path, name, row, message):
 
 def test_duplicate_ids_name_both_rows(tmp_path):
     path = write_jsonl(tmp_path / "dup.jsonl", [good_row(), good_row(id="q2"), good_row()])
-    with pytest.raises(UserError, match=r"dup\.jsonl: line 3: duplicate id 'dup/default/local/q1/en' \(first at line 1\)"):
+    with pytest.raises(
+        UserError, match=r"dup\.jsonl: line 3: duplicate id 'dup/default/local/q1/en' \(first at line 1\)"
+    ):
         read_item_file(path)
 
 
@@ -154,7 +191,8 @@ def test_bad_json_and_missing_file(tmp_path):
 
 
 def test_error_counts_further_bad_rows(tmp_path):
-    path = write_jsonl(tmp_path / "many.jsonl", [good_row(question=""), good_row(id="b", question=""),
-                                                 good_row(id="c", question="")])
+    path = write_jsonl(
+        tmp_path / "many.jsonl", [good_row(question=""), good_row(id="b", question=""), good_row(id="c", question="")]
+    )
     with pytest.raises(UserError, match=r"line 1: .* \(and 2 more bad rows\)"):
         read_item_file(path)

@@ -13,9 +13,21 @@ from tests.engine.items.rows import good_row, write_jsonl
 
 
 def items(n: int, languages=("en", "de"), parallel=True) -> list[dict]:
-    return [make_item(dataset="t", split="test", native_id=f"q{k}", language=lang, question=f"{lang} {k}?",
-                      answer="a", options=["a", "b"], gold_index=0, parallel_id=f"q{k}" if parallel else None)
-            for k in range(n) for lang in languages]
+    return [
+        make_item(
+            dataset="t",
+            split="test",
+            native_id=f"q{k}",
+            language=lang,
+            question=f"{lang} {k}?",
+            answer="a",
+            options=["a", "b"],
+            gold_index=0,
+            parallel_id=f"q{k}" if parallel else None,
+        )
+        for k in range(n)
+        for lang in languages
+    ]
 
 
 def uids(xs: list[dict]) -> list[str]:

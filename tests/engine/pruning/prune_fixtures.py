@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,8 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
 ARCHS = ("llama", "qwen2", "mistral", "gemma2", "gemma3", "gpt2", "opt")
 
 
@@ -30,8 +33,15 @@ def tiny_model(arch: str, seed: int = 0, vocab: int = VOCAB) -> nn.Module:
     """A 2-layer, hidden-64 random model in fp32, eval mode."""
     import transformers as tf
 
-    common = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=256)
+    common = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=256,
+    )
     if arch == "llama":
         cfg, cls = tf.LlamaConfig(**common), tf.LlamaForCausalLM
     elif arch == "qwen2":
@@ -43,13 +53,30 @@ def tiny_model(arch: str, seed: int = 0, vocab: int = VOCAB) -> nn.Module:
     elif arch == "gemma3":
         cfg, cls = tf.Gemma3TextConfig(**common, head_dim=16, sliding_window=8), tf.Gemma3ForCausalLM
     elif arch == "gpt2":
-        cfg = tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_inner=128, vocab_size=vocab, n_positions=256,
-                            bos_token_id=0, eos_token_id=0)
+        cfg = tf.GPT2Config(
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_inner=128,
+            vocab_size=vocab,
+            n_positions=256,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
         cls = tf.GPT2LMHeadModel
     elif arch == "opt":
-        cfg = tf.OPTConfig(hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=vocab,
-                           max_position_embeddings=256, word_embed_proj_dim=64, pad_token_id=1, bos_token_id=0,
-                           eos_token_id=0)
+        cfg = tf.OPTConfig(
+            hidden_size=64,
+            ffn_dim=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=vocab,
+            max_position_embeddings=256,
+            word_embed_proj_dim=64,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
         cls = tf.OPTForCausalLM
     else:
         raise ValueError(arch)
@@ -91,8 +118,14 @@ class _Caught(Exception):
     pass
 
 
-def oracle_prune(model: nn.Module, ids: torch.Tensor, method: str, sparsity: float,
-                 nm: tuple[int, int] | None = None, per_layer_kwargs: bool = True) -> dict[str, float]:
+def oracle_prune(
+    model: nn.Module,
+    ids: torch.Tensor,
+    method: str,
+    sparsity: float,
+    nm: tuple[int, int] | None = None,
+    per_layer_kwargs: bool = True,
+) -> dict[str, float]:
     """The references' loop: batch 1, forward hooks on every linear module of a layer with the
     running-average statistics of WrappedGPT / SparseGPT.add_batch, prune, re-run the pruned layer.
     Modifies ``model`` in place; returns the SparseGPT loss per module.
@@ -107,19 +140,19 @@ def oracle_prune(model: nn.Module, ids: torch.Tensor, method: str, sparsity: flo
     calls: list[list[tuple[tuple, dict]]] = [[] for _ in layers]
     handles = []
     for li, layer in enumerate(layers if per_layer_kwargs else layers[:1]):
+
         def rec(mod: nn.Module, args: tuple, kwargs: dict, li: int = li) -> None:
             if li == 0:
                 inps.append(args[0].detach().clone())
             calls[li].append((args[1:], dict(kwargs)))
             if not per_layer_kwargs:
                 raise _Caught
+
         handles.append(layer.register_forward_pre_hook(rec, with_kwargs=True))
     with torch.no_grad():
         for j in range(ids.shape[0]):
-            try:
-                model(input_ids=ids[j:j + 1], use_cache=False)
-            except _Caught:
-                pass
+            with contextlib.suppress(_Caught):
+                model(input_ids=ids[j : j + 1], use_cache=False)
     for h in handles:
         h.remove()
     if not per_layer_kwargs:
@@ -129,7 +162,7 @@ def oracle_prune(model: nn.Module, ids: torch.Tensor, method: str, sparsity: flo
         subset = linear_modules(layer)
         state: dict[str, dict[str, Any]] = {n: {"n": 0, "stat": None} for n in subset}
 
-        def add_batch(name: str) -> Any:
+        def add_batch(name: str, state: dict[str, dict[str, Any]] = state) -> Any:
             def hook(mod: nn.Module, inp: tuple, out: Any) -> None:
                 x = inp[0].detach()
                 if x.dim() == 2:
@@ -151,6 +184,7 @@ def oracle_prune(model: nn.Module, ids: torch.Tensor, method: str, sparsity: flo
                     st["n"] += tmp
                     x = math.sqrt(2 / st["n"]) * x
                     st["stat"] += x.matmul(x.t())
+
             return hook
 
         hs = [m.register_forward_hook(add_batch(n)) for n, m in subset.items()]
@@ -186,8 +220,9 @@ def train_tokenizer(folder: Path, texts: list[str], vocab: int = VOCAB - 20) -> 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(texts, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
     fast.save_pretrained(folder)

@@ -49,8 +49,10 @@ def test_error_names_the_module():
         check_sparsity_args(0.5, (2, 4), 6, name="layers.0.mlp.up_proj")
 
 
-@pytest.mark.parametrize(("sparsity", "nm", "in_features"), [(0.0, None, 7), (0.5, (2, 4), 8), (0.5, (4, 8), 16),
-                                                             (0.75, (1, 4), 4), (0.0, (4, 4), 12), (0.999, None, None)])
+@pytest.mark.parametrize(
+    ("sparsity", "nm", "in_features"),
+    [(0.0, None, 7), (0.5, (2, 4), 8), (0.5, (4, 8), 16), (0.75, (1, 4), 4), (0.0, (4, 4), 12), (0.999, None, None)],
+)
 def test_good_arguments_pass(sparsity, nm, in_features):
     check_sparsity_args(sparsity, nm, in_features)
 
@@ -85,8 +87,12 @@ def test_smallest_k_equals_stable_sort_even_with_many_ties(rows, cols, levels, f
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.integers(1, 6), groups=st.integers(1, 6), nm=st.sampled_from([(2, 4), (4, 8), (1, 4), (3, 4), (1, 2)]),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    rows=st.integers(1, 6),
+    groups=st.integers(1, 6),
+    nm=st.sampled_from([(2, 4), (4, 8), (1, 4), (3, 4), (1, 2)]),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_nm_group_mask_prunes_exactly_m_minus_n_per_group(rows, groups, nm, seed):
     n, m = nm
     scores = torch.randint(0, 3, (rows, groups * m), generator=torch.Generator().manual_seed(seed)).float()

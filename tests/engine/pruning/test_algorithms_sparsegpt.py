@@ -165,8 +165,10 @@ def test_nm_result_does_not_depend_on_blocksize(nm):
 # --- reference loop (E2 tolerances: >= 99.9% mask agreement, 1e-4 max|W|, loss within 1%) -------
 
 
-@pytest.mark.parametrize(("nm", "blocksize", "shape"), [(None, 128, (64, 256)), (None, 32, (20, 100)),
-                                                        ((2, 4), 128, (64, 256)), ((4, 8), 64, (24, 128))])
+@pytest.mark.parametrize(
+    ("nm", "blocksize", "shape"),
+    [(None, 128, (64, 256)), (None, 32, (20, 100)), ((2, 4), 128, (64, 256)), ((4, 8), 64, (24, 128))],
+)
 def test_reference_mode_matches_the_reference_loop_in_float32(nm, blocksize, shape):
     w, h, _ = _layer(*shape, 600, seed=4, dtype=torch.float32)
     p = 0.5
@@ -235,8 +237,11 @@ def test_invariant_to_activation_scale_duplication_and_order(nm):
     pow2 = sparsegpt_prune(w, h * 16.0, 0.5, nm)  # X * 4: exact in floating point
     assert torch.equal(pow2.mask, base.mask) and torch.equal(pow2.weight, base.weight)
     xs = 3.7 * x
-    for h2 in (2.0 / 256 * xs.t() @ xs, 2.0 / 512 * torch.cat([x, x]).t() @ torch.cat([x, x]),
-               2.0 / 256 * x.flip(0).t() @ x.flip(0)):
+    for h2 in (
+        2.0 / 256 * xs.t() @ xs,
+        2.0 / 512 * torch.cat([x, x]).t() @ torch.cat([x, x]),
+        2.0 / 256 * x.flip(0).t() @ x.flip(0),
+    ):
         other = sparsegpt_prune(w, h2, 0.5, nm)
         assert torch.equal(other.mask, base.mask)
         assert torch.allclose(other.weight, base.weight, rtol=1e-3, atol=1e-4)

@@ -95,8 +95,13 @@ def test_magnitude_reference_off_by_one_and_ties():
 
 
 @settings(max_examples=30, deadline=None)
-@given(rows=st.integers(1, 9), cols=st.integers(1, 150), p=st.floats(0, 0.99), seed=st.integers(0, 10**6),
-       ref=st.booleans())
+@given(
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 150),
+    p=st.floats(0, 0.99),
+    seed=st.integers(0, 10**6),
+    ref=st.booleans(),
+)
 def test_wanda_prunes_exactly_floor_cols_p_per_row(rows, cols, p, seed, ref):
     w = _rand(rows, cols, seed=seed).round(decimals=1)  # rounding makes ties
     s = _rand(cols, seed=seed + 1).abs().round(decimals=1)
@@ -182,7 +187,7 @@ def test_bad_inputs_name_the_module():
     w = torch.ones(4, 8)
     with pytest.raises(UserError, match=r"shape \(7,\).*module m\.q"):
         wanda_mask(w, torch.ones(7), 0.5, name="m.q")
-    with pytest.raises(UserError, match="NaN or infinite.*module m.q"):
+    with pytest.raises(UserError, match=r"NaN or infinite.*module m\.q"):
         wanda_mask(w, torch.full((8,), float("nan")), 0.5, name="m.q")
     with pytest.raises(UserError, match="negative"):
         wanda_mask(w, -torch.ones(8), 0.5)

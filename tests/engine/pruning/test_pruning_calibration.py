@@ -13,8 +13,14 @@ import torch
 
 from engine.config import CalibrationSpec
 from engine.errors import UserError
-from engine.pruning.calibration import (bundled_texts, ids_sha256, load_calibration, load_documents, read_jsonl_texts,
-                                        sample_reference)
+from engine.pruning.calibration import (
+    bundled_texts,
+    ids_sha256,
+    load_calibration,
+    load_documents,
+    read_jsonl_texts,
+    sample_reference,
+)
 
 
 def _word_ids(text: str) -> list[int]:
@@ -32,7 +38,7 @@ def _reference_get_c4(docs: list[str], nsamples: int, seqlen: int, seed: int) ->
             if enc.shape[1] > seqlen:
                 break
         i = random.randint(0, enc.shape[1] - seqlen - 1)
-        out.append(enc[:, i:i + seqlen])
+        out.append(enc[:, i : i + seqlen])
     return torch.cat(out)
 
 
@@ -101,7 +107,9 @@ def test_pretokenized_files(tmp_path: Path) -> None:
 
     save_file({"input_ids": ids}, str(tmp_path / "ids.safetensors"))
     for name in ("ids.npy", "ids.pt", "ids.safetensors"):
-        data = load_calibration(CalibrationSpec(source=str(tmp_path / name), nsamples=4, seqlen=16), None, vocab_size=100)
+        data = load_calibration(
+            CalibrationSpec(source=str(tmp_path / name), nsamples=4, seqlen=16), None, vocab_size=100
+        )
         assert torch.equal(data.ids, ids[:4]) and data.sha256 == ids_sha256(ids[:4])
         assert data.to_dict()["sampler"] == "pretokenized" and data.to_dict()["ids_sha256"] == data.sha256
     with pytest.raises(UserError, match="rows have 16 tokens but seqlen=8"):
@@ -129,8 +137,12 @@ def test_bundled_text_is_multilingual_and_sampler_is_deterministic(tmp_path: Pat
 
     docs = bundled_texts()
     assert len(docs) >= 14 and sum(len(d.split()) for d in docs) > 2000
-    langs = {json.loads(line)["lang"] for line in
-             (Path(__file__).resolve().parents[3] / "engine/data/calibration/calibration.jsonl").read_text("utf-8").splitlines()}
+    langs = {
+        json.loads(line)["lang"]
+        for line in (Path(__file__).resolve().parents[3] / "engine/data/calibration/calibration.jsonl")
+        .read_text("utf-8")
+        .splitlines()
+    }
     assert langs >= {"en", "de", "fr", "es", "ru", "zh", "ja"}
     tok = train_tokenizer(tmp_path, docs)
     spec = CalibrationSpec(source="bundled", nsamples=6, seqlen=64, seed=5)
@@ -146,4 +158,4 @@ def test_bundled_text_is_multilingual_and_sampler_is_deterministic(tmp_path: Pat
             if enc.shape[1] > 64:
                 break
         i = random.randint(0, enc.shape[1] - 64 - 1)
-        assert torch.equal(row, enc[0, i:i + 64])
+        assert torch.equal(row, enc[0, i : i + 64])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,8 +11,15 @@ from torch import nn
 
 from engine.errors import UserError
 from engine.pruning.driver import PruneSettings, find_decoder_layers, layer_output, prune_layers
-from tests.engine.pruning.prune_fixtures import (ARCHS, layers_of, linear_modules, one_thread, oracle_prune, out_in,
-                                                 tiny_model)
+from tests.engine.pruning.prune_fixtures import (
+    ARCHS,
+    layers_of,
+    linear_modules,
+    one_thread,
+    oracle_prune,
+    out_in,
+    tiny_model,
+)
 
 NSAMPLES, SEQLEN = 5, 16  # batch size 2 below: batches of 2, 2 and a ragged 1
 
@@ -29,8 +36,9 @@ def _ids(seed: int = 1) -> torch.Tensor:
 
 
 def _masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {f"{i}.{n}": out_in(m) == 0 for i, layer in enumerate(layers_of(model))
-            for n, m in linear_modules(layer).items()}
+    return {
+        f"{i}.{n}": out_in(m) == 0 for i, layer in enumerate(layers_of(model)) for n, m in linear_modules(layer).items()
+    }
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -49,8 +50,9 @@ def test_report_contents(tokenizer: Any) -> None:
     json.dumps(rep)  # JSON-serialisable for the manifest
 
 
-def test_cache_hit_loads_identical_weights_without_pruning(tokenizer: Any, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_hit_loads_identical_weights_without_pruning(
+    tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cond = Condition("wanda", 0.5, "unstructured", CALIB)
     first = tiny_model("qwen2")
     rep1 = prune_model(first, tokenizer, cond, cache_dir=tmp_path, progress=False)
@@ -70,16 +72,22 @@ def test_cache_hit_loads_identical_weights_without_pruning(tokenizer: Any, tmp_p
     assert second.lm_head.weight is second.model.embed_tokens.weight
     # a different condition or different weights is a different entry
     monkeypatch.undo()
-    other = prune_model(tiny_model("qwen2"), tokenizer, Condition("wanda", 0.25, "unstructured", CALIB),
-                        cache_dir=tmp_path, progress=False)
+    other = prune_model(
+        tiny_model("qwen2"),
+        tokenizer,
+        Condition("wanda", 0.25, "unstructured", CALIB),
+        cache_dir=tmp_path,
+        progress=False,
+    )
     assert other["cache"]["hit"] is False and other["cache"]["key"] != rep1["cache"]["key"]
     reseeded = prune_model(tiny_model("qwen2", seed=9), tokenizer, cond, cache_dir=tmp_path, progress=False)
     assert reseeded["cache"]["hit"] is False
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "gpt2"])
-def test_prune_command_writes_checkpoint_that_reloads_with_identical_logits(arch: str, tokenizer: Any,
-                                                                            tmp_path: Path) -> None:
+def test_prune_command_writes_checkpoint_that_reloads_with_identical_logits(
+    arch: str, tokenizer: Any, tmp_path: Path
+) -> None:
     from transformers import AutoModelForCausalLM
 
     from engine.cli import main
@@ -88,8 +96,25 @@ def test_prune_command_writes_checkpoint_that_reloads_with_identical_logits(arch
     tiny_model(arch).save_pretrained(src)
     tokenizer.save_pretrained(src)
     out = tmp_path / "out"
-    rc = main(["prune", str(src), "--method", "wanda", "--sparsity", "0.5", "--nsamples", "4", "--seqlen", "32",
-               "--device", "cpu", "--no-cache", "--out", str(out)])
+    rc = main(
+        [
+            "prune",
+            str(src),
+            "--method",
+            "wanda",
+            "--sparsity",
+            "0.5",
+            "--nsamples",
+            "4",
+            "--seqlen",
+            "32",
+            "--device",
+            "cpu",
+            "--no-cache",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["decoder_linear_sparsity"] == 0.5 and report["calibration"]["ids_sha256"]
@@ -116,17 +141,22 @@ def test_perplexity_command(tokenizer: Any, tmp_path: Path, capsys: pytest.Captu
     assert res["windows"] >= 2 and res["ppl"] > 1
 
 
-@pytest.mark.parametrize("condition, message", [
-    (Condition("wanda", 1.0, "unstructured", CALIB), r"\[0, 1\)"),
-    (Condition("wanda", -0.5, "unstructured", CALIB), r"\[0, 1\)"),
-    (Condition("magnitude", 0.0, "5:4"), "cannot exceed"),
-    (Condition("magnitude", 0.0, "3:5"), "divisible by 5"),
-    (Condition("magnitude", 0.5, "1:4"), "conflicts with pattern"),
-    (Condition("magnitude", 0.5, "two:four"), "expected 'unstructured' or N:M"),
-    (Condition("dense"), "not a pruning method"),
-    (Condition("wanda", 0.5, "unstructured", CalibrationSpec(source="bundled", nsamples=2, seqlen=100_000)),
-     "no document longer than seqlen=100000"),
-])
+@pytest.mark.parametrize(
+    "condition, message",
+    [
+        (Condition("wanda", 1.0, "unstructured", CALIB), r"\[0, 1\)"),
+        (Condition("wanda", -0.5, "unstructured", CALIB), r"\[0, 1\)"),
+        (Condition("magnitude", 0.0, "5:4"), "cannot exceed"),
+        (Condition("magnitude", 0.0, "3:5"), "divisible by 5"),
+        (Condition("magnitude", 0.5, "1:4"), "conflicts with pattern"),
+        (Condition("magnitude", 0.5, "two:four"), "expected 'unstructured' or N:M"),
+        (Condition("dense"), "not a pruning method"),
+        (
+            Condition("wanda", 0.5, "unstructured", CalibrationSpec(source="bundled", nsamples=2, seqlen=100_000)),
+            "no document longer than seqlen=100000",
+        ),
+    ],
+)
 def test_bad_input_is_a_user_error(condition: Condition, message: str, tokenizer: Any) -> None:
     with pytest.raises(UserError, match=message):
         prune_model(tiny_model("llama"), tokenizer, condition, progress=False)
@@ -142,17 +172,20 @@ def _make_indefinite(real: Any, scale: float) -> Any:
     return factor
 
 
-def test_cholesky_retries_reported_and_failure_past_cap_is_a_user_error(tokenizer: Any,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cholesky_retries_reported_and_failure_past_cap_is_a_user_error(
+    tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import engine.pruning.algorithms as alg
 
     real = alg.factor_hessian
     monkeypatch.setattr(alg, "factor_hessian", _make_indefinite(real, 3.0))
-    rep = prune_model(tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB), progress=False)
+    rep = prune_model(
+        tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB), progress=False
+    )
     assert rep["damping_retries"] > 0
     retried = [m for m in rep["modules"].values() if m["retries"]]
     assert retried and all("Cholesky failed" in w for m in retried for w in m["warnings"])
     assert any("Cholesky failed" in w for w in rep["warnings"])
     monkeypatch.setattr(alg, "factor_hessian", _make_indefinite(real, 1e9))
-    with pytest.raises(UserError, match="Cholesky.*model.layers.0.self_attn.q_proj"):
+    with pytest.raises(UserError, match=r"Cholesky.*model\.layers\.0\.self_attn\.q_proj"):
         prune_model(tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB), progress=False)
