@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.runfolder import discover_runs
+from engine.contract.reader import discover_runs
 from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from stats.load import load_study, transitions
 

@@ -184,7 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from engine.runfolder import discover_runs, validate_run
+    from engine.contract.reader import discover_runs
+    from engine.runfolder import validate_run
     from engine.safe_text import inert
 
     bad = 0

@@ -18,8 +18,8 @@ from typing import Any
 
 import tomllib
 
+from engine.contract.reader import MANIFEST, RunFolderError, read_manifest
 from engine.errors import UserError
-from engine.runfolder import MANIFEST, RunFolderError, read_manifest
 
 LAUNCHERS = ("local", "ray", "slurm")
 _LAUNCHER_KEYS = {

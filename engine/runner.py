@@ -17,18 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ModelSpec, ProtocolConfig, Study
+from engine.contract.reader import ITEMS, MANIFEST, read_items, read_manifest
 from engine.errors import UserError
-from engine.runfolder import (
-    ITEMS,
-    MANIFEST,
-    SCHEMA_VERSION,
-    OutcomeWriter,
-    items_hash,
-    read_items,
-    read_manifest,
-    write_json_atomic,
-    write_jsonl_atomic,
-)
+from engine.runfolder import SCHEMA_VERSION, OutcomeWriter, items_hash, write_json_atomic, write_jsonl_atomic
 from engine.study import RunPlan, plan_runs
 
 ProgressFn = Callable[[int, int], None]  # (items done in this run, items in this run)
@@ -332,7 +323,7 @@ def _stderr_console():
 
 def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """Per run and language: n, open / shown / MC accuracy and recognition-only rate."""
-    from engine.runfolder import iter_outcomes
+    from engine.contract.reader import iter_outcomes
 
     rows = []
     for run_dir in run_dirs:

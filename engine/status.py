@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.contract.reader import OUTCOMES, RunFolderError, discover_runs, read_manifest
 from engine.errors import UserError
-from engine.runfolder import OUTCOMES, RunFolderError, discover_runs, read_manifest
 
 STALE_AFTER_S = 600.0
 

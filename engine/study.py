@@ -16,6 +16,7 @@ from typing import Any
 import tomllib
 
 from engine.config import CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
+from engine.contract.labels import UNSTRUCTURED, parse_pattern, pattern_sparsity
 from engine.errors import UserError
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
@@ -64,15 +65,11 @@ def _build(cls: type, table: Mapping[str, Any], where: str, path: Path, **fixed:
 
 
 def _pattern(value: Any, where: str, path: Path) -> str:
-    if value == "unstructured":
-        return value
-    parts = str(value).split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise UserError(f"{path}: {where}: pattern must be 'unstructured' or 'N:M' like '2:4', got {value!r}")
-    n, m = int(parts[0]), int(parts[1])
-    if not 0 < n <= m:
-        raise UserError(f"{path}: {where}: pattern {value!r} needs 0 < N <= M")
-    return f"{n}:{m}"
+    try:
+        nm = parse_pattern(str(value))
+    except ValueError as exc:
+        raise UserError(f"{path}: {where}: {exc}") from None
+    return UNSTRUCTURED if nm is None else f"{nm[0]}:{nm[1]}"
 
 
 def _condition(
@@ -88,9 +85,9 @@ def _condition(
         raise UserError(
             f"{path}: {where}: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is added by include_dense)"
         )
-    if pattern != "unstructured":
-        n, m = (int(x) for x in pattern.split(":"))
-        sparsity = 1 - n / m
+    nm_sparsity = pattern_sparsity(pattern)
+    if nm_sparsity is not None:
+        sparsity = nm_sparsity
     elif not 0.0 < float(sparsity) < 1.0:
         raise UserError(f"{path}: {where}: sparsity must be in (0, 1), got {sparsity!r}")
     return Condition(

@@ -22,9 +22,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 
-from engine.runfolder import RunFolderError, read_manifest
 from engine.safe_text import inert
-from tui.model import NO_REF, Study, discordant, load_study, transition_label
+from tui import view
+from tui.model import NO_REF, Study, load_study
 from tui.screens.base import DataScreen
 from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
 from tui.screens.item import ItemScreen
@@ -210,8 +210,8 @@ class PrunescopeApp(App[None]):
         if self.stats.tables is None:
             return None
         if language is None:
-            return self.stats.run_p.get((run.model, run.condition), math.nan)
-        return self.stats.cell_p.get((run.model, run.condition, language), math.nan)
+            return self.stats.run_p.get((run.model, run.label), math.nan)
+        return self.stats.cell_p.get((run.model, run.label, language), math.nan)
 
     # ------------------------------------------------------------ live following
 
@@ -226,16 +226,9 @@ class PrunescopeApp(App[None]):
             return
         changed = False
         for run in study.runs:
-            if run.status != "running":
-                continue
-            changed |= bool(run.follow())
-            try:
-                manifest = read_manifest(run.path)
-            except RunFolderError:
-                continue
-            if manifest.get("status") != run.status:
-                run.manifest = manifest
-                changed = True
+            if run.running:
+                changed |= bool(run.refresh())
+                changed |= run.reread_manifest()
         if changed:
             study.rebuild()
             self.call_from_thread(self._followed)
@@ -264,56 +257,22 @@ class PrunescopeApp(App[None]):
         return text
 
     def row_cells(self, i: int) -> list[str]:
-        study = self.study
-        assert study is not None
-        p = study.pairs
-        run = study.runs[p.run[i]]
-        row = p.row[i]
-        uid = run.uids[row]
-        item = study.items.get(uid, {})
-        return [
-            run.condition,
-            run.languages[row],
-            uid.split("/", 3)[-1],
-            transition_label(p.transition[i]),
-            str(item.get("answer", "?")),
-            run.open_text[row],
-            "⚑" if uid in self.flags.notes else "",
-        ]
+        assert self.study is not None
+        return view.row_cells(self.study, i, self.flags.notes.keys())
 
     def is_discordant(self, i: int) -> bool:
-        t = int(self.study.pairs.transition[i]) if self.study else 16
-        return t < 16 and t // 4 != t % 4
+        return self.study is not None and view.is_discordant(self.study, i)
 
-    def next_discordant(self, rows: np.ndarray, pos: int, step: int) -> int | None:
-        """Position in `rows` of the next (step 1) or previous (step -1) discordant row after `pos`."""
-        if self.study is None or not len(rows):
+    def next_discordant(self, rows: np.ndarray, pos: int, step: int, include_current: bool = False) -> int | None:
+        """Position in `rows` of the next (step 1) or previous (step -1) discordant row from `pos`."""
+        if self.study is None:
             return None
-        hits = np.flatnonzero(discordant(self.study.pairs)[rows])
-        if step > 0:
-            after = hits[hits > pos]
-            return int(after[0]) if len(after) else None
-        before = hits[hits < pos]
-        return int(before[-1]) if len(before) else None
+        return view.next_discordant(self.study, rows, pos, step, include_current)
 
     def item_records(self, uid: str) -> tuple[list[tuple[str, float, dict[str, Any]]], list[str]]:
-        """(run name, sparsity, full outcome record) of every run that has `uid`, reference runs first."""
-        out, problems = [], []
+        """(condition, sparsity, whole outcome record) of every run that has `uid`, reference runs first."""
         assert self.study is not None
-        order = sorted(
-            range(len(self.study.runs)),
-            key=lambda r: (self.study.reference[r] != NO_REF, self.study.runs[r].sparsity, r),
-        )
-        for r in order:
-            run = self.study.runs[r]
-            row = run.row_of.get(uid)
-            if row is None:
-                continue
-            try:
-                out.append((run.condition, run.sparsity, run.read_line(row)))
-            except (OSError, ValueError) as exc:
-                problems.append(f"{run.name}: line {row + 1} could not be read back ({exc.__class__.__name__})")
-        return out, problems
+        return view.item_records(self.study, uid)
 
     def current_uid(self) -> tuple[str, str] | None:
         """(item uid, run name) of the item under the cursor or on screen."""
@@ -325,8 +284,8 @@ class PrunescopeApp(App[None]):
         )
         if study is None or idx is None or idx >= len(study.pairs):
             return None
-        run = study.runs[study.pairs.run[idx]]
-        return run.uids[study.pairs.row[idx]], run.name
+        r = int(study.pairs.run[idx])
+        return study.uid(r, int(study.pairs.row[idx])), study.runs[r].name
 
     # ------------------------------------------------------------ navigation
 
@@ -445,6 +404,6 @@ class PrunescopeApp(App[None]):
 
 def analysis_condition(record: dict[str, Any]) -> str:
     """Condition label of a `prunescope stats` record keyed by method, sparsity and pattern."""
-    from stats.load import condition_label
+    from engine.contract.labels import condition_label
 
     return condition_label(str(record["method"]), float(record["sparsity"]), str(record["pattern"]))

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 
 from engine.config import MC_RULES, ProtocolConfig
+from engine.contract.labels import category
 from engine.errors import UserError
 from engine.matching import match_answer
 from engine.models import LoadedModel
 from engine.prompts import LETTERS, Prompt, PromptBuilder
 from engine.protocol import generation as gen
 from engine.protocol.scoring import PrefixState, TokenScores, cache_is_selectable, fork_state, prefix_pass, score
-from engine.runfolder import category
 
 SCORE_RULES = ("sum", "per_token", "per_char", "per_byte")
 

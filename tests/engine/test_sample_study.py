@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runfolder import dumps_line, iter_outcomes, read_items, read_manifest
+from engine.contract.reader import iter_outcomes, read_items, read_manifest
+from engine.runfolder import dumps_line
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion"
 RUNS = ("demo__dense", "demo__wanda-s50")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.runfolder import dumps_line, read_json, write_json_atomic
+from engine.contract.reader import read_json
+from engine.runfolder import dumps_line, write_json_atomic
 from engine.synthetic import make_synthetic_study
 
 CONDS = (

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.runfolder import read_manifest, write_json_atomic
-from tui.model import Filter, discordant, load_study, row_text, select, sort_order, transition_label
+from engine.contract.labels import discordant, transition_label
+from engine.contract.reader import read_manifest
+from engine.runfolder import write_json_atomic
+from tui.model import load_study
+from tui.view import Filter, row_text, select, sort_order
 
 
 def _lines(path: Path) -> list[str]:
@@ -22,14 +25,14 @@ def test_load_pairs_and_counts_match_stats(study: Path) -> None:
     from stats.load import load_study as stats_load
 
     s = load_study([study])
-    assert [r.condition for r in s.runs] == ["dense", "wanda-s50", "wanda-s70"]
+    assert [r.label for r in s.runs] == ["dense", "wanda-s50", "wanda-s70"]
     assert s.all_problems == []
     assert len(s.pairs) == 2 * 24  # two pruned runs × 8 items × 3 languages, each paired with dense
     df = stats_load(study)
     counts = s.cell_counts()
     for r, run in enumerate(s.runs):
         for lang in s.languages:
-            sub = df[(df["condition"] == run.condition) & (df["language"] == lang)]
+            sub = df[(df["condition"] == run.label) & (df["language"] == lang)]
             c = counts[(r, lang)]
             assert c["n"] == len(sub)
             assert c["open"] == pytest.approx(sub["open_correct"].mean())
@@ -41,7 +44,7 @@ def test_read_line_by_offset(study: Path) -> None:
     s = load_study([study])
     run = s.runs[2]
     for row in (0, 5, len(run) - 1):
-        assert run.read_line(row)["item_uid"] == run.uids[row]
+        assert run.fetch(row)["item_uid"] == s.uid(2, row)
 
 
 def test_transitions_match_categories(study: Path) -> None:
@@ -49,11 +52,11 @@ def test_transitions_match_categories(study: Path) -> None:
     p = s.pairs
     for i in range(len(p)):
         run, ref = s.runs[p.run[i]], s.runs[s.reference[p.run[i]]]
-        dense_cat = ref.read_line(p.ref[i])["category"]
-        cat = run.read_line(p.row[i])["category"]
+        dense_cat = ref.fetch(p.ref[i])["category"]
+        cat = run.fetch(p.row[i])["category"]
         short = {"both_correct": "BC", "recognition_only": "RO", "generation_only": "GO", "both_wrong": "BW"}
         assert transition_label(p.transition[i]) == f"{short[dense_cat]}→{short[cat]}"
-        assert bool(discordant(p)[i]) == (dense_cat != cat)
+        assert bool(discordant(p.transition[i])) == (dense_cat != cat)
 
 
 def test_filter_parse_and_errors() -> None:
@@ -71,20 +74,20 @@ def test_select_each_criterion(study: Path) -> None:
     s = load_study([study])
     p = s.pairs
     de = select(s, Filter.parse("lang:de"), set())
-    assert len(de) == 16 and all(s.runs[p.run[i]].languages[p.row[i]] == "de" for i in de)
+    assert len(de) == 16 and all(s.language(p.run[i], p.row[i]) == "de" for i in de)
     ro = select(s, Filter.parse("cat:RO"), set())
     assert all(p.transition[i] % 4 == 1 for i in ro)
     tr = select(s, Filter.parse("trans:BC→RO"), set())
     assert all(transition_label(p.transition[i]) == "BC→RO" for i in tr)
     disc = select(s, Filter.parse("disc"), set())
-    assert len(disc) == int(discordant(p).sum())
+    assert len(disc) == int(discordant(p.transition).sum())
     run = select(s, Filter.parse("run:wanda-s70"), set())
-    assert len(run) == 24 and all(s.runs[p.run[i]].condition == "wanda-s70" for i in run)
+    assert len(run) == 24 and all(s.runs[p.run[i]].label == "wanda-s70" for i in run)
     text = select(s, Filter.parse("q000003/"), set())
     assert len(text) == 6 and all("q000003/" in row_text(s, i) for i in text)
-    uid = s.runs[1].uids[0]
+    uid = s.uid(1, 0)
     flagged = select(s, Filter.parse("flag"), {uid})
-    assert [s.runs[p.run[i]].uids[p.row[i]] for i in flagged] == [uid, uid]  # one row per pruned run
+    assert [s.uid(p.run[i], p.row[i]) for i in flagged] == [uid, uid]  # one row per pruned run
 
 
 def test_sort_by_every_column(study: Path) -> None:
@@ -92,10 +95,10 @@ def test_sort_by_every_column(study: Path) -> None:
     idx = np.arange(len(s.pairs))
     p = s.pairs
     by_answer = sort_order(s, idx, "answer", True, set())
-    answers = [s.runs[p.run[i]].open_text[p.row[i]] for i in by_answer]
+    answers = [s.open_text(p.run[i], p.row[i]) for i in by_answer]
     assert answers == sorted(answers, reverse=True)
     by_lang = sort_order(s, idx, "language", False, set())
-    langs = [s.runs[p.run[i]].languages[p.row[i]] for i in by_lang]
+    langs = [s.language(p.run[i], p.row[i]) for i in by_lang]
     assert langs == sorted(langs)
     for key in ("run", "item", "transition", "gold", "flag"):
         assert sorted(sort_order(s, idx, key, False, set()).tolist()) == idx.tolist()
@@ -110,17 +113,17 @@ def test_follow_a_running_run(study: Path) -> None:
     write_json_atomic(run_dir / "manifest.json", manifest)
     s = load_study([study])
     run = s.runs[2]
-    assert len(run) == 10 and run.torn_tail and s.all_problems == []
-    assert run.follow() == 0
+    assert len(run) == 10 and run.outcomes.torn_tail and s.all_problems == []
+    assert run.refresh() == 0
     with open(run_dir / "outcomes.jsonl", "a", encoding="utf-8") as f:
         f.write(lines[10][40:] + lines[11] + lines[12][:5])
-    assert run.follow() == 2 and run.torn_tail
+    assert run.refresh() == 2 and run.outcomes.torn_tail
     with open(run_dir / "outcomes.jsonl", "a", encoding="utf-8") as f:
         f.write(lines[12][5:])
-    assert run.follow() == 1 and not run.torn_tail
+    assert run.refresh() == 1 and not run.outcomes.torn_tail
     s.rebuild()
     assert len(s.pairs) == 24 + 13
-    assert run.read_line(12)["item_uid"] == run.uids[12]
+    assert run.fetch(12)["item_uid"] == s.uid(2, 12)
 
 
 def test_corrupt_and_torn_lines_reported_not_fatal(study: Path) -> None:
@@ -132,7 +135,7 @@ def test_corrupt_and_torn_lines_reported_not_fatal(study: Path) -> None:
     assert len(run) == len(lines)
     text = " | ".join(s.all_problems)
     assert f"{path}:4: corrupt line" in text and "torn last line" in text
-    assert run.read_line(3)["item_uid"] == run.uids[3]
+    assert run.fetch(3)["item_uid"] == s.uid(1, 3)
 
 
 def test_missing_manifest_and_unpaired_runs(study: Path) -> None:
@@ -146,7 +149,7 @@ def test_missing_manifest_and_unpaired_runs(study: Path) -> None:
     text = " | ".join(s.all_problems)
     assert "manifest.json: missing" in text
     assert "tiny-llama__wanda-s70 and tiny-llama__dense do not pair: 24 item(s) have different content" in text
-    assert "(no manifest)" in s.runs[1].condition
+    assert "(no manifest)" in s.runs[1].label
 
 
 def test_empty_and_missing_study(tmp_path: Path) -> None:

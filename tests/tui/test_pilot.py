@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runfolder import read_manifest, write_json_atomic
+from engine.contract.reader import read_manifest
+from engine.runfolder import write_json_atomic
 from tests.tui.conftest import SIZE, loaded
 from tests.tui.svgtext import svg_text
 from tui.app import PrunescopeApp
@@ -74,7 +75,7 @@ async def test_items_keys_sort_discordant_and_item(study: Path) -> None:
         await pilot.press("s", "r")  # sort: language, reversed
         await loaded(pilot)
         study_ = app.study
-        langs = [study_.runs[study_.pairs.run[i]].languages[study_.pairs.row[i]] for i in table.rows]
+        langs = [study_.language(study_.pairs.run[i], study_.pairs.row[i]) for i in table.rows]
         assert langs == sorted(langs, reverse=True) and "language ▼" in screen_text(app)
         await pilot.press("enter")
         await pilot.pause()
@@ -137,9 +138,7 @@ async def test_filter_dialog(study: Path) -> None:
         s = app.study
         rows = app.screen.query_one(ItemTable).rows
         assert len(rows) > 0
-        assert all(
-            s.runs[s.pairs.run[i]].languages[s.pairs.row[i]] == "sw" and s.pairs.transition[i] % 4 == 3 for i in rows
-        )
+        assert all(s.language(s.pairs.run[i], s.pairs.row[i]) == "sw" and s.pairs.transition[i] % 4 == 3 for i in rows)
         assert "lang:sw cat:BW" in screen_text(app)
 
 

@@ -11,12 +11,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
 from engine.safe_text import inert
-from tui.model import Filter
-
-FILTER_HELP = (
-    "lang:de,fr  cat:RO (BC RO GO BW or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
-    "flag  disc   · other words: a regex over uid, question, gold and the run's answer"
-)
+from tui.view import FILTER_HELP, Filter
 
 
 def bindings_table(screen: Screen) -> Table:

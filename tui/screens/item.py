@@ -46,8 +46,7 @@ class ItemScreen(BodyScreen):
             self.query_one("#message", Static).update("No such item (the study is loading or changed).")
             return
         p = study.pairs
-        run = study.runs[p.run[self.pair_index]]
-        uid = run.uids[p.row[self.pair_index]]
+        uid = study.uid(int(p.run[self.pair_index]), int(p.row[self.pair_index]))
         flag = app.flags.notes.get(uid)
         self.set_title(inert(uid, 120))
         self.query_one("#message", Static).update(
@@ -55,7 +54,7 @@ class ItemScreen(BodyScreen):
         )
         self.records, problems = app.item_records(uid)
         named = [(name, rec) for name, _, rec in self.records]
-        item = study.items.get(uid)
+        item = study.item(uid)
         self.query_one("#question", Static).update(render.item_block(uid, item))
         if problems:
             self.query_one("#message", Static).update(Text(inert("; ".join(problems), 600), style="bold red"))

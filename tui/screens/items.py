@@ -9,9 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
+from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
-from tui.model import SORT_KEYS, Filter, discordant, select, sort_order, transition_label
 from tui.screens.base import DataScreen, Export
+from tui.view import SORT_KEYS, Filter, pair_values, select, sort_order
 from tui.widgets.item_table import ItemTable
 
 
@@ -125,26 +126,25 @@ class ItemsScreen(DataScreen):
         study = self.papp.study
         if study is None:
             return None
-        table = self.query_one(ItemTable)
+        idx = self.query_one(ItemTable).rows
         p = study.pairs
-        disc = discordant(p)
-        rows = []
-        for i in table.rows.tolist():
-            run = study.runs[p.run[i]]
-            uid = run.uids[p.row[i]]
-            item = study.items.get(uid, {})
-            rows.append(
-                [
-                    run.name,
-                    run.languages[p.row[i]],
-                    uid,
-                    transition_label(p.transition[i]),
-                    bool(disc[i]),
-                    item.get("answer", ""),
-                    run.open_text[p.row[i]],
-                    uid in self.papp.flags.flagged,
-                ]
-            )
+        uids = pair_values(study, idx, "item_uid").to_pylist()
+        gold = pair_values(study, idx, "answer", items=True).to_pylist()
+        answers = pair_values(study, idx, "open_text").to_pylist()
+        flagged = self.papp.flags.notes
+        rows = [
+            [
+                study.runs[p.run[i]].name,
+                study.languages[p.lang[i]] if p.lang[i] >= 0 else "?",
+                uid,
+                transition_label(int(p.transition[i])),
+                bool(discordant(int(p.transition[i]))),
+                g or "",
+                a or "",
+                uid in flagged,
+            ]
+            for i, uid, g, a in zip(idx.tolist(), uids, gold, answers)
+        ]
         return Export(
             "items", ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "flagged"], rows
         )

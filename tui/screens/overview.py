@@ -106,7 +106,7 @@ class OverviewScreen(DataScreen):
         counts = study.cell_counts()
         multi_model = len({r.model for r in study.runs}) > 1
         for r, run in enumerate(study.runs):
-            label = run.condition + (f"\n{run.model.split('/')[-1]}" if multi_model else "")
+            label = run.label + (f"\n{run.model.split('/')[-1]}" if multi_model else "")
             cells: list[Text] = [Text(inert(label, 60), style="bold"), Text(f"{run.status}\n{len(run)} lines")]
             for lang in study.languages:
                 cells.append(self._cell(counts.get((r, lang)), app.cell_p(r, lang)))
@@ -159,7 +159,7 @@ class OverviewScreen(DataScreen):
                         [
                             run.name,
                             run.model,
-                            run.condition,
+                            run.label,
                             lang,
                             c["n"],
                             c["open"],

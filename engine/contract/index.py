@@ -1,0 +1,450 @@
+"""The run index: a columnar Arrow file per JSONL file, so readers never parse a million lines twice.
+
+JSONL stays the source of truth. An index holds one row per decoded line of the file: its line
+number, byte offset, length and CRC-32, and the per-item fields that `stats` and the TUI use
+(`OUTCOME_COLUMNS`, `ITEM_COLUMNS`). Readers open it memory-mapped and read whole lines back by
+offset only to show an item.
+
+Where an index lives:
+
+- `outcomes.index.arrow` beside `outcomes.jsonl`, written by the engine's `OutcomeWriter` batch by
+  batch (an Arrow IPC stream: a schema, then one record batch per appended batch);
+- a copy a reader built, under `<cache_root>/index/` (run folders are never written by readers).
+
+An index is trusted only after a check against its JSONL file: the file must be at least as long
+as the bytes the index covers, and the first and last indexed lines must have the recorded CRC.
+A torn index (a kill during an append) is read up to its last complete batch. A stale index (the
+file was rewritten) is rebuilt; an index behind its file (a run in progress, or a kill between the
+two appends) is extended from where it ends. A rebuilt or extended copy is cached.
+
+Adding a column: read the field in the view struct (`OutcomeView` or `ItemView`) if it is not read
+yet, add `(name, arrow type)` to the column list and its value to the row function at the same
+position (`_outcome_row` / `_item_row`), and bump `INDEX_VERSION` so that older indexes are rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+from msgspec import Struct
+
+from engine.atomic import replace_file
+from engine.contract.reader import ITEMS, OUTCOMES, JsonlLines, RunFolderError, corrupt_line, decode_object, read_line
+
+INDEX_VERSION = "1"
+OUTCOMES_INDEX = "outcomes.index.arrow"
+_BATCH_ROWS = 1 << 16
+
+
+def cache_dir() -> Path:
+    """Where readers keep the indexes they build (`<cache_root>/index`)."""
+    from engine.config import cache_root
+
+    return cache_root() / "index"
+
+
+def hash64(content_hash: str) -> int:
+    """A 64-bit key of an item content hash ('sha256:<hex>'): its first 16 hex digits.
+
+    Pairing compares these keys; two different items collide with probability 2^-64.
+    """
+    if content_hash.startswith("sha256:") and len(content_hash) >= 23:
+        with contextlib.suppress(ValueError):
+            return int(content_hash[7:23], 16)
+    return int.from_bytes(hashlib.blake2b(content_hash.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+# ------------------------------------------------------------------ what an outcome line contributes
+
+
+class _Gen(Struct, frozen=True):
+    correct: bool
+    text: str = ""
+
+
+class _Mc(Struct, frozen=True):
+    correct: bool
+
+
+class _Trace(Struct, frozen=True):
+    first_token_rank: int | None = None
+    seq_logprob: float | None = None
+    margin: float | None = None
+
+
+class _Beam(Struct, frozen=True):
+    hit_any: bool | None = None
+
+
+class _Sampling(Struct, frozen=True):
+    hits: int | None = None
+
+
+class _OneShot(Struct, frozen=True):
+    correct: bool | None = None
+
+
+class _Probes(Struct, frozen=True):
+    beam: _Beam | None = None
+    sampling: _Sampling | None = None
+    one_shot: _OneShot | None = None
+
+
+class OutcomeView(Struct, frozen=True):
+    """The fields of `records.Outcome` that the index keeps (same names; the rest is skipped)."""
+
+    item_uid: str
+    content_hash: str
+    language: str
+    open: _Gen
+    mc: _Mc
+    shown: _Gen | None = None
+    gold_trace: _Trace | None = None
+    demotion: str | None = None
+    probes: _Probes | None = None
+
+
+_LINE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("line", pa.int32()),  # 1-based line number in the JSONL file
+    ("offset", pa.int64()),
+    ("length", pa.int32()),  # bytes of the line, newline included
+    ("crc", pa.uint32()),  # CRC-32 of the line without its newline
+)
+
+OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    *_LINE_COLUMNS,
+    ("item_uid", pa.string()),
+    ("hash64", pa.uint64()),
+    ("language", pa.string()),
+    ("open_correct", pa.bool_()),
+    ("shown_correct", pa.bool_()),  # null: no candidate-shown generation
+    ("mc_correct", pa.bool_()),
+    ("demotion", pa.string()),
+    ("first_token_rank", pa.int32()),
+    ("seq_logprob", pa.float64()),
+    ("margin", pa.float64()),
+    ("beam_any", pa.bool_()),
+    ("sample_hits", pa.int32()),
+    ("one_shot", pa.bool_()),
+    ("open_text", pa.string()),
+)
+
+
+def _outcome_row(v: OutcomeView) -> tuple[Any, ...]:
+    tr, pr = v.gold_trace, v.probes
+    return (
+        v.item_uid,
+        hash64(v.content_hash),
+        v.language,
+        v.open.correct,
+        None if v.shown is None else v.shown.correct,
+        v.mc.correct,
+        v.demotion,
+        None if tr is None else tr.first_token_rank,
+        None if tr is None else tr.seq_logprob,
+        None if tr is None else tr.margin,
+        None if pr is None or pr.beam is None else pr.beam.hit_any,
+        None if pr is None or pr.sampling is None else pr.sampling.hits,
+        None if pr is None or pr.one_shot is None else pr.one_shot.correct,
+        v.open.text,
+    )
+
+
+# ------------------------------------------------------------------ what an item line contributes
+
+
+class ItemView(Struct, frozen=True):
+    """The fields of `records.Item` that the item index keeps."""
+
+    item_uid: str
+    content_hash: str
+    language: str
+    question: str
+    answer: str
+    options: list[str]
+    aliases: list[str] = []
+    parallel_id: str | None = None
+
+
+ITEM_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    *_LINE_COLUMNS,
+    ("item_uid", pa.string()),
+    ("hash64", pa.uint64()),
+    ("language", pa.string()),
+    ("parallel_id", pa.string()),  # the item uid when the item has none
+    ("n_options", pa.int16()),
+    ("answer", pa.string()),
+    ("search_text", pa.string()),  # question, gold answer and aliases: what a text filter searches
+)
+
+
+def _item_row(v: ItemView) -> tuple[Any, ...]:
+    return (
+        v.item_uid,
+        hash64(v.content_hash),
+        v.language,
+        v.parallel_id if v.parallel_id is not None else v.item_uid,
+        len(v.options),
+        v.answer,
+        "\n".join([v.question, v.answer, *v.aliases]),
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one kind of JSONL file is indexed."""
+
+    kind: str
+    columns: tuple[tuple[str, pa.DataType], ...]
+    decoder: msgspec.json.Decoder
+    row: Callable[[Any], tuple[Any, ...]]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(list(self.columns), metadata={"prunescope_index": INDEX_VERSION, "kind": self.kind})
+
+
+OUTCOME_LAYOUT = Layout("outcomes", OUTCOME_COLUMNS, msgspec.json.Decoder(OutcomeView), _outcome_row)
+ITEM_LAYOUT = Layout("items", ITEM_COLUMNS, msgspec.json.Decoder(ItemView), _item_row)
+
+
+# ------------------------------------------------------------------ building
+
+
+@dataclass
+class Rows:
+    """Index rows decoded from part of a JSONL file, and what the read found."""
+
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    end: int = 0
+    n_lines: int = 0
+    torn_tail: bool = False
+
+
+def _batch(layout: Layout, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    cols = list(zip(*rows)) if rows else [()] * len(layout.columns)
+    return pa.record_batch([pa.array(c, t) for c, (_, t) in zip(cols, layout.columns)], schema=layout.schema)
+
+
+def decode_rows(layout: Layout, path: Path, start: int = 0, lineno: int = 0) -> Rows:
+    """Index rows of the complete lines of `path` from byte `start`; corrupt lines are named, not fatal."""
+    lines = JsonlLines(path, start, lineno)
+    out = Rows()
+    rows: list[tuple[Any, ...]] = []
+    decode, row = layout.decoder.decode, layout.row
+    for n, offset, raw in lines:
+        try:
+            view = decode(raw)
+            rows.append((n, offset, len(raw) + 1, zlib.crc32(raw), *row(view)))
+        except (msgspec.DecodeError, ValueError) as exc:
+            out.errors.append(corrupt_line(lines.path, n, exc))
+            continue
+        if len(rows) >= _BATCH_ROWS:
+            out.batches.append(_batch(layout, rows))
+            rows = []
+    if rows or not out.batches:
+        out.batches.append(_batch(layout, rows))
+    out.end, out.n_lines, out.torn_tail = lines.end, lines.n_lines, lines.torn_tail
+    return out
+
+
+def row_batch(layout: Layout, lines: Sequence[tuple[int, int, bytes]]) -> pa.RecordBatch:
+    """Index rows of lines the caller has just written: (line number, offset, bytes without newline)."""
+    return _batch(
+        layout,
+        [(n, off, len(raw) + 1, zlib.crc32(raw), *layout.row(layout.decoder.decode(raw))) for n, off, raw in lines],
+    )
+
+
+# ------------------------------------------------------------------ index files
+
+
+def index_bytes(layout: Layout, batches: Sequence[pa.RecordBatch], meta: dict[str, Any]) -> bytes:
+    """An index file's bytes: an Arrow IPC stream, `meta` in the schema metadata, then `batches`."""
+    schema = layout.schema.with_metadata({**layout.schema.metadata, b"state": json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for b in batches:
+            writer.write_batch(b.replace_schema_metadata(schema.metadata))
+    return sink.getvalue().to_pybytes()
+
+
+def write_index(path: Path, layout: Layout, batches: Sequence[pa.RecordBatch], meta: dict[str, Any]) -> None:
+    """Write an index file whole, atomically."""
+    data = index_bytes(layout, batches, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, lambda f: f.write(data), durable=False)
+
+
+def append_batch(path: Path, batch: pa.RecordBatch) -> None:
+    """Append one record batch to an index stream written by `write_index`."""
+    with open(path, "ab") as f:
+        f.write(batch.serialize().to_pybytes())
+        f.flush()
+
+
+@dataclass
+class _Loaded:
+    table: pa.Table
+    meta: dict[str, Any]
+
+
+def _load(path: Path, layout: Layout) -> _Loaded | None:
+    """An index file read up to its last complete batch (memory-mapped); None when unusable."""
+    try:
+        source = pa.memory_map(str(path))
+    except (OSError, pa.ArrowException):
+        return None
+    try:
+        reader = pa.ipc.open_stream(source)
+    except (OSError, pa.ArrowException):
+        return None
+    schema = reader.schema
+    md = schema.metadata or {}
+    if md.get(b"prunescope_index") != INDEX_VERSION.encode() or md.get(b"kind") != layout.kind.encode():
+        return None
+    if [(f.name, f.type) for f in schema] != list(layout.columns):
+        return None
+    batches = []
+    while True:
+        try:
+            batches.append(reader.read_next_batch())
+        except StopIteration:
+            break
+        except (OSError, pa.ArrowException):  # a torn append: keep what came before
+            break
+    try:
+        meta = json.loads(md.get(b"state", b"{}"))
+    except ValueError:
+        return None
+    return _Loaded(pa.Table.from_batches(batches, schema=schema), meta if isinstance(meta, dict) else {})
+
+
+@dataclass
+class LineIndex:
+    """The index of one JSONL file: rows of decoded lines, and how far the file was read."""
+
+    path: Path  # the JSONL file
+    layout: Layout
+    table: pa.Table
+    end: int  # byte after the last complete line read
+    n_lines: int  # complete lines up to `end`
+    torn_tail: bool = False
+    problems: list[str] = field(default_factory=list)  # corrupt lines, 'file:line: why'
+    origin: str = "built"  # 'run folder', 'cache' or 'built'
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def extend(self) -> int:
+        """Read lines appended since the last read; returns how many rows were added."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if size <= self.end:  # nothing new (a shorter file was cut under us: the rows read stay)
+            self.torn_tail = False
+            return 0
+        rows = decode_rows(self.layout, self.path, self.end, self.n_lines)
+        self._add(rows)
+        return sum(b.num_rows for b in rows.batches)
+
+    def _add(self, rows: Rows) -> None:
+        new = pa.Table.from_batches(rows.batches, schema=self.table.schema)
+        if new.num_rows:
+            self.table = pa.concat_tables([self.table, new])
+        self.end, self.n_lines, self.torn_tail = rows.end, rows.n_lines, rows.torn_tail
+        self.problems += rows.errors
+
+    def fetch(self, row: int) -> dict[str, Any]:
+        """The whole record of index row `row`, read back from the file by offset and checked by CRC."""
+        offset = int(self.table.column("offset")[row].as_py())
+        length = int(self.table.column("length")[row].as_py())
+        line = int(self.table.column("line")[row].as_py())
+        raw = read_line(self.path, offset, length)
+        if zlib.crc32(raw) != self.table.column("crc")[row].as_py():
+            raise RunFolderError(f"{self.path}:{line}: the line changed since it was indexed; reopen the study")
+        return decode_object(raw)
+
+    def meta(self) -> dict[str, Any]:
+        return {"end": self.end, "n_lines": self.n_lines, "problems": self.problems}
+
+
+def _check(loaded: _Loaded, jsonl: Path, size: int) -> tuple[int, int] | None:
+    """(end, n_lines) the index covers when it matches `jsonl`, else None: the file is long enough, and
+    the first, the last and 15 evenly spaced lines between them have the recorded length and CRC."""
+    t = loaded.table
+    end, n_lines = int(loaded.meta.get("end", 0)), int(loaded.meta.get("n_lines", 0))
+    if t.num_rows:
+        last = t.num_rows - 1
+        row_end = int(t.column("offset")[last].as_py()) + int(t.column("length")[last].as_py())
+        end, n_lines = max(end, row_end), max(n_lines, int(t.column("line")[last].as_py()))
+    if size < end:
+        return None
+    for row in sorted(set(np.linspace(0, t.num_rows - 1, 17).astype(int).tolist())) if t.num_rows else ():
+        offset, length = int(t.column("offset")[row].as_py()), int(t.column("length")[row].as_py())
+        raw = read_line(jsonl, offset, length)
+        if len(raw) + 1 != length or zlib.crc32(raw) != t.column("crc")[row].as_py():
+            return None
+    return end, n_lines
+
+
+def cached_path(jsonl: Path) -> Path:
+    key = hashlib.sha256(str(Path(jsonl).resolve()).encode("utf-8")).hexdigest()[:32]
+    return cache_dir() / f"{key}.arrow"
+
+
+def open_index(jsonl: Path, layout: Layout, beside: Path | None = None, cache: bool = True) -> LineIndex:
+    """The index of `jsonl`, checked against the file, extended or rebuilt as needed.
+
+    `beside` is the index a writer keeps next to the file (used when it checks out); a copy this
+    reader had to build or extend is written to the cache (when `cache`).
+    """
+    jsonl = Path(jsonl)
+    size = jsonl.stat().st_size
+    best: LineIndex | None = None
+    for where, path in (("run folder", beside), ("cache", cached_path(jsonl) if cache else None)):
+        if path is None or not path.exists():
+            continue
+        loaded = _load(path, layout)
+        covered = _check(loaded, jsonl, size) if loaded is not None else None
+        if loaded is None or covered is None:
+            continue
+        if best is None or covered[0] > best.end:
+            problems = list(loaded.meta.get("problems", []))
+            best = LineIndex(jsonl, layout, loaded.table, covered[0], covered[1], False, problems, where)
+    if best is not None and best.end == size:
+        return best
+    if best is None:
+        best = LineIndex(jsonl, layout, layout.schema.empty_table(), 0, 0)
+        best.extend()
+    elif best.extend():
+        best.origin = "extended"
+    else:  # nothing new but a torn line or corrupt lines: not worth a new copy
+        return best
+    if cache:
+        with contextlib.suppress(OSError):
+            write_index(cached_path(jsonl), layout, best.table.to_batches(), best.meta())
+    return best
+
+
+def open_outcomes(run_dir: Path, cache: bool = True) -> LineIndex:
+    """The index of a run's outcomes.jsonl (FileNotFoundError when there is none)."""
+    run_dir = Path(run_dir)
+    return open_index(run_dir / OUTCOMES, OUTCOME_LAYOUT, run_dir / OUTCOMES_INDEX, cache)
+
+
+def open_items(run_dir: Path, cache: bool = True) -> LineIndex:
+    """The index of a run's items.jsonl (FileNotFoundError when there is none)."""
+    return open_index(Path(run_dir) / ITEMS, ITEM_LAYOUT, None, cache)
