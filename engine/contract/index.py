@@ -271,13 +271,11 @@ def row_batch(layout: Layout, lines: Sequence[tuple[int, int, bytes]]) -> pa.Rec
 
 
 def index_bytes(layout: Layout, batches: Sequence[pa.RecordBatch], meta: dict[str, Any]) -> bytes:
-    """An index file's bytes: an Arrow IPC stream, `meta` in the schema metadata, then `batches`."""
+    """An index file's bytes: an Arrow IPC stream, `meta` in the schema metadata, then `batches`.
+
+    No end-of-stream marker: batches appended later (`append_batch`) are part of the stream."""
     schema = layout.schema.with_metadata({**layout.schema.metadata, b"state": json.dumps(meta).encode()})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        for b in batches:
-            writer.write_batch(b.replace_schema_metadata(schema.metadata))
-    return sink.getvalue().to_pybytes()
+    return schema.serialize().to_pybytes() + b"".join(b.serialize().to_pybytes() for b in batches)
 
 
 def write_index(path: Path, layout: Layout, batches: Sequence[pa.RecordBatch], meta: dict[str, Any]) -> None:

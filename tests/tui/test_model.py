@@ -168,3 +168,26 @@ def test_two_runs_paired_directly(study: Path) -> None:
 def test_tui_app_does_not_import_torch() -> None:
     code = "import sys, tui.app, tui.commands; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_two_dense_runs_get_the_same_answer_in_stats_and_the_tui(study: Path) -> None:
+    from engine.errors import UserError
+    from stats.load import load_study as stats_load
+    from stats.load import transitions
+
+    other = study / "tiny-llama__dense-again"
+    other.mkdir()
+    for name in ("items.jsonl", "outcomes.jsonl"):
+        (other / name).write_bytes((study / "tiny-llama__dense" / name).read_bytes())
+    manifest = read_manifest(study / "tiny-llama__dense")
+    manifest["run_id"] = other.name
+    write_json_atomic(other / "manifest.json", manifest)
+    with pytest.raises(UserError) as exc:
+        transitions(stats_load(study))
+    message = str(exc.value)
+    assert "2 dense runs on the same items (tiny-llama__dense, tiny-llama__dense-again)" in message
+    s = load_study([study])
+    assert message in s.all_problems
+    assert all(ref == -1 for ref in s.reference)  # nothing is paired against a guessed reference
+    assert {s.uid(r, row) for r, row in zip(s.pairs.run, s.pairs.row)}  # runs are listed unpaired
+    assert not discordant(s.pairs.transition).any()
