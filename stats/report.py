@@ -66,6 +66,7 @@ def _num(x: Any, digits: int) -> str:
 
 
 def format_p(p: Any) -> str:
+    """A p-value as every table, sentence and summary prints it: 0.042, 7.3e−05; '–' when there is none."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
     p = float(p)

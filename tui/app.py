@@ -6,7 +6,6 @@ Data never touches the event loop: loading, filtering, statistics and live follo
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from engine.safe_text import inert
+from stats.api import StatsOptions
 from tui import view
 from tui.model import NO_REF, Study, load_study
 from tui.screens.base import DataScreen
@@ -146,14 +146,9 @@ class PrunescopeApp(App[None]):
 
     # ------------------------------------------------------------ statistics (the `prunescope stats` functions)
 
-    def stats_args(self) -> argparse.Namespace:
-        """`prunescope stats` defaults, from its own parser, on this study's run folders."""
-        from stats.commands import register
-
-        parser = argparse.ArgumentParser()
-        register(parser.add_subparsers(dest="command"))
-        paths = [str(r.path) for r in self.study.runs] if self.study else [str(s) for s in self.sources]
-        return parser.parse_args(["stats", *paths])
+    def stats_options(self) -> StatsOptions:
+        """What the Significance screen computes: `prunescope stats`'s defaults (the GLMM after the tables)."""
+        return StatsOptions()
 
     def stats_args_text(self) -> str:
         return " ".join(s.name for s in self.sources)
@@ -161,27 +156,17 @@ class PrunescopeApp(App[None]):
     @work(thread=True, exclusive=True, group="stats")
     def _run_stats(self) -> None:
         from engine.errors import UserError
-        from stats import analysis
-        from stats.commands import build_tables
-        from stats.load import load_study as stats_load_study
-        from stats.load import transitions
+        from stats import api
 
         state = StatsState()
+        options = self.stats_options()
+        paths = [r.path for r in self.study.runs] if self.study else self.sources
         try:
-            args = self.stats_args()
-            df = stats_load_study(args.study, strict=False)
-            tr = transitions(df)
-            tests = [t.strip() for t in args.test.split(",") if t.strip()]
-            state.tables, _ = build_tables(df, tr, tests, analysis.parse_by(args.by), args)
-            if len(tr):
-                cells, _ = analysis.paired_table_report(
-                    df, tr, "recognition", ["model", "condition", "language"], args.method, args.adjust, args.level
-                )
-                state.cell_p = {
-                    (str(r["model"]), str(r["condition"]), str(r["language"])): float(r["p_adjusted"])
-                    for r in cells.records
-                }
-                main = next(t for t in state.tables if t.key == "mcnemar-recognition")
+            df, tr = api.load(paths, options)
+            state.tables, _ = api.report_tables(df, tr, options)
+            state.cell_p = api.recognition_cells(df, tr, options)
+            main = next((t for t in state.tables if t.key == "mcnemar-recognition"), None)
+            if main is not None:
                 state.run_p = {(str(r["model"]), analysis_condition(r)): float(r["p_adjusted"]) for r in main.records}
         except (UserError, ValueError, KeyError) as exc:
             state.error = str(exc)
@@ -189,9 +174,7 @@ class PrunescopeApp(App[None]):
         if state.tables is None or not self.stats_glmm:
             return
         try:
-            formula = args.glmm_formula or analysis.default_glmm_formula(df)
-            glmm, _ = analysis.glmm_report(df, formula, args.glmm_backend)
-            state.glmm = glmm
+            state.glmm, _, _ = api.fit_glmm(df, options)
         except Exception as exc:
             state.glmm_error = f"{exc.__class__.__name__}: {exc}"
         self.call_from_thread(self._stats_done, state)

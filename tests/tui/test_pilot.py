@@ -179,19 +179,21 @@ async def test_number_keys_help_and_palette(study: Path) -> None:
 
 
 async def test_significance_same_numbers_as_stats(study: Path) -> None:
-    from stats import analysis
-    from stats.commands import build_tables
-    from stats.load import load_study, transitions
+    import argparse
+
+    from stats import api
+    from stats.commands import options_from_args, register
 
     app = PrunescopeApp([study], stats_glmm=True)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await pilot.press("4")
         await pilot.pause()
-        args = app.stats_args()  # the defaults of `prunescope stats`, from its own parser
-        df = load_study(args.study)
-        tr = transitions(df)
-        expected, _ = build_tables(df, tr, args.test.split(","), analysis.parse_by(args.by), args)
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command"))
+        cli = options_from_args(parser.parse_args(["stats", str(study)]))  # what `prunescope stats STUDY` runs
+        assert app.stats_options() == cli
+        expected, _ = api.report_tables(*api.load([study], cli), cli)
         assert [t.display_rows() for t in app.stats.tables] == [t.display_rows() for t in expected]
         assert app.stats.glmm is not None or app.stats.glmm_error
         text = screen_text(app)
