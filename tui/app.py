@@ -19,11 +19,12 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.timer import Timer
 
 from engine.safe_text import inert
 from stats.api import StatsOptions
-from tui import view
+from tui import render, view
 from tui.model import NO_REF, Study, load_study
 from tui.screens.base import DataScreen
 from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
@@ -100,6 +101,7 @@ class PrunescopeApp(App[None]):
         self._timer: Timer | None = None
         self.last_export: Path | None = None
         self.loading_message = ""
+        self.run_info: tuple[list[Strip], int] = ([], 0)  # Run info's lines, made with the study
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
 
@@ -116,19 +118,27 @@ class PrunescopeApp(App[None]):
     def on_mount(self) -> None:
         if self._keymap:
             self.set_keymap(self._keymap)
+        for name, screen in (
+            ("items", ItemsScreen()),
+            ("item", ItemScreen()),
+            ("significance", SignificanceScreen()),
+            ("runinfo", RunInfoScreen()),
+        ):
+            self.install_screen(screen, name)  # made once: each keeps its state between visits
         self._load()
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
         study = load_study(self.sources, progress=lambda msg: self.call_from_thread(self._loading, msg))
-        self.call_from_thread(self._loaded, study)
+        run_info = render.run_info_lines(study.runs, study.root)
+        self.call_from_thread(self._loaded, study, run_info)
 
     def _loading(self, message: str) -> None:
         self.loading_message = message
         self._refresh_screens()
 
-    def _loaded(self, study: Study) -> None:
-        self.study = study
+    def _loaded(self, study: Study, run_info: tuple[list[Strip], int]) -> None:
+        self.study, self.run_info = study, run_info
         self.flags = FlagStore(study.root)
         self._refresh_screens()
         if not study.runs:
@@ -214,9 +224,10 @@ class PrunescopeApp(App[None]):
                 changed |= run.reread_manifest()
         if changed:
             study.rebuild()
-            self.call_from_thread(self._followed)
+            self.call_from_thread(self._followed, render.run_info_lines(study.runs, study.root))
 
-    def _followed(self) -> None:
+    def _followed(self, run_info: tuple[list[Strip], int]) -> None:
+        self.run_info = run_info
         self._refresh_screens()
         if self.run_stats:
             self._run_stats()
@@ -260,10 +271,11 @@ class PrunescopeApp(App[None]):
     def current_uid(self) -> tuple[str, str] | None:
         """(item uid, run name) of the item under the cursor or on screen."""
         study = self.study
+        screen = self.screen
         idx = (
-            self.screen.pair_index
-            if isinstance(self.screen, ItemScreen)
-            else (self.items_state.current if isinstance(self.screen, ItemsScreen) else None)
+            screen.pair_index
+            if isinstance(screen, ItemScreen)
+            else (self.items_state.current if isinstance(screen, ItemsScreen) else None)
         )
         if study is None or idx is None or idx >= len(study.pairs):
             return None
@@ -281,11 +293,17 @@ class PrunescopeApp(App[None]):
             self.items_state.query = query
             self.items_state.current = None
         self._to_base()
-        self.push_screen(ItemsScreen())
+        self.push_screen("items")
 
     def open_item(self, index: int) -> None:
         self.items_state.current = index
-        self.push_screen(ItemScreen(index))
+        self._item_screen().show(index)
+        self.push_screen("item")
+
+    def _item_screen(self) -> ItemScreen:
+        screen = self.get_screen("item")
+        assert isinstance(screen, ItemScreen)
+        return screen
 
     def action_goto(self, n: int) -> None:
         if n == 3 and (self.items_state.current is None or self.study is None):
@@ -293,13 +311,14 @@ class PrunescopeApp(App[None]):
             return
         self._to_base()
         if n in (2, 3):
-            self.push_screen(ItemsScreen())
-        if n == 3:
-            self.push_screen(ItemScreen(self.items_state.current))
+            self.push_screen("items")
+        if n == 3 and self.items_state.current is not None:
+            self._item_screen().show(self.items_state.current)
+            self.push_screen("item")
         elif n == 4:
-            self.push_screen(SignificanceScreen())
+            self.push_screen("significance")
         elif n == 5:
-            self.push_screen(RunInfoScreen())
+            self.push_screen("runinfo")
 
     def action_back(self) -> None:
         if len(self.screen_stack) > 1:

@@ -75,11 +75,8 @@ class ItemsScreen(DataScreen):
         state = app.items_state
         table = self.query_one(ItemTable)
         table.sort_key, table.sort_reverse = state.sort_key, state.reverse
-        cursor = 0
-        if state.current is not None and len(idx):
-            hit = np.flatnonzero(idx == state.current)
-            cursor = int(hit[0]) if len(hit) else 0
-        table.set_rows(idx, cursor)
+        hit = np.flatnonzero(idx == state.current) if state.current is not None else np.zeros(0, dtype=np.int64)
+        table.set_rows(idx, int(hit[0]) if len(hit) else 0, fresh=not len(hit))
         state.rows = idx
         total = len(app.study.pairs) if app.study else 0
         bar = Text.assemble(
@@ -116,7 +113,8 @@ class ItemsScreen(DataScreen):
 
     def action_discordant(self, step: int) -> None:
         table = self.query_one(ItemTable)
-        n = self.papp.next_discordant(table.rows, table.cursor, step)
+        # From a list just shown, `]` may land on the row under the cursor (the first row).
+        n = self.papp.next_discordant(table.rows, table.cursor, step, include_current=table.fresh)
         if n is None:
             self.notify("no further discordant item in this list", timeout=2)
         else:

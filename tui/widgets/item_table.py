@@ -74,9 +74,10 @@ class ItemTable(ScrollView, can_focus=True):
         self.rows: np.ndarray = np.zeros(0, dtype=np.int64)
         self.sort_key = ""
         self.sort_reverse = False
+        self.fresh = True  # the cursor sits where set_rows put it: nobody moved it yet
 
-    def set_rows(self, rows: np.ndarray, cursor: int = 0) -> None:
-        self.rows = rows
+    def set_rows(self, rows: np.ndarray, cursor: int = 0, fresh: bool = True) -> None:
+        self.rows, self.fresh = rows, fresh
         self.virtual_size = Size(self.size.width, len(rows) + 1)
         self.cursor = max(0, min(cursor, len(rows) - 1))
         self._follow_cursor()
@@ -137,6 +138,7 @@ class ItemTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
 
     def move_to(self, n: int) -> None:
+        self.fresh = False
         if len(self.rows):
             self.cursor = max(0, min(n, len(self.rows) - 1))
 
