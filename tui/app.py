@@ -300,6 +300,10 @@ class PrunescopeApp(App[None]):
         self._item_screen().show(index)
         self.push_screen("item")
 
+    def prefetch_item(self, index: int) -> None:
+        """Draw the item of pair `index` in the background (the cursor rests on it in the list)."""
+        self._item_screen().prefetch(index)
+
     def _item_screen(self) -> ItemScreen:
         screen = self.get_screen("item")
         assert isinstance(screen, ItemScreen)

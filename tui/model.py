@@ -76,6 +76,7 @@ class Study:
     arrays: list[RunArrays] = field(default_factory=list)
     pair_problems: list[str] = field(default_factory=list)  # runs that do not pair (redone with the pairs)
     counts: dict[tuple[int, str | None], dict[str, float]] = field(default_factory=dict)
+    generation: int = 0  # bumped by every rebuild: what was drawn from older data is stale
     _columns: dict[tuple[int, str], pa.ChunkedArray] = field(default_factory=dict)
 
     @property
@@ -141,6 +142,7 @@ class Study:
     def rebuild(self) -> None:
         """Recompute arrays, pairs and counts after runs grew (live following)."""
         self._columns = {}
+        self.generation += 1
         langs: set[str] = set()
         for run in self.runs:
             if len(run):

@@ -19,12 +19,13 @@ two appends) is extended from where it ends. A rebuilt or extended copy is cache
 
 Adding a column: read the field in the view struct (`OutcomeView` or `ItemView`) if it is not read
 yet, add `(name, arrow type)` to the column list and its value to the row function at the same
-position (`_outcome_row` / `_item_row`), and bump `INDEX_VERSION` so that older indexes are rebuilt.
+position (`_outcome_columns` / `_item_columns`), and bump `INDEX_VERSION` so that older indexes are rebuilt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import zlib
@@ -39,11 +40,11 @@ import pyarrow as pa
 from msgspec import Struct
 
 from engine.atomic import replace_file
-from engine.contract.reader import ITEMS, OUTCOMES, JsonlLines, RunFolderError, corrupt_line, decode_object, read_line
+from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, corrupt_line, decode_object, read_line
 
 INDEX_VERSION = "1"
 OUTCOMES_INDEX = "outcomes.index.arrow"
-_BATCH_ROWS = 1 << 16
+_CHUNK = 1 << 24  # bytes decoded at a time: memory stays flat however large the file
 
 
 def cache_dir() -> Path:
@@ -140,24 +141,39 @@ OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 
 
-def _outcome_row(v: OutcomeView) -> tuple[Any, ...]:
-    tr, pr = v.gold_trace, v.probes
-    return (
-        v.item_uid,
-        hash64(v.content_hash),
-        v.language,
-        v.open.correct,
-        None if v.shown is None else v.shown.correct,
-        v.mc.correct,
-        v.demotion,
-        None if tr is None else tr.first_token_rank,
-        None if tr is None else tr.seq_logprob,
-        None if tr is None else tr.margin,
-        None if pr is None or pr.beam is None else pr.beam.hit_any,
-        None if pr is None or pr.sampling is None else pr.sampling.hits,
-        None if pr is None or pr.one_shot is None else pr.one_shot.correct,
-        v.open.text,
-    )
+def hash64s(hashes: list[str]) -> list[int]:
+    """`hash64` of many content hashes (the well-formed ones parsed in one pass)."""
+    try:
+        if all(h.startswith("sha256:") for h in hashes):
+            return [int(h[7:23], 16) for h in hashes]
+    except ValueError:
+        pass
+    return [hash64(h) for h in hashes]
+
+
+def _outcome_columns(vs: list[OutcomeView]) -> list[list[Any]]:
+    """The values of OUTCOME_COLUMNS (after the line columns) for decoded lines, column by column."""
+    trace = [v.gold_trace for v in vs]
+    probes = [v.probes for v in vs]
+    beam = [None if p is None else p.beam for p in probes]
+    sampling = [None if p is None else p.sampling for p in probes]
+    one_shot = [None if p is None else p.one_shot for p in probes]
+    return [
+        [v.item_uid for v in vs],
+        hash64s([v.content_hash for v in vs]),
+        [v.language for v in vs],
+        [v.open.correct for v in vs],
+        [None if v.shown is None else v.shown.correct for v in vs],
+        [v.mc.correct for v in vs],
+        [v.demotion for v in vs],
+        [None if t is None else t.first_token_rank for t in trace],
+        [None if t is None else t.seq_logprob for t in trace],
+        [None if t is None else t.margin for t in trace],
+        [None if b is None else b.hit_any for b in beam],
+        [None if s is None else s.hits for s in sampling],
+        [None if o is None else o.correct for o in one_shot],
+        [v.open.text for v in vs],
+    ]
 
 
 # ------------------------------------------------------------------ what an item line contributes
@@ -188,16 +204,17 @@ ITEM_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 
 
-def _item_row(v: ItemView) -> tuple[Any, ...]:
-    return (
-        v.item_uid,
-        hash64(v.content_hash),
-        v.language,
-        v.parallel_id if v.parallel_id is not None else v.item_uid,
-        len(v.options),
-        v.answer,
-        "\n".join([v.question, v.answer, *v.aliases]),
-    )
+def _item_columns(vs: list[ItemView]) -> list[list[Any]]:
+    """The values of ITEM_COLUMNS (after the line columns) for decoded lines, column by column."""
+    return [
+        [v.item_uid for v in vs],
+        hash64s([v.content_hash for v in vs]),
+        [v.language for v in vs],
+        [v.item_uid if v.parallel_id is None else v.parallel_id for v in vs],
+        [len(v.options) for v in vs],
+        [v.answer for v in vs],
+        ["\n".join([v.question, v.answer, *v.aliases]) for v in vs],
+    ]
 
 
 @dataclass(frozen=True)
@@ -206,16 +223,29 @@ class Layout:
 
     kind: str
     columns: tuple[tuple[str, pa.DataType], ...]
-    decoder: msgspec.json.Decoder
-    row: Callable[[Any], tuple[Any, ...]]
+    view: type
+    values: Callable[[list[Any]], list[list[Any]]]  # decoded lines -> values of the non-line columns
+
+    @property
+    def decoder(self) -> msgspec.json.Decoder:
+        return _decoder(self.view)
+
+    @property
+    def list_decoder(self) -> msgspec.json.Decoder:
+        return _decoder(list[self.view])  # type: ignore[name-defined]
 
     @property
     def schema(self) -> pa.Schema:
         return pa.schema(list(self.columns), metadata={"prunescope_index": INDEX_VERSION, "kind": self.kind})
 
 
-OUTCOME_LAYOUT = Layout("outcomes", OUTCOME_COLUMNS, msgspec.json.Decoder(OutcomeView), _outcome_row)
-ITEM_LAYOUT = Layout("items", ITEM_COLUMNS, msgspec.json.Decoder(ItemView), _item_row)
+@functools.cache
+def _decoder(type_: Any) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(type_)
+
+
+OUTCOME_LAYOUT = Layout("outcomes", OUTCOME_COLUMNS, OutcomeView, _outcome_columns)
+ITEM_LAYOUT = Layout("items", ITEM_COLUMNS, ItemView, _item_columns)
 
 
 # ------------------------------------------------------------------ building
@@ -232,38 +262,79 @@ class Rows:
     torn_tail: bool = False
 
 
-def _batch(layout: Layout, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-    cols = list(zip(*rows)) if rows else [()] * len(layout.columns)
+def _batch(
+    layout: Layout, lines: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, crcs: list[int], views: list[Any]
+) -> pa.RecordBatch:
+    cols = [lines.astype(np.int32), offsets.astype(np.int64), lengths.astype(np.int32), np.asarray(crcs, np.uint32)]
+    cols += layout.values(views)
     return pa.record_batch([pa.array(c, t) for c, (_, t) in zip(cols, layout.columns)], schema=layout.schema)
+
+
+def _decode_chunk(layout: Layout, path: Path, body: bytes, base: int, lineno: int, out: Rows) -> int:
+    """Index rows of `body` (complete lines starting at file offset `base`, after `lineno` lines) into
+    `out`; returns the number of lines in `body`.
+
+    All lines are decoded in one call as a JSON array (no newline can occur inside a JSON line); a
+    chunk that fails that way (a corrupt or blank line) is decoded line by line, naming the bad lines.
+    """
+    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    numbers = lineno + 1 + np.arange(len(ends))
+    try:
+        views = layout.list_decoder.decode(b"[" + body[:-1].replace(b"\n", b",") + b"]")
+        keep = np.arange(len(ends))
+    except (msgspec.DecodeError, ValueError):
+        views, kept = [], []
+        decode = layout.decoder.decode
+        for k, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+            raw = body[s:e]
+            if not raw.strip():
+                continue
+            try:
+                views.append(decode(raw))
+                kept.append(k)
+            except (msgspec.DecodeError, ValueError) as exc:
+                out.errors.append(corrupt_line(path, int(numbers[k]), exc))
+        keep = np.asarray(kept, dtype=np.int64)
+    crcs = [zlib.crc32(body[s:e]) for s, e in zip(starts[keep].tolist(), ends[keep].tolist())]
+    lengths = ends[keep] - starts[keep] + 1
+    out.batches.append(_batch(layout, numbers[keep], base + starts[keep], lengths, crcs, views))
+    return len(ends)
 
 
 def decode_rows(layout: Layout, path: Path, start: int = 0, lineno: int = 0) -> Rows:
     """Index rows of the complete lines of `path` from byte `start`; corrupt lines are named, not fatal."""
-    lines = JsonlLines(path, start, lineno)
-    out = Rows()
-    rows: list[tuple[Any, ...]] = []
-    decode, row = layout.decoder.decode, layout.row
-    for n, offset, raw in lines:
-        try:
-            view = decode(raw)
-            rows.append((n, offset, len(raw) + 1, zlib.crc32(raw), *row(view)))
-        except (msgspec.DecodeError, ValueError) as exc:
-            out.errors.append(corrupt_line(lines.path, n, exc))
-            continue
-        if len(rows) >= _BATCH_ROWS:
-            out.batches.append(_batch(layout, rows))
-            rows = []
-    if rows or not out.batches:
-        out.batches.append(_batch(layout, rows))
-    out.end, out.n_lines, out.torn_tail = lines.end, lines.n_lines, lines.torn_tail
+    out = Rows(end=start, n_lines=lineno)
+    with open(path, "rb") as f:
+        f.seek(start)
+        rest = b""
+        while chunk := f.read(_CHUNK):
+            data = rest + chunk if rest else chunk
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                out.n_lines += _decode_chunk(layout, path, data[:cut], out.end, out.n_lines, out)
+                out.end += cut
+            rest = data[cut:]
+    out.torn_tail = bool(rest)
+    if not out.batches:
+        out.batches.append(_empty(layout))
     return out
+
+
+def _empty(layout: Layout) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=layout.schema)
 
 
 def row_batch(layout: Layout, lines: Sequence[tuple[int, int, bytes]]) -> pa.RecordBatch:
     """Index rows of lines the caller has just written: (line number, offset, bytes without newline)."""
+    views = [layout.decoder.decode(raw) for _, _, raw in lines]
     return _batch(
         layout,
-        [(n, off, len(raw) + 1, zlib.crc32(raw), *layout.row(layout.decoder.decode(raw))) for n, off, raw in lines],
+        np.asarray([n for n, _, _ in lines]),
+        np.asarray([off for _, off, _ in lines]),
+        np.asarray([len(raw) + 1 for _, _, raw in lines]),
+        [zlib.crc32(raw) for _, _, raw in lines],
+        views,
     )
 
 

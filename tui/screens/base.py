@@ -41,6 +41,15 @@ class DataScreen(Screen):
     def title_bar(self) -> Static:
         return Static(id="title", classes="title")
 
+    def key_bar(self) -> Static:
+        """One line of the screen's keys, made once (a Footer restyles itself on every screen switch)."""
+        return Static(id="keys", classes="keys")
+
+    def on_mount(self) -> None:
+        keys = self.query("#keys")
+        if keys:
+            keys.first(Static).update(key_hints(self))
+
     def set_title(self, extra: str = "") -> None:
         label = self.papp.study.label if self.papp.study else inert(", ".join(str(s) for s in self.papp.sources), 200)
         text = Text.assemble(("prunescope", "bold"), " · ", inert(label, 120), " · ", (self.SCREEN_NAME, "bold"))
@@ -57,6 +66,21 @@ class DataScreen(Screen):
     def export_view(self) -> Export | None:
         """The current view as rows/records for `e` (None: nothing to export)."""
         return None
+
+
+def key_hints(screen: Screen) -> Text:
+    """'/ filter  e export  …': the shown bindings active on the screen (its own, the focused widget's,
+    the app's), with their keys as remapped."""
+    text = Text()
+    seen: set[str] = set()
+    for active in screen.active_bindings.values():
+        b = active.binding
+        if not b.show or b.description in seen:
+            continue
+        seen.add(b.description)
+        text.append(f" {screen.app.get_key_display(b)} ", style="reverse")
+        text.append(f" {b.description} ")
+    return text
 
 
 class BodyScreen(DataScreen):

@@ -6,21 +6,34 @@ body shows them through the Line API (only the visible lines are drawn).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.strip import Strip
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine.safe_text import inert
-from tui import render
+from tui import render, view
+from tui.model import Study
 from tui.screens.base import DataScreen, Export
 from tui.widgets.lines import LinesView, render_strips
+
+
+@dataclass
+class Drawn:
+    """An item drawn for the screen: its records (for export), problems reading them, its lines."""
+
+    records: list[tuple[str, float, dict[str, Any]]]
+    problems: list[str]
+    lines: list[Strip]
 
 
 class ItemScreen(DataScreen):
@@ -37,12 +50,13 @@ class ItemScreen(DataScreen):
         self.pair_index: int | None = None
         self.records: list[tuple[str, float, dict[str, Any]]] = []
         self._shown: tuple[int, int] | None = None  # (pair index, width) on screen
+        self._drawn_items: OrderedDict[tuple[int, int, int], Drawn] = OrderedDict()  # recent and prefetched
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
         yield Static(id="message", classes="message")
         yield LinesView(id="body")
-        yield Footer()
+        yield self.key_bar()
 
     def on_mount(self) -> None:
         self.query_one(LinesView).focus()
@@ -53,6 +67,13 @@ class ItemScreen(DataScreen):
         if self.is_current:
             self.refresh_data()
 
+    def _width(self) -> int:
+        return max(40, (self.size.width or self.app.size.width) - 2)
+
+    def _key(self, index: int, width: int) -> tuple[int, int, int]:
+        study = self.papp.study
+        return (index, width, study.generation if study else 0)
+
     def refresh_data(self) -> None:
         app = self.papp
         study = app.study
@@ -61,52 +82,61 @@ class ItemScreen(DataScreen):
             self.set_title()
             msg.update("No such item (the study is loading or changed).")
             return
-        p = study.pairs
-        uid = study.uid(int(p.run[self.pair_index]), int(p.row[self.pair_index]))
+        uid = _uid(study, self.pair_index)
         flag = app.flags.notes.get(uid)
         self.set_title(inert(uid, 120))
         msg.update(Text.assemble(("⚑ flagged: ", "bold"), inert(" | ".join(flag), 400)) if flag else "")
-        width = max(40, self.size.width - 2)
-        if self._shown != (self.pair_index, width):
-            self._draw(self.pair_index, uid, width)
+        width = self._width()
+        if self._shown == (self.pair_index, width):
+            return
+        cached = self._drawn_items.get(self._key(self.pair_index, width))
+        if cached is not None:
+            self._drawn(self.pair_index, width, cached)
+        else:
+            self._draw(self.pair_index, width)
 
+    def prefetch(self, index: int) -> None:
+        """Draw pair `index` in the background, so that opening it later shows it at once."""
+        study = self.papp.study
+        if study is not None and index < len(study.pairs) and self._key(index, self._width()) not in self._drawn_items:
+            self._prefetch(self.app, study, index, self._width())
+
+    def _draw(self, index: int, width: int) -> None:
+        assert self.papp.study is not None
+        self._draw_worker(self.app, self.papp.study, index, width)
+
+    # Workers get the app from the caller: the app context is not set in their threads.
     @work(thread=True, exclusive=True, group="item")
-    def _draw(self, index: int, uid: str, width: int) -> None:
-        app = self.papp
-        assert app.study is not None
-        records, problems = app.item_records(uid)
-        item = app.study.item(uid)
-        parts: list[RenderableType] = [render.item_block(uid, item)]
-        if records:
-            named = [(name, rec) for name, _, rec in records]
-            parts += [
-                render.options_table(item, named),
-                render.outputs_table(named),
-                render.trace_block(records),
-                render.probes_block(named),
-            ]
-        spaced: list[RenderableType] = []
-        for part in parts:
-            spaced += [part, Text("")]
-        lines = render_strips(spaced, width)
-        app.call_from_thread(self._drawn, index, width, records, problems, lines)
+    def _draw_worker(self, app: App[None], study: Study, index: int, width: int) -> None:
+        drawn = _render(study, index, width)
+        app.call_from_thread(self._drawn, index, width, drawn)
 
-    def _drawn(
-        self,
-        index: int,
-        width: int,
-        records: list[tuple[str, float, dict[str, Any]]],
-        problems: list[str],
-        lines: list[Strip],
-    ) -> None:
+    @work(thread=True, exclusive=True, group="item-prefetch")
+    def _prefetch(self, app: App[None], study: Study, index: int, width: int) -> None:
+        drawn = _render(study, index, width)
+        app.call_from_thread(self._keep, index, width, drawn)
+
+    def _keep(self, index: int, width: int, drawn: Drawn) -> None:
+        self._drawn_items[self._key(index, width)] = drawn
+        while len(self._drawn_items) > 16:
+            self._drawn_items.popitem(last=False)
+
+    def _drawn(self, index: int, width: int, drawn: Drawn) -> None:
         if index != self.pair_index:  # another item was asked for meanwhile
             return
-        self.records, self._shown = records, (index, width)
+        self._keep(index, width, drawn)
+        self.records, self._shown = drawn.records, (index, width)
         body = self.query_one(LinesView)
-        body.set_lines(lines)
+        body.set_lines(drawn.lines)
         body.scroll_home(animate=False)
-        if problems:
-            self.query_one("#message", Static).update(Text(inert("; ".join(problems), 600), style="bold red"))
+        if drawn.problems:
+            self.query_one("#message", Static).update(Text(inert("; ".join(drawn.problems), 600), style="bold red"))
+        rows = self.papp.items_state.rows
+        if rows is not None:  # the next discordant item, ready for ]
+            here = np.flatnonzero(rows == index)
+            n = self.papp.next_discordant(rows, int(here[0]) if len(here) else -1, 1)
+            if n is not None:
+                self.prefetch(int(rows[n]))
 
     def on_resize(self) -> None:
         if self.is_current:
@@ -130,3 +160,22 @@ class ItemScreen(DataScreen):
         if not self.records:
             return None
         return Export("item", records=[{"run": name, **rec} for name, _, rec in self.records])
+
+
+def _uid(study: Study, index: int) -> str:
+    return study.uid(int(study.pairs.run[index]), int(study.pairs.row[index]))
+
+
+def _render(study: Study, index: int, width: int) -> Drawn:
+    """The item of pair `index`: its records and its body as lines (in a worker thread)."""
+    uid = _uid(study, index)
+    records, problems = view.item_records(study, uid)
+    item = study.item(uid)
+    parts: list[RenderableType] = [render.item_block(uid, item), Text("")]
+    if records:
+        named = [(name, rec) for name, _, rec in records]
+        for table in (render.options_table(item, named), render.outputs_table(named), render.trace_block(records)):
+            parts += [table, Text("")]
+        parts.append(render.probes_block(named))
+    lines = render_strips(parts, width, wide=[isinstance(p, Table) for p in parts])
+    return Drawn(records, problems, lines)

@@ -7,7 +7,8 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Static
+from textual.timer import Timer
+from textual.widgets import Static
 
 from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
@@ -15,9 +16,13 @@ from tui.screens.base import DataScreen, Export
 from tui.view import SORT_KEYS, Filter, pair_values, select, sort_order
 from tui.widgets.item_table import ItemTable
 
+PREFETCH_AFTER_S = 0.2
+
 
 class ItemsScreen(DataScreen):
     """The item list (virtual: only visible rows are rendered)."""
+
+    _prefetch_timer: Timer | None = None
 
     SCREEN_NAME = "2 Items"
     BINDINGS = [
@@ -37,7 +42,7 @@ class ItemsScreen(DataScreen):
         yield Static(id="message", classes="message")
         app = self.papp
         yield ItemTable(app.row_cells, app.is_discordant, id="table")
-        yield Footer()
+        yield self.key_bar()
 
     def on_mount(self) -> None:
         self.query_one(ItemTable).focus()
@@ -100,6 +105,11 @@ class ItemsScreen(DataScreen):
 
     def on_item_table_cursor_moved(self, event: ItemTable.CursorMoved) -> None:
         self.papp.items_state.current = event.index
+        if self._prefetch_timer is not None:
+            self._prefetch_timer.stop()
+        if event.index is not None:  # the cursor resting on a row: draw its item ahead of enter
+            index = event.index
+            self._prefetch_timer = self.set_timer(PREFETCH_AFTER_S, lambda: self.papp.prefetch_item(index))
 
     def action_sort(self) -> None:
         state = self.papp.items_state

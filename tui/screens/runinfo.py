@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from tui.screens.base import DataScreen, Export
 from tui.widgets.lines import LinesView
@@ -21,7 +21,7 @@ class RunInfoScreen(DataScreen):
         yield self.title_bar()
         yield Static(id="message", classes="message")
         yield LinesView(id="body")
-        yield Footer()
+        yield self.key_bar()
 
     def on_mount(self) -> None:
         self.query_one(LinesView).focus()

@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine.safe_text import inert
 from tui import render
@@ -24,7 +24,7 @@ class SignificanceScreen(BodyScreen):
         with VerticalScroll(id="body"):
             yield Static(id="tables")
             yield Static(id="glmm")
-        yield Footer()
+        yield self.key_bar()
 
     def refresh_data(self) -> None:
         app = self.papp

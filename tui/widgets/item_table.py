@@ -96,7 +96,7 @@ class ItemTable(ScrollView, can_focus=True):
     def _line(self, texts: list[str], width: int, style: Style) -> Strip:
         segs = []
         for text, w in zip(texts, self._widths(width)):
-            segs.append(Segment(set_cell_size(text, w) + " ", style))
+            segs.append(Segment(set_cell_size(inert(text[: w + 1], max_len=None), w) + " ", style))
         return Strip(segs).adjust_cell_length(width, style)
 
     def render_line(self, y: int) -> Strip:
@@ -111,7 +111,7 @@ class ItemTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         i = int(self.rows[n])
         try:
-            texts = [inert(t, max_len=400) for t in self._cells(i)]
+            texts = self._cells(i)
         except IndexError:  # the study grew under a live run; the list is re-selected right after
             return Strip.blank(width, base)
         style = base

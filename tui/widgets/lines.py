@@ -6,6 +6,7 @@ as a `LineSource` that makes a line when it is shown (Run info's thousands of ma
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -18,16 +19,28 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 LineSource = Callable[[int], Strip]  # line number -> the line
+WIDE = 400  # cells a wide renderable (a table) may take; the view scrolls sideways
 
 
-def render_strips(renderables: Sequence[RenderableType], width: int, max_width: int = 400) -> list[Strip]:
-    """Render `renderables` one under the other into lines, at least `width` cells wide (wider when a
-    table needs it, up to `max_width`). Thread-safe: uses its own console."""
-    console = Console(width=max_width, color_system="truecolor", force_terminal=True, legacy_windows=False)
-    need = max([width] + [min(max_width, console.measure(r).maximum) for r in renderables])
-    options = console.options.update_width(need)
+_CONSOLES = threading.local()
+
+
+def _console(width: int) -> Console:
+    """A console of this thread for rendering into lines (made once per thread: creating one is slow)."""
+    console = getattr(_CONSOLES, "console", None)
+    if console is None:
+        console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
+        _CONSOLES.console = console
+    return console
+
+
+def render_strips(renderables: Sequence[RenderableType], width: int, wide: Sequence[bool] = ()) -> list[Strip]:
+    """Render `renderables` one under the other into lines, `width` cells wide; those marked `wide`
+    (tables) get up to WIDE cells and keep their natural width. Thread-safe: one console per thread."""
+    console = _console(width)
     lines: list[Strip] = []
-    for r in renderables:
+    for k, r in enumerate(renderables):
+        options = console.options.update_width(WIDE if k < len(wide) and wide[k] else width)
         lines += [Strip(segs) for segs in console.render_lines(r, options, pad=False)]
     return lines
 
