@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study  # noqa: E402
+from tui.headless import press, until  # noqa: E402
 
 
 def study_for(lines: int, base: Path) -> tuple[Path, float]:
@@ -50,37 +51,7 @@ def study_for(lines: int, base: Path) -> tuple[Path, float]:
 
 
 async def _until(pilot, ready, timeout: float = 600.0) -> None:
-    """Wait until `ready()`, polling with plain sleeps (Pilot's pauses wait for an idle process, which a
-    busy worker thread delays by up to a second)."""
-    deadline = time.perf_counter() + timeout
-    while not ready():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the app did not get there in time")
-        await asyncio.sleep(0.001)
-
-
-async def press(pilot, *keys: str) -> float:
-    """Send keys as a terminal would and wait until the app and the screen have handled them
-    (their message queues ran past them); returns the seconds that took."""
-    import unicodedata
-
-    from textual import events
-    from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
-
-    t = time.perf_counter()
-    for key in keys:
-        if len(key) == 1 and not key.isalnum():
-            key = _character_to_key(key)
-        try:
-            char = unicodedata.lookup(_get_unicode_name_from_key(REPLACED_KEYS.get(key, key)))
-        except KeyError:
-            char = key if len(key) == 1 else None
-        event = events.Key(key, char)
-        event.set_sender(pilot.app)
-        pilot.app._driver.send_message(event)
-        await pilot._wait_for_screen()
-        await pilot._wait_for_screen()
-    return time.perf_counter() - t
+    await until(ready, timeout)
 
 
 async def measure_run_info(study: Path) -> dict[str, float]:
@@ -115,7 +86,7 @@ async def measure(study: Path) -> dict[str, float]:
     from tui.widgets.lines import LinesView
 
     out: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     app = PrunescopeApp([study], run_stats=False, stats_glmm=False)
     async with app.run_test(size=(130, 40)) as pilot:
         out["first_paint_s"] = time.perf_counter() - t0
@@ -123,6 +94,7 @@ async def measure(study: Path) -> dict[str, float]:
         out["loading_state_shown"] = float("Loading" in message or app.study is not None)
         await _until(pilot, lambda: app.study is not None)
         out["loaded_s"] = time.perf_counter() - t0
+        out["loaded_cpu_s"] = time.process_time() - c0  # CPU seconds of this process (a loaded machine inflates wall)
         out["outcome_lines"] = float(sum(len(r) for r in app.study.runs))
         out["item_rows"] = float(len(app.study.pairs))
 

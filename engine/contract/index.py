@@ -44,7 +44,9 @@ from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, corrupt_line
 
 INDEX_VERSION = "1"
 OUTCOMES_INDEX = "outcomes.index.arrow"
-_CHUNK = 1 << 24  # bytes decoded at a time: memory stays flat however large the file
+# Bytes decoded at a time: memory stays flat however large the file, and no single call holds the
+# GIL long (msgspec does not release it), so a UI thread beside the reader stays responsive.
+_CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
@@ -68,40 +70,40 @@ def hash64(content_hash: str) -> int:
 # ------------------------------------------------------------------ what an outcome line contributes
 
 
-class _Gen(Struct, frozen=True):
+class _Gen(Struct, frozen=True, gc=False):
     correct: bool
     text: str = ""
 
 
-class _Mc(Struct, frozen=True):
+class _Mc(Struct, frozen=True, gc=False):
     correct: bool
 
 
-class _Trace(Struct, frozen=True):
+class _Trace(Struct, frozen=True, gc=False):
     first_token_rank: int | None = None
     seq_logprob: float | None = None
     margin: float | None = None
 
 
-class _Beam(Struct, frozen=True):
+class _Beam(Struct, frozen=True, gc=False):
     hit_any: bool | None = None
 
 
-class _Sampling(Struct, frozen=True):
+class _Sampling(Struct, frozen=True, gc=False):
     hits: int | None = None
 
 
-class _OneShot(Struct, frozen=True):
+class _OneShot(Struct, frozen=True, gc=False):
     correct: bool | None = None
 
 
-class _Probes(Struct, frozen=True):
+class _Probes(Struct, frozen=True, gc=False):
     beam: _Beam | None = None
     sampling: _Sampling | None = None
     one_shot: _OneShot | None = None
 
 
-class OutcomeView(Struct, frozen=True):
+class OutcomeView(Struct, frozen=True, gc=False):
     """The fields of `records.Outcome` that the index keeps (same names; the rest is skipped)."""
 
     item_uid: str
@@ -179,7 +181,7 @@ def _outcome_columns(vs: list[OutcomeView]) -> list[list[Any]]:
 # ------------------------------------------------------------------ what an item line contributes
 
 
-class ItemView(Struct, frozen=True):
+class ItemView(Struct, frozen=True, gc=False):
     """The fields of `records.Item` that the item index keeps."""
 
     item_uid: str
@@ -503,8 +505,12 @@ def open_index(jsonl: Path, layout: Layout, beside: Path | None = None, cache: b
     else:  # nothing new but a torn line or corrupt lines: not worth a new copy
         return best
     if cache:
+        path = cached_path(jsonl)
         with contextlib.suppress(OSError):
-            write_index(cached_path(jsonl), layout, best.table.to_batches(), best.meta())
+            write_index(path, layout, best.table.combine_chunks().to_batches(), best.meta())
+            loaded = _load(path, layout)  # the same rows, memory-mapped: the built copy can go
+            if loaded is not None and loaded.table.num_rows == best.table.num_rows:
+                best.table = loaded.table
     return best
 
 

@@ -6,12 +6,13 @@ loading worker (`render.run_info_lines`) and drawn through the Line API, only th
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
 from tui.screens.base import DataScreen, Export
-from tui.widgets.lines import LinesView
+from tui.widgets.lines import LinesView, text_line
 
 
 class RunInfoScreen(DataScreen):
@@ -34,8 +35,8 @@ class RunInfoScreen(DataScreen):
         if app.study is None:
             msg.update(Text("Loading …", style="bold"))
             return
-        msg.update(app.problem_text() or ("" if app.study.runs else Text("No run folders.", style="italic")))
-        lines, width = app.run_info
+        msg.update(app.problem_text())
+        lines, width = app.run_info if app.study.runs else ([text_line([("No run folders.", Style(italic=True))])], 16)
         if body.count != len(lines) or body.virtual_size.width != width:
             body.set_source(lines.__getitem__, len(lines), width)
 

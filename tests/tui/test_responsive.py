@@ -1,0 +1,74 @@
+"""The TUI never blocks: keys on every screen of a 100k-line study, while it loads and after, each
+handled within 200 ms (time from the key to the app and the screen having processed it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.synthetic import make_synthetic_study
+from tui.app import PrunescopeApp
+from tui.headless import press, until
+from tui.screens.item import ItemScreen
+from tui.screens.items import ItemsScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.runinfo import RunInfoScreen
+from tui.screens.significance import SignificanceScreen
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+LIMIT_S = 0.2
+CONDITIONS = (
+    ("dense", 0.0, "unstructured"),
+    ("wanda", 0.5, "unstructured"),
+    ("wanda", 0.7, "unstructured"),
+    ("sparsegpt", 0.5, "unstructured"),
+    ("magnitude", 0.5, "unstructured"),
+)
+
+
+@pytest.fixture(scope="module")
+def big_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("big") / "study"
+    make_synthetic_study(root, n_per_language=5_000, languages=("en", "de", "sw", "zh"), conditions=CONDITIONS)
+    return root
+
+
+async def test_keys_on_every_screen_while_a_100k_line_study_loads(
+    big_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path / "cache"))  # no index yet: loading builds it
+    timings: list[tuple[str, str, float, bool]] = []  # (screen, key, seconds, still loading)
+    app = PrunescopeApp([big_study], run_stats=False, stats_glmm=False)
+
+    async def keys(*ks: str) -> None:
+        for k in ks:
+            loading = app.study is None
+            screen = type(app.screen).__name__
+            timings.append((screen, k, await press(pilot, k), loading))
+
+    async with app.run_test(size=(130, 40)) as pilot:
+        # While the study loads: every screen, moving and switching.
+        await keys("j", "k", "2", "j", "G", "g", "slash", "escape", "3", "4", "j", "G", "5", "j", "k")
+        await keys("1", "question_mark", "escape", "2", "pagedown", "1")
+        assert any(loading for *_, loading in timings), "the study loaded before the first keys"
+        await until(lambda: app.study is not None)
+        assert sum(len(r) for r in app.study.runs) == 100_000
+        # Loaded: the same screens with their data.
+        await keys("j", "l", "k", "h", "2")
+        await until(lambda: isinstance(app.screen, ItemsScreen) and app.items_state.rows is not None)
+        await keys("j", "j", "G", "g", "pagedown", "right_square_bracket", "s", "r", "enter")
+        assert isinstance(app.screen, ItemScreen)
+        await keys("j", "G", "g", "right_square_bracket", "left_square_bracket", "escape")
+        assert isinstance(app.screen, ItemsScreen)
+        await keys("slash", *"lang:de", "enter")
+        await until(lambda: app.items_state.query == "lang:de")
+        await keys("j", "4", "j", "5", "G", "g", "j", "1", "question_mark", "escape", "j")
+        assert isinstance(app.screen, OverviewScreen)
+    visited = {screen for screen, *_ in timings}
+    for screen in (OverviewScreen, ItemsScreen, ItemScreen, SignificanceScreen, RunInfoScreen):
+        assert screen.__name__ in visited
+    slow = [(screen, key, round(s, 3), loading) for screen, key, s, loading in timings if s > LIMIT_S]
+    worst = sorted(timings, key=lambda t: -t[2])[:5]
+    assert not slow, f"keys handled in more than {LIMIT_S} s: {slow}; slowest: {worst}"
