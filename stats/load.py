@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from engine.contract import pairing
+from engine.contract.index import OUTCOME_COLUMNS
 from engine.contract.labels import CATEGORIES, category_codes
 from engine.contract.runs import RunSource, open_runs
 from engine.errors import UserError
@@ -52,20 +53,7 @@ COLUMNS = (
     "one_shot",
     "n_options",
 )
-_INDEXED = (  # columns taken as they are from the outcome index
-    "item_uid",
-    "language",
-    "open_correct",
-    "shown_correct",
-    "mc_correct",
-    "first_token_rank",
-    "seq_logprob",
-    "margin",
-    "demotion",
-    "beam_any",
-    "sample_hits",
-    "one_shot",
-)
+_INDEXED = tuple(c for c in COLUMNS if c in dict(OUTCOME_COLUMNS))  # taken as they are from the run index
 _CATEGORICAL = ("run_id", "model", "method", "pattern", "condition", "status", "language", "demotion", "item_uid")
 _NULLABLE = {
     "shown_correct": "boolean",
@@ -100,7 +88,10 @@ def _run_table(run: RunSource) -> pa.Table:
         "status": run.status,
     }
     for name, value in const.items():
-        cols[name] = pa.array(np.full(n, value)) if not isinstance(value, str) else pa.array([value] * n)
+        if isinstance(value, str):  # one dictionary entry, n codes
+            cols[name] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+        else:
+            cols[name] = pa.array(np.full(n, value))
     return pa.table(cols)
 
 
@@ -157,8 +148,9 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
 def _frame(table: pa.Table) -> pd.DataFrame:
     """The tidy pandas table (categoricals for labels and uids, nullable dtypes where values may be missing)."""
     for name in _CATEGORICAL:
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, name, table.column(name).dictionary_encode())
+        if not pa.types.is_dictionary(table.schema.field(name).type):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, table.column(name).dictionary_encode())
     df = table.to_pandas()
     for name in _CATEGORICAL:  # categories in sorted order, as `astype("category")` makes them
         cats = df[name].cat.categories
@@ -187,7 +179,8 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
     and counted in `attrs["unfinished"]`). Models without a dense run are listed in `attrs["no_reference"]`;
     an ambiguous reference (two dense runs of a model on the same items) raises.
     """
-    infos = [i for i in df.attrs.get("runs", []) if i["run_id"] in set(df["run_id"].astype(str).unique())]
+    present = {str(r) for r in df["run_id"].unique()}
+    infos = [i for i in df.attrs.get("runs", []) if i["run_id"] in present]
     keys = [
         pairing.RunKey(i["run_id"], i["model"], i["method"] == "dense", i["items_hash"], i["status"] == "running")
         for i in infos
@@ -198,7 +191,8 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
     rows_of = df.groupby("run_id", observed=True, sort=False).indices
     codes = df["item_uid"].cat.codes.to_numpy()
     content = df["content_key"].to_numpy()
-    out, unfinished = [], {}
+    parts: list[tuple[np.ndarray, np.ndarray, str]] = []  # (run rows, reference rows, reference run)
+    unfinished = {}
     for i, ref in enumerate(refs.of):
         if ref == pairing.NONE:
             continue
@@ -208,37 +202,40 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
             pa.array(codes[run_rows]), content[run_rows], pa.array(codes[ref_rows]), content[ref_rows]
         )
         unfinished_pair = run.running or base.running
-        uids = df["item_uid"]
-        problems = m.problems(
-            run.name,
-            base.name,
-            pa.array(uids.iloc[run_rows].astype(str).to_numpy()) if len(m.only_run) or len(m.differ) else pa.array([]),
-            pa.array(uids.iloc[ref_rows].astype(str).to_numpy()) if len(m.only_ref) else pa.array([]),
-            unfinished_pair,
-        )
-        if problems:
-            raise UserError(problems[0])
-        if unfinished_pair and (len(m.only_run) or len(m.only_ref)):
+        if len(m.differ) or len(m.only_run) or len(m.only_ref):
+            uids = df["item_uid"]
+            problems = m.problems(
+                run.name,
+                base.name,
+                pa.array(uids.iloc[run_rows].astype(str).to_numpy()),
+                pa.array(uids.iloc[ref_rows].astype(str).to_numpy()),
+                unfinished_pair,
+            )
+            if problems:
+                raise UserError(problems[0])
             unfinished[run.name] = len(m.only_run) + len(m.only_ref)
         paired = m.paired
-        pr = df.iloc[run_rows[paired]].reset_index(drop=True)
-        dn = df.iloc[ref_rows[m.ref_row[paired]]].reset_index(drop=True)
-        frame = pr[[*_META, "item_uid", "content_key"]].copy()
-        frame.insert(4, "reference_run", base.name)
-        for col in _CARRY:
-            if col in ("parallel_id", "language"):
-                frame[col] = pr[col]
-                continue
-            frame[f"{col}_pruned"] = pr[col]
-            frame[f"{col}_dense"] = dn[col]
-        out.append(frame)
-    if out:
-        res = pd.concat(out, ignore_index=True)
-        for col in ("category_dense", "category_pruned"):
-            res[col] = res[col].astype(str)
-        res["transition"] = res["category_dense"] + "→" + res["category_pruned"]
-        for col in ("model", "run_id", "reference_run", "method", "pattern", "condition", "language", "transition"):
-            res[col] = res[col].astype(str).astype("category")
+        parts.append((run_rows[paired], ref_rows[m.ref_row[paired]], base.name))
+    if parts:
+        pr = np.concatenate([p for p, _, _ in parts])
+        dn = np.concatenate([d for _, d, _ in parts])
+        names = [name for _, _, name in parts]
+        cols: dict[str, Any] = {c: df[c].array.take(pr) for c in _META}
+        refs_named = sorted(set(names))
+        ref_codes = np.repeat([refs_named.index(n) for n in names], [len(p) for p, _, _ in parts])
+        cols["reference_run"] = pd.Categorical.from_codes(ref_codes, categories=refs_named)
+        for c in ("item_uid", "content_key", "parallel_id", "language"):
+            cols[c] = df[c].array.take(pr)
+        for c in _CARRY[2:]:
+            cols[f"{c}_pruned"] = df[c].array.take(pr)
+            cols[f"{c}_dense"] = df[c].array.take(dn)
+        res = pd.DataFrame(cols)
+        res = res[
+            [*_META[:4], "reference_run", *_META[4:], *[c for c in cols if c not in _META and c != "reference_run"]]
+        ]
+        cat = [pd.Series(res[f"category_{side}"]).cat.codes.to_numpy() for side in ("dense", "pruned")]
+        labels = [f"{a}→{b}" for a in CATEGORIES for b in CATEGORIES]
+        res["transition"] = pd.Categorical.from_codes(4 * cat[0] + cat[1], categories=labels)
     else:
         res = pd.DataFrame(
             columns=[*_META[:4], "reference_run", *_META[4:], "item_uid", "content_key", "parallel_id", "language"]

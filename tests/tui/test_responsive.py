@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.synthetic import make_synthetic_study
+from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from tui.app import PrunescopeApp
 from tui.headless import press, until
 from tui.screens.item import ItemScreen
@@ -19,19 +19,12 @@ from tui.screens.significance import SignificanceScreen
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 LIMIT_S = 0.2
-CONDITIONS = (
-    ("dense", 0.0, "unstructured"),
-    ("wanda", 0.5, "unstructured"),
-    ("wanda", 0.7, "unstructured"),
-    ("sparsegpt", 0.5, "unstructured"),
-    ("magnitude", 0.5, "unstructured"),
-)
 
 
 @pytest.fixture(scope="module")
 def big_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("big") / "study"
-    make_synthetic_study(root, n_per_language=5_000, languages=("en", "de", "sw", "zh"), conditions=CONDITIONS)
+    make_synthetic_study(root, n_per_language=5_000, languages=("en", "de", "sw", "zh"), conditions=DEFAULT_CONDITIONS)
     return root
 
 

@@ -24,7 +24,7 @@ from engine.safe_text import inert
 from tui import render, view
 from tui.model import Study
 from tui.screens.base import DataScreen, Export
-from tui.widgets.lines import LinesView, render_strips
+from tui.widgets.lines import WIDE, LinesView, render_strips
 
 
 @dataclass
@@ -177,5 +177,5 @@ def _render(study: Study, index: int, width: int) -> Drawn:
         for table in (render.options_table(item, named), render.outputs_table(named), render.trace_block(records)):
             parts += [table, Text("")]
         parts.append(render.probes_block(named))
-    lines = render_strips(parts, width, wide=[isinstance(p, Table) for p in parts])
+    lines = render_strips(parts, width, [WIDE if isinstance(p, Table) else None for p in parts])
     return Drawn(records, problems, lines)

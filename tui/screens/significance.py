@@ -1,46 +1,51 @@
-"""Significance: the tables `prunescope stats` prints (McNemar, languages, Cochran's Q, GLMM)."""
+"""Significance: the tables `prunescope stats` prints (McNemar, languages, Cochran's Q, GLMM).
+
+The tables are drawn into lines in a worker when `stats` delivers them, and shown through the Line API.
+"""
 
 from __future__ import annotations
 
-from rich.console import Group
+from typing import Any
+
+from rich.console import RenderableType
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual import work
+from textual.app import App, ComposeResult
+from textual.strip import Strip
 from textual.widgets import Static
 
 from engine.safe_text import inert
 from tui import render
-from tui.screens.base import BodyScreen, Export
+from tui.screens.base import DataScreen, Export
+from tui.widgets.lines import LinesView, render_strips
 
 
-class SignificanceScreen(BodyScreen):
-    """Renders `app.stats_tables` (computed by stats in a worker) and the GLMM when it is fitted."""
+class SignificanceScreen(DataScreen):
+    """Renders `app.stats` (computed by stats in a worker) and the GLMM when it is fitted."""
 
     SCREEN_NAME = "4 Significance"
+    _drawn: tuple[int, int, str, int] | None = None  # (stats state, tables, note, width) on screen
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
         yield Static(id="message", classes="message")
-        with VerticalScroll(id="body"):
-            yield Static(id="tables")
-            yield Static(id="glmm")
+        yield LinesView(id="body")
         yield self.key_bar()
+
+    def on_mount(self) -> None:
+        self.query_one(LinesView).focus()
 
     def refresh_data(self) -> None:
         app = self.papp
         self.set_title()
         stats = app.stats
         msg = self.query_one("#message", Static)
-        tables = self.query_one("#tables", Static)
         if not app.run_stats:
             msg.update(Text("Significance tests are switched off (--no-stats).", style="italic"))
-            tables.update("")
         elif stats.error:
             msg.update(Text.assemble(("Significance tests unavailable: ", "bold red"), inert(stats.error, 1000)))
-            tables.update("")
         elif stats.tables is None:
             msg.update(Text("Running the tests of `prunescope stats` …", style="bold"))
-            tables.update("")
         else:
             msg.update(
                 Text(
@@ -50,22 +55,31 @@ class SignificanceScreen(BodyScreen):
                     style="dim",
                 )
             )
-            parts = [render.report_table(t) for t in stats.tables]
-            tables.update(Group(*(r for r, _ in parts)))
-            tables.styles.width = max(w for _, w in parts)
-        glmm = self.query_one("#glmm", Static)
-        if stats.glmm is not None:
-            renderable, width = render.report_table(stats.glmm)
-            glmm.update(renderable)
-            glmm.styles.width = width
-        elif stats.glmm_error:
-            glmm.update(Text.assemble(("GLMM not fitted: ", "bold"), inert(stats.glmm_error, 600)))
-        elif stats.tables is not None and not app.stats_glmm:
-            glmm.update(Text("GLMM not fitted (--no-glmm).", style="italic"))
-        elif stats.tables is not None:
-            glmm.update(Text("Fitting the mixed-effects model …", style="italic"))
-        else:
-            glmm.update("")
+        tables = [*(stats.tables or []), *([stats.glmm] if stats.glmm is not None else [])] if app.run_stats else []
+        note = None
+        if stats.glmm is None and stats.glmm_error:
+            note = Text.assemble(("GLMM not fitted: ", "bold"), inert(stats.glmm_error, 600))
+        elif stats.glmm is None and stats.tables is not None and app.run_stats:
+            note = Text("Fitting the mixed-effects model …" if app.stats_glmm else "GLMM not fitted (--no-glmm).")
+        width = max(40, (self.size.width or app.size.width) - 2)
+        drawn = (id(stats), len(tables), note.plain if note is not None else "", width)
+        if drawn != self._drawn:
+            self._drawn = drawn
+            self._draw(self.app, tables, note, width)
+
+    @work(thread=True, exclusive=True, group="significance")
+    def _draw(self, app: App[None], tables: list[Any], note: Text | None, width: int) -> None:
+        drawn = [render.report_table(t) for t in tables]
+        parts: list[RenderableType] = [r for r, _ in drawn] + ([note] if note is not None else [])
+        lines = render_strips(parts, width, [w for _, w in drawn])
+        app.call_from_thread(self._show, lines)
+
+    def _show(self, lines: list[Strip]) -> None:
+        self.query_one(LinesView).set_lines(lines)
+
+    def on_resize(self) -> None:
+        if self.is_current:
+            self.refresh_data()
 
     def export_view(self) -> Export | None:
         tables = list(self.papp.stats.tables or []) + ([self.papp.stats.glmm] if self.papp.stats.glmm else [])

@@ -34,13 +34,15 @@ def _console(width: int) -> Console:
     return console
 
 
-def render_strips(renderables: Sequence[RenderableType], width: int, wide: Sequence[bool] = ()) -> list[Strip]:
-    """Render `renderables` one under the other into lines, `width` cells wide; those marked `wide`
-    (tables) get up to WIDE cells and keep their natural width. Thread-safe: one console per thread."""
+def render_strips(renderables: Sequence[RenderableType], width: int, widths: Sequence[int | None] = ()) -> list[Strip]:
+    """Render `renderables` one under the other into lines, `width` cells wide, or as wide as `widths`
+    gives for that renderable (a table at its natural width; the view scrolls sideways). Thread-safe:
+    one console per thread."""
     console = _console(width)
     lines: list[Strip] = []
     for k, r in enumerate(renderables):
-        options = console.options.update_width(WIDE if k < len(wide) and wide[k] else width)
+        w = widths[k] if k < len(widths) and widths[k] else width
+        options = console.options.update_width(max(width, min(int(w), WIDE)))
         lines += [Strip(segs) for segs in console.render_lines(r, options, pad=False)]
     return lines
 
