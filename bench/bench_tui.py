@@ -50,7 +50,7 @@ def study_for(lines: int, base: Path) -> tuple[Path, float]:
     return study, time.perf_counter() - t0
 
 
-async def _until(pilot, ready, timeout: float = 600.0) -> None:
+async def _until(pilot, ready, timeout: float = 1800.0) -> None:
     await until(ready, timeout)
 
 

@@ -36,7 +36,7 @@ async def press(pilot: Any, *keys: str) -> float:
     return time.perf_counter() - t
 
 
-async def until(ready: Callable[[], bool], timeout: float = 600.0) -> None:
+async def until(ready: Callable[[], bool], timeout: float = 1800.0) -> None:
     """Wait until `ready()`, polling with plain sleeps."""
     deadline = time.perf_counter() + timeout
     while not ready():
