@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study  # noqa: E402
-from tui.headless import press, until  # noqa: E402
+from tui.headless import cpu_starvation, press, until  # noqa: E402
 
 
 def study_for(lines: int, base: Path) -> tuple[Path, float]:
@@ -222,7 +222,7 @@ def _print(results: dict[str, float]) -> None:
             print(f"  {key[:-2]:<24} {value:8.3f} s")
         else:
             print(f"  {key:<24} {value:10.0f}")
-    print(f"  ({_load()})")
+    print(f"  ({_load()}; CPU starvation {cpu_starvation():.1f}: wall seconds per CPU second of a busy loop)")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,12 @@ async def until(ready: Callable[[], bool], timeout: float = 1800.0) -> None:
         if time.perf_counter() > deadline:
             raise TimeoutError("the app did not get there in time")
         await asyncio.sleep(0.001)
+
+
+def cpu_starvation() -> float:
+    """Wall seconds per CPU second of this thread for a short busy loop: 1.0 on an idle machine whatever
+    its CPU, 10 where the process gets a tenth of a core (a shared, oversubscribed machine)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    while time.thread_time() - cpu < 0.1:
+        sum(range(1000))
+    return max(1.0, (time.perf_counter() - wall) / (time.thread_time() - cpu))

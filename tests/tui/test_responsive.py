@@ -1,5 +1,10 @@
 """The TUI never blocks: keys on every screen of a 100k-line study, while it loads and after, each
-handled within 200 ms (time from the key to the app and the screen having processed it)."""
+handled within 200 ms (time from the key to the app and the screen having processed it).
+
+The 200 ms are for a machine that gives this process a whole core. On a shared, oversubscribed
+machine a process gets a fraction of one, so the bound is scaled by the measured share: how much wall
+time a fixed amount of this thread's CPU work takes (1 on an idle machine, whatever the CPU).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import pytest
 
 from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from tui.app import PrunescopeApp
-from tui.headless import press, until
+from tui.headless import cpu_starvation, press, until
 from tui.screens.item import ItemScreen
 from tui.screens.items import ItemsScreen
 from tui.screens.overview import OverviewScreen
@@ -41,6 +46,7 @@ async def test_keys_on_every_screen_while_a_100k_line_study_loads(
             screen = type(app.screen).__name__
             timings.append((screen, k, await press(pilot, k), loading))
 
+    starved = [cpu_starvation()]
     async with app.run_test(size=(130, 40)) as pilot:
         # While the study loads: every screen, moving and switching.
         await keys("j", "k", "2", "j", "G", "g", "slash", "escape", "3", "4", "j", "G", "5", "j", "k")
@@ -59,9 +65,13 @@ async def test_keys_on_every_screen_while_a_100k_line_study_loads(
         await until(lambda: app.items_state.query == "lang:de")
         await keys("j", "4", "j", "5", "G", "g", "j", "1", "question_mark", "escape", "j")
         assert isinstance(app.screen, OverviewScreen)
+    starved.append(cpu_starvation())
+    limit = LIMIT_S * max(starved)
     visited = {screen for screen, *_ in timings}
     for screen in (OverviewScreen, ItemsScreen, ItemScreen, SignificanceScreen, RunInfoScreen):
         assert screen.__name__ in visited
-    slow = [(screen, key, round(s, 3), loading) for screen, key, s, loading in timings if s > LIMIT_S]
+    slow = [(screen, key, round(s, 3), loading) for screen, key, s, loading in timings if s > limit]
     worst = sorted(timings, key=lambda t: -t[2])[:5]
-    assert not slow, f"keys handled in more than {LIMIT_S} s: {slow}; slowest: {worst}"
+    assert not slow, (
+        f"keys handled in more than {limit:.3f} s ({LIMIT_S} s x starvation {max(starved):.1f}): {slow}; slowest: {worst}"
+    )
