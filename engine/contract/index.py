@@ -40,7 +40,15 @@ import pyarrow as pa
 from msgspec import Struct
 
 from engine.atomic import replace_file
-from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, corrupt_line, decode_object, read_line
+from engine.contract.reader import (
+    ITEMS,
+    OUTCOMES,
+    JsonlChunks,
+    RunFolderError,
+    corrupt_line,
+    decode_object,
+    read_line,
+)
 
 INDEX_VERSION = "1"
 OUTCOMES_INDEX = "outcomes.index.arrow"
@@ -307,17 +315,10 @@ def _decode_chunk(layout: Layout, path: Path, body: bytes, base: int, lineno: in
 def decode_rows(layout: Layout, path: Path, start: int = 0, lineno: int = 0) -> Rows:
     """Index rows of the complete lines of `path` from byte `start`; corrupt lines are named, not fatal."""
     out = Rows(end=start, n_lines=lineno)
-    with open(path, "rb") as f:
-        f.seek(start)
-        rest = b""
-        while chunk := f.read(_CHUNK):
-            data = rest + chunk if rest else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                out.n_lines += _decode_chunk(layout, path, data[:cut], out.end, out.n_lines, out)
-                out.end += cut
-            rest = data[cut:]
-    out.torn_tail = bool(rest)
+    chunks = JsonlChunks(path, start, _CHUNK)
+    for base, body in chunks:
+        out.n_lines += _decode_chunk(layout, path, body, base, out.n_lines, out)
+    out.end, out.torn_tail = chunks.end, chunks.torn_tail
     if not out.batches:
         out.batches.append(_empty(layout))
     return out

@@ -3,7 +3,9 @@
 A JSONL file is read in complete lines: a final line without a newline is a torn tail (a write in
 progress, or one cut by a kill) and is never parsed. A complete line that does not decode is a
 corrupt line, named by `file:line` and the reason; `strict` readers raise it, tolerant ones collect
-it and go on. Blank lines are skipped (they count in line numbers).
+it and go on. Blank lines are skipped (they count in line numbers). `JsonlChunks` is the one place
+that reads JSONL files: `JsonlLines` splits its chunks into lines (records, validation, the writer),
+and the run index decodes whole chunks at once (`engine.contract.index`).
 """
 
 from __future__ import annotations
@@ -34,37 +36,62 @@ def corrupt_line(path: Path, lineno: int, exc: Exception) -> str:
     return f"{path}:{lineno}: corrupt line ({exc.__class__.__name__}: {str(exc)[:160]})"
 
 
+class JsonlChunks:
+    """The complete lines of a JSONL file from byte `start`, a chunk of whole lines at a time.
+
+    Iterate for (offset of the chunk in the file, bytes ending in a newline). After iterating, `end`
+    is the byte after the last complete line and `torn_tail` says whether an incomplete line follows.
+    """
+
+    def __init__(self, path: Path, start: int = 0, chunk: int = _CHUNK) -> None:
+        self.path = Path(path)
+        self.end, self.chunk = start, chunk
+        self.torn_tail = False
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        with open(self.path, "rb") as f:
+            f.seek(self.end)
+            rest = b""
+            while data := f.read(self.chunk):
+                data = rest + data if rest else data
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    yield self.end, data[:cut]
+                    self.end += cut
+                rest = data[cut:]
+        self.torn_tail = bool(rest)
+
+
 class JsonlLines:
     """Complete lines of a JSONL file from byte `start`; iterate for (line number, offset, raw bytes).
 
     `lineno` is the number of lines before `start`. After iterating, `end` is the byte after the
     last complete line, `n_lines` the lines read up to there, and `torn_tail` whether an incomplete
-    line follows.
+    line follows. Blank lines are counted, not yielded.
     """
 
     def __init__(self, path: Path, start: int = 0, lineno: int = 0) -> None:
         self.path = Path(path)
-        self.start = self.end = start
+        self._chunks = JsonlChunks(path, start)
         self.n_lines = lineno
-        self.torn_tail = False
+
+    @property
+    def end(self) -> int:
+        return self._chunks.end
+
+    @property
+    def torn_tail(self) -> bool:
+        return self._chunks.torn_tail
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
-        with open(self.path, "rb") as f:
-            f.seek(self.start)
-            base, rest = self.start, b""
-            while chunk := f.read(_CHUNK):
-                data = rest + chunk if rest else chunk
-                pos = 0
-                while (nl := data.find(b"\n", pos)) >= 0:
-                    self.n_lines += 1
-                    raw = data[pos:nl]
-                    if raw.strip():
-                        yield self.n_lines, base + pos, raw
-                    pos = nl + 1
-                    self.end = base + pos
-                rest = data[pos:]
-                base += pos
-            self.torn_tail = bool(rest)
+        for base, body in self._chunks:
+            pos = 0
+            while (nl := body.find(b"\n", pos)) >= 0:
+                self.n_lines += 1
+                raw = body[pos:nl]
+                if raw.strip():
+                    yield self.n_lines, base + pos, raw
+                pos = nl + 1
 
 
 @dataclass
