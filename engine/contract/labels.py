@@ -106,7 +106,7 @@ def parse_pattern(pattern: str) -> tuple[int, int] | None:
         raise ValueError(f"pattern {pattern!r}: expected 'unstructured' or N:M such as 2:4")
     n, m = int(parts[0]), int(parts[1])
     if not 0 < n <= m:
-        raise ValueError(f"pattern {pattern!r}: N:M needs 0 < N <= M")
+        raise ValueError(f"pattern {pattern!r}: N:M needs 0 < N <= M (N, the weights kept, cannot exceed M)")
     return n, m
 
 
