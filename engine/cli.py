@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from engine.errors import UserError
+from engine.errors import UserError, os_error_line
 
 # (module, function) pairs; each function takes the subparsers object and adds its commands,
 # setting `func` on each parser to a callable `(args) -> int | None`.
@@ -60,16 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
         return 141
+    except OSError as exc:  # permission, read-only, disk full, not a folder…: the path and what to do
+        line = os_error_line(exc)
+        if debug:
+            raise
+        if line is None:
+            return _internal_error(args.command, exc)
+        print(f"prunescope {args.command}: error: {line}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug, not bad input: one line, and how to see more
         if debug:
             raise
-        print(
-            f"prunescope {args.command}: internal error: {exc.__class__.__name__}: {exc} "
-            "(run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal_error(args.command, exc)
     return int(rc or 0)
+
+
+def _internal_error(command: str, exc: BaseException) -> int:
+    print(
+        f"prunescope {command}: internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

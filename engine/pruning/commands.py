@@ -54,15 +54,9 @@ def register(sub: Any) -> None:
     q.set_defaults(func=perplexity_command)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def prune_command(args: argparse.Namespace) -> int:
     from engine.config import CalibrationSpec, Condition, ModelSpec
-    from engine.models import load_model
+    from engine.models import load_model, resolve_device
     from engine.pruning.apply import prune_model
     from engine.pruning.cache import default_cache_dir
 
@@ -84,7 +78,7 @@ def prune_command(args: argparse.Namespace) -> int:
     from engine.pruning.apply import settings_for
 
     settings_for(condition, batch_size=args.batch_size)  # bad sparsity/pattern fails before loading the model
-    device = _device(args.device)
+    device = resolve_device(args.device, "--device")
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     report = prune_model(
@@ -116,10 +110,10 @@ def prune_command(args: argparse.Namespace) -> int:
 
 def perplexity_command(args: argparse.Namespace) -> int:
     from engine.config import ModelSpec
-    from engine.models import load_model
+    from engine.models import load_model, resolve_device
     from engine.pruning.perplexity import perplexity_of_file
 
-    loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=_device(args.device)))
+    loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=resolve_device(args.device, "--device")))
     res = perplexity_of_file(loaded.model, loaded.tokenizer, args.text, seqlen=args.seqlen, batch_size=args.batch_size)
     print(json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res}))
     return 0
