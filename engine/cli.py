@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"prunescope {args.command}: error: {exc}", file=sys.stderr)
+        _error_line(args.command, f"error: {exc}")
         return 2
     except KeyboardInterrupt:
         print(f"prunescope {args.command}: interrupted", file=sys.stderr)
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if line is None:
             return _internal_error(args.command, exc)
-        print(f"prunescope {args.command}: error: {line}", file=sys.stderr)
+        _error_line(args.command, f"error: {line}")
         return 2
     except Exception as exc:  # a bug, not bad input: one line, and how to see more
         if debug:
@@ -75,11 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(rc or 0)
 
 
+def _error_line(command: str, text: str) -> None:
+    """One line on stderr; paths and data quoted in it stay inert (no newlines, no terminal controls)."""
+    from engine.safe_text import inert
+
+    print(f"prunescope {command}: {inert(text, max_len=4000)}", file=sys.stderr)
+
+
 def _internal_error(command: str, exc: BaseException) -> int:
-    print(
-        f"prunescope {command}: internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)",
-        file=sys.stderr,
-    )
+    _error_line(command, f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
     return 1
 
 

@@ -36,6 +36,18 @@ def check_device(device: str, where: str) -> None:
         raise UserError(f"{where} = {device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
+def check_calibration_source(source: str, where: str) -> None:
+    """A local calibration file exists ('bundled' and hf:NAME are checked when they are read)."""
+    if source == "bundled" or source.startswith("hf:"):
+        if source.startswith("hf:") and not source[3:].strip(":"):
+            raise UserError(f"{where} = {source!r} names no dataset (hf:NAME[:CONFIG])")
+        return
+    file = Path(source).expanduser()
+    if not file.is_file():
+        what = "is a folder, not a file" if file.is_dir() else "does not exist"
+        raise UserError(f"{where} = {source!r} {what} (give a file, 'bundled' or hf:NAME)")
+
+
 def check_models(models: Sequence[ModelSpec], spec_path: Path) -> None:
     from engine.models import check_model_source
 

@@ -20,7 +20,7 @@ import tomllib
 
 from engine.config import DTYPES, MC_RULES, CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
-from engine.preflight import DEVICE_RE, DEVICES
+from engine.preflight import DEVICE_RE, DEVICES, check_calibration_source
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
 _TOP_KEYS = {"name", "items", "models", "pruning", "calibration", "protocol", "conditions", "launcher"}
@@ -219,18 +219,6 @@ def _bool(table: Mapping[str, Any], key: str, default: bool, where: str, path: P
     return value
 
 
-def _check_calibration_source(calib: CalibrationSpec, path: Path) -> None:
-    source = calib.source
-    if source == "bundled" or source.startswith("hf:"):
-        if source.startswith("hf:") and not source[3:].strip(":"):
-            raise UserError(f"{path}: [calibration].source {source!r} names no dataset (hf:NAME[:CONFIG])")
-        return
-    file = Path(source).expanduser()
-    if not file.is_file():
-        what = "is a folder, not a file" if file.is_dir() else "does not exist"
-        raise UserError(f"{path}: [calibration].source {source!r} {what} (give a file, 'bundled' or hf:NAME)")
-
-
 def read_spec(path: Path) -> tuple[str, dict[str, Any]]:
     """The spec's text and its TOML table; every read or syntax error names the file."""
     path = Path(path)
@@ -336,7 +324,7 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
     if not conditions:
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
     if any(c.method in ("wanda", "sparsegpt") for c in conditions):
-        _check_calibration_source(calib, path)
+        check_calibration_source(calib.source, f"{path}: [calibration].source")
     unique = list(dict.fromkeys(conditions))
     return Study(name=name, items=items, models=tuple(models), conditions=tuple(unique), protocol=protocol)
 

@@ -63,7 +63,10 @@ def test_overrides_replace_keys(tmp_path):
         ("[[models]]\nid='demo'\n[items]\nn_per_languag = 3\n", r"unknown key\(s\) n_per_languag in \[items\]"),
         ("[items]\nn_per_language = 3\n", "needs at least one \\[\\[models\\]\\]"),
         ("[[models]]\nid='demo'\n[pruning]\nmethods=['wandaa']\nsparsities=[0.5]\n", "unknown method 'wandaa'"),
-        ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[1.5]\n", "sparsity must be a number in \\(0, 1\\)"),
+        (
+            "[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[1.5]\n",
+            "sparsity must be a number in \\(0, 1\\)",
+        ),
         ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N < M"),
         ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be an integer"),
         ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be one of 'failed', 'all', 'none'"),
