@@ -117,7 +117,7 @@ def sweep_stale(parent: Path) -> list[Path]:
     return removed
 
 
-def _chmod_tree(folder: Path) -> None:
+def fix_modes(folder: Path) -> None:
     """The permissions mkdir/open give under the umask (mkdtemp makes 0700, some writers 0600)."""
     os.chmod(folder, mode_like_open(folder=True))
     for p in folder.rglob("*"):
@@ -146,7 +146,7 @@ def build_entry(final: Path) -> Iterator[Path]:
         lock.release()
         (tmp / _LOCK).unlink(missing_ok=True)
         write_checksums(tmp)
-        _chmod_tree(tmp)
+        fix_modes(tmp)
         try:
             os.replace(tmp, final)
         except OSError:

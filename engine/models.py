@@ -275,7 +275,10 @@ def _verified_demo_meta(folder: Path) -> dict[str, Any] | None:
     if meta is None:
         return None
     if not cache_entry.has_checksums(folder):
-        cache_entry.write_checksums(folder)  # converted before checksums were recorded: adopted as it is
+        # converted before checksums were recorded: adopted as it is (best effort in a cache of another user)
+        with contextlib.suppress(OSError):
+            cache_entry.fix_modes(folder)
+            cache_entry.write_checksums(folder)
         return meta
     problem = cache_entry.verify(folder)
     if problem is not None:
