@@ -82,6 +82,17 @@ def verify(folder: Path) -> str | None:
     return None
 
 
+def verified_or_discarded(folder: Path, what: str, then: str) -> bool:
+    """True when `folder` verifies; else names it on stderr (`what FOLDER: problem; then`), removes it
+    and returns False so the caller rebuilds it."""
+    problem = verify(folder)
+    if problem is None:
+        return True
+    warn(f"{what} {folder}: {problem}; {then}")
+    discard(folder)
+    return False
+
+
 def discard(folder: Path) -> None:
     """Remove an entry: first renamed out of the way (atomic), so no reader sees it half deleted."""
     folder = Path(folder)

@@ -280,12 +280,7 @@ def _verified_demo_meta(folder: Path) -> dict[str, Any] | None:
             cache_entry.fix_modes(folder)
             cache_entry.write_checksums(folder)
         return meta
-    problem = cache_entry.verify(folder)
-    if problem is not None:
-        cache_entry.warn(f"demo model cache {folder}: {problem}; converting it again")
-        cache_entry.discard(folder)
-        return None
-    return meta
+    return meta if cache_entry.verified_or_discarded(folder, "demo model cache", "converting it again") else None
 
 
 def _read_demo_meta(folder: Path) -> dict[str, Any] | None:

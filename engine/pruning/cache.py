@@ -60,12 +60,7 @@ def load_entry(cache_dir: Path, key: str, model: nn.Module) -> dict[str, Any] | 
     folder = entry_dir(cache_dir, key)
     for gone in cache_entry.sweep_stale(folder.parent):
         cache_entry.warn(f"removed {gone}, left by a cache write that was killed")
-    if not folder.exists():
-        return None
-    problem = cache_entry.verify(folder)
-    if problem is not None:
-        cache_entry.warn(f"pruning cache entry {folder}: {problem}; pruning again")
-        cache_entry.discard(folder)
+    if not folder.exists() or not cache_entry.verified_or_discarded(folder, "pruning cache entry", "pruning again"):
         return None
     from safetensors.torch import load_file
 

@@ -769,3 +769,33 @@ def test_real_exit_path(case_id: str, workspace: Path) -> None:
     check_output(case, workspace, proc.returncode, proc.stdout, proc.stderr)
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert _snapshot(workspace) == before
+
+
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (
+            OSError(28, "No space left on device", "/data/out/x"),
+            "/data/out/x: No space left on device; the disk is full",
+        ),
+        (OSError(28, "No space left on device"), "No space left on device while writing; the disk is full"),
+        (
+            OSError(30, "Read-only file system", "/ro/out"),
+            "/ro/out: Read-only file system; the file system is read-only",
+        ),
+        (PermissionError(13, "Permission denied", "/x/y"), "/x/y: Permission denied; check its permissions"),
+    ],
+)
+def test_file_system_errors_anywhere_are_one_line(
+    exc: OSError, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A disk that fills up or a folder that turns read-only mid-run is named, not called a bug."""
+    import engine.status
+
+    def fail(*a: object, **k: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(engine.status, "print_status", fail)
+    assert main(["status", "/anywhere"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"prunescope status: error: {expected}"), err

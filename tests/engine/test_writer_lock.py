@@ -4,6 +4,7 @@ unique line."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,21 +164,21 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def _start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_writing(proc: subprocess.Popen, run: Path, lines: int = 2) -> None:
-    """Until `proc` has written `lines` outcome lines of `run` (it holds the lock from before its first)."""
-    deadline = time.time() + 300
-    outcomes = run / OUTCOMES
-    while time.time() < deadline and proc.poll() is None:
-        if outcomes.exists() and outcomes.read_bytes().count(b"\n") >= lines:
-            return
-        time.sleep(0.02)
-    raise AssertionError(
-        f"the first writer did not start writing (exit {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}"
-    )
+@contextlib.contextmanager
+def _writing(argv: list[str], run: Path, lines: int = 2) -> Iterator[subprocess.Popen]:
+    """A writer process, once it has written `lines` outcome lines of `run` (it holds the lock from
+    before its first line); SIGKILLed when the block ends."""
+    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        outcomes = run / OUTCOMES
+        while not (outcomes.exists() and outcomes.read_bytes().count(b"\n") >= lines):
+            assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.02)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def _local_run(spec: Path, out: Path) -> list[str]:
@@ -206,9 +208,7 @@ def test_two_local_writers_the_second_fails_at_once_then_takes_over_after_a_kill
     spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    first = _start(_local_run(spec, out))
-    try:
-        _wait_writing(first, out / RUN)
+    with _writing(_local_run(spec, out), out / RUN) as first:
         t0 = time.time()
         rc = main(["run", str(spec), "--out", str(out), "--no-progress"])
         seconds = time.time() - t0
@@ -216,9 +216,8 @@ def test_two_local_writers_the_second_fails_at_once_then_takes_over_after_a_kill
         assert rc == 2 and len(err) == 1, err
         assert f"pid {first.pid} on {socket.gethostname()}" in err[0] and str(out / RUN) in err[0]
         assert seconds < 30  # refused before any model loads (items and checks only)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        assert main(["validate", "--repair", str(out)]) == 2  # a repair never runs beside a live writer
+        assert f"pid {first.pid}" in capsys.readouterr().err
     assert read_manifest(out / RUN)["status"] == "running"  # killed mid-run
     _finish_and_check(spec, out, capsys)
 
@@ -231,26 +230,17 @@ def test_local_run_and_launcher_worker_exclude_each_other(
 
     out = tmp_path / "out"
     # a launcher worker holds the run; a local run is refused naming it
-    worker = _start(_worker(spec, out))
-    try:
-        _wait_writing(worker, out / RUN)
+    with _writing(_worker(spec, out), out / RUN) as worker:
         capsys.readouterr()
         assert main(["run", str(spec), "--out", str(out), "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert f"pid {worker.pid} on" in err, err
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
     # a local run holds it; a launcher worker (as Ray or submitit would start it) is refused naming it
-    local = _start(_local_run(spec, out))
-    try:
-        _wait_writing(local, out / RUN, lines=int((out / RUN / OUTCOMES).read_bytes().count(b"\n")) + 2)
+    done = (out / RUN / OUTCOMES).read_bytes().count(b"\n")
+    with _writing(_local_run(spec, out), out / RUN, lines=done + 2) as local:
         with pytest.raises(LockHeld, match=f"pid {local.pid} on"):
             run_job(spec.read_text(), str(spec), str(out), RUN, {}, None)
         assert "LockHeld" in log_path(out, RUN).read_text()  # the worker's log says why it stopped
-    finally:
-        local.send_signal(signal.SIGKILL)
-        local.wait()
     _finish_and_check(spec, out, capsys)
 
 

@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,15 @@ import pytest
 import torch
 
 from engine import cache_entry, models
-from engine.config import CalibrationSpec, Condition, ModelSpec
+from engine.config import Condition, ModelSpec
 from engine.pruning import cache as pcache
 from engine.pruning.apply import prune_model
-from engine.pruning.calibration import bundled_texts
-from tests.engine.pruning.prune_fixtures import one_thread, tiny_model, train_tokenizer
+from tests.engine.pruning.conftest import CALIB
+from tests.engine.pruning.prune_fixtures import tiny_model
 from tests.tiny import make_tiny_model_dir
 
-CALIB = CalibrationSpec(source="bundled", nsamples=4, seqlen=32, seed=0)
 COND = Condition("wanda", 0.5, "unstructured", CALIB)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return train_tokenizer(tmp_path_factory.mktemp("tok"), bundled_texts())
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _prune(tokenizer: Any, cache_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
