@@ -134,11 +134,11 @@ _RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
 }
 
 
-def build_table(cls: type, table: Any, where: str, path: Path, **fixed: Any) -> Any:
+def build_table(cls: type, table: Any, where: str, path: Path) -> Any:
     """`cls(**table)` after checking keys, types and ranges; every error names `path` and the key."""
     if not isinstance(table, dict):
         raise UserError(f"{path}: {where} must be a table, got {table!r}")
-    _check_keys(table, _fields(cls) - set(fixed), where, path)
+    _check_keys(table, _fields(cls), where, path)
     hints = typing.get_type_hints(cls)
     rules = _RULES.get(cls.__name__, {})
     for key, value in table.items():
@@ -152,7 +152,6 @@ def build_table(cls: type, table: Any, where: str, path: Path, **fixed: Any) -> 
             kwargs[key] = tuple(value)
         elif hints[key] is float:
             kwargs[key] = float(value)
-    kwargs.update(fixed)
     try:
         return cls(**kwargs)
     except TypeError as exc:
