@@ -19,10 +19,15 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
 
 
+def mode_like_open(folder: bool = False) -> int:
+    """The mode open() (0o666) or mkdir() (0o777) gives under the user's umask."""
+    return (0o777 if folder else 0o666) & ~_UMASK
+
+
 def _mkstemp_like_open(path: Path) -> tuple[int, str]:
     """A temp file beside `path` with the permissions open() would give (mkstemp makes it 0600)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.fchmod(fd, mode_like_open())
     return fd, tmp
 
 
@@ -55,3 +60,8 @@ def replace_file(path: Path, write: Callable[[IO[bytes]], None], durable: bool =
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, durably."""
+    replace_file(path, lambda f: f.write(data))

@@ -1,13 +1,20 @@
-"""Writing run folders: manifest.json, items.jsonl, outcomes.jsonl and its index; validating them.
+"""Writing run folders: manifest.json, items.jsonl, outcomes.jsonl and its index; validating and
+repairing them.
 
 Torch-free. The reader side of the format (file names, the tolerant line reader, typed records,
-the run index, the pairing rule) is `engine.contract`; this module writes through it.
+the run index, the pairing rule, the schema_version check) is `engine.contract`; this module writes
+through it.
 
 Writing is crash-safe: the manifest is replaced atomically (write, fsync, rename), outcome lines are
 appended and fsynced batch by batch, then their rows are appended to `outcomes.index.arrow`, and a
 torn last line (a write cut by a kill) is detected and cut off when a writer reopens the file. A
 kill between the two appends leaves the index behind its file: readers extend it, and the next
 writer rewrites it.
+
+One writer per run folder: a writer holds the advisory lock `.writer.lock` (see `engine.locks`) for
+its life. A resumed writer (and `prunescope validate --repair`) removes exact duplicate outcome
+lines of one item, keeping the first, and refuses, naming item and lines, when duplicates of one
+item differ; the index is rebuilt from what remains.
 """
 
 from __future__ import annotations
@@ -17,15 +24,41 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import replace_file
-from engine.contract.index import OUTCOME_LAYOUT, OUTCOMES_INDEX, append_batch, index_bytes, open_index, row_batch
-from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, RunFolderError, read_items, read_manifest, scan_jsonl
+from engine.atomic import replace_file, write_bytes_atomic
+from engine.contract.index import (
+    OUTCOME_LAYOUT,
+    OUTCOMES_INDEX,
+    LineIndex,
+    append_batch,
+    index_bytes,
+    open_index,
+    row_batch,
+)
+from engine.contract.pairing import first_rows
+from engine.contract.reader import (
+    ITEMS,
+    MANIFEST,
+    OUTCOMES,
+    RunFolderError,
+    read_items,
+    read_manifest,
+    scan_jsonl,
+)
 
-SCHEMA_VERSION = 1
+WRITER_LOCK = ".writer.lock"
+
+
+def writer_lock(run_dir: Path):
+    """The lock a writer of `run_dir` holds for its life (`with writer_lock(run):`); a second writer gets
+    `engine.locks.LockHeld` naming the first."""
+    from engine.locks import ProcessLock
+
+    return ProcessLock(Path(run_dir) / WRITER_LOCK, f"run folder {run_dir}")
 
 
 def dumps_line(record: dict[str, Any]) -> str:
@@ -48,12 +81,15 @@ def items_hash(items: Iterable[dict[str, Any]]) -> str:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace `path` with `obj` as JSON so that readers see the old or the new file, never half."""
     text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    replace_file(path, lambda f: f.write(text.encode("utf-8")))
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file atomically (used for items.jsonl)."""
     replace_file(path, lambda f: f.writelines(dumps_line(r).encode("utf-8") for r in records))
+
+
+# ---------------------------------------------------------------- repairs (under the writer lock)
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -86,34 +122,104 @@ def repair_torn_tail(path: Path) -> int:
     return size - keep
 
 
+def remove_duplicate_outcomes(path: Path) -> list[int]:
+    """Remove exact duplicate lines of one item from outcomes.jsonl, keeping the first; returns the
+    1-based numbers of the removed lines. Lines of one item that differ raise `RunFolderError` naming
+    the item and its lines (nothing is changed then). A unique line is never dropped. The caller holds
+    the writer lock and has cut any torn tail."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    scan = scan_jsonl(path, strict=True)
+    first: dict[str, tuple[int, str]] = {}  # uid -> (line number, canonical line)
+    removed: list[tuple[int, int, int]] = []  # (line number, offset, length)
+    conflicts: dict[str, list[int]] = {}
+    for n, offset, length, rec in zip(scan.lines, scan.offsets, scan.lengths, scan.records):
+        uid = rec.get("item_uid")
+        if not isinstance(uid, str):
+            raise RunFolderError(f"{path}:{n}: corrupt line (no item_uid string)")
+        canonical = dumps_line(rec)
+        if uid not in first:
+            first[uid] = (n, canonical)
+        elif first[uid][1] == canonical:
+            removed.append((n, offset, length))
+        else:
+            conflicts.setdefault(uid, [first[uid][0]]).append(n)
+    if conflicts:
+        uid, where = next(iter(conflicts.items()))
+        more = f" (and {len(conflicts) - 1} more items)" if len(conflicts) > 1 else ""
+        raise RunFolderError(
+            f"{path}: item {uid!r} has different outcome lines {', '.join(map(str, where))}{more}; two writers "
+            "disagreed, so neither is kept silently: delete the wrong lines, or the run folder to run it again"
+        )
+    if removed:
+        data = path.read_bytes()
+        parts, pos = [], 0
+        for _, offset, length in removed:
+            parts.append(data[pos:offset])
+            pos = offset + length
+        write_bytes_atomic(path, b"".join(parts) + data[pos:])
+    return [n for n, _, _ in removed]
+
+
+@dataclass
+class Repair:
+    """What opening a run's outcomes for writing repaired, and the index of the lines that remain."""
+
+    cut_bytes: int = 0  # a torn last line cut off
+    removed_lines: list[int] = field(default_factory=list)  # exact duplicate lines removed
+    index: LineIndex | None = None  # None when there is no outcomes.jsonl
+
+
+def repair_outcomes(run_dir: Path) -> Repair:
+    """Cut a torn last line, remove exact duplicate lines, and index what remains (the caller holds
+    the writer lock). Duplicates are looked for in the index's uid column, so a file without any is
+    not parsed twice; the index is rebuilt from the file after lines were removed."""
+    path, beside = Path(run_dir) / OUTCOMES, Path(run_dir) / OUTCOMES_INDEX
+    if not path.exists():
+        return Repair()
+    repair = Repair(cut_bytes=repair_torn_tail(path))
+    index = open_index(path, OUTCOME_LAYOUT, beside, cache=False)
+    if index.problems or len(first_rows(index.table.column("item_uid"))[1]):
+        repair.removed_lines = remove_duplicate_outcomes(path)  # names corrupt lines and differing duplicates
+        if repair.removed_lines:
+            index = open_index(path, OUTCOME_LAYOUT, None, cache=False)
+    repair.index = index
+    return repair
+
+
+def write_outcome_index(run_dir: Path, index: LineIndex | None) -> None:
+    """Replace a run's `outcomes.index.arrow` with `index` (an empty one when None)."""
+    batches = [] if index is None else index.table.combine_chunks().to_batches()
+    meta = {} if index is None else index.meta()
+    data = index_bytes(OUTCOME_LAYOUT, batches, meta)
+    replace_file(Path(run_dir) / OUTCOMES_INDEX, lambda f: f.write(data), durable=False)
+
+
 class OutcomeWriter:
-    """Append-only writer of outcomes.jsonl (and its index) that resumes where a previous writer stopped."""
+    """Append-only writer of outcomes.jsonl (and its index) that resumes where a previous writer stopped.
+
+    The caller holds the run folder's `writer_lock`. Opening repairs the file (`repair_outcomes`:
+    a torn last line cut, exact duplicate lines removed), refuses a file with corrupt lines, and
+    rewrites the index of what remains.
+    """
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / OUTCOMES
-        self.index_path = Path(run_dir) / OUTCOMES_INDEX
-        self.repaired_bytes = repair_torn_tail(self.path)
-        self.done: set[str] = set()
-        self._end = self._lines = 0
-        if self.path.exists():
-            index = open_index(self.path, OUTCOME_LAYOUT, self.index_path, cache=False)
-            if index.problems:
-                raise RunFolderError(index.problems[0])
-            for uid in index.table.column("item_uid").to_pylist():
-                if uid in self.done:
-                    raise RunFolderError(f"{self.path}: item {uid!r} appears twice")
-                self.done.add(uid)
-            self._end, self._lines = index.end, index.n_lines
-            batches = index.table.to_batches()
-        else:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / OUTCOMES
+        self.index_path = self.run_dir / OUTCOMES_INDEX
+        repair = repair_outcomes(self.run_dir)
+        self.repaired_bytes, self.removed_duplicates = repair.cut_bytes, repair.removed_lines
+        index = repair.index
+        if index is None:
             self.path.touch()
-            batches = []
-        self._rewrite_index(batches)
+        elif index.problems:
+            raise RunFolderError(index.problems[0])
+        uids = [] if index is None else index.table.column("item_uid").to_pylist()
+        self.done: set[str] = set(uids)
+        self._end, self._lines = (0, 0) if index is None else (index.end, index.n_lines)
+        write_outcome_index(self.run_dir, index)
         self._f = open(self.path, "ab")  # noqa: SIM115 (held for the writer's life)
-
-    def _rewrite_index(self, batches: list[Any]) -> None:
-        data = index_bytes(OUTCOME_LAYOUT, batches, {})
-        replace_file(self.index_path, lambda f: f.write(data), durable=False)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append one batch and fsync it: after return, the batch survives a kill. Then index it."""
@@ -136,9 +242,8 @@ class OutcomeWriter:
     def close(self) -> None:
         """Close the file; the index is rewritten as one batch (fewer, larger chunks for readers)."""
         self._f.close()
-        with contextlib.suppress(OSError, RunFolderError):
-            index = open_index(self.path, OUTCOME_LAYOUT, self.index_path, cache=False)
-            self._rewrite_index(index.table.combine_chunks().to_batches())
+        with contextlib.suppress(OSError, RunFolderError):  # else the appended index stays; readers extend it
+            write_outcome_index(self.run_dir, open_index(self.path, OUTCOME_LAYOUT, self.index_path, cache=False))
 
     def __enter__(self) -> OutcomeWriter:
         return self
@@ -190,10 +295,18 @@ def validate_run(run_dir: Path) -> list[str]:
         items = read_items(run_dir)
     except RunFolderError as exc:
         return problems + [str(exc)]
+    from engine.items.build import content_hash
+
     by_uid: dict[str, dict[str, Any]] = {}
     for n, item in enumerate(items, 1):
-        problems += [f"{run_dir / ITEMS}:{n}: {e}" for e in schema_errors("item", item)]
-        by_uid[item["item_uid"]] = item
+        errors = schema_errors("item", item)
+        problems += [f"{run_dir / ITEMS}:{n}: {e}" for e in errors]
+        if not errors and item["content_hash"] != content_hash(item):
+            problems.append(
+                f"{run_dir / ITEMS}:{n}: item {item['item_uid']!r}: content_hash does not match its content "
+                "(the item was edited after the run was made)"
+            )
+        by_uid[item.get("item_uid")] = item
     if manifest is not None and manifest.get("items", {}).get("hash") != items_hash(items):
         problems.append(f"{run_dir / MANIFEST}: items.hash does not match items.jsonl")
     path = run_dir / OUTCOMES
@@ -208,7 +321,9 @@ def validate_run(run_dir: Path) -> list[str]:
         problems += [f"{path}:{n}: {e}" for e in schema_errors("outcome", rec)]
         uid = rec.get("item_uid")
         if uid in seen:
-            problems.append(f"{path}:{n}: duplicate item {uid!r}")
+            problems.append(
+                f"{path}:{n}: duplicate item {uid!r} (`prunescope validate --repair` removes exact duplicates)"
+            )
         seen.add(uid)
         item = by_uid.get(uid)
         if item is None:
@@ -218,3 +333,49 @@ def validate_run(run_dir: Path) -> list[str]:
     if manifest is not None and manifest.get("status") == "complete" and seen != set(by_uid):
         problems.append(f"{path}: run is complete but {len(set(by_uid) - seen)} items have no outcome")
     return problems
+
+
+def repair_run(run_dir: Path) -> list[str]:
+    """What a resume repairs, without running: cut a torn last line and remove exact duplicate outcome
+    lines (under the writer lock, so never while a writer is live); returns what was done. The run's
+    index, when it has one, is rebuilt after lines were removed."""
+    run_dir = Path(run_dir)
+    done: list[str] = []
+    path = run_dir / OUTCOMES
+    with writer_lock(run_dir):
+        repair = repair_outcomes(run_dir)
+        if repair.cut_bytes:
+            done.append(f"{path}: cut a torn last line ({repair.cut_bytes} bytes)")
+        removed = repair.removed_lines
+        if removed:
+            shown = ", ".join(map(str, removed[:10])) + (", …" if len(removed) > 10 else "")
+            done.append(f"{path}: removed {len(removed)} exact duplicate lines (lines {shown}; the first of each kept)")
+            if (run_dir / OUTCOMES_INDEX).exists():
+                write_outcome_index(run_dir, repair.index)
+        if removed and (run_dir / MANIFEST).exists():
+            manifest = read_manifest(run_dir)
+            counts = manifest.get("counts")
+            if isinstance(counts, dict):
+                counts["done"] = len(scan_jsonl(path, strict=True).records)
+                write_json_atomic(run_dir / MANIFEST, manifest)
+    return done
+
+
+def validate_study(runs: list[Path]) -> list[str]:
+    """Problems across the runs of one study: every run must hold the same items.jsonl."""
+    by_hash: dict[bytes, list[Path]] = {}
+    for run in runs:
+        try:
+            data = (Path(run) / ITEMS).read_bytes()
+        except OSError:
+            continue  # validate_run names the missing or unreadable file
+        by_hash.setdefault(hashlib.sha256(data).digest(), []).append(Path(run))
+    if len(by_hash) <= 1:
+        return []
+    groups = sorted(by_hash.values(), key=len, reverse=True)
+    ref = groups[0][0]
+    return [
+        f"{run / ITEMS}: differs from {ref / ITEMS}; the runs of one study must share one item set"
+        for group in groups[1:]
+        for run in group
+    ]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.contract.labels import category, condition_label, pattern_sparsity
-from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES
-from engine.runfolder import SCHEMA_VERSION, dumps_line, items_hash, sha256_text, write_json_atomic, write_jsonl_atomic
+from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, SCHEMA_VERSION
+from engine.runfolder import dumps_line, items_hash, sha256_text, write_json_atomic, write_jsonl_atomic
 
 DEFAULT_LANGUAGES = ("en", "de", "es", "ru", "zh", "sw")
 DEFAULT_CONDITIONS: tuple[tuple[str, float, str], ...] = (

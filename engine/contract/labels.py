@@ -97,14 +97,18 @@ TRANSITION_LABELS = tuple(transition_label(c) for c in range(N_TRANSITIONS))
 # ------------------------------------------------------------------ conditions
 
 
-def parse_pattern(pattern: str) -> tuple[int, int] | None:
-    """'unstructured' → None; 'N:M' (N weights kept of every M) → (N, M); ValueError otherwise."""
+def parse_pattern(pattern: str, prunes: bool = False) -> tuple[int, int] | None:
+    """'unstructured' → None; 'N:M' (N weights kept of every M) → (N, M); ValueError otherwise.
+
+    N may equal M (nothing pruned) unless `prunes`: a study's condition must prune something."""
     if pattern == UNSTRUCTURED:
         return None
     parts = str(pattern).split(":")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise ValueError(f"pattern {pattern!r}: expected 'unstructured' or N:M such as 2:4")
     n, m = int(parts[0]), int(parts[1])
+    if prunes and not 0 < n < m:
+        raise ValueError(f"pattern {pattern!r}: N:M needs 0 < N < M (N weights kept of every M; some must be pruned)")
     if not 0 < n <= m:
         raise ValueError(f"pattern {pattern!r}: N:M needs 0 < N <= M (N, the weights kept, cannot exceed M)")
     return n, m

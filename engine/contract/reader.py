@@ -18,6 +18,10 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from engine.errors import UserError
+
+SCHEMA_VERSION = 1  # the run-folder format version this prunescope writes
+READABLE_SCHEMA_VERSIONS = (1,)  # the manifest versions this prunescope reads
 MANIFEST = "manifest.json"
 ITEMS = "items.jsonl"
 OUTCOMES = "outcomes.jsonl"
@@ -27,7 +31,7 @@ T = TypeVar("T")
 _CHUNK = 1 << 24  # bytes read at a time: memory stays flat however large the file
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError, ValueError):
     """A run folder that cannot be read as the format says; the message names file and line."""
 
 
@@ -161,6 +165,8 @@ def read_json(path: Path) -> dict[str, Any]:
             obj = json.load(f)
     except FileNotFoundError:
         raise RunFolderError(f"{path}: missing") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
@@ -168,8 +174,24 @@ def read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
+def check_schema_version(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse a manifest whose `schema_version` this prunescope cannot read (every reader goes through here)."""
+    version = manifest.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        got = "no schema_version" if "schema_version" not in manifest else f"schema_version {version!r}"
+        raise RunFolderError(
+            f"{path}: {got}, but this prunescope reads schema_version {readable}; "
+            "use the prunescope version that wrote the run"
+        )
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / MANIFEST)
+    """The run's manifest.json, after checking that its schema_version is one this prunescope reads."""
+    path = Path(run_dir) / MANIFEST
+    manifest = read_json(path)
+    check_schema_version(manifest, path)
+    return manifest
 
 
 def read_items(run_dir: Path) -> list[dict[str, Any]]:
@@ -177,7 +199,10 @@ def read_items(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / ITEMS
     if not path.exists():
         raise RunFolderError(f"{path}: missing")
-    scan = scan_jsonl(path, strict=True)
+    try:
+        scan = scan_jsonl(path, strict=True)
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if scan.torn_tail:
         raise RunFolderError(f"{path}: last line is incomplete (items.jsonl is written whole; the file is damaged)")
     return scan.records

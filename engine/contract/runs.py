@@ -240,7 +240,10 @@ def _keep_rows(run: RunSource) -> None:
     run.row_errors = []
     if len(dup):
         uid = uids[int(dup[0])].as_py()
-        run.row_errors.append(f"{out}: item {uid!r} has more than one outcome line ({len(dup)} duplicate lines)")
+        run.row_errors.append(
+            f"{out}: item {uid!r} has more than one outcome line ({len(dup)} duplicate lines); "
+            "`prunescope validate --repair` removes exact duplicates"
+        )
     run.rows = keep
     if run.items is None:
         run.item_row = np.full(len(keep), -1, dtype=np.int64)
