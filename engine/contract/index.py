@@ -28,6 +28,10 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -241,10 +245,6 @@ class Layout:
         return _decoder(self.view)
 
     @property
-    def list_decoder(self) -> msgspec.json.Decoder:
-        return _decoder(list[self.view])  # type: ignore[name-defined]
-
-    @property
     def schema(self) -> pa.Schema:
         return pa.schema(list(self.columns), metadata={"prunescope_index": INDEX_VERSION, "kind": self.kind})
 
@@ -284,14 +284,16 @@ def _decode_chunk(layout: Layout, path: Path, body: bytes, base: int, lineno: in
     """Index rows of `body` (complete lines starting at file offset `base`, after `lineno` lines) into
     `out`; returns the number of lines in `body`.
 
-    All lines are decoded in one call as a JSON array (no newline can occur inside a JSON line); a
-    chunk that fails that way (a corrupt or blank line) is decoded line by line, naming the bad lines.
+    All lines are decoded in one call (`decode_lines`); a chunk that fails that way (a corrupt or
+    blank line) is decoded line by line, naming the bad lines.
     """
     ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
     starts = np.concatenate(([0], ends[:-1] + 1))
     numbers = lineno + 1 + np.arange(len(ends))
     try:
-        views = layout.list_decoder.decode(b"[" + body[:-1].replace(b"\n", b",") + b"]")
+        views = layout.decoder.decode_lines(body)
+        if len(views) != len(ends):  # a blank line: decoded line by line below, which skips it
+            raise ValueError("blank line")
         keep = np.arange(len(ends))
     except (msgspec.DecodeError, ValueError):
         views, kept = [], []
@@ -513,6 +515,94 @@ def open_index(jsonl: Path, layout: Layout, beside: Path | None = None, cache: b
             if loaded is not None and loaded.table.num_rows == best.table.num_rows:
                 best.table = loaded.table
     return best
+
+
+def is_current(jsonl: Path, layout: Layout, beside: Path | None = None) -> bool:
+    """Whether `open_index` would find an index (beside the file or cached) covering all of `jsonl`."""
+    try:
+        size = Path(jsonl).stat().st_size
+    except FileNotFoundError:
+        return True  # nothing to build
+    for path in (beside, cached_path(jsonl)):
+        if path is None or not path.exists():
+            continue
+        loaded = _load(path, layout)
+        covered = _check(loaded, jsonl, size) if loaded is not None else None
+        if covered is not None and covered[0] == size:
+            return True
+    return False
+
+
+# Below this many bytes to index, worker processes cost more than they save: each spends about
+# 0.5 s of CPU importing pyarrow (which imports pandas) and numpy.
+PARALLEL_MIN_BYTES = 256 << 20
+
+
+def _build_main() -> None:
+    """A worker process of `build_in_parallel`: argv holds (kind, JSONL file, index beside or '')
+    triples; builds and caches their indexes, printing each file's number when it is done."""
+    args = sys.argv[1:]
+    for k in range(0, len(args) - 2, 3):
+        kind, jsonl, beside = args[k : k + 3]
+        layout = OUTCOME_LAYOUT if kind == OUTCOME_LAYOUT.kind else ITEM_LAYOUT
+        with contextlib.suppress(Exception):  # the caller's open_index redoes it and names the problem
+            open_index(Path(jsonl), layout, Path(beside) if beside else None, cache=True)
+        print(jsonl, flush=True)
+
+
+def build_in_parallel(
+    files: Sequence[tuple[Path, Layout, Path | None]], progress: Callable[[str], None] | None = None
+) -> None:
+    """Build the missing or stale indexes of `files` ((JSONL file, layout, index beside it)) into the
+    cache in one worker process per CPU, when there is enough to index to be worth it; `open_index`
+    then finds them (and itself builds any a worker could not).
+
+    Used for a study opened the first time: parsing is most of the work, and processes share it out
+    across the CPUs and keep it off the caller's GIL (the TUI's event loop runs beside the loader).
+    Workers are plain interpreters (`python -c`), so no caller needs a `__main__` guard.
+    """
+    todo = [(f, layout, beside) for f, layout, beside in files if not is_current(f, layout, beside)]
+    sizes = [f.stat().st_size for f, _, _ in todo]
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers < 2 or sum(sizes) < PARALLEL_MIN_BYTES:
+        return
+    if progress:
+        progress(f"indexing {len(todo)} files ({sum(sizes) / 2**20:.0f} MiB) in {workers} processes")
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for size, (f, layout, beside) in sorted(
+        zip(sizes, todo), key=lambda x: -x[0]
+    ):  # largest first, to the least loaded
+        w = loads.index(min(loads))
+        shares[w] += [layout.kind, str(f), str(beside or "")]
+        loads[w] += size
+    root = str(Path(__file__).resolve().parents[2])  # where `engine` is, for the workers to import it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    code = "from engine.contract.index import _build_main; _build_main()"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *share], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+        )
+        for share in shares
+    ]
+    done = 0
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            os.set_blocking(p.stdout.fileno(), False)
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.05)
+            finished = sum((p.stdout.read() or b"").count(b"\n") for p in procs if p.stdout)
+            if finished and progress:
+                done += finished
+                progress(f"indexed {done} of {len(todo)} files")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            if p.stdout:
+                p.stdout.close()
 
 
 def open_outcomes(run_dir: Path, cache: bool = True) -> LineIndex:

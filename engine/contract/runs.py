@@ -9,6 +9,7 @@ it is: `stats` stops on them) and `warnings` (corrupt lines skipped, a torn tail
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.contract.index import LineIndex, open_items, open_outcomes
+from engine.contract.index import (
+    ITEM_LAYOUT,
+    OUTCOME_LAYOUT,
+    OUTCOMES_INDEX,
+    LineIndex,
+    build_in_parallel,
+    open_items,
+    open_outcomes,
+)
 from engine.contract.pairing import RunKey, first_rows
 from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, discover_runs, read_manifest
 from engine.contract.records import RunMeta, run_meta
@@ -163,6 +172,12 @@ def open_runs(sources: Sequence[Path | str], progress: Progress | None = None, c
     """Open every run under `sources` (see the module docstring); never raises for bad data."""
     srcs = [Path(s) for s in sources]
     paths, errors = find_runs(srcs)
+    if cache:  # a study opened the first time: its indexes built in worker processes
+        build_in_parallel(
+            [(p / OUTCOMES, OUTCOME_LAYOUT, p / OUTCOMES_INDEX) for p in paths]
+            + [(p / ITEMS, ITEM_LAYOUT, None) for p in _one_per_item_set(paths)],
+            progress,
+        )
     item_sets: dict[tuple[str, int], LineIndex | str] = {}
     runs = []
     for k, path in enumerate(paths, 1):
@@ -175,6 +190,20 @@ def open_runs(sources: Sequence[Path | str], progress: Progress | None = None, c
             errors.append(f"run id {run.name!r} appears twice: {seen[run.name]} and {run.path}")
         seen.setdefault(run.name, run.path)
     return OpenedRuns(srcs, runs, errors)
+
+
+def _one_per_item_set(paths: Sequence[Path]) -> list[Path]:
+    """One run folder per distinct items.jsonl (by size and first bytes: a cheap guess; `open_runs`
+    still opens each item set properly)."""
+    seen: dict[tuple[int, bytes], Path] = {}
+    for p in paths:
+        try:
+            with open(p / ITEMS, "rb") as f:
+                key = (os.fstat(f.fileno()).st_size, f.read(4096))
+        except OSError:
+            continue
+        seen.setdefault(key, p)
+    return list(seen.values())
 
 
 def open_run(

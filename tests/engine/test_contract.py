@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from engine.contract import index as index_module
 from engine.contract import pairing
 from engine.contract.index import OUTCOME_COLUMNS, OUTCOMES_INDEX, OutcomeView, cached_path, open_items, open_outcomes
 from engine.contract.labels import (
@@ -28,7 +29,7 @@ from engine.contract.labels import (
 )
 from engine.contract.reader import ITEMS, OUTCOMES, read_manifest
 from engine.contract.records import Item, Outcome, run_meta
-from engine.runfolder import OutcomeWriter, dumps_line, load_schema
+from engine.runfolder import OutcomeWriter, dumps_line, load_schema, repair_run
 from engine.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,6 +240,76 @@ def test_writer_keeps_its_index_in_step_and_survives_kills(tmp_path: Path) -> No
     index = open_outcomes(run, cache=False)
     assert index.origin == "run folder" and index.table.column("item_uid").to_pylist() == [r["item_uid"] for r in recs]
     assert not cached_path(run / OUTCOMES).exists()  # readers with cache=False write nothing
+
+
+def _duplicate_and_tear(run: Path, recs: list[dict], dups: list[int], torn: dict) -> int:
+    """What a second writer killed mid-line leaves: exact copies of lines `dups`, then a cut line."""
+    cut = dumps_line(torn).encode()[:25]
+    with open(run / OUTCOMES, "ab") as f:
+        f.write("".join(dumps_line(recs[k]) for k in dups).encode() + cut)
+    return len(cut)
+
+
+def _assert_index_matches_file(run: Path, recs: list[dict]) -> None:
+    """Every index (beside the file, and a reader's cached copy) has exactly the file's lines."""
+    lines = (run / OUTCOMES).read_bytes().splitlines()
+    assert [json.loads(x) for x in lines] == recs
+    for cache in (False, True):
+        index = open_outcomes(run, cache=cache)
+        assert index.table.column("item_uid").to_pylist() == [r["item_uid"] for r in recs]
+        assert index.table.column("line").to_pylist() == list(range(1, len(recs) + 1))
+        assert [index.fetch(k) for k in range(len(recs))] == recs  # offsets, lengths and CRCs of this file
+        assert not index.torn_tail and not index.problems
+
+
+def test_index_stays_in_step_through_duplicate_and_torn_tail_repairs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path / "cache"))
+    items = synthetic_items(14, ("en",))
+    rng = random.Random(2)
+    recs = [synthetic_outcome(it, rng, 0.3, 1.0, 0.5) for it in items]
+    run = tmp_path / "run"
+    run.mkdir()
+    with OutcomeWriter(run) as w:
+        w.append(recs[:6])
+    cut = _duplicate_and_tear(run, recs, [1, 4], recs[6])
+    seen = open_outcomes(run)  # a reader before the repair: duplicates indexed (and cached), tail torn
+    assert len(seen) == 8 and seen.torn_tail
+    with OutcomeWriter(run) as w:  # a resume repairs, rewrites the index, and goes on
+        assert (w.removed_duplicates, w.repaired_bytes, len(w.done)) == ([7, 8], cut, 6)
+        w.append(recs[6:10])
+    _assert_index_matches_file(run, recs[:10])
+    cut = _duplicate_and_tear(run, recs, [0, 9, 3], recs[10])  # again, then `prunescope validate --repair`
+    assert len(open_outcomes(run)) == 13
+    done = repair_run(run)
+    assert any(f"cut a torn last line ({cut} bytes)" in d for d in done)
+    assert any("removed 3 exact duplicate lines (lines 11, 12, 13" in d for d in done)
+    _assert_index_matches_file(run, recs[:10])
+    with OutcomeWriter(run) as w:
+        w.append(recs[10:])
+    _assert_index_matches_file(run, recs)
+
+
+def test_worker_processes_build_the_same_index(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path / "cache"))
+    study = tmp_path / "study"
+    make_synthetic_study(study, n_per_language=30, languages=("en", "de"))
+    runs = sorted(p for p in study.iterdir() if p.is_dir())
+    serial = [open_outcomes(r, cache=False).table for r in runs]
+    monkeypatch.setattr(index_module, "PARALLEL_MIN_BYTES", 0)
+    messages: list[str] = []
+    files = [(r / OUTCOMES, index_module.OUTCOME_LAYOUT, r / OUTCOMES_INDEX) for r in runs]
+    index_module.build_in_parallel(files, messages.append)
+    assert (
+        messages[0].startswith(f"indexing {len(runs)} files")
+        and messages[-1] == f"indexed {len(runs)} of {len(runs)} files"
+    )
+    for run, table in zip(runs, serial):
+        assert cached_path(run / OUTCOMES).exists()  # built by a worker
+        index = open_outcomes(run)
+        assert index.origin == "cache" and index.table.equals(table)
+    messages.clear()
+    index_module.build_in_parallel(files, messages.append)  # all current: nothing to do
+    assert messages == []
 
 
 def test_engine_import_stays_torch_free() -> None:
