@@ -8,6 +8,10 @@ screen have processed the key and what it caused, which is what a user waits for
 from __future__ import annotations
 
 import asyncio
+import resource
+import statistics
+import subprocess
+import sys
 import time
 import unicodedata
 from collections.abc import Callable
@@ -45,10 +49,47 @@ async def until(ready: Callable[[], bool], timeout: float = 1800.0) -> None:
         await asyncio.sleep(0.001)
 
 
-def cpu_starvation() -> float:
-    """Wall seconds per CPU second of this thread for a short busy loop: 1.0 on an idle machine whatever
-    its CPU, 10 where the process gets a tenth of a core (a shared, oversubscribed machine)."""
-    wall, cpu = time.perf_counter(), time.thread_time()
-    while time.thread_time() - cpu < 0.1:
-        sum(range(1000))
-    return max(1.0, (time.perf_counter() - wall) / (time.thread_time() - cpu))
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (index-building workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+_SAMPLER = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+while True:
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.process_time() - cpu < 0.02:
+        pass
+    print((time.perf_counter() - wall) / (time.process_time() - cpu), flush=True)
+    time.sleep(0.3)
+"""
+
+
+class MachineShare:
+    """How oversubscribed the machine is while a block runs, measured in a separate process.
+
+    `with MachineShare() as share: ...`; then `share.starvation` is the median, over the block, of the
+    wall seconds a process needs per CPU second of a short busy loop (about 4% of a core): 1.0 on an
+    idle machine whatever its CPU, 10 where a process gets a tenth of a core. Measured outside this
+    process, so waits this process causes itself (its own threads holding the GIL) are not counted.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> MachineShare:
+        self._proc = subprocess.Popen([sys.executable, "-c", _SAMPLER], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        out, _ = self._proc.communicate()
+        self.samples = [float(x) for x in out.split()]
+
+    @property
+    def starvation(self) -> float:
+        return max(1.0, statistics.median(self.samples)) if self.samples else 1.0
