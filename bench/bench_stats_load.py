@@ -2,8 +2,10 @@
 
 Generates the study with engine.synthetic.make_synthetic_study (5 languages × 5 conditions), or
 takes `--study`, then times `load_study` and `transitions` twice: first with an empty index cache
-(the run indexes are built from the JSONL files), then with the indexes that pass cached. Prints
-wall and CPU seconds and the load average with each. Usage:
+(the run indexes are built from the JSONL files, in worker processes for a large study), then with
+the indexes that pass cached. Prints wall seconds and CPU seconds (this process and the workers it
+started), the load average, and the machine's starvation (`tui.headless.MachineShare`: wall seconds
+per CPU second of a busy loop in another process, 1.0 on an idle machine). Usage:
 
     .venv/bin/python bench/bench_stats_load.py [--lines 1000000] [--dir PATH] [--keep] [--study PATH]
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from engine.contract.reader import discover_runs
 from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from stats.load import load_study, transitions
+from tui.headless import MachineShare, cpu_seconds
 
 LANGUAGES = ("en", "de", "es", "ru", "zh")
 
@@ -45,18 +48,20 @@ def main() -> None:
         size = sum((r / "outcomes.jsonl").stat().st_size for r in runs)
         print(f"{len(runs)} runs, {size / 1e9:.2f} GB of JSONL")
         for label in ("first time (no index: built from the JSONL)", "with the index"):
-            t0, c0 = time.perf_counter(), time.process_time()
-            df = load_study(study)
-            load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
-            t0 = time.perf_counter()
-            tr = transitions(df)
-            trans = time.perf_counter() - t0
+            with MachineShare() as share:
+                t0, c0 = time.perf_counter(), cpu_seconds()
+                df = load_study(study)
+                load, load_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                t0, c0 = time.perf_counter(), cpu_seconds()
+                tr = transitions(df)
+                trans, trans_cpu = time.perf_counter() - t0, cpu_seconds() - c0
             print(f"{label}:")
             print(
                 f"  load_study: {load:.2f} s wall, {load_cpu:.2f} s CPU, {len(df):,} outcome lines "
-                f"({len(df) / load:,.0f} lines/s; load average {os.getloadavg()[0]:.1f})"
+                f"({len(df) / load:,.0f} lines/s; load average {os.getloadavg()[0]:.1f}, "
+                f"starvation {share.starvation:.1f})"
             )
-            print(f"  transitions: {trans:.2f} s ({len(tr):,} dense→pruned pairs)")
+            print(f"  transitions: {trans:.2f} s wall, {trans_cpu:.2f} s CPU ({len(tr):,} dense→pruned pairs)")
             print(f"  tidy table memory: {df.memory_usage(deep=True).sum() / 1e6:.0f} MB")
     finally:
         shutil.rmtree(cache, ignore_errors=True)

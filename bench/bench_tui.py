@@ -5,9 +5,15 @@ as a study made by an older prunescope or by hand), then again with the index th
 cached. Each pass: time to first paint (the overview, showing its loading state, is on screen);
 time until the study is indexed and the overview grid shows numbers; time to show the item list;
 a jump to the end of the list and page-ups; a filter (from enter); opening an item (enter → the
-item screen drawn); the next discordant item on the item screen; Run info; and peak RSS. Then Run
-info on the sample study (`--sample`, 10 runs with per-layer pruning reports). Significance tests are
-switched off (they run in their own worker; bench/bench_stats_load.py measures loading for them).
+item screen drawn); the next discordant item on the item screen; Run info; and peak RSS (of the
+app, and of the index-building worker processes a first open starts). Then Run info on the sample
+study (`--sample`, 10 runs with per-layer pruning reports). Significance tests are switched off
+(they run in their own worker; bench/bench_stats_load.py measures loading for them).
+
+Each time is wall seconds, with the CPU seconds of the process and its worker processes beside it:
+on a busy machine wall time grows with the load, CPU time much less. Each pass ends with the load
+average and the machine's starvation (`tui.headless.MachineShare`: wall seconds per CPU second of a
+busy loop in another process, 1.0 on an idle machine), to read the wall times against.
 Usage:
 
     .venv/bin/python bench/bench_tui.py [--lines 100000 1000000] [--dir PATH] [--keep]
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -27,13 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study  # noqa: E402
-from tui.headless import cpu_starvation, press, until  # noqa: E402
+from tui.headless import MachineShare, cpu_seconds, press, until  # noqa: E402
 
 
 def study_for(lines: int, base: Path) -> tuple[Path, float]:
@@ -54,25 +62,39 @@ async def _until(pilot, ready, timeout: float = 1800.0) -> None:
     await until(ready, timeout)
 
 
+class Clock:
+    """`with clock("name"):` records `name_s` (wall) and `name_cpu_s` (CPU, `cpu_seconds`) in `out`."""
+
+    def __init__(self) -> None:
+        self.out: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t, c = time.perf_counter(), cpu_seconds()
+        yield
+        self.out[f"{name}_s"] = time.perf_counter() - t
+        self.out[f"{name}_cpu_s"] = cpu_seconds() - c
+
+
 async def measure_run_info(study: Path) -> dict[str, float]:
     """Run info of a loaded study: key 5 until its lines are on screen, and back."""
     from tui.app import PrunescopeApp
     from tui.screens.runinfo import RunInfoScreen
     from tui.widgets.lines import LinesView
 
-    out: dict[str, float] = {}
+    clock = Clock()
     app = PrunescopeApp([study], run_stats=False, stats_glmm=False)
     async with app.run_test(size=(130, 40)) as pilot:
         await _until(pilot, lambda: app.study is not None)
-        t = time.perf_counter()
-        await press(pilot, "5")
-        await _until(pilot, lambda: isinstance(app.screen, RunInfoScreen) and app.screen.query_one(LinesView).count > 0)
-        out["run_info_s"] = time.perf_counter() - t
-        out["run_info_lines"] = float(app.screen.query_one(LinesView).count)
-        t = time.perf_counter()
-        await press(pilot, "G", "escape")
-        out["run_info_end_and_back_s"] = time.perf_counter() - t
-    return out
+        with clock("run_info"):
+            await press(pilot, "5")
+            await _until(
+                pilot, lambda: isinstance(app.screen, RunInfoScreen) and app.screen.query_one(LinesView).count > 0
+            )
+        clock.out["run_info_lines"] = float(app.screen.query_one(LinesView).count)
+        with clock("run_info_end_and_back"):
+            await press(pilot, "G", "escape")
+    return clock.out
 
 
 async def measure(study: Path) -> dict[str, float]:
@@ -85,80 +107,75 @@ async def measure(study: Path) -> dict[str, float]:
     from tui.widgets.item_table import ItemTable
     from tui.widgets.lines import LinesView
 
-    out: dict[str, float] = {}
-    t0, c0 = time.perf_counter(), time.process_time()
+    clock = Clock()
+    out = clock.out
+    t0, c0 = time.perf_counter(), cpu_seconds()
     app = PrunescopeApp([study], run_stats=False, stats_glmm=False)
     async with app.run_test(size=(130, 40)) as pilot:
         out["first_paint_s"] = time.perf_counter() - t0
         message = str(app.screen.query_one("#message", Static).render())
         out["loading_state_shown"] = float("Loading" in message or app.study is not None)
         await _until(pilot, lambda: app.study is not None)
-        out["loaded_s"] = time.perf_counter() - t0
-        out["loaded_cpu_s"] = time.process_time() - c0  # CPU seconds of this process (a loaded machine inflates wall)
+        out["loaded_s"] = time.perf_counter() - t0  # the study indexed, from the app's start
+        out["loaded_cpu_s"] = cpu_seconds() - c0
         out["outcome_lines"] = float(sum(len(r) for r in app.study.runs))
         out["item_rows"] = float(len(app.study.pairs))
 
-        t = time.perf_counter()
-        await press(pilot, "2")
-        await _until(
-            pilot,
-            lambda: (
-                isinstance(app.screen, ItemsScreen)
-                and len(app.screen.query_one(ItemTable).rows) == len(app.study.pairs)
-            ),
-        )
-        out["item_list_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        await press(pilot, "G")
-        out["jump_to_end_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        for _ in range(20):
-            await press(pilot, "pageup")
-        out["page_up_per_key_s"] = (time.perf_counter() - t) / 20
+        with clock("item_list"):
+            await press(pilot, "2")
+            await _until(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, ItemsScreen)
+                    and len(app.screen.query_one(ItemTable).rows) == len(app.study.pairs)
+                ),
+            )
+        with clock("jump_to_end"):
+            await press(pilot, "G")
+        with clock("page_up_x20"):
+            for _ in range(20):
+                await press(pilot, "pageup")
 
         await press(pilot, "slash", *"lang:de cat:RO")
-        t = time.perf_counter()
-        await press(pilot, "enter")
         table = app.get_screen("items").query_one(ItemTable)
-        await _until(
-            pilot,
-            lambda: (
-                isinstance(app.screen, ItemsScreen)
-                and app.items_state.query == "lang:de cat:RO"
-                and app.items_state.rows is not None
-                and len(table.rows) == len(app.items_state.rows)
-                and len(table.rows) < len(app.study.pairs)
-            ),
-        )
-        out["filter_s"] = time.perf_counter() - t
+        with clock("filter"):
+            await press(pilot, "enter")
+            await _until(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, ItemsScreen)
+                    and app.items_state.query == "lang:de cat:RO"
+                    and app.items_state.rows is not None
+                    and len(table.rows) == len(app.items_state.rows)
+                    and len(table.rows) < len(app.study.pairs)
+                ),
+            )
         out["filtered_rows"] = float(len(table.rows))
 
         screen = app.get_screen("item")
         assert isinstance(screen, ItemScreen)
         await press(pilot, "j", "j")
-        t = time.perf_counter()
-        await press(pilot, "enter")  # at once: nothing drawn ahead
-        await _until(pilot, lambda: app.screen is screen and screen._shown is not None)
-        out["open_item_s"] = time.perf_counter() - t
+        with clock("open_item"):
+            await press(pilot, "enter")  # at once: nothing drawn ahead
+            await _until(pilot, lambda: app.screen is screen and screen._shown is not None)
         await press(pilot, "escape", "j")
         await asyncio.sleep(1.0)  # the cursor rests on a row, as when reading the list
-        t = time.perf_counter()
-        await press(pilot, "enter")
-        await _until(pilot, lambda: app.screen is screen and screen._shown == (screen.pair_index, screen._width()))
-        out["open_item_after_rest_s"] = time.perf_counter() - t
+        with clock("open_item_after_rest"):
+            await press(pilot, "enter")
+            await _until(pilot, lambda: app.screen is screen and screen._shown == (screen.pair_index, screen._width()))
         await asyncio.sleep(1.0)  # reading the item
         before = screen.pair_index
-        t = time.perf_counter()
-        await press(pilot, "right_square_bracket")
-        await _until(pilot, lambda: screen._shown is not None and screen._shown[0] != before)
-        out["next_discordant_item_s"] = time.perf_counter() - t
+        with clock("next_discordant_item"):
+            await press(pilot, "right_square_bracket")
+            await _until(pilot, lambda: screen._shown is not None and screen._shown[0] != before)
 
-        t = time.perf_counter()
-        await press(pilot, "5")
-        await _until(pilot, lambda: isinstance(app.screen, RunInfoScreen) and app.screen.query_one(LinesView).count > 0)
-        out["run_info_s"] = time.perf_counter() - t
+        with clock("run_info"):
+            await press(pilot, "5")
+            await _until(
+                pilot, lambda: isinstance(app.screen, RunInfoScreen) and app.screen.query_one(LinesView).count > 0
+            )
     out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["max_rss_workers_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return out
 
 
@@ -216,19 +233,28 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _print(results: dict[str, float]) -> None:
+def _print(results: dict[str, float], share: MachineShare) -> None:
     for key, value in results.items():
+        if key.endswith("_cpu_s"):
+            continue
         if key.endswith("_s"):
-            print(f"  {key[:-2]:<24} {value:8.3f} s")
+            cpu = results.get(f"{key[:-2]}_cpu_s")
+            print(f"  {key[:-2]:<24} {value:8.3f} s" + (f"   (CPU {cpu:.3f} s)" if cpu is not None else ""))
         else:
             print(f"  {key:<24} {value:10.0f}")
-    print(f"  ({_load()}; CPU starvation {cpu_starvation():.1f}: wall seconds per CPU second of a busy loop)")
+    print(f"  ({_load()}; starvation {share.starvation:.1f}: wall seconds per CPU second of a busy loop)")
+
+
+def _measure(what, study: Path) -> None:
+    with MachineShare() as share:
+        results = asyncio.run(what(study))
+    _print(results, share)
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--measure":
-        _print(asyncio.run(measure(Path(sys.argv[2]))))
+        _measure(measure, Path(sys.argv[2]))
     elif len(sys.argv) == 3 and sys.argv[1] == "--measure-run-info":
-        _print(asyncio.run(measure_run_info(Path(sys.argv[2]))))
+        _measure(measure_run_info, Path(sys.argv[2]))
     else:
         main()
