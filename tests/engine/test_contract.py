@@ -213,12 +213,17 @@ def test_a_changed_line_is_not_shown_as_indexed(run: Path) -> None:
         index.fetch(7)
 
 
-def test_writer_keeps_its_index_in_step_and_survives_kills(tmp_path: Path) -> None:
-    items = synthetic_items(30, ("en",))
-    rng = random.Random(1)
-    recs = [synthetic_outcome(it, rng, 0.3, 1.0, 0.5) for it in items]
+def _new_run(tmp_path: Path, n: int, seed: int) -> tuple[Path, list[dict]]:
+    """An empty run folder and `n` synthetic outcome records for it."""
+    rng = random.Random(seed)
+    recs = [synthetic_outcome(it, rng, 0.3, 1.0, 0.5) for it in synthetic_items(n, ("en",))]
     run = tmp_path / "run"
     run.mkdir()
+    return run, recs
+
+
+def test_writer_keeps_its_index_in_step_and_survives_kills(tmp_path: Path) -> None:
+    run, recs = _new_run(tmp_path, 30, 1)
     with OutcomeWriter(run) as w:
         for k in range(0, 20, 5):
             w.append(recs[k : k + 5])
@@ -264,11 +269,7 @@ def _assert_index_matches_file(run: Path, recs: list[dict]) -> None:
 
 def test_index_stays_in_step_through_duplicate_and_torn_tail_repairs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path / "cache"))
-    items = synthetic_items(14, ("en",))
-    rng = random.Random(2)
-    recs = [synthetic_outcome(it, rng, 0.3, 1.0, 0.5) for it in items]
-    run = tmp_path / "run"
-    run.mkdir()
+    run, recs = _new_run(tmp_path, 14, 2)
     with OutcomeWriter(run) as w:
         w.append(recs[:6])
     cut = _duplicate_and_tear(run, recs, [1, 4], recs[6])
