@@ -299,7 +299,7 @@ def test_worker_processes_build_the_same_index(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(index_module, "PARALLEL_MIN_BYTES", 0)
     messages: list[str] = []
     files = [(r / OUTCOMES, index_module.OUTCOME_LAYOUT, r / OUTCOMES_INDEX) for r in runs]
-    index_module.build_in_parallel(files, messages.append)
+    index_module.build_in_parallel(files, messages.append, workers=2)
     assert (
         messages[0].startswith(f"indexing {len(runs)} files")
         and messages[-1] == f"indexed {len(runs)} of {len(runs)} files"
@@ -309,8 +309,17 @@ def test_worker_processes_build_the_same_index(tmp_path: Path, monkeypatch) -> N
         index = open_outcomes(run)
         assert index.origin == "cache" and index.table.equals(table)
     messages.clear()
-    index_module.build_in_parallel(files, messages.append)  # all current: nothing to do
+    index_module.build_in_parallel(files, messages.append, workers=2)  # all current: nothing to do
     assert messages == []
+    for run in runs:
+        cached_path(run / OUTCOMES).unlink()
+    monkeypatch.setattr(index_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(index_module.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    index_module.build_in_parallel(files, messages.append)  # one idle CPU: the caller indexes in-process
+    assert messages == [] and not any(cached_path(r / OUTCOMES).exists() for r in runs)
+    monkeypatch.setattr(index_module.os, "getloadavg", lambda: (0.3, 1.0, 1.0))
+    index_module.build_in_parallel(files, messages.append)  # two idle CPUs: two workers
+    assert messages[0].endswith("in 2 processes") and all(cached_path(r / OUTCOMES).exists() for r in runs)
 
 
 def test_engine_import_stays_torch_free() -> None:
