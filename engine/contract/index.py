@@ -540,7 +540,7 @@ PARALLEL_MIN_BYTES = 256 << 20
 
 def _build_main() -> None:
     """A worker process of `build_in_parallel`: argv holds (kind, JSONL file, index beside or '')
-    triples; builds and caches their indexes, printing each file's number when it is done."""
+    triples; builds and caches their indexes, printing each file's path when it is done."""
     args = sys.argv[1:]
     for k in range(0, len(args) - 2, 3):
         kind, jsonl, beside = args[k : k + 3]
@@ -548,6 +548,13 @@ def _build_main() -> None:
         with contextlib.suppress(Exception):  # the caller's open_index redoes it and names the problem
             open_index(Path(jsonl), layout, Path(beside) if beside else None, cache=True)
         print(jsonl, flush=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def idle_cpus() -> int:
@@ -571,21 +578,22 @@ def build_in_parallel(
     caller's `open_index` builds the indexes itself. Workers are plain interpreters (`python -c`), so
     no caller needs a `__main__` guard.
     """
-    todo = [(f, layout, beside) for f, layout, beside in files if not is_current(f, layout, beside)]
-    sizes = [f.stat().st_size for f, _, _ in todo]
-    if sum(sizes) < PARALLEL_MIN_BYTES:
+    if sum(_size(f) for f, _, _ in files) < PARALLEL_MIN_BYTES:
         return
-    workers = min(len(todo), idle_cpus() if workers is None else workers)
+    workers = idle_cpus() if workers is None else workers
     if workers < 2:
+        return
+    todo = [(f, layout, beside) for f, layout, beside in files if not is_current(f, layout, beside)]
+    sizes = [_size(f) for f, _, _ in todo]
+    workers = min(len(todo), workers)
+    if workers < 2 or sum(sizes) < PARALLEL_MIN_BYTES:
         return
     if progress:
         progress(f"indexing {len(todo)} files ({sum(sizes) / 2**20:.0f} MiB) in {workers} processes")
     shares: list[list[str]] = [[] for _ in range(workers)]
     loads = [0] * workers
-    for size, (f, layout, beside) in sorted(
-        zip(sizes, todo), key=lambda x: -x[0]
-    ):  # largest first, to the least loaded
-        w = loads.index(min(loads))
+    for size, (f, layout, beside) in sorted(zip(sizes, todo), key=lambda x: -x[0]):
+        w = loads.index(min(loads))  # largest file first, to the least loaded worker
         shares[w] += [layout.kind, str(f), str(beside or "")]
         loads[w] += size
     root = str(Path(__file__).resolve().parents[2])  # where `engine` is, for the workers to import it
