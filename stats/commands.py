@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv and figures/*.pdf|png here",
+        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv, figures/*.pdf|png and diagnostics.json here",
     )
     p.add_argument("--no-glmm", action="store_true", help="skip the mixed-effects model")
     p.add_argument(
@@ -112,7 +113,9 @@ def run_stats(args: argparse.Namespace) -> int:
     glmm = None
     if not args.no_glmm:
         formula = args.glmm_formula or analysis.default_glmm_formula(df)
+        t0 = time.perf_counter()
         gtable, glmm = analysis.glmm_report(df, formula, args.glmm_backend)
+        args.glmm_fit_s = time.perf_counter() - t0
         args.glmm_title = f"GLMM ({args.glmm_backend}): {formula}"
         tables.append(gtable)
     title = "prunescope stats: " + ", ".join(p.name or str(p) for p in args.study)
@@ -200,7 +203,7 @@ def write_outputs(
     args: argparse.Namespace,
     summary: list[str],
 ) -> list[Path]:
-    """REPORT.md (deterministic), tables in LaTeX/JSON/CSV, and the figures."""
+    """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
     from stats import figures, report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -213,10 +216,16 @@ def write_outputs(
         + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
         + "\n"
     )
+    if glmm is not None:
+        md += (
+            "\n## Diagnostics\n\n- `diagnostics.json`: the GLMM optimiser's iterations, messages and unrounded "
+            "optimum, and the fit time. They differ between machines; nothing above depends on them.\n"
+        )
     for path, text in (
         (out / "REPORT.md", md),
         (out / "tables.tex", report.render_latex(tables)),
         (out / "tables.json", report.render_json(tables, {"title": title})),
+        (out / DIAGNOSTICS, _diagnostics_json(glmm, args)),
     ):
         path.write_text(text, encoding="utf-8")
         written.append(path)
@@ -232,6 +241,29 @@ def write_outputs(
     if glmm is not None:
         written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", args.glmm_title)
     return written
+
+
+DIAGNOSTICS = "diagnostics.json"
+
+
+def _diagnostics_json(glmm: Any, args: argparse.Namespace) -> str:
+    """Machine-dependent details of the run (GLMM convergence, timing), kept out of the report files."""
+    import json
+
+    doc: dict[str, Any] = {
+        "note": "convergence details and timings; they differ between machines, the report files do not",
+        "glmm": None,
+    }
+    if glmm is not None:
+        doc["glmm"] = {
+            "formula": glmm.formula,
+            "backend": f"{glmm.backend} {glmm.backend_version}",
+            "converged": bool(glmm.converged),
+            "singular": bool(glmm.singular),
+            **glmm.diagnostics,
+            "fit_s": round(args.glmm_fit_s, 3),
+        }
+    return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
 def _figure_names(tr: Any, glmm: Any) -> list[str]:

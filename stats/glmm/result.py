@@ -74,10 +74,13 @@ class GlmmResult:
     n_groups: dict[str, int]
     converged: bool
     singular: bool
-    optimizer: str = ""
+    optimizer: str = ""  # the optimiser's name; how it got there goes in `diagnostics`
     effect_scale: str = "conditional (subject-specific) log-odds"
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Convergence details that differ between machines (iteration counts, optimiser messages, the
+    # unrounded optimum): never in the summary or a report, only in diagnostics.json and to_dict().
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     response_fingerprint: str = ""  # identifies the data, so an LRT refuses different data
 
     # ---- derived quantities ----
@@ -129,7 +132,11 @@ class GlmmResult:
         return "; ".join(parts)
 
     def summary_lines(self) -> list[str]:
-        """Printable summary: model, method, groups, variance components, coefficient table, flags."""
+        """Printable summary: model, method, groups, variance components, coefficient table, flags.
+
+        Machine-independent: what the optimiser located (estimates, SEs, SDs) to 3 decimals, since
+        across CPUs and BLAS kernels the optimum moves by about 1e-6; the log-likelihood, which is
+        flat at the optimum, to 4; no iteration counts (those are in `diagnostics`)."""
         lines = [
             f"Binary mixed model: {self.formula}",
             f"Backend: {self.backend} {self.backend_version}; {self.method}",
@@ -146,7 +153,7 @@ class GlmmResult:
         if self.loglik is not None:
             lines.append(f"logLik {self.loglik:.4f} (df={self.npar}), AIC {self.aic:.4f}")
         for vc in self.variance_components:
-            sds = ", ".join(f"SD({t}) = {s:.4f}" for t, s in zip(vc.terms, vc.sd))
+            sds = ", ".join(f"SD({t}) = {s:.3f}" for t, s in zip(vc.terms, vc.sd))
             cor = f", corr = {', '.join(f'{c:.3f}' for c in vc.corr)}" if vc.corr else ""
             lines.append(f"Random effects {vc.group}: {sds}{cor}")
         for k, v in self.extra.items():
@@ -202,6 +209,7 @@ class GlmmResult:
             "singular": bool(self.singular),
             "warnings": list(self.warnings),
             "extra": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.extra.items()},
+            "diagnostics": dict(self.diagnostics),
         }
 
     def lrt(self, other: GlmmResult) -> tuple[float, int, float]:
