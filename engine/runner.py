@@ -68,8 +68,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _hardware(device: str) -> dict[str, Any]:
+def _hardware(device: str, dtype: str) -> dict[str, Any]:
+    """Where the run ran; `numerics` is what decides its floats (engine.reproducibility)."""
     import torch
+
+    from engine.reproducibility import numerics
 
     hw: dict[str, Any] = {
         "device": device,
@@ -78,6 +81,7 @@ def _hardware(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics(device, dtype),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -203,7 +207,7 @@ def run_one(
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info
         manifest["condition"]["pruning_report"] = pruning_report
-        manifest["hardware"] = _hardware(device)
+        manifest["hardware"] = _hardware(device, loaded.info["dtype"])
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         if writer.repaired_bytes:
             manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
