@@ -131,3 +131,23 @@ def test_numerics_sees_the_kernel_level_torch_uses() -> None:
     rec = json.loads(out)
     assert rec["cpu_capability"] == "DEFAULT" and rec["env"]["ATEN_CPU_CAPABILITY"] == "default"
     assert not same_machine_config(rec, numerics("cpu", "float32"))
+
+
+def test_numerics_on_a_gpu_names_it_and_its_matmul_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 90100)
+    rec = numerics("cuda:0", "bfloat16")
+    jsonschema.validate(rec, load_schema("manifest")["properties"]["hardware"]["properties"]["numerics"])
+    assert (rec["device"], rec["dtype"], rec["gpu"], rec["gpu_capability"], rec["cudnn"]) == (
+        "cuda",
+        "bfloat16",
+        "NVIDIA H200",
+        "9.0",
+        90100,
+    )
+    assert {"tf32_matmul", "tf32_cudnn", "float32_matmul_precision", "deterministic_algorithms"} <= set(rec)
+    assert not same_machine_config(rec, {**rec, "tf32_matmul": not rec["tf32_matmul"]})
