@@ -134,9 +134,11 @@ class GlmmResult:
     def summary_lines(self) -> list[str]:
         """Printable summary: model, method, groups, variance components, coefficient table, flags.
 
-        Machine-independent: what the optimiser located (estimates, SEs, SDs) to 3 decimals, since
-        across CPUs and BLAS kernels the optimum moves by about 1e-6; the log-likelihood, which is
-        flat at the optimum, to 4; no iteration counts (those are in `diagnostics`)."""
+        The lines a report keeps are machine-independent: across CPUs and BLAS kernels the optimum
+        moves by about 1e-6, so the random-effect SDs are printed to 3 decimals (as the report's
+        coefficient table), the log-likelihood, flat at the optimum, to 4, and no iteration count
+        (that is in `diagnostics`). The coefficient rows here (4 decimals) are for the terminal;
+        reports leave them out."""
         lines = [
             f"Binary mixed model: {self.formula}",
             f"Backend: {self.backend} {self.backend_version}; {self.method}",
