@@ -113,7 +113,8 @@ def test_the_committed_sample_has_no_record_and_so_never_matches() -> None:
     here = numerics("cpu", "float32")
     assert not same_machine_config(None, here) and not same_machine_config(None, None)
     assert same_machine_config(here, dict(here))
-    assert not same_machine_config(here, {**here, "cpu_capability": "AVX2"})
+    other = "AVX2" if here["cpu_capability"] != "AVX2" else "AVX512"
+    assert not same_machine_config(here, {**here, "cpu_capability": other})
 
 
 def test_numerics_record_matches_the_schema() -> None:
@@ -125,12 +126,17 @@ def test_numerics_record_matches_the_schema() -> None:
 
 
 def test_numerics_sees_the_kernel_level_torch_uses() -> None:
+    here = numerics("cpu", "float32")
+    # Another kernel level than this process's: the portable kernels, or AVX2 when this process already runs those.
+    level = "default" if here["cpu_capability"] != "DEFAULT" else "avx2"
     code = "import json; from engine.reproducibility import numerics; print(json.dumps(numerics('cpu', 'float32')))"
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}  # the portable kernels, on every CPU
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": level}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     rec = json.loads(out)
-    assert rec["cpu_capability"] == "DEFAULT" and rec["env"]["ATEN_CPU_CAPABILITY"] == "default"
-    assert not same_machine_config(rec, numerics("cpu", "float32"))
+    assert rec["env"]["ATEN_CPU_CAPABILITY"] == level
+    if level == "default":
+        assert rec["cpu_capability"] == "DEFAULT"
+    assert not same_machine_config(rec, here)
 
 
 def test_numerics_on_a_gpu_names_it_and_its_matmul_settings(monkeypatch: pytest.MonkeyPatch) -> None:
