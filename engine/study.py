@@ -17,6 +17,7 @@ import tomllib
 
 from engine.config import CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
+from engine.matching import parse_guards
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
 _TOP_KEYS = {"name", "items", "models", "pruning", "calibration", "protocol", "conditions", "launcher"}
@@ -138,7 +139,13 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         if "id" not in m:
             raise UserError(f"{path}: [[models]] #{i + 1} has no id")
         models.append(_build(ModelSpec, m, f"[[models]] #{i + 1}", path))
-    protocol = _build(ProtocolConfig, raw.get("protocol", {}), "[protocol]", path)
+    protocol_tab = dict(raw.get("protocol", {}))
+    if "guards" in protocol_tab:
+        try:
+            protocol_tab["guards"] = parse_guards(protocol_tab["guards"])
+        except UserError as exc:
+            raise UserError(f"{path}: [protocol].{exc}") from None
+    protocol = _build(ProtocolConfig, protocol_tab, "[protocol]", path)
     if protocol.probes not in ("failed", "all", "none"):
         raise UserError(f"{path}: [protocol].probes must be 'failed', 'all' or 'none', got {protocol.probes!r}")
     calib = _build(CalibrationSpec, raw.get("calibration", {}), "[calibration]", path)
