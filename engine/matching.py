@@ -129,6 +129,8 @@ def _is_punct(ch: str) -> bool:
 
 def _split_punct(word: str) -> list[str]:
     """The tokens of one word: its pieces between punctuation characters."""
+    if word.isalnum():  # the common case, without a per-character lookup
+        return [word]
     return "".join(" " if _is_punct(ch) else ch for ch in word).split()
 
 
