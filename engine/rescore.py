@@ -112,10 +112,17 @@ def rescore_run(run: Path, out: Path, scoring: Scoring, advance: Callable[[int],
     run_id = str(manifest.get("run_id") or run.name)
     summary = RescoreSummary(run_id, str(manifest.get("status", "unknown")))
     lines = []
+    seen: set[str] = set()
     for n, rec in enumerate(scan.records, 1):
         item = items.get(rec.get("item_uid"))
         if item is None:
             raise UserError(f"{path}:{n}: item {rec.get('item_uid')!r} is not in {run / ITEMS}")
+        if item["item_uid"] in seen:
+            raise UserError(
+                f"{path}:{n}: item {item['item_uid']!r} appears twice (`prunescope validate --repair` removes "
+                "exact duplicates)"
+            )
+        seen.add(item["item_uid"])
         try:
             new = regrade(rec, item, scoring, max_rank)
         except (KeyError, TypeError, AttributeError) as exc:

@@ -19,7 +19,7 @@ from engine.errors import UserError
 from engine.grading import demotion, generation_fields, is_correct, scoring_of
 from engine.matching import AnswerKey
 from engine.models import LoadedModel
-from engine.prompts import LETTERS, Prompt, PromptBuilder
+from engine.prompts import LETTERS, Prompt, PromptBuilder, check_item
 from engine.protocol import generation as gen
 from engine.protocol.scoring import PrefixState, TokenScores, cache_is_selectable, fork_state, prefix_pass, score
 from engine.runfolder import category
@@ -41,14 +41,6 @@ def check_config(config: ProtocolConfig) -> None:
         scoring_of(config)
     except UserError as exc:
         raise UserError(f"protocol.{exc}") from None
-
-
-def _check_item(item: dict[str, Any], config: ProtocolConfig) -> None:
-    n = len(item["options"])
-    if not 0 <= item["gold_index"] < n:
-        raise UserError(f"item {item['item_uid']}: gold_index {item['gold_index']} outside its {n} options")
-    if config.letter and n > len(LETTERS):
-        raise UserError(f"item {item['item_uid']}: {n} options, letter choice allows at most {len(LETTERS)}")
 
 
 def plan_batches(loaded: LoadedModel, items: Sequence[dict[str, Any]], config: ProtocolConfig) -> list[list[dict]]:
@@ -133,7 +125,7 @@ def evaluate_batch(
     """Outcome records of one planned batch (same batch in, bit-identical records out)."""
     check_config(config)
     for item in batch:
-        _check_item(item, config)
+        check_item(item, config)
     with torch.inference_mode():
         return _evaluate(loaded, batch, config, one_shot_pool)
 

@@ -147,6 +147,9 @@ def test_bad_source_lines_are_named(tmp_path: Path) -> None:
     (run / OUTCOMES).write_text("".join(lines[:2]) + json.dumps(stray) + "\n", encoding="utf-8")
     with pytest.raises(UserError, match=rf"{OUTCOMES}:3: item 'nope/0/en' is not in"):
         rescore_study(study, tmp_path / "a", DEFAULT_SCORING)
+    (run / OUTCOMES).write_text("".join(lines[:2]) + lines[1], encoding="utf-8")
+    with pytest.raises(UserError, match=rf"{OUTCOMES}:3: item .* appears twice .*validate --repair"):
+        rescore_study(study, tmp_path / "dup", DEFAULT_SCORING)
     (run / OUTCOMES).write_text("".join(lines[:2]) + "{not json\n", encoding="utf-8")
     with pytest.raises(UserError, match=rf"{OUTCOMES}:3: corrupt line"):
         rescore_study(study, tmp_path / "b", DEFAULT_SCORING)
