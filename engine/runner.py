@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.config import ProtocolConfig, Study
 from engine.errors import UserError
+from engine.matching import MATCHING_VERSION
 from engine.runfolder import (
     ITEMS,
     MANIFEST,
@@ -97,6 +98,7 @@ def _identity(plan: RunPlan, protocol: ProtocolConfig, ihash: str) -> dict[str, 
         "revision": plan.model.revision,
         "condition": plan.condition.to_dict(),
         "protocol": protocol.to_dict(),
+        "matching_version": MATCHING_VERSION,  # a resumed run never mixes two matchers
         "items_hash": ihash,
     }
 

@@ -20,6 +20,7 @@ import tomllib
 
 from engine.config import DTYPES, MC_RULES, CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
+from engine.matching import parse_guards
 from engine.preflight import DEVICE_RE, DEVICES, check_calibration_source
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
@@ -261,7 +262,13 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         if not isinstance(m, dict) or "id" not in m:
             raise UserError(f"{path}: [[models]] #{i + 1} has no id")
         models.append(build_table(ModelSpec, m, f"[[models]] #{i + 1}", path))
-    protocol = build_table(ProtocolConfig, raw.get("protocol", {}), "[protocol]", path)
+    protocol_tab = raw.get("protocol", {})
+    if isinstance(protocol_tab, dict) and "guards" in protocol_tab:
+        try:
+            protocol_tab = {**protocol_tab, "guards": parse_guards(protocol_tab["guards"])}
+        except UserError as exc:
+            raise UserError(f"{path}: [protocol].{exc}") from None
+    protocol = build_table(ProtocolConfig, protocol_tab, "[protocol]", path)
     if protocol.mc_rule == "letter" and not protocol.letter:
         raise UserError(f"{path}: [protocol].mc_rule = 'letter' needs [protocol].letter = true")
     calib = build_table(CalibrationSpec, raw.get("calibration", {}), "[calibration]", path)

@@ -128,9 +128,10 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argparse.Namespace):
-    """Report tables for the requested tests (recognition also per language), the language comparison and
-    Cochran's Q."""
+    """Report tables for the requested tests (recognition also per language), the language comparison,
+    Cochran's Q and the matching rules' robustness table."""
     from stats import analysis
+    from stats.robustness import matching_report
 
     tables, sentences = [], []
     for test in tests:
@@ -153,6 +154,7 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
     cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
     if cochran.records:
         tables.append(cochran)
+    tables.append(matching_report(df))
     if args.did:
         pair = [s.strip() for s in args.did.split(",")]
         if len(pair) != 2 or not all(pair):

@@ -109,9 +109,14 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
 def findings(
     df: pd.DataFrame, tables: Sequence[ReportTable], by: Sequence[str], level: float, adjust: str = "holm"
 ) -> list[str]:
-    """The summary lines: accuracy findings, then the recognition-only test's (if it was run)."""
+    """The summary lines: accuracy findings, the recognition-only test's (if it was run), the matching rules'."""
+    from stats.robustness import matching_findings
+
     lines = accuracy_findings(df, level)
     rec = next((t for t in tables if t.key == "mcnemar-recognition"), None)
     if rec is not None:
         lines += recognition_findings(rec, by, level, adjust)
+    rob = next((t for t in tables if t.key == "robustness-matching"), None)
+    if rob is not None:
+        lines += matching_findings(rob)
     return lines

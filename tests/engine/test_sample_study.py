@@ -59,6 +59,28 @@ def test_sample_study_is_complete_and_paired() -> None:
         assert sorted(r["item_uid"] for r in iter_outcomes(run)) == sorted(it["item_uid"] for it in items)
 
 
+def test_sample_lines_carry_the_verdicts_of_todays_matcher() -> None:
+    """Grading the committed lines again under the study's scoring changes nothing, and every manifest
+    records the scoring, demotion rule and resume identity the engine writes today."""
+    from engine.grading import demotion_rule, regrade, scoring_of
+    from engine.runfolder import items_hash
+    from engine.runner import _identity
+    from engine.study import parse_study, plan_runs
+
+    study = parse_study(SAMPLE / "study.toml")
+    scoring, max_rank = scoring_of(study.protocol), study.protocol.demotion_max_rank
+    for plan in plan_runs(study):
+        run = SAMPLE / plan.run_id
+        items = read_items(run)
+        manifest = read_manifest(run)
+        assert manifest["matching"] == scoring.to_dict()
+        assert manifest["demotion_rule"] == demotion_rule(max_rank)
+        assert manifest["resume_identity"] == _identity(plan, study.protocol, items_hash(items))
+        by_uid = {it["item_uid"]: it for it in items}
+        for rec in iter_outcomes(run):
+            assert regrade(rec, by_uid[rec["item_uid"]], scoring, max_rank) == rec, (plan.run_id, rec["item_uid"])
+
+
 @dataclass(frozen=True)
 class Rerun:
     committed: dict[str, str]  # item_uid -> committed outcome line

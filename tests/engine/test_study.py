@@ -70,6 +70,8 @@ def test_overrides_replace_keys(tmp_path):
         ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N < M"),
         ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be an integer"),
         ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be one of 'failed', 'all', 'none'"),
+        ("[[models]]\nid='demo'\n[protocol]\nguards = ['hedge', 'loops']\n", r"\[protocol\]\.guards: unknown 'loops'"),
+        ("[[models]]\nid='demo'\n[protocol]\nguards = 3\n", r"\[protocol\]\.guards: expected a list"),
         ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
         ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
         ("[[models]\nid='demo'\n", "invalid TOML"),
@@ -80,6 +82,14 @@ def test_bad_specs_name_the_key(tmp_path, text, message):
     with pytest.raises(UserError, match=message) as info:
         parse_study(path)
     assert str(path) in str(info.value)
+
+
+def test_guards_default_to_all_and_are_read_in_canonical_order(tmp_path):
+    assert parse_study(_spec(tmp_path, GOOD)).protocol.guards == ("hedge", "loop", "short")
+    study = parse_study(_spec(tmp_path, GOOD + "[protocol]\nguards = ['short', 'hedge']\n"))
+    assert study.protocol.guards == ("hedge", "short")
+    assert parse_study(_spec(tmp_path, GOOD + "[protocol]\nguards = []\n")).protocol.guards == ()
+    assert study.protocol.to_dict()["guards"] == ["hedge", "short"]  # JSON-equal in a resumed run's identity
 
 
 def test_missing_spec_file(tmp_path):
