@@ -219,7 +219,10 @@ class Design:
             return self
         reps = self.trials.astype(np.int64)
         ones = np.concatenate([np.r_[np.ones(int(k)), np.zeros(int(n - k))] for k, n in zip(self.y, reps)])
-        rep = lambda a: np.repeat(a, reps, axis=0)  # noqa: E731
+
+        def rep(a: np.ndarray) -> np.ndarray:
+            return np.repeat(a, reps, axis=0)
+
         return Design(
             formula=self.formula,
             y=ones,
