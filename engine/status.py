@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.errors import UserError
@@ -47,7 +47,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     done = _count_lines(Path(run_dir) / OUTCOMES)
     try:
         m = read_manifest(run_dir)

@@ -8,14 +8,13 @@ explicit `[[conditions]]`. Each (model, condition) pair is one run folder named 
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import tomllib
-
-from engine.config import CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
+from engine.config import CalibrationSpec, Condition, ItemsSpec, Method, ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
@@ -94,7 +93,7 @@ def _condition(
     elif not 0.0 < float(sparsity) < 1.0:
         raise UserError(f"{path}: {where}: sparsity must be in (0, 1), got {sparsity!r}")
     return Condition(
-        method=method,
+        method=cast(Method, method),  # one of METHODS, checked above
         sparsity=float(sparsity),
         pattern=pattern,
         calibration=calib,

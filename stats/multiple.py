@@ -21,10 +21,10 @@ ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no correc
 
 def holm(p: Sequence[float]) -> np.ndarray:
     """Holm step-down adjusted p-values (R `p.adjust(method = "holm")`); no NaN allowed."""
-    p = np.asarray(p, dtype=float)
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    arr = np.asarray(p, dtype=float)
+    m = arr.size
+    order = np.argsort(arr, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * arr[order]))
     out = np.empty(m)
     out[order] = adj
     return out
@@ -32,10 +32,10 @@ def holm(p: Sequence[float]) -> np.ndarray:
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     """Benjamini–Hochberg step-up adjusted p-values (R `p.adjust(method = "BH")`); no NaN allowed."""
-    p = np.asarray(p, dtype=float)
-    m = p.size
-    order = np.argsort(p, kind="stable")[::-1]
-    adj = np.minimum(1.0, np.minimum.accumulate(m / np.arange(m, 0, -1) * p[order]))
+    arr = np.asarray(p, dtype=float)
+    m = arr.size
+    order = np.argsort(arr, kind="stable")[::-1]
+    adj = np.minimum(1.0, np.minimum.accumulate(m / np.arange(m, 0, -1) * arr[order]))
     out = np.empty(m)
     out[order] = adj
     return out

@@ -172,6 +172,7 @@ def load_token_file(path: Path, nsamples: int, seqlen: int) -> torch.Tensor:
     """Pre-tokenized ids (.npy / .pt with weights_only / .safetensors): the first ``nsamples`` rows of a
     2-D ``(rows, seqlen)`` integer array."""
     name = path.name.lower()
+    arr: object  # checked to be an integer tensor below
     try:
         if name.endswith(".npy"):
             arr = torch.from_numpy(np.load(path, allow_pickle=False))
