@@ -1,4 +1,4 @@
-"""The run folder: manifest.json, items.jsonl, outcomes.jsonl (the contract of DESIGN.md).
+"""The run folder: manifest.json, items.jsonl, outcomes.jsonl (the contract of docs/design.md §4).
 
 Torch-free on purpose: `stats` and `tui` read run folders through this module.
 

@@ -1,7 +1,7 @@
 """Calibration token ids for pruning: local JSONL(.gz) / text / pre-tokenized files, the bundled
 multilingual text, or a Hugging Face dataset, sampled exactly like the reference C4 sampler.
 
-The reference sampler (`get_c4` in the Wanda and SparseGPT repositories, research/pruning.md §1.1):
+The reference sampler (`get_c4` in the Wanda and SparseGPT repositories, docs/pruning.md §8):
 ``random.seed(seed)``; per sample, draw a document index with ``randint(0, len-1)`` until the
 tokenized document is longer than ``seqlen``, then draw ``start = randint(0, ntok - seqlen - 1)`` and
 take ``ids[start:start+seqlen]``. ``random.Random(seed)`` yields the same draws as the global seed.

@@ -1,6 +1,6 @@
 """The layer-wise pruning driver: walks a transformers causal LM's decoder layers one at a time.
 
-Order of operations (research/pruning.md §1.1, §2.1, §6.2), batched instead of batch 1:
+Order of operations (docs/pruning.md §6), batched instead of batch 1:
 
 1. Capture: every decoder layer is swapped for a recorder; one forward of the model per calibration
    batch stores layer 0's input hidden states and, for every layer, the positional and keyword

@@ -1,7 +1,7 @@
 """Exploratory backend: statsmodels BinomialBayesMixedGLM, mean-field variational Bayes.
 
 Point estimates only. Its posterior SDs of fixed effects are several times too small (worst for
-item-level covariates; stats.md §2.2), so the result carries no SEs, CIs or p-values.
+item-level covariates; docs/statistics.md §11), so the result carries no SEs, CIs or p-values.
 """
 
 from __future__ import annotations
