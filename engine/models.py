@@ -122,9 +122,7 @@ def _load_pretrained(spec: ModelSpec, location: str, gguf_file: str | None, revi
         model_kwargs["device_map"] = spec.device_map
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        # Any, like the return type: architectures differ, and transformers types `to` as
-        # functools.wraps(nn.Module.to), which rejects a bound call
-        model: Any = AutoModelForCausalLM.from_pretrained(location, **kwargs, **model_kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs, **model_kwargs)
     except (OSError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(
