@@ -26,14 +26,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-## Linter and formatter check (ruff); `ruff format .` fixes the formatting.
+## Linter, formatter check and type check (ruff, mypy; config in pyproject.toml); `ruff format .` fixes the formatting.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Extra packages the benchmarks need (lm-eval); bench/README.md has each benchmark's command.
 bench-deps: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -1,6 +1,6 @@
 """Benchmark: load a synthetic study of N outcome lines into the tidy table (stats.load).
 
-Generates the study with engine.synthetic.make_synthetic_study (5 languages × 5 conditions), then
+Generates the study with tests.synthetic.make_synthetic_study (5 languages × 5 conditions), then
 times `load_study`, `transitions` and the matching rules' robustness table and prints what it measured. Usage:
 
     .venv/bin/python bench/bench_stats_load.py [--lines 1000000] [--dir PATH] [--keep]
@@ -11,14 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from engine.runfolder import discover_runs
-from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from stats.load import load_study, transitions
 from stats.robustness import matching_report
+from tests.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 
 LANGUAGES = ("en", "de", "es", "ru", "zh")
 

@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class RunResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _git_hash() -> str | None:
@@ -400,16 +400,8 @@ def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
     from engine.safe_text import rich_text
 
     table = Table(title="Per-language summary (accuracy; RO = recognition-only rate: MC right, open wrong)")
-    for col, justify in (
-        ("run", "left"),
-        ("lang", "left"),
-        ("n", "right"),
-        ("open", "right"),
-        ("shown", "right"),
-        ("MC", "right"),
-        ("RO", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    for col in ("run", "lang", "n", "open", "shown", "MC", "RO"):
+        table.add_column(col, justify="left" if col in ("run", "lang") else "right")
     for r in language_summary(run_dirs):
         table.add_row(
             rich_text(r["run"]),

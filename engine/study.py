@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import tomllib
-
-from engine.config import DTYPES, MC_RULES, CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
+from engine.config import (
+    DTYPES,
+    MC_RULES,
+    CalibrationSpec,
+    Condition,
+    ItemsSpec,
+    Method,
+    ModelSpec,
+    ProtocolConfig,
+    Study,
+)
 from engine.errors import UserError
 from engine.matching import parse_guards
 from engine.preflight import DEVICE_RE, DEVICES, check_calibration_source
@@ -204,7 +213,7 @@ def _condition(
     elif isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < float(sparsity) < 1.0:
         raise UserError(f"{path}: {where}: sparsity must be a number in (0, 1), got {sparsity!r}")
     return Condition(
-        method=method,
+        method=cast(Method, method),  # one of METHODS, checked above
         sparsity=float(sparsity),
         pattern=pattern,
         calibration=calib,

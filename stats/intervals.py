@@ -1,7 +1,7 @@
 """Confidence intervals: Wilson for a rate, paired difference Δ = (b − c)/n, conditional odds ratio b/c.
 
 Formulas follow Fagerland, Lydersen & Laake, *Statistical Analysis of Contingency Tables* (ch. 2, 8),
-and are checked against their `contingencytables` R package (research/stats.md §4).
+and are checked against their `contingencytables` R package (docs/statistics.md §4, §12).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """McNemar tests for paired binary outcomes: mid-p (default), exact conditional, asymptotic ± CC.
 
-Implemented directly on the binomial and χ² distributions (research/stats.md §1.2): statsmodels'
+Implemented directly on the binomial and χ² distributions (docs/statistics.md §3): statsmodels'
 `mcnemar` returns p = 0 with no discordant pairs and p < 1 for b = c under the correction.
 """
 

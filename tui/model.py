@@ -109,8 +109,9 @@ class RunIndex:
         if uid in self.row_of:
             self.problems.append(f"{self.path / OUTCOMES}: item {uid!r} has more than one outcome line; first kept")
             return
-        opened = rec.get("open") if isinstance(rec.get("open"), dict) else {}
-        mc = rec.get("mc") if isinstance(rec.get("mc"), dict) else {}
+        opened, mc = rec.get("open"), rec.get("mc")
+        opened = opened if isinstance(opened, dict) else {}
+        mc = mc if isinstance(mc, dict) else {}
         self.row_of[uid] = len(self.uids)
         self.offsets.append(offset)
         self.uids.append(uid)

@@ -179,13 +179,14 @@ def _evaluate(
     for i, it in enumerate(batch):
         mc = _mc_record(it, [scored[r] for r in option_rows[i]], letters[i], config)
         trace = _trace_record(tok, it, scored[gold_rows[i]], opens[i])
+        shown_i = shown[i]
         records.append(
             {
                 "item_uid": it["item_uid"],
                 "content_hash": it["content_hash"],
                 "language": it["language"],
                 "open": open_records[i],
-                "shown": _generation_record(shown[i], it, config) if shown[i] is not None else None,
+                "shown": _generation_record(shown_i, it, config) if shown_i is not None else None,
                 "mc": mc,
                 "gold_trace": trace,
                 "category": category(open_records[i]["correct"], mc["correct"]),
@@ -220,7 +221,8 @@ def _evaluate(
 def _mc_record(
     item: dict[str, Any], opts: list[TokenScores], letter: dict[str, Any] | None, config: ProtocolConfig
 ) -> dict[str, Any]:
-    options, scores = [], {k: [] for k in SCORE_RULES}
+    options: list[dict[str, Any]] = []
+    scores: dict[str, list[float]] = {k: [] for k in SCORE_RULES}
     for text, s in zip(item["options"], opts):
         ll = s.total
         n_tok, n_chr, n_byt = len(s.token_ids), len(text), len(text.encode("utf-8"))

@@ -222,13 +222,13 @@ class GlmmResult:
         """
         from scipy.stats import chi2 as chi2_dist
 
-        if self.loglik is None or other.loglik is None:
+        big, small = (self, other) if self.npar >= other.npar else (other, self)
+        if big.loglik is None or small.loglik is None:
             raise UserError(
-                f"LRT needs likelihoods; backend {self.backend if self.loglik is None else other.backend!r} has none"
+                f"LRT needs likelihoods; backend {(big if big.loglik is None else small).backend!r} has none"
             )
         if self.n_obs != other.n_obs or self.response_fingerprint != other.response_fingerprint:
             raise UserError("LRT needs both models fitted to the same rows and response")
-        big, small = (self, other) if self.npar >= other.npar else (other, self)
         df = big.npar - small.npar
         if df <= 0:
             raise UserError("LRT needs nested models with different numbers of parameters")
@@ -237,7 +237,7 @@ class GlmmResult:
             raise UserError(
                 f"models are not nested: the smaller has fixed terms the larger lacks: {', '.join(missing)}"
             )
-        stat = max(0.0, 2.0 * (big.loglik - small.loglik))  # type: ignore[operator]
+        stat = max(0.0, 2.0 * (big.loglik - small.loglik))
         return stat, df, float(chi2_dist.sf(stat, df))
 
     def report(self, term: str | None = None) -> str:

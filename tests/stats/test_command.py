@@ -13,7 +13,7 @@ import pytest
 
 from engine.cli import main
 from engine.runfolder import dumps_line, read_json, write_json_atomic
-from engine.synthetic import make_synthetic_study
+from tests.synthetic import make_synthetic_study
 
 CONDS = (
     ("dense", 0.0, "unstructured"),
