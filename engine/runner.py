@@ -7,10 +7,9 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +29,7 @@ from engine.runfolder import (
     write_jsonl_atomic,
 )
 from engine.study import RunPlan, plan_runs
-
-ProgressFn = Callable[[int, int], None]  # (items done in this run, items in this run)
+from engine.terminal import StepProgress, layer_task, progress_bars, stdout_console
 
 
 @dataclass
@@ -125,13 +123,15 @@ def run_one(
     plan: RunPlan,
     items: list[dict[str, Any]],
     protocol: ProtocolConfig,
-    progress: ProgressFn | None = None,
+    progress: StepProgress | None = None,
     cache_dir: Path | None = None,
     stop_after_batches: int | None = None,
+    prune_progress: StepProgress | None = None,
 ) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
-    `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
+    `progress(items done, items)` follows the evaluation, `prune_progress(layers done, layers)` the
+    pruning. `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
     """
     from engine.models import load_model
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
@@ -195,7 +195,7 @@ def run_one(
                 plan.condition,
                 device=device,
                 cache_dir=cache_dir,
-                progress=progress is not None,
+                progress=prune_progress,
                 model_id=loaded.info["id"],
                 revision=loaded.info.get("revision"),
             )
@@ -289,27 +289,9 @@ def run_study(
         for plan in plans:
             results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir))
         return results
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} items/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
+    with progress_bars() as bars:
         for plan in plans:
-            task = bar.add_task(plan.run_id, total=len(items), rate="-")
+            task = bars.add_task(plan.run_id, total=len(items), unit="- items/s")
             t_start = time.time()
             first: list[int] = []
 
@@ -318,16 +300,11 @@ def run_study(
                     first.append(done)
                 dt = time.time() - t_start
                 rate = (done - first[0]) / dt if dt > 0 else 0.0
-                bar.update(task, completed=done, total=total, rate=f"{rate:.2f}")
+                bars.update(task, completed=done, total=total, unit=f"{rate:.2f} items/s")
 
-            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir))
+            pruning = layer_task(bars, f"{plan.run_id}: pruning {plan.condition.method}")
+            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir, prune_progress=pruning))
     return results
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
 
 
 def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
@@ -361,8 +338,7 @@ def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
-    from rich.console import Console
+def print_language_summary(run_dirs: Sequence[Path]) -> None:
     from rich.table import Table
 
     from engine.safe_text import rich_text
@@ -388,4 +364,4 @@ def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
             f"{r['mc']:.3f}",
             f"{r['recognition_only']:.3f}",
         )
-    Console(file=file or sys.stdout).print(table)
+    stdout_console().print(table)

@@ -65,6 +65,7 @@ def prune_command(args: argparse.Namespace) -> int:
     from engine.models import load_model
     from engine.pruning.apply import prune_model
     from engine.pruning.cache import default_cache_dir
+    from engine.terminal import layer_progress
 
     if args.nsamples < 1 or args.seqlen < 2:
         raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
@@ -87,17 +88,18 @@ def prune_command(args: argparse.Namespace) -> int:
     device = _device(args.device)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    report = prune_model(
-        loaded.model,
-        loaded.tokenizer,
-        condition,
-        device=device,
-        cache_dir=cache_dir,
-        progress=True,
-        batch_size=args.batch_size,
-        model_id=loaded.info.get("id"),
-        revision=loaded.info.get("revision"),
-    )
+    with layer_progress(f"pruning {args.method}") as progress:
+        report = prune_model(
+            loaded.model,
+            loaded.tokenizer,
+            condition,
+            device=device,
+            cache_dir=cache_dir,
+            progress=progress,
+            batch_size=args.batch_size,
+            model_id=loaded.info.get("id"),
+            revision=loaded.info.get("revision"),
+        )
     report["model"] = loaded.info
     out.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(out)
