@@ -73,7 +73,6 @@ def test_rerun_slice_gives_identical_outcome_lines(run_id: str, tmp_path: Path) 
                 loaded.tokenizer,
                 plan.condition,
                 device="cpu",
-                progress=False,
                 cache_dir=tmp_path,
                 model_id=loaded.info["id"],
                 revision=loaded.info.get("revision"),

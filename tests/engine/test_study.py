@@ -107,3 +107,14 @@ def test_cli_stops_quietly_when_the_reader_goes_away():
     proc.stdout.close()  # the reader is gone before the child has imported anything, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "internal error" not in err and "Traceback" not in err, err
+
+
+def test_dry_run_shows_calibration_only_where_the_method_reads_it(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["run", str(_spec(tmp_path, GOOD)), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert len(plan) == 8
+    for run_id, line in plan.items():
+        calibrated = run_id.split("__")[1].startswith(("wanda", "sparsegpt"))
+        assert ("calibration=bundled n=8×64" in line) == calibrated, line
