@@ -140,19 +140,19 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
         sentences += [
             (table.title, f"{analysis.cell_label(rec, by)}: {r.report()}") for rec, r in zip(table.records, results)
         ]
-    several_languages = bool(len(tr)) and tr["language"].nunique() > 1
-    if "recognition" in tests and several_languages and "language" not in by:
-        table, _ = analysis.paired_table_report(
-            df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
-        )
-        tables.append(
-            dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
-        )
-    if "recognition" in tests and several_languages:
+    if "recognition" in tests and len(tr) and tr["language"].nunique() > 1:
+        if "language" not in by:
+            table, _ = analysis.paired_table_report(
+                df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
+            )
+            tables.append(
+                dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
+            )
         tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
-    cochran = analysis.cochran_report(df, "recognition_only", args.adjust) if "recognition" in tests else None
-    if cochran and cochran.records:
-        tables.append(cochran)
+    if "recognition" in tests:
+        cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
+        if cochran.records:
+            tables.append(cochran)
     if args.did:
         pair = [s.strip() for s in args.did.split(",")]
         if len(pair) != 2 or not all(pair):
