@@ -343,7 +343,7 @@ def print_language_summary(run_dirs: Sequence[Path]) -> None:
 
     from engine.safe_text import rich_text
 
-    table = Table(title="Per-language summary (accuracy; RO = recognition-only rate: MC right, open wrong)")
+    table = Table(title="Per-language accuracy", title_justify="left")
     for col, justify in (
         ("run", "left"),
         ("lang", "left"),
@@ -364,4 +364,8 @@ def print_language_summary(run_dirs: Sequence[Path]) -> None:
             f"{r['mc']:.3f}",
             f"{r['recognition_only']:.3f}",
         )
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        "shown = generation with the options in the prompt; RO = recognition-only rate (MC right, open wrong)"
+    )
