@@ -18,6 +18,7 @@ ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
 CALIBRATED_METHODS = ("wanda", "sparsegpt")  # the methods that read calibration data (magnitude does not)
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
+DTYPES = ("float32", "float16", "bfloat16", "auto")
 
 
 @dataclass(frozen=True)
