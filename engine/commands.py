@@ -139,7 +139,10 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         report = launch(spec_text, spec_path, out, [p.run_id for p in plans], overrides, opts)
         print_launch_report(report, out)
         print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
-        return 1 if report.failed else 0
+        if report.failed:
+            return 1
+        print_next_steps(out)
+        return 0
     from engine.config import cache_root
 
     results = run_study(
@@ -154,6 +157,7 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"
         print(f"{r.run_id}: {verb} -> {r.path}", file=sys.stderr)
     print_language_summary([r.path for r in results])
+    print_next_steps(out)
     return 0
 
 
@@ -192,8 +196,8 @@ def print_plan(study, plans, out: Path, opts) -> None:
     for p in plans:
         c = p.condition
         calib = (
-            f" calibration={c.calibration.source} n={c.calibration.nsamples}×{c.calibration.seqlen}"
-            if c.calibration
+            f" calibration={inert(c.calibration.source)} n={c.calibration.nsamples}×{c.calibration.seqlen}"
+            if c.calibration and c.uses_calibration
             else ""
         )
         state = "to run" if p.run_id in todo else "complete"
@@ -201,6 +205,37 @@ def print_plan(study, plans, out: Path, opts) -> None:
             f"  {p.run_id} [{state}]: model={inert(p.model.id)} method={c.method} sparsity={c.sparsity:.3f} "
             f"pattern={c.pattern}{calib}"
         )
+
+
+def _program() -> str:
+    """How this shell calls prunescope again: `prunescope` when PATH finds this one, else the path used."""
+    import shutil
+
+    prog = sys.argv[0]
+    if Path(prog).name != "prunescope":  # `python -m engine.cli`, tests
+        return "prunescope"
+    found = shutil.which("prunescope")
+    return "prunescope" if found and Path(found).resolve() == Path(prog).resolve() else prog
+
+
+def print_next_steps(out: Path) -> None:
+    """What to do with a finished study, as commands this shell can run (on stderr)."""
+    import shlex
+
+    from engine.safe_text import inert
+
+    prog = _program()
+    steps = (
+        ("validate", "check every run against the run-folder schemas"),
+        ("stats", "paired tests: what pruning changed, with corrected p-values"),
+        ("tui", "step through the items in the terminal UI"),
+    )
+    calls = [f"{shlex.quote(prog)} {cmd} {shlex.quote(str(out))}" for cmd, _ in steps]
+    width = max(map(len, calls))
+    lines = ["Next:"] + [f"  {call:<{width}}  # {what}" for call, (_, what) in zip(calls, steps)]
+    if prog != "prunescope":
+        lines.append(f"  (after `. {shlex.quote(str(Path(prog).parent / 'activate'))}`, plain `prunescope` works)")
+    print(inert("\n".join(lines), max_len=None, newlines=True), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

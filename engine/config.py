@@ -18,6 +18,7 @@ def cache_root() -> Path:
 
 ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
+CALIBRATED_METHODS = ("wanda", "sparsegpt")  # the methods that read calibration data (magnitude does not)
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 
@@ -81,6 +82,10 @@ class Condition:
             return None
         n, m = self.pattern.split(":")
         return int(n), int(m)
+
+    @property
+    def uses_calibration(self) -> bool:
+        return self.method in CALIBRATED_METHODS
 
     @property
     def slug(self) -> str:

@@ -338,7 +338,7 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         )
     if not conditions:
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
-    if any(c.method in ("wanda", "sparsegpt") for c in conditions):
+    if any(c.uses_calibration for c in conditions):
         check_calibration_source(calib.source, f"{path}: [calibration].source")
     unique = list(dict.fromkeys(conditions))
     return Study(name=name, items=items, models=tuple(models), conditions=tuple(unique), protocol=protocol)

@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--test",
         default=",".join(("recognition", "within")),
         help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
-        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within",
+        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within. "
+        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables and "
+        "the default GLMM are of the recognition-only rate and come with recognition",
     )
     p.add_argument(
         "--method",
@@ -111,7 +113,7 @@ def run_stats(args: argparse.Namespace) -> int:
     tr = transitions(df)
     tables, sentences = build_tables(df, tr, tests, by, args)
     glmm = None
-    if not args.no_glmm:
+    if not args.no_glmm and (args.glmm_formula or "recognition" in tests):
         formula = args.glmm_formula or analysis.default_glmm_formula(df)
         t0 = time.perf_counter()
         gtable, glmm = analysis.glmm_report(df, formula, args.glmm_backend)
@@ -128,8 +130,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argparse.Namespace):
-    """Report tables for the requested tests (recognition also per language), the language comparison,
-    Cochran's Q and the matching rules' robustness table."""
+    """Report tables for the requested tests; with recognition also per language, the languages compared,
+    Cochran's Q across sparsities (all of the recognition-only rate) and the matching rules' robustness table."""
     from stats import analysis
     from stats.robustness import matching_report
 
@@ -142,19 +144,20 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
         sentences += [
             (table.title, f"{analysis.cell_label(rec, by)}: {r.report()}") for rec, r in zip(table.records, results)
         ]
-    if "recognition" in tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
-        table, _ = analysis.paired_table_report(
-            df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
-        )
-        tables.append(
-            dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
-        )
-    if len(tr) and tr["language"].nunique() > 1:
+    if "recognition" in tests and len(tr) and tr["language"].nunique() > 1:
+        if "language" not in by:
+            table, _ = analysis.paired_table_report(
+                df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
+            )
+            tables.append(
+                dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
+            )
         tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
-    cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
-    if cochran.records:
-        tables.append(cochran)
-    tables.append(matching_report(df))
+    if "recognition" in tests:
+        cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
+        if cochran.records:
+            tables.append(cochran)
+        tables.append(matching_report(df))
     if args.did:
         pair = [s.strip() for s in args.did.split(",")]
         if len(pair) != 2 or not all(pair):
@@ -177,10 +180,15 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
     from stats import report
 
     if fmt == "table":
-        from rich.console import Console
+        from engine.terminal import stdout_console
 
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-        report.render_rich(tables, console)
+        if not sys.stdout.isatty():
+            print(
+                "prunescope stats: stdout is not a terminal, so the tables are written unwrapped; "
+                "--format csv, markdown, latex or json gives files for other tools",
+                file=sys.stderr,
+            )
+        report.render_rich(tables, stdout_console())
     elif fmt == "markdown":
         sys.stdout.write(report.render_markdown(tables, title, summary))
     elif fmt == "latex":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import torch
 from torch import nn
 
+from engine.config import CALIBRATED_METHODS
 from engine.errors import UserError
+from engine.terminal import StepProgress
 
 if TYPE_CHECKING:
     from engine.pruning.sparsegpt import HessianFactor
@@ -451,20 +452,16 @@ class DriverResult:
     layers_path: str
 
 
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def prune_layers(
     model: nn.Module,
     settings: PruneSettings,
     ids: torch.Tensor | None,
     device: str | torch.device = "cpu",
-    progress: bool = False,
+    progress: StepProgress | None = None,
 ) -> DriverResult:
     """Prune every decoder layer of ``model`` in place; ``ids`` (nsamples, seqlen) is the calibration
-    set (unused by magnitude). Returns per-module records and timings."""
+    set (unused by magnitude). ``progress(layers done, layers)`` is called before the calibration
+    capture and after each layer. Returns per-module records and timings."""
     from engine.pruning import algorithms as alg
 
     device = torch.device(device)
@@ -485,9 +482,11 @@ def prune_layers(
             alg.check_sparsity_args(settings.sparsity, settings.nm, in_features=cols, name=f"{path}.{i}.{name}")
     timings = {"capture_s": 0.0, "statistics_s": 0.0, "prune_s": 0.0, "propagate_s": 0.0}
     records: dict[str, ModuleRecord] = {}
-    needs_data = settings.method != "magnitude"
+    needs_data = settings.method in CALIBRATED_METHODS
     captured: Captured | None = None
     hidden: list[torch.Tensor] = []
+    if progress:
+        progress(0, len(layers))
     if needs_data:
         if ids is None:
             raise UserError(f"{settings.method} needs calibration data")
@@ -497,7 +496,6 @@ def prune_layers(
         timings["capture_s"] = time.perf_counter() - t
     with tf32_off():
         for i, layer in enumerate(layers):
-            _log(progress, f"pruning {settings.method}: layer {i + 1}/{len(layers)}")
             home = _module_device(layer)
             layer.to(device)
             mods = targets[i]
@@ -540,6 +538,8 @@ def prune_layers(
                 timings["propagate_s"] += time.perf_counter() - t
             layer.to(home)
             del stats
+            if progress:
+                progress(i + 1, len(layers))
     return DriverResult(modules=records, timings=timings, n_layers=len(layers), layers_path=path)
 
 

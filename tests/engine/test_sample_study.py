@@ -115,7 +115,6 @@ def rerun(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 loaded.tokenizer,
                 plan.condition,
                 device="cpu",
-                progress=False,
                 cache_dir=tmp_path_factory.mktemp("prune-cache"),
                 model_id=loaded.info["id"],
                 revision=loaded.info.get("revision"),

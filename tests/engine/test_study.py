@@ -120,3 +120,26 @@ def test_cli_stops_quietly_when_the_reader_goes_away():
     proc.stdout.close()  # the reader is gone before the child has imported anything, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "internal error" not in err and "Traceback" not in err, err
+
+
+def test_dry_run_shows_calibration_only_where_the_method_reads_it(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["run", str(_spec(tmp_path, GOOD)), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert len(plan) == 8
+    for run_id, line in plan.items():
+        calibrated = run_id.split("__")[1].startswith(("wanda", "sparsegpt"))
+        assert ("calibration=bundled n=8×64" in line) == calibrated, line
+
+
+def test_next_steps_call_prunescope_the_way_it_was_called(tmp_path, capsys, monkeypatch):
+    from engine.commands import print_next_steps
+
+    prog = tmp_path / "venv" / "bin" / "prunescope"
+    monkeypatch.setattr("sys.argv", [str(prog)])
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    print_next_steps(Path("runs/my study"))
+    err = capsys.readouterr().err
+    assert f"{prog} stats 'runs/my study'" in err and f"{prog} tui 'runs/my study'" in err
+    assert f". {prog.parent / 'activate'}" in err
