@@ -1,11 +1,12 @@
 """Benchmark: load a synthetic study of N outcome lines into the tidy table (stats.load).
 
-Generates the study with engine.synthetic.make_synthetic_study (5 languages × 5 conditions), or
+Generates the study with tests.synthetic.make_synthetic_study (5 languages × 5 conditions), or
 takes `--study`, then times `load_study` and `transitions` twice: first with an empty index cache
 (the run indexes are built from the JSONL files, in worker processes for a large study), then with
-the indexes that pass cached. Prints wall seconds and CPU seconds (this process and the workers it
-started), the load average, and the machine's starvation (`tui.headless.MachineShare`: wall seconds
-per CPU second of a busy loop in another process, 1.0 on an idle machine). Usage:
+the indexes that pass cached; then the matching rules' robustness table. Prints wall seconds and CPU
+seconds (this process and the workers it started), the load average, and the machine's starvation
+(`tui.headless.MachineShare`: wall seconds per CPU second of a busy loop in another process, 1.0 on
+an idle machine). Usage:
 
     .venv/bin/python bench/bench_stats_load.py [--lines 1000000] [--dir PATH] [--keep] [--study PATH]
 """
@@ -15,13 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from engine.contract.reader import discover_runs
-from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from stats.load import load_study, transitions
+from stats.robustness import matching_report
+from tests.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from tui.headless import MachineShare, cpu_seconds
 
 LANGUAGES = ("en", "de", "es", "ru", "zh")
@@ -63,6 +68,12 @@ def main() -> None:
             )
             print(f"  transitions: {trans:.2f} s wall, {trans_cpu:.2f} s CPU ({len(tr):,} dense→pruned pairs)")
             print(f"  tidy table memory: {df.memory_usage(deep=True).sum() / 1e6:.0f} MB")
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        matching_report(df)
+        print(
+            f"matching_report (open outputs graded under 4 rules): {time.perf_counter() - t0:.2f} s wall, "
+            f"{cpu_seconds() - c0:.2f} s CPU"
+        )
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         if args.keep:

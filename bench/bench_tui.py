@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study  # noqa: E402
+from tests.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study  # noqa: E402
 from tui.headless import MachineShare, cpu_seconds, press, until  # noqa: E402
 
 

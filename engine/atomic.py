@@ -44,7 +44,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def replace_file(path: Path, write: Callable[[IO[bytes]], None], durable: bool = True) -> None:
+def replace_file(path: Path, write: Callable[[IO[bytes]], object], durable: bool = True) -> None:
     """Replace `path` with what `write(f)` writes to a binary file; `durable` fsyncs file and folder."""
     path = Path(path)
     fd, tmp = _mkstemp_like_open(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.contract.labels import condition_label, parse_pattern
+from engine.matching import GUARDS
 
 
 def cache_root() -> Path:
@@ -18,6 +19,7 @@ def cache_root() -> Path:
 
 ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
+CALIBRATED_METHODS = ("wanda", "sparsegpt")  # the methods that read calibration data (magnitude does not)
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 
@@ -34,6 +36,7 @@ class ProtocolConfig:
     letter: bool = True  # score letter choice besides option log-likelihood
     mc_rule: str = "per_char"  # which normalisation decides "the" MC answer
     containment: bool = True  # gold contained in the normalised output counts as correct
+    guards: tuple[str, ...] = GUARDS  # guards on containment: hedge, loop, short (engine/matching.py)
     probes: ProbeMode = "failed"  # run recovery probes on failed open generations, all, or none
     beam_width: int = 4
     n_samples: int = 8
@@ -44,7 +47,9 @@ class ProtocolConfig:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["guards"] = list(self.guards)
+        return d
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,10 @@ class Condition:
     @property
     def nm(self) -> tuple[int, int] | None:
         return parse_pattern(self.pattern)
+
+    @property
+    def uses_calibration(self) -> bool:
+        return self.method in CALIBRATED_METHODS
 
     @property
     def slug(self) -> str:

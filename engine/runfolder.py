@@ -1,5 +1,5 @@
-"""Writing run folders: manifest.json, items.jsonl, outcomes.jsonl and its index; validating and
-repairing them.
+"""Writing run folders: manifest.json, items.jsonl, outcomes.jsonl and its index (the contract of
+docs/design.md §4); validating and repairing them.
 
 Torch-free. The reader side of the format (file names, the tolerant line reader, typed records,
 the run index, the pairing rule, the schema_version check) is `engine.contract`; this module writes
@@ -297,7 +297,7 @@ def validate_run(run_dir: Path) -> list[str]:
         return problems + [str(exc)]
     from engine.items.build import content_hash
 
-    by_uid: dict[str, dict[str, Any]] = {}
+    by_uid: dict[str | None, dict[str, Any]] = {}
     for n, item in enumerate(items, 1):
         errors = schema_errors("item", item)
         problems += [f"{run_dir / ITEMS}:{n}: {e}" for e in errors]
@@ -316,19 +316,19 @@ def validate_run(run_dir: Path) -> list[str]:
     problems += scan.errors
     if scan.torn_tail and (manifest or {}).get("status") != "running":
         problems.append(f"{path}: torn last line in a run that is not running")
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for n, rec in zip(scan.lines, scan.records):
         problems += [f"{path}:{n}: {e}" for e in schema_errors("outcome", rec)]
-        uid = rec.get("item_uid")
+        uid: str | None = rec.get("item_uid")
         if uid in seen:
             problems.append(
                 f"{path}:{n}: duplicate item {uid!r} (`prunescope validate --repair` removes exact duplicates)"
             )
         seen.add(uid)
-        item = by_uid.get(uid)
-        if item is None:
+        known = by_uid.get(uid) if uid is not None else None
+        if known is None:
             problems.append(f"{path}:{n}: item {uid!r} is not in items.jsonl")
-        elif item["content_hash"] != rec.get("content_hash"):
+        elif known["content_hash"] != rec.get("content_hash"):
             problems.append(f"{path}:{n}: content hash of {uid!r} differs from items.jsonl")
     if manifest is not None and manifest.get("status") == "complete" and seen != set(by_uid):
         problems.append(f"{path}: run is complete but {len(set(by_uid) - seen)} items have no outcome")

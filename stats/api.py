@@ -11,6 +11,7 @@ and calls the same functions, so both show the same numbers. Nothing here knows 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class StatsResult:
     summary: list[str] = field(default_factory=list)
     glmm: Any = None  # the fitted GLMM result
     glmm_title: str = ""
+    glmm_fit_s: float = 0.0  # seconds the GLMM fit took (diagnostics.json, never the report files)
 
 
 def load(sources: Sequence[Path | str], options: StatsOptions) -> tuple[Any, Any]:
@@ -92,9 +94,11 @@ def load(sources: Sequence[Path | str], options: StatsOptions) -> tuple[Any, Any
 
 
 def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], list[tuple[str, str]]]:
-    """Report tables for the requested tests (recognition also per language), the language comparison,
-    Cochran's Q and the difference-in-differences table; and the reporting sentences."""
+    """Report tables for the requested tests; with recognition also per language, the languages compared,
+    Cochran's Q across sparsities (all of the recognition-only rate) and the matching rules' robustness
+    table; the difference-in-differences table; and the reporting sentences."""
     from stats import analysis
+    from stats.robustness import matching_report
 
     by = options.by_keys
     tables, sentences = [], []
@@ -106,18 +110,20 @@ def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], l
         sentences += [
             (table.title, f"{analysis.cell_label(rec, by)}: {r.report()}") for rec, r in zip(table.records, results)
         ]
-    if "recognition" in options.tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
-        table, _ = analysis.paired_table_report(
-            df, tr, "recognition", [*by, "language"], options.method, options.adjust, options.level, options.diff_ci
-        )
-        tables.append(
-            dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
-        )
-    if len(tr) and tr["language"].nunique() > 1:
+    if "recognition" in options.tests and len(tr) and tr["language"].nunique() > 1:
+        if "language" not in by:
+            table, _ = analysis.paired_table_report(
+                df, tr, "recognition", [*by, "language"], options.method, options.adjust, options.level, options.diff_ci
+            )
+            tables.append(
+                dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
+            )
         tables.append(analysis.language_report(tr, "recognition", options.method, options.adjust, options.level))
-    cochran = analysis.cochran_report(df, "recognition_only", options.adjust)
-    if cochran.records:
-        tables.append(cochran)
+    if "recognition" in options.tests:
+        cochran = analysis.cochran_report(df, "recognition_only", options.adjust)
+        if cochran.records:
+            tables.append(cochran)
+        tables.append(matching_report(df))
     if options.did:
         a, b = (s.strip() for s in options.did.split(","))
         did = analysis.did_report(tr, a, b, options.boot, options.seed, options.level)
@@ -134,13 +140,20 @@ def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], l
     return tables, sentences
 
 
-def fit_glmm(df: Any, options: StatsOptions) -> tuple[Any, Any, str]:
-    """(GLMM report table, fitted result, title) under the options' formula and backend."""
+def fit_glmm(df: Any, options: StatsOptions) -> tuple[Any, Any, str, float]:
+    """(GLMM report table, fitted result, title, seconds the fit took) under the options' formula and backend."""
     from stats import analysis
 
     formula = options.glmm_formula or analysis.default_glmm_formula(df)
+    t0 = time.perf_counter()
     table, result = analysis.glmm_report(df, formula, options.glmm_backend)
-    return table, result, f"GLMM ({options.glmm_backend}): {formula}"
+    return table, result, f"GLMM ({options.glmm_backend}): {formula}", time.perf_counter() - t0
+
+
+def wants_glmm(options: StatsOptions) -> bool:
+    """The GLMM is fitted unless switched off; the default formula is of the recognition-only rate, so
+    without a formula of its own it comes with the recognition test."""
+    return options.glmm and (options.glmm_formula is not None or "recognition" in options.tests)
 
 
 def recognition_cells(df: Any, tr: Any, options: StatsOptions) -> dict[tuple[str, str, str], float]:
@@ -163,8 +176,8 @@ def analyse(sources: Sequence[Path | str], options: StatsOptions) -> StatsResult
     df, tr = load(sources, options)
     tables, sentences = report_tables(df, tr, options)
     result = StatsResult(df, tr, tables, sentences)
-    if options.glmm:
-        table, result.glmm, result.glmm_title = fit_glmm(df, options)
+    if wants_glmm(options):
+        table, result.glmm, result.glmm_title, result.glmm_fit_s = fit_glmm(df, options)
         tables.append(table)
     result.summary = findings(df, tables, options.by_keys, options.level, options.adjust)
     return result

@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--test",
         default=",".join(d.tests),
         help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
-        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within",
+        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within. "
+        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables and "
+        "the default GLMM are of the recognition-only rate and come with recognition",
     )
     p.add_argument(
         "--method",
@@ -65,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv and figures/*.pdf|png here",
+        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv, figures/*.pdf|png and diagnostics.json here",
     )
     p.add_argument("--no-glmm", action="store_true", help="skip the mixed-effects model")
     p.add_argument(
@@ -130,10 +132,15 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
     from stats import report
 
     if fmt == "table":
-        from rich.console import Console
+        from engine.terminal import stdout_console
 
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-        report.render_rich(tables, console)
+        if not sys.stdout.isatty():
+            print(
+                "prunescope stats: stdout is not a terminal, so the tables are written unwrapped; "
+                "--format csv, markdown, latex or json gives files for other tools",
+                file=sys.stderr,
+            )
+        report.render_rich(tables, stdout_console())
     elif fmt == "markdown":
         sys.stdout.write(report.render_markdown(tables, title, summary))
     elif fmt == "latex":
@@ -148,7 +155,7 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
 
 
 def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
-    """REPORT.md (deterministic), tables in LaTeX/JSON/CSV, and the figures."""
+    """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
     from stats import figures, report
 
     tables, tr, glmm = result.tables, result.tr, result.glmm
@@ -162,10 +169,16 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
         + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
         + "\n"
     )
+    if glmm is not None:
+        md += (
+            "\n## Diagnostics\n\n- `diagnostics.json`: the GLMM optimiser's iterations, messages and unrounded "
+            "optimum, and the fit time. They differ between machines; nothing above depends on them.\n"
+        )
     for path, text in (
         (out / "REPORT.md", md),
         (out / "tables.tex", report.render_latex(tables)),
         (out / "tables.json", report.render_json(tables, {"title": title})),
+        (out / DIAGNOSTICS, _diagnostics_json(glmm, result.glmm_fit_s)),
     ):
         path.write_text(text, encoding="utf-8")
         written.append(path)
@@ -181,6 +194,29 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
     if glmm is not None:
         written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", result.glmm_title)
     return written
+
+
+DIAGNOSTICS = "diagnostics.json"
+
+
+def _diagnostics_json(glmm: Any, fit_s: float) -> str:
+    """Machine-dependent details of the run (GLMM convergence, timing), kept out of the report files."""
+    import json
+
+    doc: dict[str, Any] = {
+        "note": "convergence details and timings; they differ between machines, the report files do not",
+        "glmm": None,
+    }
+    if glmm is not None:
+        doc["glmm"] = {
+            "formula": glmm.formula,
+            "backend": f"{glmm.backend} {glmm.backend_version}",
+            "converged": bool(glmm.converged),
+            "singular": bool(glmm.singular),
+            **glmm.diagnostics,
+            "fit_s": round(fit_s, 3),
+        }
+    return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
 def _figure_names(tr: Any, glmm: Any) -> list[str]:

@@ -44,6 +44,7 @@ COLUMNS = (
     "mc_correct",
     "recognition_only",
     "category",
+    "open_text",
     "first_token_rank",
     "seq_logprob",
     "margin",

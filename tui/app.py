@@ -184,10 +184,10 @@ class PrunescopeApp(App[None]):
         except (UserError, ValueError, KeyError) as exc:
             state.error = str(exc)
         self.call_from_thread(self._stats_done, state)
-        if state.tables is None or not self.stats_glmm:
+        if state.tables is None or not self.stats_glmm or not api.wants_glmm(options):
             return
         try:
-            state.glmm, _, _ = api.fit_glmm(df, options)
+            state.glmm, _, _, _ = api.fit_glmm(df, options)
         except Exception as exc:
             state.glmm_error = f"{exc.__class__.__name__}: {exc}"
         self.call_from_thread(self._stats_done, state)
@@ -313,7 +313,8 @@ class PrunescopeApp(App[None]):
         return screen
 
     def action_goto(self, n: int) -> None:
-        if n == 3 and (self.items_state.current is None or self.study is None):
+        current = self.items_state.current
+        if n == 3 and (current is None or self.study is None):
             self.notify("no item chosen yet: pick one in Items (2) and press enter", timeout=3)
             return
         self._to_base()
@@ -326,10 +327,6 @@ class PrunescopeApp(App[None]):
             self.push_screen("significance")
         elif n == 5:
             self.push_screen("runinfo")
-
-    def action_back(self) -> None:
-        if len(self.screen_stack) > 1:
-            self.pop_screen()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.screen))

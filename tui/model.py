@@ -32,16 +32,18 @@ class RunArrays:
     lang: np.ndarray  # int16 index into Study.languages
     open_ok: np.ndarray
     mc_ok: np.ndarray
+    shown: np.ndarray  # int8: 1 right, 0 wrong, -1 no candidate-shown generation
 
     @classmethod
     def of(cls, run: RunSource, languages: Sequence[str]) -> RunArrays:
         if not len(run):
             z = np.zeros(0, dtype=bool)
-            return cls(z.astype(np.int8), z.astype(np.int16), z, z)
+            return cls(z.astype(np.int8), z.astype(np.int16), z, z, z.astype(np.int8))
         o = run.numpy("open_correct", False).astype(bool)
         m = run.numpy("mc_correct", False).astype(bool)
+        s = pc.fill_null(pc.cast(run.column("shown_correct"), pa.int8()), -1).to_numpy().astype(np.int8)
         lang = pc.fill_null(pc.index_in(run.column("language"), value_set=pa.array(list(languages))), -1)
-        return cls(category_codes(o, m), lang.to_numpy().astype(np.int16), o, m)
+        return cls(category_codes(o, m), lang.to_numpy().astype(np.int16), o, m, s)
 
 
 @dataclass
@@ -189,8 +191,9 @@ class Study:
         return Pairs(*(np.concatenate(cols) for cols in zip(*parts)))
 
     def cell_counts(self) -> dict[tuple[int, str | None], dict[str, float]]:
-        """Per (run, language) and per (run, None) for all languages: n, open and MC accuracy,
-        recognition-only rate (computed by `rebuild`, in the loading thread)."""
+        """Per (run, language) and per (run, None) for all languages: n, open, candidate-shown and MC
+        accuracy, recognition-only rate (computed by `rebuild`, in the loading thread). Shown accuracy is
+        over the items that have a candidate-shown generation (NaN when none has)."""
         return self.counts
 
     def _count(self) -> dict[tuple[int, str | None], dict[str, float]]:
@@ -201,15 +204,23 @@ class Study:
                 continue
             langs = np.where(arr.lang < 0, k, arr.lang).astype(np.int64)
             n = np.bincount(langs, minlength=k + 1)
-            o, m = arr.open_ok, arr.mc_ok
-            sums = {"open": np.bincount(langs, o, k + 1), "mc": np.bincount(langs, m, k + 1)}
-            sums["recog"] = np.bincount(langs, m & ~o, k + 1)
+            o, m, s = arr.open_ok, arr.mc_ok, arr.shown
+            sums = {
+                "open": np.bincount(langs, o, k + 1),
+                "shown": np.bincount(langs, s == 1, k + 1),
+                "mc": np.bincount(langs, m, k + 1),
+                "recog": np.bincount(langs, m & ~o, k + 1),
+            }
+            over = dict.fromkeys(sums, n) | {"shown": np.bincount(langs, s >= 0, k + 1)}
             for i, lang in enumerate(self.languages):
                 if n[i]:
-                    out[(r, lang)] = {"n": int(n[i]), **{key: float(v[i] / n[i]) for key, v in sums.items()}}
-            total = len(arr.lang)
-            out[(r, None)] = {"n": total, **{key: float(v.sum() / total) for key, v in sums.items()}}
+                    out[(r, lang)] = {"n": int(n[i]), **{key: _rate(v[i], over[key][i]) for key, v in sums.items()}}
+            out[(r, None)] = {"n": len(arr.lang), **{key: _rate(v.sum(), over[key].sum()) for key, v in sums.items()}}
         return out
+
+
+def _rate(count: float, n: float) -> float:
+    return float(count / n) if n else float("nan")
 
 
 def load_study(sources: Sequence[Path | str], progress: Callable[[str], None] | None = None) -> Study:

@@ -8,6 +8,7 @@ answers, with Python's `re` as the fallback for patterns RE2 does not take.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,7 +213,7 @@ def row_text(study: Study, i: int) -> str:
 # ------------------------------------------------------------------ rows and steps
 
 
-def row_cells(study: Study, i: int, flagged: set[str]) -> list[str]:
+def row_cells(study: Study, i: int, flagged: Collection[str]) -> list[str]:
     """The item list's cells of pair `i`: run, language, item, transition, gold, answer, flag."""
     p = study.pairs
     r, row = int(p.run[i]), int(p.row[i])

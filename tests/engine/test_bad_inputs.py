@@ -22,7 +22,7 @@ import pytest
 from engine.cli import main
 from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES
 from engine.runfolder import dumps_line
-from engine.synthetic import make_synthetic_study
+from tests.synthetic import make_synthetic_study
 from tests.tiny import make_tiny_model_dir
 
 GOOD_SPEC = """

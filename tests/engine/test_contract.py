@@ -30,7 +30,7 @@ from engine.contract.labels import (
 from engine.contract.reader import ITEMS, OUTCOMES, read_manifest
 from engine.contract.records import Item, Outcome, run_meta
 from engine.runfolder import OutcomeWriter, dumps_line, load_schema, repair_run
-from engine.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
+from tests.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 from engine.contract.labels import category
 from engine.contract.reader import OUTCOMES, RunFolderError, scan_jsonl
 from engine.runfolder import OutcomeWriter, dumps_line, items_hash, repair_torn_tail, validate_run, write_json_atomic
-from engine.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
+from tests.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
 
 
 def test_category_covers_the_2x2():

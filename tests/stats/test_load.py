@@ -10,8 +10,8 @@ import pytest
 from engine.contract.reader import read_json
 from engine.errors import UserError
 from engine.runfolder import dumps_line, write_json_atomic
-from engine.synthetic import make_synthetic_study
 from stats.load import COLUMNS, load_study, transitions
+from tests.synthetic import make_synthetic_study
 
 CONDS = (("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured"), ("wanda", 0.7, "unstructured"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
+from tests.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from tui.app import PrunescopeApp
 from tui.headless import MachineShare, press, until
 from tui.screens.item import ItemScreen

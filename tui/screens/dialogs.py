@@ -27,7 +27,7 @@ def bindings_table(screen: Screen) -> Table:
     table.add_column("action")
     table.add_column("id", no_wrap=True, style="dim")
     seen: set[tuple[str, str]] = set()
-    rows = []
+    rows: list[list[str]] = []
     for active in screen.active_bindings.values():
         b = active.binding
         if b.system or b.action in ("", "noop"):
@@ -64,9 +64,6 @@ class HelpScreen(ModalScreen[None]):
         view.set_lines(lines)
         with Vertical(id="help", classes="dialog"):
             yield view
-
-    def action_dismiss(self) -> None:  # type: ignore[override]
-        self.dismiss(None)
 
 
 class FilterScreen(ModalScreen["str | None"]):

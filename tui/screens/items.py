@@ -139,6 +139,7 @@ class ItemsScreen(DataScreen):
         uids = pair_values(study, idx, "item_uid").to_pylist()
         gold = pair_values(study, idx, "answer", items=True).to_pylist()
         answers = pair_values(study, idx, "open_text").to_pylist()
+        shown = pair_values(study, idx, "shown_correct").to_pylist()  # None (empty in the CSV): no such generation
         flagged = self.papp.flags.notes
         rows = [
             [
@@ -149,10 +150,13 @@ class ItemsScreen(DataScreen):
                 bool(discordant(int(p.transition[i]))),
                 g or "",
                 a or "",
+                s,
                 uid in flagged,
             ]
-            for i, uid, g, a in zip(idx.tolist(), uids, gold, answers)
+            for i, uid, g, a, s in zip(idx.tolist(), uids, gold, answers, shown)
         ]
         return Export(
-            "items", ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "flagged"], rows
+            "items",
+            ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "shown_correct", "flagged"],
+            rows,
         )

@@ -41,7 +41,7 @@ def render_strips(renderables: Sequence[RenderableType], width: int, widths: Seq
     console = _console(width)
     lines: list[Strip] = []
     for k, r in enumerate(renderables):
-        w = widths[k] if k < len(widths) and widths[k] else width
+        w = (widths[k] if k < len(widths) else None) or width
         options = console.options.update_width(max(width, min(int(w), WIDE)))
         lines += [Strip(segs) for segs in console.render_lines(r, options, pad=False)]
     return lines
