@@ -58,6 +58,9 @@ class Match(Struct, frozen=True):
     rule: str
     alias: str | None
     normalizer: str
+    guards: list[str] = []  # guards that denied credit (matching v2)
+    degenerate: bool = False  # the output is a repetition loop (matching v2)
+    other_options: list[str] = []  # options other than the gold that the output names (matching v2)
 
 
 class Generation(Struct, frozen=True):

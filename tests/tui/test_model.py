@@ -53,13 +53,13 @@ def test_shown_accuracy_counts_only_lines_with_a_shown_generation(study: Path, b
     text = "".join(json.dumps(r) + "\n" for r in recs)
     path.write_text(("\n" if blank_line else "") + text, encoding="utf-8")
     s = load_study([study])
-    (r,) = (i for i, run in enumerate(s.runs) if run.condition == "wanda-s50")
+    (r,) = (i for i, run in enumerate(s.runs) if run.label == "wanda-s50")
     en = [rec["shown"]["correct"] for rec in recs if rec["language"] == "en"]
     counts = s.cell_counts()
     assert np.isnan(counts[(r, "de")]["shown"]) and np.isnan(counts[(r, "sw")]["shown"])
     assert counts[(r, "en")]["shown"] == counts[(r, None)]["shown"] == pytest.approx(np.mean(en))
     run = s.runs[r]
-    assert [run.shown_correct(i) for i in range(len(run))] == [
+    assert run.column("shown_correct").to_pylist() == [
         rec["shown"]["correct"] if rec.get("shown") else None for rec in recs
     ]
 
