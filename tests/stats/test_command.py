@@ -73,6 +73,7 @@ def test_every_format(study: Path, capsys: pytest.CaptureFixture[str], fmt: str)
                 "mcnemar-recognition-language",
                 "languages-recognition",
                 "cochran-recognition_only",
+                "robustness-matching",
             ],
         ),
         ("open", ["--glmm-formula", "open_correct ~ condition + (1|item)"], ["mcnemar-open", "glmm"]),
