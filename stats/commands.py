@@ -68,9 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--glmm-formula",
         default=None,
-        help="lme4-style formula on the tidy table (columns: item, language, model, method, condition, "
+        help="lme4-style formula on the tidy table (columns: item, language, dataset, model, method, condition, "
         "method_sparsity, sparsity, log_params, open_correct, mc_correct, shown_correct, "
-        "recognition_only); default recognition_only ~ condition [+ model] [+ language] + (1|item)",
+        "recognition_only); default recognition_only ~ condition [+ model] [+ language] [+ dataset] + (1|item), "
+        "with log_params + sparsity:log_params in place of model when the study has two or more model sizes",
     )
     p.add_argument("--glmm-backend", default="mixedlm", help="mixedlm (default), gee, lme4 or bayes")
     p.add_argument(
@@ -82,6 +83,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--boot", type=int, default=10_000, help="bootstrap resamples for --did (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for --did (default 0)")
+    p.add_argument(
+        "--demotion-rank",
+        type=int,
+        default=None,
+        metavar="K",
+        help="demoted = open generation failed and gold first-token rank ≤ K or a probe recovered it "
+        "(default: the threshold the runs recorded, else 10); redoes the analysis without re-running models",
+    )
+    p.add_argument(
+        "--demotion-probes",
+        default="beam,sampling,one_shot",
+        help="probes whose recovery counts as demoted, comma-separated from beam,sampling,one_shot, or none "
+        "(default all three)",
+    )
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
     p.set_defaults(func=run_stats)
     from stats.glmm.commands import register as register_glmm
@@ -128,6 +143,7 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
     """Report tables for the requested tests (recognition also per language), the language comparison and
     Cochran's Q."""
     from stats import analysis
+    from stats.paper import paper_tables
 
     tables, sentences = [], []
     for test in tests:
@@ -150,6 +166,7 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
     cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
     if cochran.records:
         tables.append(cochran)
+    tables += paper_tables(df, tr, _rule_of(args, df), args.method, args.adjust, args.level, args.diff_ci)
     if args.did:
         pair = [s.strip() for s in args.did.split(",")]
         if len(pair) != 2 or not all(pair):
@@ -201,16 +218,24 @@ def write_outputs(
     summary: list[str],
 ) -> list[Path]:
     """REPORT.md (deterministic), tables in LaTeX/JSON/CSV, and the figures."""
-    from stats import figures, report
+    from stats import figures, paper_figures, report
 
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    fig_dir = out / "figures"
+    figs = figures.recognition_vs_sparsity(df, fig_dir / "recognition_vs_sparsity", args.level)
+    if len(tr):
+        figs += paper_figures.first_token_rank(tr, fig_dir / "first_token_rank")
+        figs += paper_figures.demotion_shares(tr, fig_dir / "demotion", _rule_of(args, df))
+    figs += paper_figures.format_ladder(df, fig_dir / "format_ladder", args.level)
+    if glmm is not None:
+        figs += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", args.glmm_title)
+    written: list[Path] = list(figs)
     md = report.render_markdown(tables, title, summary)
     if sentences:
         md += "\n## Reporting sentences\n\n" + "\n".join(f"- {report.md_escape(s)}" for _, s in sentences) + "\n"
     md += (
         "\n## Figures\n\n"
-        + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
+        + "\n".join(f"- `figures/{p.stem}.pdf` (and `.png`)" for p in figs if p.suffix == ".pdf")
         + "\n"
     )
     for path, text in (
@@ -220,24 +245,22 @@ def write_outputs(
     ):
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    (out / "tex").mkdir(exist_ok=True)
+    for t in tables:  # one file per table, for LaTeX \input
+        path = out / "tex" / f"{t.key}.tex"
+        path.write_text(report.render_latex([t]), encoding="utf-8")
+        written.append(path)
     (out / "csv").mkdir(exist_ok=True)
     for t in tables:
         path = out / "csv" / f"{t.key}.csv"
         path.write_text(report.render_csv(t), encoding="utf-8")
         written.append(path)
-    fig_dir = out / "figures"
-    written += figures.recognition_vs_sparsity(df, fig_dir / "recognition_vs_sparsity", args.level)
-    if len(tr):
-        written += figures.first_token_rank(tr, fig_dir / "first_token_rank")
-    if glmm is not None:
-        written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", args.glmm_title)
     return written
 
 
-def _figure_names(tr: Any, glmm: Any) -> list[str]:
-    names = ["recognition_vs_sparsity"]
-    if len(tr):
-        names.append("first_token_rank")
-    if glmm is not None:
-        names.append("glmm_forest")
-    return names
+def _rule_of(args: argparse.Namespace, df: Any) -> Any:
+    from stats import demotion
+
+    return demotion.default_rule(
+        df.attrs.get("runs", []), args.demotion_rank, demotion.parse_probes(args.demotion_probes)
+    )

@@ -19,11 +19,22 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import UserError
-from engine.runfolder import ITEMS, OUTCOMES, RunFolderError, discover_runs, read_items, read_manifest, scan_jsonl
+from engine.runfolder import (
+    ITEMS,
+    OUTCOMES,
+    RunFolderError,
+    discover_runs,
+    is_run_dir,
+    read_items,
+    read_manifest,
+    scan_jsonl,
+)
 
 FORMATS = ("open_correct", "shown_correct", "mc_correct", "recognition_only")
 COLUMNS = (
     "run_id",
+    "study",
+    "dataset",
     "model",
     "n_params",
     "log_params",
@@ -45,12 +56,25 @@ COLUMNS = (
     "seq_logprob",
     "margin",
     "demotion",
+    "beam_top",
     "beam_any",
     "sample_hits",
     "one_shot",
     "n_options",
 )
-_CATEGORICAL = ("run_id", "model", "method", "pattern", "condition", "status", "language", "category", "demotion")
+_CATEGORICAL = (
+    "run_id",
+    "study",
+    "dataset",
+    "model",
+    "method",
+    "pattern",
+    "condition",
+    "status",
+    "language",
+    "category",
+    "demotion",
+)
 
 
 def condition_label(method: str, sparsity: float, pattern: str) -> str:
@@ -60,6 +84,10 @@ def condition_label(method: str, sparsity: float, pattern: str) -> str:
     if pattern != "unstructured":
         return f"{method}-{pattern.replace(':', 'of')}"
     return f"{method}-s{round(sparsity * 100):02d}"
+
+
+PAIRED_TRACES = ("first_token_rank", "seq_logprob", "demotion", "beam_top", "beam_any", "sample_hits", "one_shot")
+RUN_META = ["study", "model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition"]
 
 
 def _outcome_schema():
@@ -84,7 +112,7 @@ def _outcome_schema():
                 "probes",
                 pa.struct(
                     [
-                        ("beam", pa.struct([("hit_any", pa.bool_())])),
+                        ("beam", pa.struct([("hit_top", pa.bool_()), ("hit_any", pa.bool_())])),
                         ("sampling", pa.struct([("hits", pa.int64())])),
                         ("one_shot", gen),
                     ]
@@ -106,6 +134,7 @@ _FLAT = {  # flattened arrow column -> our column
     "gold_trace.first_token_rank": "first_token_rank",
     "gold_trace.seq_logprob": "seq_logprob",
     "gold_trace.margin": "margin",
+    "probes.beam.hit_top": "beam_top",
     "probes.beam.hit_any": "beam_any",
     "probes.sampling.hits": "sample_hits",
     "probes.one_shot.correct": "one_shot",
@@ -177,6 +206,7 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
             ("content_hash", pa.string()),
             ("parallel_id", pa.string()),
             ("options", pa.list_(pa.string())),
+            ("source", pa.struct([("dataset", pa.string())])),
         ]
     )
     frame = None
@@ -188,6 +218,7 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
             )
             table = table.append_column("n_options", pc.list_value_length(table["options"])).drop(["options"])
+            table = table.append_column("dataset", pc.struct_field(table["source"], "dataset")).drop(["source"])
             frame = table.to_pandas().rename(columns={"content_hash": "item_hash"})
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             frame = None
@@ -202,6 +233,7 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "item_hash": [it.get("content_hash") for it in items],
                 "parallel_id": [it.get("parallel_id") for it in items],
                 "n_options": [len(it.get("options") or []) for it in items],
+                "dataset": [(it.get("source") or {}).get("dataset") for it in items],
             }
         )
     if frame["item_uid"].isna().any() or frame["item_uid"].duplicated().any():
@@ -210,7 +242,9 @@ def _read_items(run: Path, cache: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return frame
 
 
-def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _run_frame(
+    run: Path, study: str, cache: dict[str, pd.DataFrame], strict: bool
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     try:
         manifest = read_manifest(run)
     except RunFolderError as exc:
@@ -270,6 +304,8 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
     status = str(manifest.get("status", "unknown"))
     n = len(merged)
     merged["run_id"] = run_id
+    merged["study"] = study
+    merged["dataset"] = merged["dataset"].where(merged["dataset"].notna(), "unknown").astype(str)
     merged["model"] = model_id
     merged["n_params"] = n_params
     merged["log_params"] = math.log10(n_params) if n_params > 0 else math.nan
@@ -288,6 +324,10 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
         "n_outcomes": n,
         "torn_tail": torn,
         "corrupt_lines": len(errors),
+        "demotion_max_rank": _get(manifest, "demotion_rule", "max_rank"),
+        "probe_mode": _get(manifest, "probes", "mode"),
+        "beam_width": _get(manifest, "probes", "beam", "k") or _get(manifest, "probes", "beam_width"),
+        "sampling_n": _get(manifest, "probes", "sampling", "n") or _get(manifest, "probes", "n_samples"),
     }
     return merged, {**info, "errors": errors}
 
@@ -299,21 +339,26 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
     each). With `strict`, a corrupt line raises instead.
     """
     sources = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
-    runs: list[Path] = []
+    runs: list[tuple[Path, str]] = []
     for src in sources:
         if not src.exists():
             raise UserError(f"{src}: no such study or run folder")
         found = discover_runs(src)
         if not found:
             raise UserError(f"{src}: no run folders (a run folder holds manifest.json and outcomes.jsonl)")
-        runs += found
+        runs += [(run, study_label(src)) for run in found]
     if not runs:
         raise UserError("no run folders given")
+    pooled = len({study for _, study in runs}) > 1
     cache: dict[str, pd.DataFrame] = {}
     frames, infos, problems = [], [], []
     seen: dict[str, Path] = {}
-    for run in runs:
-        frame, info = _run_frame(run, cache, strict)
+    for run, study in runs:
+        frame, info = _run_frame(run, study, cache, strict)
+        if pooled:  # run ids are unique within a study; pooled studies qualify them
+            info["run_id"] = f"{study}/{info['run_id']}"
+            frame["run_id"] = info["run_id"]
+        info["study"] = study
         if info["run_id"] in seen:
             raise UserError(f"run id {info['run_id']!r} appears twice: {seen[info['run_id']]} and {run}")
         seen[info["run_id"]] = run
@@ -333,12 +378,55 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
     df["one_shot"] = df["one_shot"].astype("boolean")
     df["n_options"] = df["n_options"].astype("Int64")
     df["parallel_id"] = df["parallel_id"].where(df["parallel_id"].notna(), df["item_uid"])
+    df["beam_top"] = df["beam_top"].astype("boolean")
+    if pooled:
+        df["dataset"] = _dataset_factor(df)
+        _check_pooled(df)
     for col in _CATEGORICAL:
         df[col] = df[col].astype("category")
     df = df[list(COLUMNS)]
     df.attrs["runs"] = infos
     df.attrs["problems"] = problems
     return df
+
+
+def study_label(source: Path) -> str:
+    """The study a source belongs to: its own name for a study folder, its parent's for a run folder."""
+    path = source.resolve()
+    return (path.parent if is_run_dir(path) else path).name
+
+
+def _dataset_factor(df: pd.DataFrame) -> pd.Series:
+    """Each pooled study's item-source dataset; the study name where two studies share one."""
+    per_study = df.groupby("study", observed=True)["dataset"].agg(lambda s: "+".join(sorted(set(s.astype(str)))))
+    if per_study.nunique() == len(per_study):
+        return df["study"].astype(str).map(per_study)
+    return df["study"].astype(str)
+
+
+def _check_pooled(df: pd.DataFrame) -> None:
+    """Pooled studies must hold the same models and conditions (a clear error names what differs)."""
+    cells = {
+        str(study): set(zip(sub["model"].astype(str), sub["condition"].astype(str)))
+        for study, sub in df.groupby("study", observed=True, sort=True)
+    }
+    (first, ref), *rest = cells.items()
+    for study, have in rest:
+        if have != ref:
+            extra = sorted(have - ref)[:3]
+            missing = sorted(ref - have)[:3]
+            detail = "; ".join(
+                part
+                for part in (
+                    f"{study} has {', '.join(' / '.join(c) for c in extra)} that {first} lacks" if extra else "",
+                    f"{study} lacks {', '.join(' / '.join(c) for c in missing)}" if missing else "",
+                )
+                if part
+            )
+            raise UserError(
+                f"pooled studies must run the same models and conditions: {detail} "
+                "(give `prunescope stats` studies that ran the same [[models]] and [pruning])"
+            )
 
 
 def transitions(df: pd.DataFrame) -> pd.DataFrame:
@@ -351,9 +439,9 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
     `attrs["no_reference"]`.
     """
     keys = ["item_uid"]
-    carry = ["content_hash", "parallel_id", "language", *FORMATS, "category", "first_token_rank", "demotion"]
+    carry = ["content_hash", "parallel_id", "language", "dataset", *FORMATS, "category", *PAIRED_TRACES]
     out, unfinished, no_ref = [], {}, []
-    for model, sub in df.groupby("model", observed=True, sort=True):
+    for (_study, model), sub in df.groupby(["study", "model"], observed=True, sort=True):
         dense_runs = sorted(sub.loc[sub["method"] == "dense", "run_id"].astype(str).unique())
         pruned_runs = sorted(sub.loc[sub["method"] != "dense", "run_id"].astype(str).unique())
         if not pruned_runs:
@@ -372,9 +460,7 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
         for run_id in pruned_runs:
             pr = sub[sub["run_id"] == run_id]
             status = str(pr["status"].iloc[0])
-            meta = pr[["model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition"]].iloc[
-                :1
-            ]
+            meta = pr[RUN_META].iloc[:1]
             m = pr[keys + carry].merge(ref, on=keys, how="outer", suffixes=("_pruned", "_dense"), indicator=True)
             only_p = m.loc[m["_merge"] == "left_only", "item_uid"].tolist()
             only_d = m.loc[m["_merge"] == "right_only", "item_uid"].tolist()
@@ -395,8 +481,14 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
                     f"runs {run_id} and {ref_id}: {len(mism)} item(s) have different content "
                     f"(content hash), e.g. {', '.join(map(repr, mism[:3]))}"
                 )
-            m = m.rename(columns={"parallel_id_pruned": "parallel_id", "language_pruned": "language"})
-            m = m.drop(columns=["parallel_id_dense", "language_dense", "content_hash_dense"]).rename(
+            m = m.rename(
+                columns={
+                    "parallel_id_pruned": "parallel_id",
+                    "language_pruned": "language",
+                    "dataset_pruned": "dataset",
+                }
+            )
+            m = m.drop(columns=["parallel_id_dense", "language_dense", "dataset_dense", "content_hash_dense"]).rename(
                 columns={"content_hash_pruned": "content_hash"}
             )
             for col in meta.columns:
@@ -404,6 +496,8 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
             m["reference_run"] = ref_id
             out.append(m)
     cols = [
+        "study",
+        "dataset",
         "model",
         "n_params",
         "log_params",
@@ -425,7 +519,18 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
         res["transition"] = res["category_dense"] + "→" + res["category_pruned"]
         rest = [c for c in res.columns if c not in cols]
         res = res[cols + rest]
-        for col in ("model", "run_id", "reference_run", "method", "pattern", "condition", "language", "transition"):
+        for col in (
+            "study",
+            "dataset",
+            "model",
+            "run_id",
+            "reference_run",
+            "method",
+            "pattern",
+            "condition",
+            "language",
+            "transition",
+        ):
             res[col] = res[col].astype("category")
     else:
         res = pd.DataFrame(columns=cols)

@@ -40,6 +40,10 @@ class ReportTable:
     columns: list[Column]
     records: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    detail: list[dict[str, Any]] = field(default_factory=list)  # CSV/JSON only (e.g. per-language rows)
+
+    def all_records(self) -> list[dict[str, Any]]:
+        return [*self.records, *self.detail]
 
     def cell(self, record: dict[str, Any], col: Column) -> str:
         return format_value(record, col)
@@ -53,7 +57,7 @@ class ReportTable:
             "title": self.title,
             "notes": list(self.notes),
             "columns": [c.header for c in self.columns],
-            "records": [_json_safe(r) for r in self.records],
+            "records": [_json_safe(r) for r in self.all_records()],
         }
 
 
@@ -227,16 +231,16 @@ def render_latex(tables: Sequence[ReportTable]) -> str:
 
 
 def render_csv(table: ReportTable) -> str:
-    """Raw values of one table (all record keys, in first-seen order)."""
+    """Raw values of one table, detail rows included (all record keys, in first-seen order)."""
     keys: list[str] = []
-    for r in table.records:
+    for r in table.all_records():
         for k in r:
             if k not in keys:
                 keys.append(k)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(keys)
-    for r in table.records:
+    for r in table.all_records():
         w.writerow(["" if r.get(k) is None else _csv_value(r.get(k)) for k in keys])
     return buf.getvalue()
 
