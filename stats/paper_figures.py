@@ -16,11 +16,18 @@ from stats.figures import _plt, _save
 from stats.intervals import wilson
 
 _SHARES = (("open correct", "#4c72b0"), ("demoted", "#dd8452"), ("erased", "#c44e52"))
-_FORMATS = (("open_correct", "open"), ("shown_correct", "shown"), ("mc_correct", "MC"))
+_FORMATS = (("open_correct", "open"), ("shown_correct", "shown"), ("mc_correct", "mc"))
+_FORMAT_TITLES = {"open": "open generation", "shown": "candidates shown", "mc": "multiple choice"}
 
 
 def _short(model: str) -> str:
     return inert(model.split("/")[-1], 40)
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    """Models, smallest first (by parameter count, then name)."""
+    sizes = frame.groupby("model", observed=True)["n_params"].first()
+    return [str(m) for m in sorted(sizes.index, key=lambda m: (int(sizes[m]), str(m)))]
 
 
 def _grid(plt, n: int, width: float, height: float, ncol: int = 3, **kw):
@@ -35,7 +42,7 @@ def _grid(plt, n: int, width: float, height: float, ncol: int = 3, **kw):
 def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Path]:
     """Stacked shares of all items: open correct / demoted / erased, dense and each condition, per model."""
     plt = _plt()
-    models = sorted(tr["model"].astype(str).unique())
+    models = _models(tr)
     fig, axes = _grid(plt, len(models), 6.0, 3.6, ncol=2, sharey=True)
     for ax, model in zip(axes.flat, models):
         sub = tr[tr["model"].astype(str) == model]
@@ -64,7 +71,7 @@ def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Pa
 def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
     """ECDF of the gold answer's first-token rank, dense vs each pruned condition, one panel per model."""
     plt = _plt()
-    models = sorted(tr["model"].astype(str).unique())
+    models = _models(tr)
     fig, axes = _grid(plt, len(models), 5.2, 3.8, ncol=2, sharey=True)
     for ax, model in zip(axes.flat, models):
         sub = tr[tr["model"].astype(str) == model]
@@ -102,7 +109,7 @@ def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
 def format_ladder(df: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Path]:
     """Accuracy by format × sparsity, one line per method (N:M patterns as their own markers), rows = models."""
     plt = _plt()
-    models = sorted(df["model"].astype(str).unique())
+    models = _models(df)
     fig, axes = plt.subplots(
         len(models), len(_FORMATS), figsize=(3.6 * len(_FORMATS), 3.0 * len(models)), squeeze=False, sharey=True
     )
@@ -138,7 +145,10 @@ def format_ladder(df: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Pat
                         capsize=2,
                         label=inert(f"{meth} {pattern}" if nm else str(meth), 30),
                     )
-            ax.set_title(inert(f"{_short(model)} · {name}", 70), fontsize=9)
+            k = sub["n_options"].dropna().astype(float)
+            if name == "mc" and len(k[k > 0]):
+                ax.axhline(float((1.0 / k[k > 0]).mean()), color="grey", lw=0.8, ls="--", label="chance")
+            ax.set_title(inert(f"{_short(model)} · {_FORMAT_TITLES[name]}", 70), fontsize=9)
             ax.set_xlabel("sparsity")
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)

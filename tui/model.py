@@ -55,6 +55,8 @@ class RunIndex:
     mc_ok: list[bool] = field(default_factory=list)
     categories: list[int] = field(default_factory=list)
     open_text: list[str] = field(default_factory=list)
+    demotion: list[str] = field(default_factory=list)  # "demoted" / "erased" as the engine labelled it, or ""
+    recovered: list[int] = field(default_factory=list)  # 1 a probe recovered the gold, 0 none did, -1 not probed
     good_bytes: int = 0
     n_lines: int = 0  # complete lines read so far (blank and corrupt ones included)
     torn_tail: bool = False
@@ -121,6 +123,8 @@ class RunIndex:
         self.mc_ok.append(m)
         self.categories.append(_cat_code(o, m))
         self.open_text.append(str(opened.get("text", "")))
+        self.demotion.append(str(rec.get("demotion") or ""))
+        self.recovered.append(_recovered_code(rec.get("probes")))
 
     def follow(self) -> int:
         """Read complete lines appended since the last read; returns how many were added."""
@@ -171,6 +175,16 @@ class RunIndex:
             self._add(base + start, rec)
 
 
+def _recovered_code(probes: Any) -> int:
+    """1 when any probe produced the gold answer, 0 when probes ran and none did, -1 when none ran."""
+    if not isinstance(probes, dict) or not any(isinstance(v, dict) for v in probes.values()):
+        return -1
+    beam, samp, one = (
+        probes.get(k) if isinstance(probes.get(k), dict) else {} for k in ("beam", "sampling", "one_shot")
+    )
+    return int(bool(beam.get("hit_any") or samp.get("hits") or one.get("correct")))
+
+
 def _cat_code(open_ok: bool, mc_ok: bool) -> int:
     return 0 if open_ok and mc_ok else 1 if mc_ok else 2 if open_ok else 3
 
@@ -185,6 +199,17 @@ def _arrow_schema():
             ("language", pa.string()),
             ("open", pa.struct([("correct", pa.bool_()), ("text", pa.string())])),
             ("mc", pa.struct([("correct", pa.bool_())])),
+            ("demotion", pa.string()),
+            (
+                "probes",
+                pa.struct(
+                    [
+                        ("beam", pa.struct([("hit_any", pa.bool_())])),
+                        ("sampling", pa.struct([("hits", pa.int64())])),
+                        ("one_shot", pa.struct([("correct", pa.bool_())])),
+                    ]
+                ),
+            ),
         ]
     )
 
@@ -257,6 +282,8 @@ def _fast_index(run: RunIndex, data: bytes, end: int) -> bool:
     run.mc_ok = m.tolist()
     run.categories = np.where(o & m, 0, np.where(m, 1, np.where(o, 2, 3))).tolist()
     run.open_text = [t if t is not None else "" for t in opened.field("text").to_pylist()]
+    run.demotion = [d or "" for d in table.column("demotion").to_pylist()]
+    run.recovered = [_recovered_code(p) for p in table.column("probes").to_pylist()]
     row_of: dict[str, int] = {}
     for i, u in enumerate(uids):
         if u in row_of:
@@ -498,7 +525,8 @@ SORT_KEYS = ("run", "language", "item", "transition", "gold", "answer", "flag")
 
 @dataclass
 class Filter:
-    """Parsed `/` query: `lang:de cat:recognition_only trans:BC→RO run:wanda flag` and a regex on text."""
+    """Parsed `/` query: `lang:de cat:recognition_only trans:BC→RO run:wanda demotion:demoted recovered:yes flag`
+    and a regex on text."""
 
     languages: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
@@ -506,6 +534,8 @@ class Filter:
     runs: list[str] = field(default_factory=list)
     flagged: bool = False
     discordant: bool = False
+    demotion: list[str] = field(default_factory=list)
+    recovered: bool | None = None
     regex: re.Pattern[str] | None = None
     text: str = ""
 
@@ -528,6 +558,15 @@ class Filter:
                 f.transitions.append(val.replace(">", "→").upper())
             elif sep and key in ("run", "cond", "condition"):
                 f.runs.append(val)
+            elif sep and key == "demotion":
+                for v in val.replace("|", ",").split(","):
+                    if v not in ("demoted", "erased"):
+                        raise ValueError(f"demotion:{v}: one of demoted, erased (e.g. demotion:demoted)")
+                    f.demotion.append(v)
+            elif sep and key == "recovered":
+                if val not in ("yes", "no"):
+                    raise ValueError(f"recovered:{val}: yes or no (a probe brought the gold answer back)")
+                f.recovered = val == "yes"
             elif tok in ("flag", "flagged"):
                 f.flagged = True
             elif tok in ("disc", "discordant"):
@@ -560,6 +599,8 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
         mask &= np.isin(p.transition, ok)
     if flt.discordant:
         mask &= discordant(p)
+    if flt.demotion or flt.recovered is not None:
+        mask &= _probe_mask(study, flt)
     if flt.languages:
         mask &= np.isin(p.lang, [i for i, lang in enumerate(study.languages) if lang in flt.languages])
     if flt.flagged:
@@ -575,6 +616,24 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
         regex = flt.regex
         idx = np.asarray([i for i in idx.tolist() if regex.search(row_text(study, i))], dtype=np.int64)
     return idx
+
+
+def _probe_mask(study: Study, flt: Filter) -> np.ndarray:
+    """Rows whose engine demotion label / probe recovery matches the filter."""
+    p = study.pairs
+    ok = np.zeros(len(p), dtype=bool)
+    for r, run in enumerate(study.runs):
+        sel = np.flatnonzero(p.run == r)
+        if not len(sel):
+            continue
+        rows = p.row[sel]
+        good = np.ones(len(sel), dtype=bool)
+        if flt.demotion:
+            good &= np.isin(np.asarray(run.demotion, dtype=object)[rows], flt.demotion)
+        if flt.recovered is not None:
+            good &= np.asarray(run.recovered, dtype=np.int8)[rows] == int(flt.recovered)
+        ok[sel] = good
+    return ok
 
 
 def discordant(p: Pairs) -> np.ndarray:

@@ -27,6 +27,11 @@ def test_stats_reproduces_the_committed_report(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "Recognition-only" in out
     assert (tmp_path / "REPORT.md").read_text(encoding="utf-8") == (SAMPLE / "REPORT.md").read_text(encoding="utf-8")
-    for name in ("recognition_vs_sparsity", "first_token_rank", "glmm_forest"):
+    for name in ("recognition_vs_sparsity", "first_token_rank", "glmm_forest", "demotion", "format_ladder"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
         assert (SAMPLE / "figures" / f"{name}.png").exists()
+    for key in ("transitions", "ro-denominators", "demotion", "recovery", "recovery-paired", "rank-shift", "ladder"):
+        for written in (tmp_path / "tex" / f"{key}.tex", tmp_path / "csv" / f"{key}.csv"):
+            assert written.read_text(encoding="utf-8") == (SAMPLE / written.relative_to(tmp_path)).read_text(
+                encoding="utf-8"
+            )

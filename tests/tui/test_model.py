@@ -165,3 +165,30 @@ def test_two_runs_paired_directly(study: Path) -> None:
 def test_tui_app_does_not_import_torch() -> None:
     code = "import sys, tui.app, tui.commands; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_filter_by_demotion_and_recovery(study: Path) -> None:
+    s = load_study([study])
+    p = s.pairs
+    recs = [s.runs[p.run[i]].read_line(p.row[i]) for i in range(len(p))]
+
+    def recovered(rec: dict) -> bool | None:
+        pr = rec.get("probes")
+        if not pr:
+            return None
+        return bool(pr["beam"]["hit_any"] or pr["sampling"]["hits"] or pr["one_shot"]["correct"])
+
+    for query, want in (
+        ("demotion:demoted", lambda r: r["demotion"] == "demoted"),
+        ("demotion:erased", lambda r: r["demotion"] == "erased"),
+        ("demotion:demoted|erased", lambda r: r["demotion"] in ("demoted", "erased")),
+        ("recovered:yes", lambda r: recovered(r) is True),
+        ("recovered:no", lambda r: recovered(r) is False),
+        ("demotion:demoted recovered:no", lambda r: r["demotion"] == "demoted" and recovered(r) is False),
+    ):
+        got = select(s, Filter.parse(query), set()).tolist()
+        assert got == [i for i, r in enumerate(recs) if want(r)], query
+    assert len(select(s, Filter.parse("demotion:erased"), set())) > 0
+    for bad in ("demotion:gone", "recovered:maybe"):
+        with pytest.raises(ValueError, match=bad.split(":")[1]):
+            Filter.parse(bad)

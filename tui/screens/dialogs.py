@@ -15,7 +15,7 @@ from tui.model import Filter
 
 FILTER_HELP = (
     "lang:de,fr  cat:RO (BC RO GO BW or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
-    "flag  disc   · other words: a regex over uid, question, gold and the run's answer"
+    "demotion:demoted|erased  recovered:yes|no  flag  disc   · other words: a regex over uid, question, gold and the run's answer"
 )
 
 

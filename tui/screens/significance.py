@@ -46,11 +46,13 @@ class SignificanceScreen(BodyScreen):
                 Text(
                     "Same tables and numbers as `prunescope stats "
                     + inert(app.stats_args_text(), 300)
-                    + "` (mid-p McNemar, Holm).",
+                    + "` (mid-p McNemar, Holm); the paper's analyses are on screen 6.",
                     style="dim",
                 )
             )
-            parts = [render.report_table(t) for t in stats.tables]
+            from stats.paper import KEYS
+
+            parts = [render.report_table(t) for t in stats.tables if t.key not in KEYS]
             tables.update(Group(*(r for r, _ in parts)))
             tables.styles.width = max(w for _, w in parts)
         glmm = self.query_one("#glmm", Static)

@@ -1,0 +1,106 @@
+"""Paper analyses: transitions, demoted vs erased, recovery, rank shift and the format ladder (the
+tables `prunescope stats` writes), with the cells of one language and one model picked by keys."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Static
+
+from engine.safe_text import inert
+from tui import render
+from tui.screens.base import BodyScreen, Export
+
+ALL = "all"
+
+
+class PaperScreen(BodyScreen):
+    """The paper's tables from `app.stats.tables`; `L` cycles the language, `M` the model."""
+
+    SCREEN_NAME = "6 Paper analyses"
+    BINDINGS = [
+        Binding("L", "cycle('language')", "language", id="paper.language"),
+        Binding("M", "cycle('model')", "model", id="paper.model"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.language = ALL
+        self.model = ALL
+
+    def compose(self) -> ComposeResult:
+        yield self.title_bar()
+        yield Static(id="message", classes="message")
+        with VerticalScroll(id="body"):
+            yield Static(id="tables")
+        yield Footer()
+
+    def _tables(self) -> list:
+        from stats.paper import KEYS
+
+        return [t for t in (self.papp.stats.tables or []) if t.key in KEYS]
+
+    def _choices(self, key: str) -> list[str]:
+        seen = sorted({str(r[key]) for t in self._tables() for r in t.all_records() if r.get(key) not in (None, ALL)})
+        return [ALL, *seen]
+
+    def action_cycle(self, key: str) -> None:
+        choices = self._choices(key)
+        current = getattr(self, key)
+        nxt = choices[(choices.index(current) + 1) % len(choices)] if current in choices else ALL
+        setattr(self, key, nxt)
+        self.refresh_data()
+
+    def filtered(self) -> list:
+        """The tables with the rows of the chosen language (pooled rows for 'all') and model."""
+        out = []
+        for t in self._tables():
+            per_language = any(r.get("language", ALL) != ALL for r in t.all_records())
+            language = self.language if per_language else ALL  # a table pooled over languages only
+            rows = [
+                r
+                for r in t.all_records()
+                if r.get("language", ALL) == language and (self.model == ALL or r.get("model") == self.model)
+            ]
+            title = t.title if per_language or self.language == ALL else f"{t.title} (languages pooled)"
+            out.append(replace(t, title=title, records=rows, detail=[]))
+        return out
+
+    def refresh_data(self) -> None:
+        app = self.papp
+        self.set_title(f"language: {inert(self.language, 20)} · model: {inert(self.model, 60)}")
+        stats = app.stats
+        msg = self.query_one("#message", Static)
+        body = self.query_one("#tables", Static)
+        if not app.run_stats:
+            msg.update(Text("The analyses are switched off (--no-stats).", style="italic"))
+            body.update("")
+        elif stats.error:
+            msg.update(Text.assemble(("Analyses unavailable: ", "bold red"), inert(stats.error, 1000)))
+            body.update("")
+        elif stats.tables is None:
+            msg.update(Text("Running the analyses of `prunescope stats` …", style="bold"))
+            body.update("")
+        else:
+            msg.update(
+                Text(
+                    "L: language (all = pooled)  M: model · same tables and numbers as `prunescope stats "
+                    + inert(app.stats_args_text(), 300)
+                    + "`",
+                    style="dim",
+                )
+            )
+            parts = [render.report_table(t) for t in self.filtered()]
+            body.update(Group(*(r for r, _ in parts)))
+            body.styles.width = max((w for _, w in parts), default=80)
+
+    def export_view(self) -> Export | None:
+        tables = self.filtered()
+        if not tables:
+            return None
+        return Export("paper", records=[{"table": t.key, **r} for t in tables for r in t.to_dict()["records"]])
