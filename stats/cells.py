@@ -6,12 +6,14 @@ and the pooled-language rows are the same in every table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
+from stats.intervals import wilson
+from stats.multiple import FamilyAdjustment, adjust
 from stats.report import Column, ReportTable
 
 ALL = "all"
@@ -50,3 +52,30 @@ def by_language_as_detail(table: ReportTable) -> ReportTable:
     shown = [r for r in table.records if r.get("language", ALL) == ALL]
     rest = [r for r in table.records if r.get("language", ALL) != ALL]
     return replace(table, records=shown, detail=[*rest, *table.detail])
+
+
+def row_label(record: dict[str, Any], extra: Sequence[str] = ()) -> str:
+    """'model/condition/language[/…]' naming a row in a multiplicity family (`extra`: more keys)."""
+    keys = [k for k in ("dataset", "model", "condition", "language") if k in record]
+    return "/".join(str(record[k]) for k in [*keys, *extra])
+
+
+def adjust_rows(
+    records: list[dict[str, Any]], key: str, method: str, family: str, extra: Sequence[str] = ()
+) -> FamilyAdjustment:
+    """Adjust the p-values `key` of every row as one family; each row gets `<key>_adjusted`."""
+    fam = adjust(
+        [r[key] for r in records],
+        [row_label(r, extra) for r in records],
+        method,
+        family=f"{family} ({len(records)})",
+    )
+    for r, padj in zip(records, fam.adjusted):
+        r[f"{key}_adjusted"] = padj
+    return fam
+
+
+def wilson_fields(k: int, n: int, level: float, prefix: str) -> dict[str, float]:
+    """`prefix`, `prefix_low`, `prefix_high`: the rate k/n with its Wilson CI (NaN for n = 0)."""
+    ci = wilson(k, n, level)
+    return {prefix: ci.estimate, f"{prefix}_low": ci.lower, f"{prefix}_high": ci.upper}

@@ -17,10 +17,9 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from engine.errors import UserError
-from stats.cells import iter_cells, key_columns
-from stats.intervals import DIFF_NAMES, wilson
+from stats.cells import adjust_rows, iter_cells, key_columns, wilson_fields
+from stats.intervals import DIFF_NAMES
 from stats.mcnemar import METHOD_NAMES, mcnemar
-from stats.multiple import adjust
 from stats.report import Column, ReportTable
 from stats.tables import PairedTable
 
@@ -86,11 +85,6 @@ def label(frame: pd.DataFrame, rule: DemotionRule, suffix: str = "") -> np.ndarr
     return np.where(failed, np.where(demoted, "demoted", "erased"), "")
 
 
-def _share(k: int, n: int, level: float, prefix: str) -> dict[str, float]:
-    ci = wilson(k, n, level)
-    return {prefix: ci.estimate, f"{prefix}_low": ci.lower, f"{prefix}_high": ci.upper}
-
-
 def demotion_report(
     tr: pd.DataFrame,
     rule: DemotionRule,
@@ -113,14 +107,14 @@ def demotion_report(
             "failed": n_fail,
             "demoted": n_dem,
             "erased": n_fail - n_dem,
-            **_share(n_dem, n_fail, level, "demoted_share"),
+            **wilson_fields(n_dem, n_fail, level, "demoted_share"),
             "dense_failed": nd_fail,
             "dense_demoted": nd_dem,
-            **_share(nd_dem, nd_fail, level, "dense_demoted_share"),
+            **wilson_fields(nd_dem, nd_fail, level, "dense_demoted_share"),
             "ro": n_ro,
             "ro_demoted": n_ro_dem,
             "ro_erased": n_ro - n_ro_dem,
-            **_share(n_ro_dem, n_ro, level, "ro_demoted_share"),
+            **wilson_fields(n_ro_dem, n_ro, level, "ro_demoted_share"),
             "p_ro_majority": binomtest(n_ro_dem, n_ro, 0.5).pvalue if n_ro else math.nan,
             "rule": rule.describe(),
         }
@@ -140,16 +134,10 @@ def demotion_report(
             rec[f"b_{what}"], rec[f"c_{what}"] = res.b, res.c
             rec[f"p_{what}"] = res.pvalue
         records.append(rec)
-    fams = {}
-    for what in ("erased", "demoted"):
-        fams[what] = adjust(
-            [r[f"p_{what}"] for r in records],
-            [f"{r.get('model')}/{r.get('condition')}/{r.get('language')}" for r in records],
-            adjust_method,
-            family=f"{what}-rate tests, every row of this table ({len(records)})",
-        )
-        for r, padj in zip(records, fams[what].adjusted):
-            r[f"p_{what}_adjusted"] = padj
+    fams = {
+        what: adjust_rows(records, f"p_{what}", adjust_method, f"{what}-rate tests, every row of this table")
+        for what in ("erased", "demoted")
+    }
     cols = [
         *key_columns(records),
         Column("n", "n", "int"),

@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stats.cells import ALL, iter_cells, key_columns
-from stats.intervals import wilson
+from stats.cells import ALL, adjust_rows, iter_cells, key_columns, wilson_fields
 from stats.mcnemar import METHOD_NAMES, mcnemar
-from stats.multiple import adjust
 from stats.report import Column, ReportTable
 from stats.tables import PairedTable
 
@@ -24,8 +22,7 @@ WITHIN = (("open", "shown"), ("shown", "mc"))
 
 def _acc(values: pd.Series, level: float, prefix: str) -> dict[str, Any]:
     v = values.astype("boolean").dropna().to_numpy(bool)
-    ci = wilson(int(v.sum()), len(v), level)
-    return {f"{prefix}_n": len(v), prefix: ci.estimate, f"{prefix}_low": ci.lower, f"{prefix}_high": ci.upper}
+    return {f"{prefix}_n": len(v), **wilson_fields(int(v.sum()), len(v), level, prefix)}
 
 
 def _paired(a: pd.Series, b: pd.Series, method: str, level: float, labels: tuple[str, str]) -> Any:
@@ -81,17 +78,8 @@ def ladder_report(
             else:
                 rec[f"delta_{fmt}_vs_dense"], rec[f"p_{fmt}_vs_dense"] = math.nan, math.nan
         records.append(rec)
-    families = []
     for key in ("p_open_shown", "p_shown_mc", *(f"p_{f}_vs_dense" for f in FORMATS)):
-        fam = adjust(
-            [r[key] for r in records],
-            [f"{r.get('model')}/{r.get('condition')}/{r.get('language')}" for r in records],
-            adjust_method,
-            family=f"{key[2:].replace('_', ' ')} tests ({len(records)} rows)",
-        )
-        families.append(fam)
-        for r, padj in zip(records, fam.adjusted):
-            r[f"{key}_adjusted"] = padj
+        adjust_rows(records, key, adjust_method, f"{key[2:].replace('_', ' ')} tests")
     pct = f"{100 * level:g}%"
     cols = [
         *key_columns(records),

@@ -447,7 +447,8 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
         if not pruned_runs:
             continue
         if not dense_runs:
-            no_ref.append(str(model))
+            if str(model) not in no_ref:
+                no_ref.append(str(model))
             continue
         if len(dense_runs) > 1:
             raise UserError(

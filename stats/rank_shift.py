@@ -11,8 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from stats.cells import iter_cells, key_columns
-from stats.multiple import adjust
+from stats.cells import adjust_rows, iter_cells, key_columns
 from stats.report import Column, ReportTable
 from stats.signed_rank import signed_rank
 
@@ -59,14 +58,9 @@ def rank_shift_report(tr: pd.DataFrame, level: float = 0.95, adjust_method: str 
                 else "–"
             )
             records.append(rec)
-    fam = adjust(
-        [r["rank_p"] for r in records],
-        [f"{r.get('model')}/{r.get('condition')}/{r.get('language')}/{r['subset']}" for r in records],
-        adjust_method,
-        family=f"rank-shift signed-rank tests, every row of this table ({len(records)})",
+    fam = adjust_rows(
+        records, "rank_p", adjust_method, "rank-shift signed-rank tests, every row of this table", ("subset",)
     )
-    for r, padj in zip(records, fam.adjusted):
-        r["rank_p_adjusted"] = padj
     cols = [
         *key_columns(records),
         Column("subset", "subset", "text", "left"),

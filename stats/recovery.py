@@ -13,10 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from stats.cells import iter_cells, key_columns
-from stats.intervals import DIFF_NAMES, wilson
+from stats.cells import adjust_rows, iter_cells, key_columns, wilson_fields
+from stats.intervals import DIFF_NAMES
 from stats.mcnemar import METHOD_NAMES, mcnemar
-from stats.multiple import adjust
 from stats.report import Column, ReportTable
 from stats.tables import PairedTable
 
@@ -52,9 +51,7 @@ def recovery_report(df: pd.DataFrame, level: float = 0.95, sampling_n: int | Non
             for probe in PROBES:
                 ran, hit = probe_hits(part, probe)
                 k, n = int((hit & ran).sum()), int(ran.sum())
-                ci = wilson(k, n, level)
-                rec[f"n_{probe}"], rec[f"k_{probe}"] = n, k
-                rec[probe], rec[f"{probe}_low"], rec[f"{probe}_high"] = ci.estimate, ci.lower, ci.upper
+                rec.update({f"n_{probe}": n, f"k_{probe}": k, **wilson_fields(k, n, level, probe)})
             records.append(rec)
     samp = f"sampling ≥ 1 of {sampling_n}" if sampling_n else "sampling ≥ 1 of n"
     cols = [
@@ -111,14 +108,7 @@ def recovery_paired_report(
                     "flag": res.note,
                 }
             )
-    fam = adjust(
-        [r["p"] for r in records],
-        [f"{r.get('model')}/{r.get('condition')}/{r['probe']}" for r in records],
-        adjust_method,
-        family=f"dense-vs-pruned recovery tests ({len(records)})",
-    )
-    for r, padj in zip(records, fam.adjusted):
-        r["p_adjusted"] = padj
+    fam = adjust_rows(records, "p", adjust_method, "dense-vs-pruned recovery tests", ("probe",))
     records = [r for r in records if r["n"] or not math.isnan(r["p"])]
     cols = [
         *key_columns(records),

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stats.cells import iter_cells, key_columns
-from stats.intervals import wilson
+from stats.cells import iter_cells, key_columns, wilson_fields
 from stats.report import Column, ReportTable
 
 CATEGORIES = ("both_correct", "recognition_only", "generation_only", "both_wrong")
@@ -53,20 +52,15 @@ def ro_denominators(tr: pd.DataFrame, level: float = 0.95) -> ReportTable:
         dense_open = sub["open_correct_dense"].to_numpy(bool)
         n, k = len(sub), int(ro.sum())
         n_d, k_d = int(dense_open.sum()), int((ro & dense_open).sum())
-        all_ci, d_ci = wilson(k, n, level), wilson(k_d, n_d, level)
         records.append(
             {
                 **keys,
                 "n": n,
                 "ro": k,
-                "rate_all": all_ci.estimate,
-                "rate_all_low": all_ci.lower,
-                "rate_all_high": all_ci.upper,
+                **wilson_fields(k, n, level, "rate_all"),
                 "n_dense_open": n_d,
                 "ro_of_dense_open": k_d,
-                "rate_dense_open": d_ci.estimate,
-                "rate_dense_open_low": d_ci.lower,
-                "rate_dense_open_high": d_ci.upper,
+                **wilson_fields(k_d, n_d, level, "rate_dense_open"),
                 "ro_dense": int(sub["recognition_only_dense"].to_numpy(bool).sum()),
             }
         )

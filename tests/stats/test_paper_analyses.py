@@ -196,6 +196,9 @@ def test_stats_command_writes_every_analysis(planted: Path, tmp_path: Path, caps
     ):
         assert f"## {title}" in report
     assert "gold first-token rank ≤ 2" in report
+    # the summary: 5 of 17 pruned failures demoted under rank ≤ 2 (the probes' k < 5), 3 of 6 dense ones
+    assert "29.4% of the pruned runs' open-generation failures are demoted (50.0% of the dense run's)" in report
+    assert "above one half in 0 and below it in 0 of 1 conditions" in report  # 5 of 14 RO: p = 0.42
     for key in ("transitions", "ro-denominators", "demotion", "recovery", "rank-shift", "ladder"):
         tex = (out / "tex" / f"{key}.tex").read_text(encoding="utf-8")
         assert tex.count("\\begin{table}") == 1

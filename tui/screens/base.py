@@ -59,6 +59,18 @@ class DataScreen(Screen):
         return None
 
 
+def stats_pending(app: PrunescopeApp, what: str) -> Text | None:
+    """The message line while `prunescope stats` tables are not there (off, failed, running); None once they are."""
+    stats = app.stats
+    if not app.run_stats:
+        return Text(f"{what} are switched off (--no-stats).", style="italic")
+    if stats.error:
+        return Text.assemble((f"{what} unavailable: ", "bold red"), inert(stats.error, 1000))
+    if stats.tables is None:
+        return Text("Running the tests of `prunescope stats` …", style="bold")
+    return None
+
+
 class BodyScreen(DataScreen):
     """A data screen whose content scrolls in `#body` (item, significance, run info)."""
 

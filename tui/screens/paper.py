@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static
 
 from engine.safe_text import inert
 from tui import render
-from tui.screens.base import BodyScreen, Export
+from tui.screens.base import BodyScreen, Export, stats_pending
 
 ALL = "all"
 
@@ -74,17 +74,11 @@ class PaperScreen(BodyScreen):
     def refresh_data(self) -> None:
         app = self.papp
         self.set_title(f"language: {inert(self.language, 20)} · model: {inert(self.model, 60)}")
-        stats = app.stats
         msg = self.query_one("#message", Static)
         body = self.query_one("#tables", Static)
-        if not app.run_stats:
-            msg.update(Text("The analyses are switched off (--no-stats).", style="italic"))
-            body.update("")
-        elif stats.error:
-            msg.update(Text.assemble(("Analyses unavailable: ", "bold red"), inert(stats.error, 1000)))
-            body.update("")
-        elif stats.tables is None:
-            msg.update(Text("Running the analyses of `prunescope stats` …", style="bold"))
+        pending = stats_pending(app, "The paper's analyses")
+        if pending is not None:
+            msg.update(pending)
             body.update("")
         else:
             msg.update(

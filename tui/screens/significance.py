@@ -10,7 +10,7 @@ from textual.widgets import Footer, Static
 
 from engine.safe_text import inert
 from tui import render
-from tui.screens.base import BodyScreen, Export
+from tui.screens.base import BodyScreen, Export, stats_pending
 
 
 class SignificanceScreen(BodyScreen):
@@ -32,14 +32,9 @@ class SignificanceScreen(BodyScreen):
         stats = app.stats
         msg = self.query_one("#message", Static)
         tables = self.query_one("#tables", Static)
-        if not app.run_stats:
-            msg.update(Text("Significance tests are switched off (--no-stats).", style="italic"))
-            tables.update("")
-        elif stats.error:
-            msg.update(Text.assemble(("Significance tests unavailable: ", "bold red"), inert(stats.error, 1000)))
-            tables.update("")
-        elif stats.tables is None:
-            msg.update(Text("Running the tests of `prunescope stats` …", style="bold"))
+        pending = stats_pending(app, "Significance tests")
+        if pending is not None:
+            msg.update(pending)
             tables.update("")
         else:
             msg.update(
