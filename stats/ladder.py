@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from stats.cells import ALL, adjust_rows, iter_cells, key_columns, wilson_fields
+from stats.cells import adjust_rows, iter_cells, key_columns, wilson_fields
 from stats.mcnemar import METHOD_NAMES, mcnemar
 from stats.report import Column, ReportTable
 from stats.tables import PairedTable
@@ -35,15 +34,6 @@ def _paired(a: pd.Series, b: pd.Series, method: str, level: float, labels: tuple
     )
 
 
-def _matching(tr: pd.DataFrame, keys: dict[str, str]) -> pd.DataFrame:
-    mask = np.ones(len(tr), dtype=bool)
-    for k, v in keys.items():
-        if k == "language" and v == ALL:
-            continue
-        mask &= (tr[k].astype(str) == v).to_numpy(bool)
-    return tr[mask]
-
-
 def ladder_report(
     df: pd.DataFrame, tr: pd.DataFrame, method: str = "midp", adjust_method: str = "holm", level: float = 0.95
 ) -> ReportTable:
@@ -53,6 +43,7 @@ def ladder_report(
         ["model", "condition"]
     )
     info = {(str(r.model), str(r.condition)): r for r in meta.itertuples()}
+    pairs_of = {tuple(keys.items()): sub for keys, sub in iter_cells(tr)}
     for keys, sub in iter_cells(df):
         run = info[(keys["model"], keys["condition"])]
         rec: dict[str, Any] = {
@@ -70,7 +61,7 @@ def ladder_report(
             rec[f"p_{a}_{b}"] = res.pvalue
             rec[f"n_{a}_{b}"] = res.n
             rec[f"delta_{a}_{b}"] = res.difference.estimate
-        pairs = _matching(tr, keys) if str(run.method) != "dense" else tr.iloc[:0]
+        pairs = pairs_of.get(tuple(keys.items()), tr.iloc[:0])
         for fmt, col in FORMATS.items():
             if len(pairs):
                 res = _paired(pairs[f"{col}_pruned"], pairs[f"{col}_dense"], method, level, ("pruned", "dense"))

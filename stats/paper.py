@@ -18,6 +18,12 @@ from stats.report import ReportTable
 KEYS = ("transitions", "ro-denominators", "demotion", "recovery", "recovery-paired", "rank-shift", "ladder")
 
 
+def _bare(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy(deep=False)
+    out.attrs = {}
+    return out
+
+
 def sampling_n(runs: list[dict[str, Any]]) -> int | None:
     """The number of samples of the sampling probe, when every run used the same."""
     ns = {r.get("sampling_n") for r in runs} - {None}
@@ -34,7 +40,9 @@ def paper_tables(
     diff_ci: str = "tango",
 ) -> list[ReportTable]:
     """Every table of the paper's argument (pair tables are empty without a dense reference)."""
-    tables = [recovery.recovery_report(df, level, sampling_n(df.attrs.get("runs", [])))]
+    n_samples = sampling_n(df.attrs.get("runs", []))
+    df, tr = _bare(df), _bare(tr)  # pandas deep-copies attrs into every slice: drop them here
+    tables = [recovery.recovery_report(df, level, n_samples)]
     if len(tr):
         tables = [
             transition_rates.transition_matrix(tr),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
 
 _EPS = sys.float_info.epsilon
 
@@ -105,15 +105,26 @@ def _zeroin(f, a: float, b: float, fa: float, fb: float, tol: float, maxit: int 
     return b
 
 
+def _ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks (1-based, ties share their mean rank) and the size of each tie group."""
+    order = np.argsort(values, kind="mergesort")
+    s = values[order]
+    group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1
+    counts = np.bincount(group)
+    ends = np.cumsum(counts)
+    ranks = np.empty(len(values))
+    ranks[order] = ((ends - counts + 1 + ends) / 2.0)[group]
+    return ranks, counts
+
+
 def _standardised(x: np.ndarray, d: float, correct: bool) -> float:
     xd = x - d
     xd = xd[xd != 0]
     nx = len(xd)
     if nx == 0:
         return math.nan
-    dr = rankdata(np.abs(xd))
+    dr, ties = _ranks(np.abs(xd))
     zd = float(dr[xd > 0].sum()) - nx * (nx + 1) / 4
-    _, ties = np.unique(dr, return_counts=True)
     sigma2 = nx * (nx + 1) * (2 * nx + 1) / 24 - float((ties**3 - ties).sum()) / 48
     if sigma2 <= 0:
         return math.nan
@@ -131,9 +142,9 @@ def signed_rank(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> S
     alpha = 1 - level
     if n == 0:
         return SignedRankResult(n_pairs, 0, 0.0, math.nan, 0.0 if n_pairs else math.nan, math.nan, math.nan, "-", level)
-    r = rankdata(np.abs(x))
+    r, groups = _ranks(np.abs(x))
     v = float(r[x > 0].sum())
-    ties = len(np.unique(r)) != n
+    ties = len(groups) != n
     if n < 50 and not ties and n == n_pairs:
         p = 1 - psignrank(v - 1, n) if v > n * (n + 1) / 4 else psignrank(v, n)
         pvalue = min(2 * p, 1.0)
