@@ -335,6 +335,9 @@ def _run_frame(
 def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) -> pd.DataFrame:
     """A study folder, a run folder, or any list of them → tidy table, one row per item × run.
 
+    Two or more study folders are pooled (run ids become `study/run_id`, see `study_label`); run
+    folders given one by one form one study, whatever folders they sit in.
+
     `df.attrs`: "runs" (per-run info: status, counts, torn tail), "problems" (corrupt lines, one string
     each). With `strict`, a corrupt line raises instead.
     """
@@ -349,7 +352,10 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
         runs += [(run, study_label(src)) for run in found]
     if not runs:
         raise UserError("no run folders given")
-    pooled = len({study for _, study in runs}) > 1
+    # several study folders are pooled (dataset as a factor); run folders given one by one are one study
+    pooled = len({study_label(src) for src in sources if not is_run_dir(src)}) > 1
+    if not pooled:
+        runs = [(run, runs[0][1]) for run, _ in runs]
     cache: dict[str, pd.DataFrame] = {}
     frames, infos, problems = [], [], []
     seen: dict[str, Path] = {}
@@ -391,7 +397,11 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
 
 
 def study_label(source: Path) -> str:
-    """The study a source belongs to: its own name for a study folder, its parent's for a run folder."""
+    """The study a source belongs to: its own name for a study folder, its parent's for a run folder.
+
+    Two or more study folders are pooled: run ids are qualified by the study, pairing stays within a
+    study and `dataset` tells the studies' item sources apart.
+    """
     path = source.resolve()
     return (path.parent if is_run_dir(path) else path).name
 

@@ -99,3 +99,14 @@ def test_studies_that_do_not_match_are_refused(tmp_path: Path, capsys) -> None:
     assert main(["stats", str(a), str(b), "--no-glmm"]) != 0
     err = capsys.readouterr().err
     assert "same models and conditions" in err and "wanda-s70" in err
+
+
+def test_run_folders_from_different_places_pair_directly(tmp_path: Path) -> None:
+    from stats.load import load_study, transitions
+
+    plan = random_plan(EFFECTS, 0.5, 9.0, "x")
+    (dense,) = write_study(tmp_path / "a", [("dense", 0.0, "unstructured", plan)], 4)
+    (pruned,) = write_study(tmp_path / "b", [("wanda", 0.5, "unstructured", plan)], 4)
+    df = load_study([dense, pruned])
+    assert sorted(df["run_id"].unique()) == ["model__dense", "model__wanda-s50"]  # not qualified: not pooled
+    assert len(transitions(df)) == 4
