@@ -1,6 +1,6 @@
 """Benchmark: the paper's analyses (`stats.paper.paper_tables`) on synthetic studies of N outcome lines.
 
-Generates each study with engine.synthetic.make_synthetic_study (5 languages × 5 conditions, three
+Generates each study with tests.synthetic.make_synthetic_study (5 languages × 5 conditions, three
 model sizes), loads and pairs it, then times the seven tables (transitions, both RO denominators,
 demoted vs erased, recovery and its paired comparison, rank shift, format ladder). Usage:
 
@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from stats.demotion import default_rule
 from stats.load import load_study, transitions
 from stats.paper import paper_tables
+from tests.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 
 LANGUAGES = ("en", "de", "es", "ru", "zh")
 MODELS = (("org/small", 135_000_000), ("org/mid", 360_000_000), ("org/large", 1_700_000_000))

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tomllib
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from engine.errors import UserError
 from engine.runfolder import MANIFEST, RunFolderError, read_manifest

@@ -7,17 +7,17 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.config import ProtocolConfig, Study
 from engine.errors import UserError
+from engine.matching import MATCHING_VERSION
 from engine.runfolder import (
     ITEMS,
     MANIFEST,
@@ -32,8 +32,7 @@ from engine.runfolder import (
     writer_lock,
 )
 from engine.study import RunPlan, plan_runs
-
-ProgressFn = Callable[[int, int], None]  # (items done in this run, items in this run)
+from engine.terminal import StepProgress, layer_task, progress_bars, stdout_console
 
 
 @dataclass
@@ -47,7 +46,7 @@ class RunResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _git_hash() -> str | None:
@@ -70,8 +69,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _hardware(device: str) -> dict[str, Any]:
+def _hardware(device: str, dtype: str) -> dict[str, Any]:
+    """Where the run ran; `numerics` is what decides its floats (engine.reproducibility)."""
     import torch
+
+    from engine.reproducibility import numerics
 
     hw: dict[str, Any] = {
         "device": device,
@@ -80,6 +82,7 @@ def _hardware(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics(device, dtype),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -93,6 +96,7 @@ def _identity(plan: RunPlan, protocol: ProtocolConfig, ihash: str) -> dict[str, 
         "revision": plan.model.revision,
         "condition": plan.condition.to_dict(),
         "protocol": protocol.to_dict(),
+        "matching_version": MATCHING_VERSION,  # a resumed run never mixes two matchers
         "items_hash": ihash,
     }
 
@@ -134,19 +138,21 @@ def run_one(
     plan: RunPlan,
     items: list[dict[str, Any]],
     protocol: ProtocolConfig,
-    progress: ProgressFn | None = None,
+    progress: StepProgress | None = None,
     cache_dir: Path | None = None,
     stop_after_batches: int | None = None,
+    prune_progress: StepProgress | None = None,
 ) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
     The run folder's writer lock is held throughout: a second writer fails at once, naming this one.
-    `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
+    `progress(items done, items)` follows the evaluation, `prune_progress(layers done, layers)` the
+    pruning. `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
     """
     run_dir = Path(study_dir) / plan.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir):
-        return _run_locked(study_dir, plan, items, protocol, progress, cache_dir, stop_after_batches)
+        return _run_locked(study_dir, plan, items, protocol, progress, cache_dir, stop_after_batches, prune_progress)
 
 
 def _run_locked(
@@ -154,9 +160,10 @@ def _run_locked(
     plan: RunPlan,
     items: list[dict[str, Any]],
     protocol: ProtocolConfig,
-    progress: ProgressFn | None,
+    progress: StepProgress | None,
     cache_dir: Path | None,
     stop_after_batches: int | None,
+    prune_progress: StepProgress | None,
 ) -> RunResult:
     from engine.models import load_model, resolve_device
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
@@ -218,7 +225,7 @@ def _run_locked(
                 plan.condition,
                 device=device,
                 cache_dir=cache_dir,
-                progress=progress is not None,
+                progress=prune_progress,
                 model_id=loaded.info["id"],
                 revision=loaded.info.get("revision"),
             )
@@ -226,7 +233,7 @@ def _run_locked(
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info
         manifest["condition"]["pruning_report"] = pruning_report
-        manifest["hardware"] = _hardware(device)
+        manifest["hardware"] = _hardware(device, loaded.info["dtype"])
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         if writer.repaired_bytes:
             manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
@@ -315,27 +322,9 @@ def run_study(
         for plan in plans:
             results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir))
         return results
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} items/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
+    with progress_bars() as bars:
         for plan in plans:
-            task = bar.add_task(plan.run_id, total=len(items), rate="-")
+            task = bars.add_task(plan.run_id, total=len(items), unit="- items/s")
             t_start = time.time()
             first: list[int] = []
 
@@ -344,16 +333,11 @@ def run_study(
                     first.append(done)
                 dt = time.time() - t_start
                 rate = (done - first[0]) / dt if dt > 0 else 0.0
-                bar.update(task, completed=done, total=total, rate=f"{rate:.2f}")
+                bars.update(task, completed=done, total=total, unit=f"{rate:.2f} items/s")
 
-            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir))
+            pruning = layer_task(bars, f"{plan.run_id}: pruning {plan.condition.method}")
+            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir, prune_progress=pruning))
     return results
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
 
 
 def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
@@ -387,23 +371,14 @@ def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
-    from rich.console import Console
+def print_language_summary(run_dirs: Sequence[Path]) -> None:
     from rich.table import Table
 
     from engine.safe_text import rich_text
 
-    table = Table(title="Per-language summary (accuracy; RO = recognition-only rate: MC right, open wrong)")
-    for col, justify in (
-        ("run", "left"),
-        ("lang", "left"),
-        ("n", "right"),
-        ("open", "right"),
-        ("shown", "right"),
-        ("MC", "right"),
-        ("RO", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    table = Table(title="Per-language accuracy", title_justify="left")
+    for col in ("run", "lang", "n", "open", "shown", "MC", "RO"):
+        table.add_column(col, justify="left" if col in ("run", "lang") else "right")
     for r in language_summary(run_dirs):
         table.add_row(
             rich_text(r["run"]),
@@ -414,4 +389,8 @@ def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
             f"{r['mc']:.3f}",
             f"{r['recognition_only']:.3f}",
         )
-    Console(file=file or sys.stdout).print(table)
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        "shown = generation with the options in the prompt; RO = recognition-only rate (MC right, open wrong)"
+    )

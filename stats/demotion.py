@@ -60,8 +60,8 @@ def parse_probes(text: str) -> tuple[str, ...]:
 def default_rule(runs: Sequence[dict], max_rank: int | None = None, probes: Sequence[str] = PROBES) -> DemotionRule:
     """The threshold given, else the one the runs recorded (all alike), else 10."""
     if max_rank is None:
-        recorded = {r.get("demotion_max_rank") for r in runs} - {None}
-        max_rank = int(recorded.pop()) if len(recorded) == 1 else 10
+        recorded = {int(r["demotion_max_rank"]) for r in runs if r.get("demotion_max_rank") is not None}
+        max_rank = recorded.pop() if len(recorded) == 1 else 10
     return DemotionRule(int(max_rank), tuple(probes))
 
 

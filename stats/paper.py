@@ -26,8 +26,8 @@ def _bare(frame: pd.DataFrame) -> pd.DataFrame:
 
 def sampling_n(runs: list[dict[str, Any]]) -> int | None:
     """The number of samples of the sampling probe, when every run used the same."""
-    ns = {r.get("sampling_n") for r in runs} - {None}
-    return int(ns.pop()) if len(ns) == 1 else None
+    ns = {int(r["sampling_n"]) for r in runs if r.get("sampling_n") is not None}
+    return ns.pop() if len(ns) == 1 else None
 
 
 def paper_tables(

@@ -19,7 +19,7 @@ TOP = (1, 5, 10)
 SUBSETS = {"RO": "recognition-only after pruning", "all": "all items"}
 
 
-def _shift(dense: np.ndarray, pruned: np.ndarray, level: float, prefix: str) -> dict[str, float]:
+def _shift(dense: np.ndarray, pruned: np.ndarray, level: float, prefix: str) -> dict[str, float | str]:
     ok = ~(np.isnan(dense) | np.isnan(pruned))
     res = signed_rank(dense[ok], pruned[ok], level)
     return {

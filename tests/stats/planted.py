@@ -2,7 +2,7 @@
 (or drawn from known probabilities), so each number the analyses report can be computed by hand.
 
 An `Outcome` is what one run did on one item; `write_study` writes run folders in the contract's
-format (items from `engine.synthetic`, manifests from `engine.synthetic.synthetic_manifest`).
+format (items from `tests.synthetic`, manifests from `tests.synthetic.synthetic_manifest`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from engine.runfolder import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from engine.synthetic import synthetic_items, synthetic_manifest
+from tests.synthetic import synthetic_items, synthetic_manifest
 
 
 @dataclass(frozen=True)

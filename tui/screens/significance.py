@@ -47,7 +47,7 @@ class SignificanceScreen(BodyScreen):
             )
             from stats.paper import KEYS
 
-            parts = [render.report_table(t) for t in stats.tables if t.key not in KEYS]
+            parts = [render.report_table(t) for t in stats.tables or [] if t.key not in KEYS]
             tables.update(Group(*(r for r, _ in parts)))
             tables.styles.width = max(w for _, w in parts)
         glmm = self.query_one("#glmm", Static)
