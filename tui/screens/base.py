@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.console import Group
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -11,8 +13,10 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.safe_text import inert
+from tui import render
 
 if TYPE_CHECKING:
+    from stats.report import ReportTable
     from tui.app import PrunescopeApp
 
 
@@ -69,6 +73,30 @@ def stats_pending(app: PrunescopeApp, what: str) -> Text | None:
     if stats.tables is None:
         return Text("Running the tests of `prunescope stats` …", style="bold")
     return None
+
+
+def show_stats_tables(
+    app: PrunescopeApp,
+    msg: Static,
+    body: Static,
+    what: str,
+    lead: str,
+    tail: str,
+    tables: Callable[[], Sequence[ReportTable]],
+) -> bool:
+    """Fill a screen of `prunescope stats` tables: the pending message while they are not there, else the
+    command they reproduce (between `lead` and `tail`) and the tables. True once the tables are shown."""
+    pending = stats_pending(app, what)
+    if pending is not None:
+        msg.update(pending)
+        body.update("")
+        return False
+    command = "`prunescope stats " + inert(app.stats_args_text(), 300) + "`"
+    msg.update(Text(lead + command + tail, style="dim"))
+    parts = [render.report_table(t) for t in tables()]
+    body.update(Group(*(r for r, _ in parts)))
+    body.styles.width = max((w for _, w in parts), default=80)
+    return True
 
 
 class BodyScreen(DataScreen):

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rich.console import Group
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from engine.safe_text import inert
-from tui import render
-from tui.screens.base import BodyScreen, Export, stats_pending
+from tui.screens.base import BodyScreen, Export, show_stats_tables
 
 ALL = "all"
 
@@ -74,24 +71,15 @@ class PaperScreen(BodyScreen):
     def refresh_data(self) -> None:
         app = self.papp
         self.set_title(f"language: {inert(self.language, 20)} · model: {inert(self.model, 60)}")
-        msg = self.query_one("#message", Static)
-        body = self.query_one("#tables", Static)
-        pending = stats_pending(app, "The paper's analyses")
-        if pending is not None:
-            msg.update(pending)
-            body.update("")
-        else:
-            msg.update(
-                Text(
-                    "L: language (all = pooled)  M: model · same tables and numbers as `prunescope stats "
-                    + inert(app.stats_args_text(), 300)
-                    + "`",
-                    style="dim",
-                )
-            )
-            parts = [render.report_table(t) for t in self.filtered()]
-            body.update(Group(*(r for r, _ in parts)))
-            body.styles.width = max((w for _, w in parts), default=80)
+        show_stats_tables(
+            app,
+            self.query_one("#message", Static),
+            self.query_one("#tables", Static),
+            "The paper's analyses",
+            "L: language (all = pooled)  M: model · same tables and numbers as ",
+            "",
+            self.filtered,
+        )
 
     def export_view(self) -> Export | None:
         tables = self.filtered()

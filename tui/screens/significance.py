@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -10,7 +9,7 @@ from textual.widgets import Footer, Static
 
 from engine.safe_text import inert
 from tui import render
-from tui.screens.base import BodyScreen, Export, stats_pending
+from tui.screens.base import BodyScreen, Export, show_stats_tables
 
 
 class SignificanceScreen(BodyScreen):
@@ -30,26 +29,17 @@ class SignificanceScreen(BodyScreen):
         app = self.papp
         self.set_title()
         stats = app.stats
-        msg = self.query_one("#message", Static)
-        tables = self.query_one("#tables", Static)
-        pending = stats_pending(app, "Significance tests")
-        if pending is not None:
-            msg.update(pending)
-            tables.update("")
-        else:
-            msg.update(
-                Text(
-                    "Same tables and numbers as `prunescope stats "
-                    + inert(app.stats_args_text(), 300)
-                    + "` (mid-p McNemar, Holm); the paper's analyses are on screen 6.",
-                    style="dim",
-                )
-            )
-            from stats.paper import KEYS
+        from stats.paper import KEYS
 
-            parts = [render.report_table(t) for t in stats.tables or [] if t.key not in KEYS]
-            tables.update(Group(*(r for r, _ in parts)))
-            tables.styles.width = max(w for _, w in parts)
+        show_stats_tables(
+            app,
+            self.query_one("#message", Static),
+            self.query_one("#tables", Static),
+            "Significance tests",
+            "Same tables and numbers as ",
+            " (mid-p McNemar, Holm); the paper's analyses are on screen 6.",
+            lambda: [t for t in stats.tables or [] if t.key not in KEYS],
+        )
         glmm = self.query_one("#glmm", Static)
         if stats.glmm is not None:
             renderable, width = render.report_table(stats.glmm)
