@@ -215,3 +215,30 @@ def test_two_dense_runs_get_the_same_answer_in_stats_and_the_tui(study: Path) ->
     assert all(ref == -1 for ref in s.reference)  # nothing is paired against a guessed reference
     assert {s.uid(r, row) for r, row in zip(s.pairs.run, s.pairs.row)}  # runs are listed unpaired
     assert not discordant(s.pairs.transition).any()
+
+
+def test_filter_by_demotion_and_recovery(study: Path) -> None:
+    s = load_study([study])
+    p = s.pairs
+    recs = [s.runs[p.run[i]].fetch(p.row[i]) for i in range(len(p))]
+
+    def recovered(rec: dict) -> bool | None:
+        pr = rec.get("probes")
+        if not pr:
+            return None
+        return bool(pr["beam"]["hit_any"] or pr["sampling"]["hits"] or pr["one_shot"]["correct"])
+
+    for query, want in (
+        ("demotion:demoted", lambda r: r["demotion"] == "demoted"),
+        ("demotion:erased", lambda r: r["demotion"] == "erased"),
+        ("demotion:demoted|erased", lambda r: r["demotion"] in ("demoted", "erased")),
+        ("recovered:yes", lambda r: recovered(r) is True),
+        ("recovered:no", lambda r: recovered(r) is False),
+        ("demotion:demoted recovered:no", lambda r: r["demotion"] == "demoted" and recovered(r) is False),
+    ):
+        got = select(s, Filter.parse(query), set()).tolist()
+        assert got == [i for i, r in enumerate(recs) if want(r)], query
+    assert len(select(s, Filter.parse("demotion:erased"), set())) > 0
+    for bad in ("demotion:gone", "recovered:maybe"):
+        with pytest.raises(ValueError, match=bad.split(":")[1]):
+            Filter.parse(bad)
