@@ -1,5 +1,6 @@
 """The paper's analyses as report tables, in the order of its argument: transitions and the two
-recognition-only denominators, demoted vs erased, recovery, the gold-rank shift, the format ladder.
+recognition-only denominators, demoted vs erased, recovery, the gold-rank shift, the format ladder,
+and model size and dataset as axes.
 
 Each table shows the cells pooled over languages; the per-language rows travel as detail (CSV/JSON,
 the TUI's language filter).
@@ -11,11 +12,21 @@ from typing import Any
 
 import pandas as pd
 
-from stats import demotion, ladder, rank_shift, recovery, transition_rates
+from stats import axes, demotion, ladder, rank_shift, recovery, transition_rates
 from stats.cells import by_language_as_detail
 from stats.report import ReportTable
 
-KEYS = ("transitions", "ro-denominators", "demotion", "recovery", "recovery-paired", "rank-shift", "ladder")
+KEYS = (
+    "transitions",
+    "ro-denominators",
+    "demotion",
+    "recovery",
+    "recovery-paired",
+    "rank-shift",
+    "ladder",
+    "model-size",
+    "datasets",
+)
 
 
 def _bare(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,4 +64,5 @@ def paper_tables(
             rank_shift.rank_shift_report(tr, level, adjust_method),
         ]
     tables.append(ladder.ladder_report(df, tr, method, adjust_method, level))
-    return [by_language_as_detail(t) for t in tables]
+    tables = [by_language_as_detail(t) for t in tables]
+    return [*tables, axes.size_report(df, level), axes.dataset_report(df, level)]

@@ -83,6 +83,8 @@ def test_every_format(study: Path, capsys: pytest.CaptureFixture[str], fmt: str)
                 "recovery-paired",
                 "rank-shift",
                 "ladder",
+                "model-size",
+                "datasets",
             ],
         ),
         ("open", ["--glmm-formula", "open_correct ~ condition + (1|item)"], ["mcnemar-open", "glmm"]),

@@ -193,6 +193,8 @@ def test_stats_command_writes_every_analysis(planted: Path, tmp_path: Path, caps
         "Recovery by probe",
         "Gold-rank shift, dense → pruned",
         "Format ladder: open → shown → MC",
+        "Model size as an axis",
+        "Datasets",
     ):
         assert f"## {title}" in report
     assert "gold first-token rank ≤ 2" in report

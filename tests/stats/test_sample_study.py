@@ -19,6 +19,7 @@ import pytest
 
 from engine.cli import main
 from stats.load import load_study, transitions
+from stats.paper import KEYS as PAPER_KEYS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion"
 
@@ -59,7 +60,7 @@ def test_stats_reproduces_the_committed_report(tmp_path: Path, capsys: pytest.Ca
     for name in ("recognition_vs_sparsity", "first_token_rank", "glmm_forest", "demotion", "format_ladder"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
         assert (SAMPLE / "figures" / f"{name}.png").exists()
-    for key in ("transitions", "ro-denominators", "demotion", "recovery", "recovery-paired", "rank-shift", "ladder"):
+    for key in (*PAPER_KEYS, "glmm"):
         assert f"tex/{key}.tex" in names and f"csv/{key}.csv" in names  # one LaTeX file per table
 
 
