@@ -49,15 +49,31 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "ray/slurm: <out>/.prunescope/cache on the shared file system)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: the physical cores, shared among --workers, no more than are idle at "
+        "the start; a resumed run keeps its count)",
+    )
     g = p.add_argument_group("scale-out (see README: Running on many GPUs)")
     g.add_argument(
         "--launcher",
         choices=("local", "ray", "slurm"),
         default=None,
-        help="local (default): runs one after another here; ray: one Ray task per run; slurm: a submitit job array",
+        help="local (default): runs here, one after another or --workers at once; ray: one Ray task per run; "
+        "slurm: a submitit job array",
+    )
+    g.add_argument(
+        "--workers",
+        "--num-workers",
+        dest="num_workers",
+        type=int,
+        default=None,
+        help="runs at once: local: worker processes on this machine (default 1: in this process); ray: tasks on a "
+        "local instance",
     )
     g.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
-    g.add_argument("--num-workers", type=int, default=None, help="ray: runs at once on a local instance")
     g.add_argument("--max-retries", type=int, default=None, help="retries of a run whose worker died or failed")
     g.add_argument("--partition", default=None, help="slurm partition")
     g.add_argument("--time-min", type=int, default=None, help="slurm time limit per run, minutes")
@@ -99,19 +115,39 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         spec_text += "\n# command-line overrides\n" + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
     write_study_spec(out, spec_text)
     opts = _launch_options(spec_path, args)
-    if opts.kind != "local":
+    if opts.num_workers is not None and opts.num_workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {opts.num_workers})")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {args.threads})")
+    from engine.config import cache_root
+
+    if opts.kind != "local" or (opts.num_workers or 1) > 1:
+        from dataclasses import replace
+
         from engine.launch import launch, print_launch_report
 
+        if opts.kind == "local" and opts.cache_dir is None:
+            opts = replace(opts, cache_dir=str(cache_root() / "pruned"))
         report = launch(
-            spec_path.read_text(encoding="utf-8"), spec_path, out, [p.run_id for p in plans], overrides, opts
+            spec_path.read_text(encoding="utf-8"),
+            spec_path,
+            out,
+            [p.run_id for p in plans],
+            overrides,
+            opts,
+            threads=args.threads,
+            show_progress=not args.no_progress,
         )
         print_launch_report(report, out)
         print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
         return 1 if report.failed else 0
-    from engine.config import cache_root
-
     results = run_study(
-        study, out, plans, show_progress=not args.no_progress, cache_dir=args.cache_dir or cache_root() / "pruned"
+        study,
+        out,
+        plans,
+        show_progress=not args.no_progress,
+        cache_dir=args.cache_dir or cache_root() / "pruned",
+        threads=args.threads,
     )
     for r in results:
         verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"

@@ -30,6 +30,7 @@ from engine.runfolder import (
     write_jsonl_atomic,
 )
 from engine.study import RunPlan, plan_runs
+from engine.threads import ThreadChoice, apply_threads, choose_threads
 
 ProgressFn = Callable[[int, int], None]  # (items done in this run, items in this run)
 
@@ -68,7 +69,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _hardware(device: str) -> dict[str, Any]:
+def _hardware(device: str, threads: ThreadChoice) -> dict[str, Any]:
     import torch
 
     hw: dict[str, Any] = {
@@ -78,6 +79,7 @@ def _hardware(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "threads": threads.as_dict(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -128,10 +130,14 @@ def run_one(
     progress: ProgressFn | None = None,
     cache_dir: Path | None = None,
     stop_after_batches: int | None = None,
+    threads: int | None = None,
+    processes: int = 1,
 ) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
-    `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
+    `threads`: torch threads (default: `engine.threads.choose_threads` for a process beside
+    `processes - 1` others; a resumed run keeps its recorded count). `stop_after_batches` ends the
+    run early after that many new batches (for tests of resumption).
     """
     from engine.models import load_model
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
@@ -155,6 +161,9 @@ def run_one(
 
     writer = OutcomeWriter(run_dir)
     started = (manifest or {}).get("timings", {}).get("started", _now())
+    recorded = ((manifest or {}).get("hardware") or {}).get("threads") or {}
+    thread_choice = choose_threads(threads, processes, recorded.get("threads") if writer.done else None)
+    apply_threads(thread_choice)
     # Written before the model loads, so a failure there is recorded in the run folder too.
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -203,7 +212,7 @@ def run_one(
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info
         manifest["condition"]["pruning_report"] = pruning_report
-        manifest["hardware"] = _hardware(device)
+        manifest["hardware"] = _hardware(device, thread_choice)
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         if writer.repaired_bytes:
             manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
@@ -280,6 +289,7 @@ def run_study(
     plans: Sequence[RunPlan] | None = None,
     show_progress: bool = True,
     cache_dir: Path | None = None,
+    threads: int | None = None,
 ) -> list[RunResult]:
     """Run every planned run of `study` in this process, one after another."""
     items = load_study_items(study)
@@ -287,41 +297,60 @@ def run_study(
     results = []
     if not show_progress:
         for plan in plans:
-            results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir))
+            results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir, threads=threads))
         return results
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} items/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
+    with ProgressBars() as bars:
         for plan in plans:
-            task = bar.add_task(plan.run_id, total=len(items), rate="-")
-            t_start = time.time()
-            first: list[int] = []
-
-            def update(done: int, total: int, task=task, t_start=t_start, first=first) -> None:
-                if not first:
-                    first.append(done)
-                dt = time.time() - t_start
-                rate = (done - first[0]) / dt if dt > 0 else 0.0
-                bar.update(task, completed=done, total=total, rate=f"{rate:.2f}")
-
-            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir))
+            update = bars.add(plan.run_id, len(items))
+            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir, threads=threads))
     return results
+
+
+class ProgressBars:
+    """One progress bar per run on stderr (items done, rate since the bar started, ETA)."""
+
+    def __enter__(self) -> ProgressBars:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} items/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.bar = Progress(*columns, console=_stderr_console(), transient=False)
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def add(self, run_id: str, total: int) -> ProgressFn:
+        """A bar for `run_id`; returns the function that moves it (done, total)."""
+        from engine.safe_text import inert
+
+        task = self.bar.add_task(inert(run_id), total=total, rate="-")
+        t_start = time.time()
+        first: list[int] = []
+
+        def update(done: int, total: int) -> None:
+            if not first:
+                first.append(done)
+            dt = time.time() - t_start
+            rate = (done - first[0]) / dt if dt > 0 else 0.0
+            self.bar.update(task, completed=done, total=total, rate=f"{rate:.2f}")
+
+        return update
 
 
 def _stderr_console():

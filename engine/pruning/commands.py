@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="pruned-weights cache (default: the user cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the pruned-weights cache")
     p.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    _add_threads(p)
     p.set_defaults(func=prune_command)
 
     q = sub.add_parser("perplexity", help="perplexity of a model on the bundled held-out text or a local text file")
@@ -51,7 +52,26 @@ def register(sub: Any) -> None:
     q.add_argument("--batch-size", type=int, default=4)
     q.add_argument("--dtype", default="float32")
     q.add_argument("--device", default="auto")
+    _add_threads(q)
     q.set_defaults(func=perplexity_command)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the physical cores, no more than are idle at the start)",
+    )
+
+
+def _threads(args: argparse.Namespace) -> dict[str, Any]:
+    """Choose and set the torch thread count (engine.threads); returns the choice for the report."""
+    from engine.threads import apply_threads, choose_threads
+
+    choice = choose_threads(args.threads)
+    apply_threads(choice)
+    return choice.as_dict()
 
 
 def _device(name: str) -> str:
@@ -84,6 +104,7 @@ def prune_command(args: argparse.Namespace) -> int:
     from engine.pruning.apply import settings_for
 
     settings_for(condition, batch_size=args.batch_size)  # bad sparsity/pattern fails before loading the model
+    threads = _threads(args)
     device = _device(args.device)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -99,6 +120,7 @@ def prune_command(args: argparse.Namespace) -> int:
         revision=loaded.info.get("revision"),
     )
     report["model"] = loaded.info
+    report["threads"] = threads
     out.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
@@ -119,7 +141,10 @@ def perplexity_command(args: argparse.Namespace) -> int:
     from engine.models import load_model
     from engine.pruning.perplexity import perplexity_of_file
 
+    threads = _threads(args)
     loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=_device(args.device)))
     res = perplexity_of_file(loaded.model, loaded.tokenizer, args.text, seqlen=args.seqlen, batch_size=args.batch_size)
-    print(json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res}))
+    print(
+        json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res, "threads": threads})
+    )
     return 0
