@@ -120,10 +120,11 @@ def _ours_mc(loaded: Any, items: list[dict], config: Any) -> list[list[float]]:
     from engine.protocol import plan_batches
     from engine.protocol.kvcache import packed_attention
     from engine.protocol.rows import Group, fill, plan_layout
+    from engine.protocol.weights import transposed_linears
 
     builder = PromptBuilder(loaded.tokenizer, config)
     lls: dict[str, list[float]] = {}
-    with torch.inference_mode(), packed_attention(loaded.model):
+    with torch.inference_mode(), packed_attention(loaded.model), transposed_linears(loaded.model):
         for batch in plan_batches(loaded, items, config):
             prompts = [builder.open(it) for it in batch]
             trees = [[builder.continuation(p, o) for o in it["options"]] for it, p in zip(batch, prompts)]
@@ -146,12 +147,13 @@ def _ours_generation(loaded: Any, items: list[dict], config: Any) -> list[str]:
     from engine.protocol.kvcache import packed_attention
     from engine.protocol.lanes import Lane, Lanes, decode_lanes
     from engine.protocol.rows import Group, fill, plan_layout
+    from engine.protocol.weights import transposed_linears
 
     builder = PromptBuilder(loaded.tokenizer, config)
     stops = stop_token_ids(loaded.tokenizer, loaded.model)
     pad = loaded.tokenizer.pad_token_id
     texts: dict[str, str] = {}
-    with torch.inference_mode(), packed_attention(loaded.model):
+    with torch.inference_mode(), packed_attention(loaded.model), transposed_linears(loaded.model):
         for batch in plan_batches(loaded, items, config):
             ids = [builder.open(it).ids for it in batch]
             layout = plan_layout(ids)

@@ -141,6 +141,7 @@ def run_one(
     """
     from engine.models import load_model
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
+    from engine.protocol.weights import transposed_linears
 
     t0 = time.time()
     run_dir = Path(study_dir) / plan.run_id
@@ -225,24 +226,25 @@ def run_one(
         t_eval = time.time()
         if progress:
             progress(len(writer.done), len(items))
-        for batch in batches:
-            todo = [it for it in batch if it["item_uid"] not in writer.done]
-            if not todo:
-                continue
-            if stop_after_batches is not None and new_batches >= stop_after_batches:
-                return RunResult(plan.run_id, run_dir, "running", len(items), n_new, time.time() - t0)
-            # The whole planned batch is recomputed so its numbers do not depend on what was resumed.
-            records = [r for r in evaluate_batch(loaded, batch, protocol, pool) if r["item_uid"] not in writer.done]
-            writer.append(records)
-            n_new += len(records)
-            new_batches += 1
-            manifest["counts"]["done"] = len(writer.done)
-            manifest["timings"]["updated"] = _now()
-            elapsed = time.time() - t_eval
-            manifest["timings"]["items_per_s"] = round(n_new / elapsed, 4) if elapsed > 0 else None
-            write_json_atomic(run_dir / MANIFEST, manifest)
-            if progress:
-                progress(len(writer.done), len(items))
+        with transposed_linears(loaded.model):
+            for batch in batches:
+                todo = [it for it in batch if it["item_uid"] not in writer.done]
+                if not todo:
+                    continue
+                if stop_after_batches is not None and new_batches >= stop_after_batches:
+                    return RunResult(plan.run_id, run_dir, "running", len(items), n_new, time.time() - t0)
+                # The whole planned batch is recomputed so its numbers do not depend on what was resumed.
+                records = [r for r in evaluate_batch(loaded, batch, protocol, pool) if r["item_uid"] not in writer.done]
+                writer.append(records)
+                n_new += len(records)
+                new_batches += 1
+                manifest["counts"]["done"] = len(writer.done)
+                manifest["timings"]["updated"] = _now()
+                elapsed = time.time() - t_eval
+                manifest["timings"]["items_per_s"] = round(n_new / elapsed, 4) if elapsed > 0 else None
+                write_json_atomic(run_dir / MANIFEST, manifest)
+                if progress:
+                    progress(len(writer.done), len(items))
         missing = len(items) - len(writer.done)
         if missing:
             raise RuntimeError(f"{missing} items were planned but not evaluated")

@@ -25,6 +25,7 @@ from engine.protocol.fast import SlotBackend
 from engine.protocol.kvcache import supports_slot_cache
 from engine.protocol.plain import PlainBackend
 from engine.protocol.scoring import TokenScores
+from engine.protocol.weights import transposed_linears
 from engine.protocol.work import Backend, BatchWork
 from engine.runfolder import category
 
@@ -72,8 +73,9 @@ def evaluate_batches(
     loaded: LoadedModel, items: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
 ) -> Iterator[list[dict]]:
     """Outcome records, batch by batch, in the planned order."""
-    for batch in plan_batches(loaded, items, config):
-        yield evaluate_batch(loaded, batch, config, one_shot_pool)
+    with transposed_linears(loaded.model):
+        for batch in plan_batches(loaded, items, config):
+            yield evaluate_batch(loaded, batch, config, one_shot_pool)
 
 
 def item_seed(item: dict[str, Any], config: ProtocolConfig, purpose: str) -> int:
@@ -138,7 +140,7 @@ def evaluate_batch(
     check_config(config)
     for item in batch:
         _check_item(item, config)
-    with torch.inference_mode():
+    with torch.inference_mode(), transposed_linears(loaded.model):
         return _evaluate(loaded, batch, config, one_shot_pool, plain)
 
 
