@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from engine.errors import UserError
+from engine.errors import UserError, os_error_line
 
 # (module, function) pairs; each function takes the subparsers object and adds its commands,
 # setting `func` on each parser to a callable `(args) -> int | None`.
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"prunescope {args.command}: error: {exc}", file=sys.stderr)
+        _error_line(args.command, f"error: {exc}")
         return 2
     except KeyboardInterrupt:
         print(f"prunescope {args.command}: interrupted", file=sys.stderr)
@@ -63,16 +63,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
         return 141
+    except OSError as exc:  # permission, read-only, disk full, not a folder…: the path and what to do
+        line = os_error_line(exc)
+        if debug:
+            raise
+        if line is None:
+            return _internal_error(args.command, exc)
+        _error_line(args.command, f"error: {line}")
+        return 2
     except Exception as exc:  # a bug, not bad input: one line, and how to see more
         if debug:
             raise
-        print(
-            f"prunescope {args.command}: internal error: {exc.__class__.__name__}: {exc} "
-            "(run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal_error(args.command, exc)
     return int(rc or 0)
+
+
+def _error_line(command: str, text: str) -> None:
+    """One line on stderr; paths and data quoted in it stay inert (no newlines, no terminal controls)."""
+    from engine.safe_text import inert
+
+    print(f"prunescope {command}: {inert(text, max_len=4000)}", file=sys.stderr)
+
+
+def _internal_error(command: str, exc: BaseException) -> int:
+    _error_line(command, f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)")
+    return 1
 
 
 if __name__ == "__main__":

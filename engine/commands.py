@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = sub.add_parser("validate", help="check run folders against the JSON Schemas and the format's invariants")
     v.add_argument("paths", type=Path, nargs="+", metavar="STUDY_OR_RUN")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="first cut torn last lines and remove exact duplicate outcome lines (never while a writer is live)",
+    )
     v.set_defaults(func=cmd_validate)
 
 
@@ -91,12 +96,17 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
+    """Check everything checkable (spec, launcher, devices, model files, items, --out), then run.
+    A study refused by a check leaves no trace in --out."""
     from engine.errors import UserError
-    from engine.runner import print_language_summary, run_study, write_study_spec
-    from engine.study import parse_study, plan_runs
+    from engine.preflight import preflight
+    from engine.runner import load_study_items, print_language_summary, run_study, write_study_spec
+    from engine.study import plan_runs, read_spec, study_from_dict
 
     overrides = _overrides(args)
-    study = parse_study(spec_path, overrides)
+    spec_text, raw = read_spec(spec_path)
+    study = study_from_dict(raw, spec_path, overrides)
+    opts = _launch_options(raw, spec_path, args)
     plans = plan_runs(study)
     if args.only:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -106,19 +116,18 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
                 f"--only: no run named {', '.join(unknown)} in {spec_path} (runs: {', '.join(p.run_id for p in plans)})"
             )
         plans = [p for p in plans if p.run_id in wanted]
-    if args.dry_run:
-        print_plan(study, plans, out, _launch_options(spec_path, args))
-        return 0
-    out.mkdir(parents=True, exist_ok=True)
-    spec_text = spec_path.read_text(encoding="utf-8")
-    if overrides:
-        spec_text += "\n# command-line overrides\n" + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
-    write_study_spec(out, spec_text)
-    opts = _launch_options(spec_path, args)
-    if opts.num_workers is not None and opts.num_workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {opts.num_workers})")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {args.threads})")
+    if args.dry_run:
+        print_plan(study, plans, out, opts)
+        return 0
+    items = load_study_items(study)
+    preflight(study, spec_path, out, items)
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = spec_text
+    if overrides:
+        recorded += "\n# command-line overrides\n" + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
+    write_study_spec(out, recorded)
     from engine.config import cache_root
 
     if opts.kind != "local" or (opts.num_workers or 1) > 1:
@@ -129,7 +138,7 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         if opts.kind == "local" and opts.cache_dir is None:
             opts = replace(opts, cache_dir=str(cache_root() / "pruned"))
         report = launch(
-            spec_path.read_text(encoding="utf-8"),
+            spec_text,
             spec_path,
             out,
             [p.run_id for p in plans],
@@ -147,6 +156,7 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         plans,
         show_progress=not args.no_progress,
         cache_dir=args.cache_dir or cache_root() / "pruned",
+        items=items,
         threads=args.threads,
     )
     for r in results:
@@ -156,12 +166,9 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch_options(spec_path: Path, args: argparse.Namespace):
-    import tomllib
-
+def _launch_options(raw: dict, spec_path: Path, args: argparse.Namespace):
     from engine.launch import launch_options
 
-    raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
     flags = {
         k: getattr(args, k)
         for k in (
@@ -220,22 +227,34 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from engine.runfolder import discover_runs, validate_run
+    from engine.errors import UserError
+    from engine.runfolder import discover_runs, is_run_dir, repair_run, validate_run, validate_study
     from engine.safe_text import inert
 
     bad = 0
     n_runs = 0
     for path in args.paths:
+        if not path.exists():
+            raise UserError(f"{path}: no such study or run folder")
+        if not path.is_dir():
+            raise UserError(f"{path}: not a folder (give a study folder or a run folder)")
         runs = discover_runs(path)
         if not runs:
             print(f"{inert(path)}: no run folders found")
             bad += 1
         for run in runs:
             n_runs += 1
+            if args.repair:
+                for msg in repair_run(run):
+                    print(f"{inert(run)}: repaired: {inert(msg)}")
             problems = validate_run(run)
             bad += bool(problems)
             print(f"{inert(run)}: {'ok' if not problems else f'{len(problems)} problems'}")
             for msg in problems[:20]:
                 print(f"  {inert(msg)}")
+        across = [] if is_run_dir(path) else validate_study(runs)
+        bad += bool(across)
+        for msg in across:
+            print(f"{inert(path)}: {inert(msg)}")
     print(f"{n_runs - bad if n_runs >= bad else 0} of {n_runs} runs valid")
     return 1 if bad else 0

@@ -17,6 +17,7 @@ def cache_root() -> Path:
 ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
+DTYPES = ("float32", "float16", "bfloat16", "auto")
 
 
 @dataclass(frozen=True)

@@ -17,35 +17,19 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomllib
 
 from engine.errors import UserError
 from engine.runfolder import MANIFEST, RunFolderError, read_manifest
 
-LAUNCHERS = ("local", "ray", "slurm")
-_LAUNCHER_KEYS = {
-    "kind",
-    "address",
-    "num_workers",
-    "max_retries",
-    "partition",
-    "time_min",
-    "gpus_per_task",
-    "cpus_per_task",
-    "mem_gb",
-    "array_parallelism",
-    "slurm_extra",
-    "cache_dir",
-}
-
 
 @dataclass(frozen=True)
 class LaunchOptions:
     """How to dispatch; from the spec's [launcher] table, overridden by command-line flags."""
 
-    kind: str = "local"
+    kind: Literal["local", "ray", "slurm"] = "local"
     address: str | None = None  # ray: existing cluster ('auto' or 'ray://host:port'); None = local instance
     num_workers: int | None = None  # runs at once; local: processes here (default 1: this process), ray: tasks
     max_retries: int = 2  # retries of a run whose worker died or failed
@@ -60,17 +44,12 @@ class LaunchOptions:
 
 
 def launch_options(spec_raw: Mapping[str, Any], spec_path: Path, **flags: Any) -> LaunchOptions:
-    table = dict(spec_raw.get("launcher", {}))
-    unknown = sorted(set(table) - _LAUNCHER_KEYS)
-    if unknown:
-        raise UserError(
-            f"{spec_path}: unknown key(s) {', '.join(unknown)} in [launcher] (allowed: {', '.join(sorted(_LAUNCHER_KEYS))})"
-        )
-    table.update({k: v for k, v in flags.items() if v is not None})
-    opts = LaunchOptions(**table)
-    if opts.kind not in LAUNCHERS:
-        raise UserError(f"{spec_path}: launcher must be one of {', '.join(LAUNCHERS)}, got {opts.kind!r}")
-    return opts
+    """The spec's [launcher] table with the command-line flags laid over it, checked key by key."""
+    from engine.study import build_table
+
+    table = spec_raw.get("launcher", {})
+    table = {**table, **{k: v for k, v in flags.items() if v is not None}} if isinstance(table, dict) else table
+    return build_table(LaunchOptions, table, "[launcher]", spec_path)
 
 
 def pending_runs(out: Path, run_ids: Sequence[str]) -> list[str]:

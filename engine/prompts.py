@@ -40,6 +40,18 @@ PLAIN_DELIMITER = " "
 CHAT_DELIMITER = ""
 
 
+def check_item(item: dict[str, Any], config: ProtocolConfig) -> None:
+    """An item the protocol can evaluate: gold_index within its options, no more options than letters."""
+    n = len(item["options"])
+    if not 0 <= item["gold_index"] < n:
+        raise UserError(f"item {item['item_uid']}: gold_index {item['gold_index']} outside its {n} options")
+    if config.letter and n > len(LETTERS):
+        raise UserError(
+            f"item {item['item_uid']}: {n} options, letter choice allows at most {len(LETTERS)} "
+            "(set [protocol].letter = false, or drop options)"
+        )
+
+
 def template_hashes() -> dict[str, str]:
     return {name: sha256_text(text) for name, text in TEMPLATES.items()}
 

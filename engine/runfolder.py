@@ -5,6 +5,10 @@ Torch-free on purpose: `stats` and `tui` read run folders through this module.
 Writing is crash-safe: the manifest is replaced atomically (write, fsync, rename), outcome lines are
 appended and fsynced batch by batch, and a torn last line (a write cut by a kill) is detected and
 cut off when a writer reopens the file. Readers never parse a torn line; they report it.
+
+One writer per run folder: a writer holds the advisory lock `.writer.lock` (see `engine.locks`) for its
+life. A resumed writer removes exact duplicate outcome lines of one item (keeping the first) and refuses,
+naming item and lines, when duplicates of one item differ.
 """
 
 from __future__ import annotations
@@ -19,16 +23,28 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from engine.errors import UserError
+
 SCHEMA_VERSION = 1
+READABLE_SCHEMA_VERSIONS = (1,)  # the manifest versions this prunescope reads
 MANIFEST = "manifest.json"
 ITEMS = "items.jsonl"
 OUTCOMES = "outcomes.jsonl"
 STUDY_SPEC = "study.toml"
+WRITER_LOCK = ".writer.lock"
 CATEGORIES = ("both_correct", "recognition_only", "generation_only", "both_wrong")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError, ValueError):
     """A run folder that cannot be read as the format says; the message names file and line."""
+
+
+def writer_lock(run_dir: Path):
+    """The lock a writer of `run_dir` holds for its life (`with writer_lock(run):`); a second writer gets
+    `engine.locks.LockHeld` naming the first."""
+    from engine.locks import ProcessLock
+
+    return ProcessLock(Path(run_dir) / WRITER_LOCK, f"run folder {run_dir}")
 
 
 def category(open_correct: bool, mc_correct: bool) -> str:
@@ -68,21 +84,31 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
 
 
+def mode_like_open(folder: bool = False) -> int:
+    """The mode open() (0o666) or mkdir() (0o777) gives under the user's umask."""
+    return (0o777 if folder else 0o666) & ~_UMASK
+
+
 def _mkstemp_like_open(path: Path) -> tuple[int, str]:
     """A temp file beside `path` with the permissions open() would give (mkstemp makes it 0600)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.fchmod(fd, mode_like_open())
     return fd, tmp
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace `path` with `obj` as JSON so that readers see the old or the new file, never half."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: written beside it, fsynced, renamed over it, the folder fsynced."""
     path = Path(path)
     fd, tmp = _mkstemp_like_open(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -107,19 +133,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file atomically (used for items.jsonl)."""
-    path = Path(path)
-    fd, tmp = _mkstemp_like_open(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(dumps_line(r))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    write_bytes_atomic(path, "".join(dumps_line(r) for r in records).encode("utf-8"))
 
 
 @dataclass
@@ -206,20 +220,61 @@ def repair_torn_tail(path: Path) -> int:
     return size - keep
 
 
+def remove_duplicate_outcomes(path: Path) -> list[int]:
+    """Remove exact duplicate lines of one item from outcomes.jsonl, keeping the first; returns the
+    1-based numbers of the removed lines. Lines of one item that differ raise `RunFolderError` naming
+    the item and its lines (nothing is changed then). A unique line is never dropped. The caller holds
+    the writer lock and has cut any torn tail."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_bytes().splitlines(keepends=True)
+    first: dict[str, tuple[int, str]] = {}  # uid -> (line number, canonical line)
+    removed: list[int] = []
+    conflicts: dict[str, list[int]] = {}
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+            uid = rec["item_uid"]
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+            raise RunFolderError(f"{path}:{n}: corrupt line ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        canonical = dumps_line(rec)
+        if uid not in first:
+            first[uid] = (n, canonical)
+        elif first[uid][1] == canonical:
+            removed.append(n)
+        else:
+            conflicts.setdefault(uid, [first[uid][0]]).append(n)
+    if conflicts:
+        uid, where = next(iter(conflicts.items()))
+        more = f" (and {len(conflicts) - 1} more items)" if len(conflicts) > 1 else ""
+        raise RunFolderError(
+            f"{path}: item {uid!r} has different outcome lines {', '.join(map(str, where))}{more}; two writers "
+            "disagreed, so neither is kept silently: delete the wrong lines, or the run folder to run it again"
+        )
+    if removed:
+        drop = set(removed)
+        write_bytes_atomic(path, b"".join(raw for n, raw in enumerate(lines, 1) if n not in drop))
+    return removed
+
+
 class OutcomeWriter:
-    """Append-only writer of outcomes.jsonl that resumes where a previous writer stopped."""
+    """Append-only writer of outcomes.jsonl that resumes where a previous writer stopped.
+
+    The caller holds the run folder's `writer_lock`. Opening cuts a torn last line and removes exact
+    duplicate lines of one item (see `remove_duplicate_outcomes`).
+    """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / OUTCOMES
         self.repaired_bytes = repair_torn_tail(self.path)
+        self.removed_duplicates = remove_duplicate_outcomes(self.path)
         self.done: set[str] = set()
         if self.path.exists():
             scan = scan_jsonl(self.path, strict=True)
-            for rec in scan.records:
-                uid = rec["item_uid"]
-                if uid in self.done:
-                    raise RunFolderError(f"{self.path}: item {uid!r} appears twice")
-                self.done.add(uid)
+            self.done = {rec["item_uid"] for rec in scan.records}
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held for the writer's life)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
@@ -254,6 +309,8 @@ def read_json(path: Path) -> dict[str, Any]:
             obj = json.load(f)
     except FileNotFoundError:
         raise RunFolderError(f"{path}: missing") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
@@ -261,15 +318,34 @@ def read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
+def check_schema_version(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse a manifest whose `schema_version` this prunescope cannot read (every reader goes through here)."""
+    version = manifest.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        got = "no schema_version" if "schema_version" not in manifest else f"schema_version {version!r}"
+        raise RunFolderError(
+            f"{path}: {got}, but this prunescope reads schema_version {readable}; "
+            "use the prunescope version that wrote the run"
+        )
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / MANIFEST)
+    """The run's manifest.json, after checking that its schema_version is one this prunescope reads."""
+    path = Path(run_dir) / MANIFEST
+    manifest = read_json(path)
+    check_schema_version(manifest, path)
+    return manifest
 
 
 def read_items(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / ITEMS
     if not path.exists():
         raise RunFolderError(f"{path}: missing")
-    scan = scan_jsonl(path, strict=True)
+    try:
+        scan = scan_jsonl(path, strict=True)
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if scan.torn_tail:
         raise RunFolderError(f"{path}: last line is incomplete (items.jsonl is written whole; the file is damaged)")
     return scan.records
@@ -331,10 +407,18 @@ def validate_run(run_dir: Path) -> list[str]:
         items = read_items(run_dir)
     except RunFolderError as exc:
         return problems + [str(exc)]
+    from engine.items.build import content_hash
+
     by_uid: dict[str, dict[str, Any]] = {}
     for n, item in enumerate(items, 1):
-        problems += [f"{run_dir / ITEMS}:{n}: {e}" for e in schema_errors("item", item)]
-        by_uid[item["item_uid"]] = item
+        errors = schema_errors("item", item)
+        problems += [f"{run_dir / ITEMS}:{n}: {e}" for e in errors]
+        if not errors and item["content_hash"] != content_hash(item):
+            problems.append(
+                f"{run_dir / ITEMS}:{n}: item {item['item_uid']!r}: content_hash does not match its content "
+                "(the item was edited after the run was made)"
+            )
+        by_uid[item.get("item_uid")] = item
     if manifest is not None and manifest.get("items", {}).get("hash") != items_hash(items):
         problems.append(f"{run_dir / MANIFEST}: items.hash does not match items.jsonl")
     path = run_dir / OUTCOMES
@@ -349,7 +433,9 @@ def validate_run(run_dir: Path) -> list[str]:
         problems += [f"{path}:{n}: {e}" for e in schema_errors("outcome", rec)]
         uid = rec.get("item_uid")
         if uid in seen:
-            problems.append(f"{path}:{n}: duplicate item {uid!r}")
+            problems.append(
+                f"{path}:{n}: duplicate item {uid!r} (`prunescope validate --repair` removes exact duplicates)"
+            )
         seen.add(uid)
         item = by_uid.get(uid)
         if item is None:
@@ -359,6 +445,49 @@ def validate_run(run_dir: Path) -> list[str]:
     if manifest is not None and manifest.get("status") == "complete" and seen != set(by_uid):
         problems.append(f"{path}: run is complete but {len(set(by_uid) - seen)} items have no outcome")
     return problems
+
+
+def repair_run(run_dir: Path) -> list[str]:
+    """What a resume repairs, without running: cut a torn last line and remove exact duplicate outcome
+    lines (under the writer lock, so never while a writer is live); returns what was done."""
+    run_dir = Path(run_dir)
+    done: list[str] = []
+    path = run_dir / OUTCOMES
+    with writer_lock(run_dir):
+        cut = repair_torn_tail(path)
+        if cut:
+            done.append(f"{path}: cut a torn last line ({cut} bytes)")
+        removed = remove_duplicate_outcomes(path)
+        if removed:
+            shown = ", ".join(map(str, removed[:10])) + (", …" if len(removed) > 10 else "")
+            done.append(f"{path}: removed {len(removed)} exact duplicate lines (lines {shown}; the first of each kept)")
+        if removed and (run_dir / MANIFEST).exists():
+            manifest = read_manifest(run_dir)
+            counts = manifest.get("counts")
+            if isinstance(counts, dict):
+                counts["done"] = len(scan_jsonl(path, strict=True).records)
+                write_json_atomic(run_dir / MANIFEST, manifest)
+    return done
+
+
+def validate_study(runs: list[Path]) -> list[str]:
+    """Problems across the runs of one study: every run must hold the same items.jsonl."""
+    by_hash: dict[bytes, list[Path]] = {}
+    for run in runs:
+        try:
+            data = (Path(run) / ITEMS).read_bytes()
+        except OSError:
+            continue  # validate_run names the missing or unreadable file
+        by_hash.setdefault(hashlib.sha256(data).digest(), []).append(Path(run))
+    if len(by_hash) <= 1:
+        return []
+    groups = sorted(by_hash.values(), key=len, reverse=True)
+    ref = groups[0][0]
+    return [
+        f"{run / ITEMS}: differs from {ref / ITEMS}; the runs of one study must share one item set"
+        for group in groups[1:]
+        for run in group
+    ]
 
 
 def iter_outcomes(run_dir: Path) -> Iterator[dict[str, Any]]:

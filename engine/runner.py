@@ -16,18 +16,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engine.config import ModelSpec, ProtocolConfig, Study
+from engine.config import ProtocolConfig, Study
 from engine.errors import UserError
 from engine.runfolder import (
     ITEMS,
     MANIFEST,
     SCHEMA_VERSION,
     OutcomeWriter,
+    dumps_line,
     items_hash,
     read_items,
     read_manifest,
     write_json_atomic,
     write_jsonl_atomic,
+    writer_lock,
 )
 from engine.study import RunPlan, plan_runs
 from engine.threads import ThreadChoice, apply_threads, choose_threads
@@ -86,14 +88,6 @@ def _hardware(device: str, threads: ThreadChoice) -> dict[str, Any]:
     return hw
 
 
-def resolve_device(spec: ModelSpec) -> str:
-    if spec.device != "auto":
-        return spec.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _identity(plan: RunPlan, protocol: ProtocolConfig, ihash: str) -> dict[str, Any]:
     """What must not change between a run and its resumption."""
     return {
@@ -122,6 +116,21 @@ def one_shot_pool(items: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
     return dict(pool)
 
 
+def _check_items_file(path: Path, items: list[dict[str, Any]]) -> None:
+    """A resumed run's items.jsonl must be exactly the study's items (content, not only the hashes)."""
+    if path.read_bytes() == "".join(dumps_line(i) for i in items).encode("utf-8"):
+        return
+    have = read_items(path.parent)
+    for n, (old, new) in enumerate(zip(have, items), 1):
+        if old != new:
+            what = "content_hash" if old.get("content_hash") != new.get("content_hash") else "content"
+            raise UserError(
+                f"{path}:{n}: item {old.get('item_uid')!r} differs from the study's item ({what}); "
+                "the file was edited or the item source changed: write to a new --out"
+            )
+    raise UserError(f"{path}: has {len(have)} items, the study has {len(items)}; write to a new --out")
+
+
 def run_one(
     study_dir: Path,
     plan: RunPlan,
@@ -135,17 +144,36 @@ def run_one(
 ) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
+    The run folder's writer lock is held throughout: a second writer fails at once, naming this one.
     `threads`: torch threads (default: `engine.threads.choose_threads` for a process beside
     `processes - 1` others; a resumed run keeps its recorded count). `stop_after_batches` ends the
     run early after that many new batches (for tests of resumption).
     """
-    from engine.models import load_model
+    run_dir = Path(study_dir) / plan.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(run_dir):
+        return _run_locked(
+            study_dir, plan, items, protocol, progress, cache_dir, stop_after_batches, threads, processes
+        )
+
+
+def _run_locked(
+    study_dir: Path,
+    plan: RunPlan,
+    items: list[dict[str, Any]],
+    protocol: ProtocolConfig,
+    progress: ProgressFn | None,
+    cache_dir: Path | None,
+    stop_after_batches: int | None,
+    threads: int | None,
+    processes: int,
+) -> RunResult:
+    from engine.models import load_model, resolve_device
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
     from engine.protocol.weights import transposed_linears
 
     t0 = time.time()
     run_dir = Path(study_dir) / plan.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
     ihash = items_hash(items)
     ident = _identity(plan, protocol, ihash)
     manifest: dict[str, Any] | None = None
@@ -155,8 +183,7 @@ def run_one(
         if manifest.get("status") == "complete":
             return RunResult(plan.run_id, run_dir, "skipped", len(items), 0, 0.0)
     if (run_dir / ITEMS).exists():
-        if items_hash(read_items(run_dir)) != ihash:
-            raise UserError(f"{run_dir / ITEMS}: differs from the study's item set; write to a new --out")
+        _check_items_file(run_dir / ITEMS, items)
     else:
         write_jsonl_atomic(run_dir / ITEMS, items)
 
@@ -189,7 +216,7 @@ def run_one(
     }
     try:
         write_json_atomic(run_dir / MANIFEST, manifest)
-        device = resolve_device(plan.model)
+        device = resolve_device(plan.model.device)
         t_load = time.time()
         loaded = load_model(plan.model)
         load_s = time.time() - t_load
@@ -217,6 +244,8 @@ def run_one(
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         if writer.repaired_bytes:
             manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
+        if writer.removed_duplicates:
+            manifest["timings"]["removed_duplicate_lines"] = len(writer.removed_duplicates)
         write_json_atomic(run_dir / MANIFEST, manifest)
 
         pool = one_shot_pool(items)
@@ -291,10 +320,11 @@ def run_study(
     plans: Sequence[RunPlan] | None = None,
     show_progress: bool = True,
     cache_dir: Path | None = None,
+    items: list[dict[str, Any]] | None = None,
     threads: int | None = None,
 ) -> list[RunResult]:
-    """Run every planned run of `study` in this process, one after another."""
-    items = load_study_items(study)
+    """Run every planned run of `study` in this process, one after another (`items`: already loaded)."""
+    items = items if items is not None else load_study_items(study)
     plans = list(plans if plans is not None else plan_runs(study))
     results = []
     if not show_progress:

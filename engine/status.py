@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -10,7 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.runfolder import OUTCOMES, RunFolderError, discover_runs, read_manifest
+from engine.locks import pid_alive
+from engine.runfolder import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest
 
 STALE_AFTER_S = 600.0
 
@@ -18,7 +18,7 @@ STALE_AFTER_S = 600.0
 @dataclass
 class RunStatus:
     run_id: str
-    state: str  # complete | running | stalled | failed | pending
+    state: str  # complete | running | stalled | failed | pending | unreadable
     done: int
     total: int | None
     items_per_s: float | None
@@ -36,23 +36,15 @@ def _count_lines(path: Path) -> int:
     return n
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
     now = now or datetime.now(timezone.utc)
     done = _count_lines(Path(run_dir) / OUTCOMES)
     try:
         m = read_manifest(run_dir)
     except RunFolderError as exc:
-        return RunStatus(Path(run_dir).name, "pending", done, None, None, None, str(exc))
+        # no manifest yet: a run that is starting; one that cannot be read (damaged, newer format) is an error
+        state = "pending" if not (Path(run_dir) / MANIFEST).exists() else "unreadable"
+        return RunStatus(Path(run_dir).name, state, done, None, None, None, str(exc))
     total = (m.get("counts") or {}).get("total") or (m.get("items") or {}).get("n")
     rate = (m.get("timings") or {}).get("items_per_s")
     state = m.get("status", "pending")
@@ -61,7 +53,7 @@ def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
         updated = (m.get("timings") or {}).get("updated")
         age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
         same_host_dead = (
-            hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not _pid_alive(hw["pid"])
+            hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not pid_alive(hw["pid"])
         )
         if same_host_dead or (age is not None and age > STALE_AFTER_S):
             state = "stalled"
@@ -73,6 +65,8 @@ def study_status(study: Path) -> list[RunStatus]:
     study = Path(study)
     if not study.exists():
         raise UserError(f"{study}: no such study folder")
+    if not study.is_dir():
+        raise UserError(f"{study}: not a folder (give a study folder or a run folder)")
     return [run_status(r) for r in discover_runs(study)]
 
 
@@ -84,7 +78,7 @@ def _fmt_eta(s: float | None) -> str:
 
 
 def print_status(study: Path, file=None) -> int:
-    """Print the status table; returns 1 when any run failed or stalled, else 0."""
+    """Print the status table; returns 1 when any run failed, stalled or cannot be read, else 0."""
     from rich.console import Console
     from rich.table import Table
 
@@ -109,6 +103,10 @@ def print_status(study: Path, file=None) -> int:
             rich_text(r.error or "", max_len=120),
         )
     console.print(table)
-    counts = {s: sum(r.state == s for r in rows) for s in ("complete", "running", "stalled", "failed", "pending")}
+    states = ("complete", "running", "stalled", "failed", "pending", "unreadable")
+    counts = {s: sum(r.state == s for r in rows) for s in states}
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v))
-    return 1 if counts["failed"] or counts["stalled"] else 0
+    for r in rows:
+        if r.state == "unreadable":
+            print(f"prunescope status: error: {r.error}", file=sys.stderr)
+    return 1 if counts["failed"] or counts["stalled"] or counts["unreadable"] else 0

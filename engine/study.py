@@ -7,16 +7,20 @@ explicit `[[conditions]]`. Each (model, condition) pair is one run folder named 
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from engine.config import CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
+from engine.config import DTYPES, MC_RULES, CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
 from engine.errors import UserError
+from engine.preflight import DEVICE_RE, DEVICES, check_calibration_source
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
 _TOP_KEYS = {"name", "items", "models", "pruning", "calibration", "protocol", "conditions", "launcher"}
@@ -43,41 +47,139 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _build(cls: type, table: Mapping[str, Any], where: str, path: Path, **fixed: Any) -> Any:
-    _check_keys(table, _fields(cls) - set(fixed), where, path)
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if origin is typing.Literal:
+        return isinstance(value, str) and value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, args[0]) for v in value)
+    if origin in (dict, Mapping, collections.abc.Mapping):
+        return isinstance(value, dict)
+    raise TypeError(f"no spec type check for {hint!r}")
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0])}s"
+    if origin in (dict, Mapping, collections.abc.Mapping):
+        return "a table"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f">= {low}"
+
+
+def _one_of(values: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in values), "one of " + ", ".join(repr(v) for v in values)
+
+
+# Ranges and choices of keys whose type alone does not say what is allowed (None always passes).
+_RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "ProtocolConfig": {
+        "max_new_tokens": _at_least(1),
+        "batch_size": _at_least(1),
+        "mc_rule": _one_of(MC_RULES),
+        "beam_width": _at_least(1),
+        "n_samples": _at_least(1),
+        "temperature": ((lambda v: v > 0), "> 0 (sampling at temperature <= 0 is not defined)"),
+        "top_p": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+        "demotion_max_rank": _at_least(1),
+        "seed": _at_least(0),
+    },
+    "CalibrationSpec": {
+        "source": ((lambda v: bool(v.strip())), "a non-empty string"),
+        "nsamples": _at_least(1),
+        "seqlen": _at_least(2),
+        "seed": _at_least(0),
+    },
+    "ItemsSpec": {
+        "source": ((lambda v: bool(v.strip())), "a non-empty string"),
+        "n_per_language": _at_least(1),
+        "seed": _at_least(0),
+    },
+    "ModelSpec": {
+        "id": ((lambda v: bool(v.strip())), "a non-empty string"),
+        "dtype": _one_of(DTYPES),
+        "device": ((lambda v: bool(DEVICE_RE.fullmatch(v))), DEVICES),
+    },
+    "LaunchOptions": {
+        "num_workers": _at_least(1),
+        "max_retries": _at_least(0),
+        "time_min": _at_least(1),
+        "gpus_per_task": _at_least(0),
+        "cpus_per_task": _at_least(1),
+        "mem_gb": _at_least(1),
+        "array_parallelism": _at_least(1),
+    },
+}
+
+
+def build_table(cls: type, table: Any, where: str, path: Path) -> Any:
+    """`cls(**table)` after checking keys, types and ranges; every error names `path` and the key."""
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: {where} must be a table, got {table!r}")
+    _check_keys(table, _fields(cls), where, path)
+    hints = typing.get_type_hints(cls)
+    rules = _RULES.get(cls.__name__, {})
+    for key, value in table.items():
+        if not _type_ok(value, hints[key]):
+            raise UserError(f"{path}: {where}.{key} must be {_type_name(hints[key])}, got {value!r}")
+        if key in rules and value is not None and not rules[key][0](value):
+            raise UserError(f"{path}: {where}.{key} must be {rules[key][1]}, got {value!r}")
     kwargs = dict(table)
-    kwargs.update(fixed)
+    for key, value in kwargs.items():
+        if typing.get_origin(hints[key]) is tuple:
+            kwargs[key] = tuple(value)
+        elif hints[key] is float:
+            kwargs[key] = float(value)
     try:
-        obj = cls(**kwargs)
+        return cls(**kwargs)
     except TypeError as exc:
         raise UserError(f"{path}: {where}: {exc}") from None
-    for f in dataclasses.fields(cls):
-        value = getattr(obj, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if default is not None and value is not None and type(default) in (int, float, bool, str):
-            ok = isinstance(value, type(default)) or (
-                type(default) is float and isinstance(value, int) and not isinstance(value, bool)
-            )
-            if not ok or (type(default) is int and isinstance(value, bool)):
-                raise UserError(f"{path}: {where}.{f.name} must be {type(default).__name__}, got {value!r}")
-    return obj
+
+
+def _list(table: Mapping[str, Any], key: str, where: str, path: Path, example: str) -> list[Any]:
+    value = table.get(key, [])
+    if not isinstance(value, list):
+        raise UserError(f"{path}: {where}.{key} must be a list, e.g. {key} = {example}; got {value!r}")
+    return value
 
 
 def _pattern(value: Any, where: str, path: Path) -> str:
     if value == "unstructured":
         return value
-    parts = str(value).split(":")
+    parts = str(value).split(":") if isinstance(value, str) else []
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise UserError(f"{path}: {where}: pattern must be 'unstructured' or 'N:M' like '2:4', got {value!r}")
     n, m = int(parts[0]), int(parts[1])
-    if not 0 < n <= m:
-        raise UserError(f"{path}: {where}: pattern {value!r} needs 0 < N <= M")
+    if not 0 < n < m:
+        raise UserError(f"{path}: {where}: pattern {value!r} needs 0 < N < M (N weights kept of every M)")
     return f"{n}:{m}"
 
 
 def _condition(
-    method: str,
-    sparsity: float,
+    method: Any,
+    sparsity: Any,
     pattern: str,
     calib: CalibrationSpec,
     reference_compatible: bool,
@@ -90,9 +192,16 @@ def _condition(
         )
     if pattern != "unstructured":
         n, m = (int(x) for x in pattern.split(":"))
+        if sparsity is not None and sparsity != 1 - n / m:
+            raise UserError(
+                f"{path}: {where}: sparsity {sparsity!r} contradicts pattern {pattern!r} (which prunes {1 - n / m:g}); "
+                "leave sparsity out for N:M"
+            )
         sparsity = 1 - n / m
-    elif not 0.0 < float(sparsity) < 1.0:
-        raise UserError(f"{path}: {where}: sparsity must be in (0, 1), got {sparsity!r}")
+    elif sparsity is None:
+        raise UserError(f"{path}: {where}: unstructured pruning needs a sparsity in (0, 1), e.g. sparsity = 0.5")
+    elif isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < float(sparsity) < 1.0:
+        raise UserError(f"{path}: {where}: sparsity must be a number in (0, 1), got {sparsity!r}")
     return Condition(
         method=method,
         sparsity=float(sparsity),
@@ -102,81 +211,119 @@ def _condition(
     )
 
 
-def parse_study(path: Path, overrides: Mapping[str, Any] | None = None) -> Study:
-    """Read and validate a study spec; every error names the file and the key."""
+def _bool(table: Mapping[str, Any], key: str, default: bool, where: str, path: Path) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"{path}: {where}.{key} must be true or false, got {value!r}")
+    return value
+
+
+def read_spec(path: Path) -> tuple[str, dict[str, Any]]:
+    """The spec's text and its TOML table; every read or syntax error names the file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return text, tomllib.loads(text)
     except FileNotFoundError:
         raise UserError(f"{path}: study spec not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; give the study spec file (study.toml)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the study spec ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
-    return study_from_dict(raw, path, overrides)
+
+
+def parse_study(path: Path, overrides: Mapping[str, Any] | None = None) -> Study:
+    """Read and validate a study spec; every error names the file and the key."""
+    return study_from_dict(read_spec(path)[1], Path(path), overrides)
 
 
 def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, Any] | None = None) -> Study:
-    """Build a `Study` from the spec's table; `overrides` replace `[section] key`s, e.g. {'items.n_per_language': 5}."""
+    """Build a `Study` from the spec's table, checking every table (types, ranges, cross-key rules) so that
+    nothing heavy starts on a bad spec; `overrides` replace `[section] key`s, e.g. {'items.n_per_language': 5}."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         raw.setdefault(section, {})[key] = value
     _check_keys(raw, _TOP_KEYS, "the top level", path)
     name = raw.get("name") or path.stem
-    items_tab = dict(raw.get("items", {}))
-    if "languages" in items_tab:
-        items_tab["languages"] = tuple(items_tab["languages"])
-    items = _build(ItemsSpec, items_tab, "[items]", path)
-    if items.n_per_language < 1:
-        raise UserError(f"{path}: [items].n_per_language must be >= 1")
+    if not isinstance(name, str):
+        raise UserError(f"{path}: name must be a string, got {name!r}")
+    items = build_table(ItemsSpec, raw.get("items", {}), "[items]", path)
     models_raw = raw.get("models")
     if not models_raw or not isinstance(models_raw, list):
         raise UserError(f'{path}: needs at least one [[models]] table with an id (e.g. id = "demo")')
     models = []
     for i, m in enumerate(models_raw):
-        if "id" not in m:
+        if not isinstance(m, dict) or "id" not in m:
             raise UserError(f"{path}: [[models]] #{i + 1} has no id")
-        models.append(_build(ModelSpec, m, f"[[models]] #{i + 1}", path))
-    protocol = _build(ProtocolConfig, raw.get("protocol", {}), "[protocol]", path)
-    if protocol.probes not in ("failed", "all", "none"):
-        raise UserError(f"{path}: [protocol].probes must be 'failed', 'all' or 'none', got {protocol.probes!r}")
-    calib = _build(CalibrationSpec, raw.get("calibration", {}), "[calibration]", path)
-    pruning = dict(raw.get("pruning", {}))
+        models.append(build_table(ModelSpec, m, f"[[models]] #{i + 1}", path))
+    protocol = build_table(ProtocolConfig, raw.get("protocol", {}), "[protocol]", path)
+    if protocol.mc_rule == "letter" and not protocol.letter:
+        raise UserError(f"{path}: [protocol].mc_rule = 'letter' needs [protocol].letter = true")
+    calib = build_table(CalibrationSpec, raw.get("calibration", {}), "[calibration]", path)
+    if "launcher" in raw:
+        from engine.launch import LaunchOptions
+
+        build_table(LaunchOptions, raw["launcher"], "[launcher]", path)
+    pruning = raw.get("pruning", {})
+    if not isinstance(pruning, dict):
+        raise UserError(f"{path}: [pruning] must be a table, got {pruning!r}")
     _check_keys(
         pruning, {"methods", "sparsities", "patterns", "include_dense", "reference_compatible"}, "[pruning]", path
     )
-    ref = bool(pruning.get("reference_compatible", False))
+    ref = _bool(pruning, "reference_compatible", False, "[pruning]", path)
+    methods = _list(pruning, "methods", "[pruning]", path, '["wanda", "sparsegpt"]')
+    sparsities = _list(pruning, "sparsities", "[pruning]", path, "[0.5, 0.7]")
+    patterns = _list(pruning, "patterns", "[pruning]", path, '["2:4"]')
+    if methods and not (sparsities or patterns):
+        raise UserError(f"{path}: [pruning].methods is set but neither sparsities nor patterns: no run would prune")
+    if (sparsities or patterns) and not methods:
+        raise UserError(f'{path}: [pruning] has sparsities or patterns but no methods (e.g. methods = ["wanda"])')
     conditions: list[Condition] = []
-    if pruning.get("include_dense", True):
+    if _bool(pruning, "include_dense", True, "[pruning]", path):
         conditions.append(Condition())
-    for method in pruning.get("methods", []):
-        for s in pruning.get("sparsities", []):
-            conditions.append(_condition(method, s, "unstructured", calib, ref, "[pruning]", path))
-        for p in pruning.get("patterns", []):
+    for method in methods:
+        for s in sparsities:
+            conditions.append(_condition(method, s, "unstructured", calib, ref, "[pruning].sparsities", path))
+        for p in patterns:
             conditions.append(
-                _condition(method, 0.0, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path)
+                _condition(method, None, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path)
             )
-    for i, c in enumerate(raw.get("conditions", [])):
+    explicit = raw.get("conditions", [])
+    if not isinstance(explicit, list):
+        raise UserError(f"{path}: conditions must be [[conditions]] tables, got {explicit!r}")
+    for i, c in enumerate(explicit):
         where = f"[[conditions]] #{i + 1}"
+        if not isinstance(c, dict):
+            raise UserError(f"{path}: {where} must be a table, got {c!r}")
         _check_keys(c, {"method", "sparsity", "pattern", "reference_compatible"}, where, path)
-        method = c.get("method", "dense")
-        if method == "dense":
+        if "method" not in c:
+            raise UserError(f"{path}: {where} has no method (one of dense, {', '.join(METHODS)})")
+        if c["method"] == "dense":
+            extra = sorted(set(c) - {"method"})
+            if extra:
+                raise UserError(f"{path}: {where}: method 'dense' takes no {', '.join(extra)}")
             conditions.append(Condition())
             continue
         conditions.append(
             _condition(
-                method,
-                c.get("sparsity", 0.0),
+                c["method"],
+                c.get("sparsity"),
                 _pattern(c.get("pattern", "unstructured"), where, path),
                 calib,
-                bool(c.get("reference_compatible", ref)),
+                _bool(c, "reference_compatible", ref, where, path),
                 where,
                 path,
             )
         )
     if not conditions:
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
+    if any(c.method in ("wanda", "sparsegpt") for c in conditions):
+        check_calibration_source(calib.source, f"{path}: [calibration].source")
     unique = list(dict.fromkeys(conditions))
     return Study(name=name, items=items, models=tuple(models), conditions=tuple(unique), protocol=protocol)
 

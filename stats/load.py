@@ -249,7 +249,10 @@ def _run_frame(run: Path, cache: dict[str, pd.DataFrame], strict: bool) -> tuple
             raise UserError(f"{path}: {len(missing)} outcome line(s) lack {field}, e.g. item {missing.iloc[0]!r}")
     dup = frame["item_uid"][frame["item_uid"].duplicated()]
     if len(dup):
-        raise UserError(f"{path}: item {dup.iloc[0]!r} has more than one outcome line ({len(dup)} duplicates)")
+        raise UserError(
+            f"{path}: item {dup.iloc[0]!r} has more than one outcome line ({len(dup)} duplicates); "
+            "`prunescope validate --repair` removes exact duplicates"
+        )
     merged = frame.merge(items, on="item_uid", how="left", validate="one_to_one")
     unknown = merged["item_uid"][merged["item_hash"].isna()]
     if len(unknown):

@@ -47,6 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_tui)
 
 
+def check_readable(src: Path) -> None:
+    """`src` is a folder whose runs are in a format this prunescope reads. Damaged runs still open (the
+    app shows what is wrong where the data would be); a newer or unknown schema_version does not."""
+    from engine.runfolder import MANIFEST, RunFolderError, check_schema_version, discover_runs, read_json
+
+    if not src.exists():
+        raise UserError(f"{src}: no such study or run folder")
+    if not src.is_dir():
+        raise UserError(f"{src}: not a folder (give a study folder or a run folder)")
+    for run in discover_runs(src):
+        try:
+            manifest = read_json(run / MANIFEST)
+        except RunFolderError:
+            continue
+        check_schema_version(manifest, run / MANIFEST)
+
+
 def read_keymap(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
@@ -62,8 +79,7 @@ def read_keymap(path: Path | None) -> dict[str, str]:
 def run_tui(args: argparse.Namespace) -> int:
     sources = [args.study] + ([args.run2] if args.run2 is not None else [])
     for src in sources:
-        if not src.exists():
-            raise UserError(f"{src}: no such study or run folder")
+        check_readable(src)
     keymap = read_keymap(args.keymap)
     if args.serve:
         return serve(sources, args)

@@ -19,7 +19,7 @@ from engine.config import MC_RULES, ProtocolConfig
 from engine.errors import UserError
 from engine.matching import match_answer
 from engine.models import LoadedModel
-from engine.prompts import LETTERS, PromptBuilder
+from engine.prompts import LETTERS, PromptBuilder, check_item
 from engine.protocol import generation as gen
 from engine.protocol.fast import SlotBackend
 from engine.protocol.kvcache import supports_slot_cache
@@ -42,14 +42,6 @@ def check_config(config: ProtocolConfig) -> None:
         raise UserError(f"protocol.probes: {config.probes!r} is not one of failed, all, none")
     if config.batch_size < 1 or config.max_new_tokens < 1:
         raise UserError("protocol: batch_size and max_new_tokens must be at least 1")
-
-
-def _check_item(item: dict[str, Any], config: ProtocolConfig) -> None:
-    n = len(item["options"])
-    if not 0 <= item["gold_index"] < n:
-        raise UserError(f"item {item['item_uid']}: gold_index {item['gold_index']} outside its {n} options")
-    if config.letter and n > len(LETTERS):
-        raise UserError(f"item {item['item_uid']}: {n} options, letter choice allows at most {len(LETTERS)}")
 
 
 def plan_batches(loaded: LoadedModel, items: Sequence[dict[str, Any]], config: ProtocolConfig) -> list[list[dict]]:
@@ -139,7 +131,7 @@ def evaluate_batch(
     the plain backend (the reference the fast one is tested against)."""
     check_config(config)
     for item in batch:
-        _check_item(item, config)
+        check_item(item, config)
     with torch.inference_mode(), transposed_linears(loaded.model):
         return _evaluate(loaded, batch, config, one_shot_pool, plain)
 

@@ -2,23 +2,22 @@
 
 Key: sha256 of the model identity and revision, a fingerprint of its weights, the method, sparsity,
 pattern, calibration hash, algorithm settings and versions. An entry is a folder holding the pruned
-tensors of the targeted modules (``weights.safetensors``) and the pruning report (``report.json``);
-it is written under a temporary name and renamed into place, so a crashed write leaves no entry.
+tensors of the targeted modules (``weights.safetensors``) and the pruning report (``report.json``),
+built and verified as `engine.cache_entry` describes: an entry that fails its checksums is named,
+removed and pruned again, and a crashed write leaves no entry (its temp folder goes on the next run).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine import cache_entry
 from engine.config import cache_root
 from engine.errors import UserError
 
@@ -56,16 +55,18 @@ def entry_dir(cache_dir: Path, key: str) -> Path:
 
 
 def load_entry(cache_dir: Path, key: str, model: nn.Module) -> dict[str, Any] | None:
-    """Copy the cached tensors into ``model`` and return the cached report; None on a miss."""
+    """Copy the cached tensors into ``model`` and return the cached report; None on a miss, and on an
+    entry that fails verification (named on stderr and removed, so the caller prunes again)."""
     folder = entry_dir(cache_dir, key)
-    wfile, rfile = folder / WEIGHTS_FILE, folder / REPORT_FILE
-    if not (wfile.is_file() and rfile.is_file()):
+    for gone in cache_entry.sweep_stale(folder.parent):
+        cache_entry.warn(f"removed {gone}, left by a cache write that was killed")
+    if not folder.exists() or not cache_entry.verified_or_discarded(folder, "pruning cache entry", "pruning again"):
         return None
     from safetensors.torch import load_file
 
     try:
-        tensors = load_file(str(wfile))
-        report = json.loads(rfile.read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
     except Exception as exc:
         raise UserError(f"{folder}: unreadable pruning cache entry ({exc}); delete the folder to prune again") from None
     params = dict(model.named_parameters())
@@ -79,23 +80,13 @@ def load_entry(cache_dir: Path, key: str, model: nn.Module) -> dict[str, Any] | 
 
 
 def store_entry(cache_dir: Path, key: str, model: nn.Module, module_names: list[str], report: dict[str, Any]) -> Path:
-    """Write the targeted modules' weights and the report atomically; returns the entry folder."""
+    """Write the targeted modules' weights and the report as a verified entry; returns the entry folder."""
     from safetensors.torch import save_file
 
     folder = entry_dir(cache_dir, key)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     params = dict(model.named_parameters())
     tensors = {f"{m}.weight": params[f"{m}.weight"].detach().cpu().contiguous() for m in module_names}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=folder.parent))
-    try:
+    with cache_entry.build_entry(folder) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE))
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not folder.is_dir():  # a concurrent writer may have won: its entry is equivalent
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder

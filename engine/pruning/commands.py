@@ -74,23 +74,24 @@ def _threads(args: argparse.Namespace) -> dict[str, Any]:
     return choice.as_dict()
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def prune_command(args: argparse.Namespace) -> int:
     from engine.config import CalibrationSpec, Condition, ModelSpec
-    from engine.models import load_model
+    from engine.models import check_model_source, load_model, resolve_device
+    from engine.preflight import check_calibration_source, check_out_dir
     from engine.pruning.apply import prune_model
     from engine.pruning.cache import default_cache_dir
 
-    if args.nsamples < 1 or args.seqlen < 2:
-        raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
+    if args.nsamples < 1 or args.seqlen < 2 or args.batch_size < 1:
+        raise UserError(
+            f"--nsamples and --batch-size must be >= 1 and --seqlen >= 2 "
+            f"(got {args.nsamples}, {args.batch_size}, {args.seqlen})"
+        )
     out: Path = args.out
+    check_out_dir(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: folder exists and is not empty")
+    if args.method != "magnitude":
+        check_calibration_source(args.calibration, "--calibration")
     sparsity = args.sparsity if args.sparsity is not None else (0.0 if args.pattern != "unstructured" else 0.5)
     condition = Condition(
         method=args.method,
@@ -104,8 +105,9 @@ def prune_command(args: argparse.Namespace) -> int:
     from engine.pruning.apply import settings_for
 
     settings_for(condition, batch_size=args.batch_size)  # bad sparsity/pattern fails before loading the model
+    device = resolve_device(args.device, "--device")
+    check_model_source(ModelSpec(id=args.model), "MODEL")
     threads = _threads(args)
-    device = _device(args.device)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     report = prune_model(
@@ -138,11 +140,16 @@ def prune_command(args: argparse.Namespace) -> int:
 
 def perplexity_command(args: argparse.Namespace) -> int:
     from engine.config import ModelSpec
-    from engine.models import load_model
+    from engine.models import load_model, resolve_device
     from engine.pruning.perplexity import perplexity_of_file
 
+    if args.seqlen < 2 or args.batch_size < 1:
+        raise UserError(f"--seqlen must be >= 2 and --batch-size >= 1 (got {args.seqlen}, {args.batch_size})")
+    if args.text is not None and not args.text.is_file():
+        raise UserError(f"--text {args.text}: {'is a folder' if args.text.is_dir() else 'no such file'}")
+    device = resolve_device(args.device, "--device")
     threads = _threads(args)
-    loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=_device(args.device)))
+    loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=device))
     res = perplexity_of_file(loaded.model, loaded.tokenizer, args.text, seqlen=args.seqlen, batch_size=args.batch_size)
     print(
         json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res, "threads": threads})

@@ -40,20 +40,28 @@ def _read_table(path: str) -> pd.DataFrame:
     if not file.is_file():
         raise UserError(f"--data {path}: no such file")
     try:
-        if file.suffix == ".parquet":
-            return pd.read_parquet(file)
-        return pd.read_csv(file)
+        df = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise UserError(f"--data {path}: cannot read table: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"--data {path}: cannot read table ({first[:200]})") from None
+    if df.empty or not len(df.columns):
+        raise UserError(f"--data {path}: the table has no rows (a header row and one row per observation)")
+    return df
 
 
 def run_glmm(args: argparse.Namespace) -> int:
     import json
 
+    from engine.errors import UserError
     from engine.safe_text import inert
     from stats.glmm import fit_glmm
 
-    result = fit_glmm(_read_table(args.data), args.formula, backend=args.backend)
+    try:
+        result = fit_glmm(_read_table(args.data), args.formula, backend=args.backend)
+    except UserError as exc:
+        if str(exc).startswith("--data"):
+            raise
+        raise UserError(f"--data {args.data}, --formula {args.formula!r}: {exc}") from None
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:

@@ -30,7 +30,7 @@ def test_bad_specs_are_user_errors(tmp_path: Path) -> None:
         models.load_model(ModelSpec(str(tmp_path), dtype="float8"))
     with pytest.raises(UserError, match=r"GGUF file .* does not exist"):
         models.load_model(ModelSpec(str(tmp_path / "missing.gguf")))
-    with pytest.raises(UserError, match="could not load"):
+    with pytest.raises(UserError, match="not a model folder"):
         models.load_model(ModelSpec(str(tmp_path)))  # an empty folder
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,10 @@ from engine.config import CalibrationSpec, Condition
 from engine.errors import UserError
 from engine.pruning.apply import prune_model
 from engine.pruning.calibration import bundled_texts
-from tests.engine.pruning.prune_fixtures import one_thread, tiny_model, train_tokenizer
+from tests.engine.pruning.conftest import CALIB
+from tests.engine.pruning.prune_fixtures import tiny_model
 
-CALIB = CalibrationSpec(source="bundled", nsamples=4, seqlen=32, seed=0)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return train_tokenizer(tmp_path_factory.mktemp("tok"), bundled_texts())
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_report_contents(tokenizer: Any) -> None:
