@@ -4,9 +4,9 @@ this benchmark starts itself, with the default thread policy and with a fixed th
 For each method it runs the command (a fresh process each time, the pruned-weights cache off) four
 ways: default policy without and with the competing load (--load-procs processes spinning on the
 CPU, default one per physical core), then `--threads` = the physical cores (torch's own default,
-what `prune` did before it had a policy) without and with the load. It reports the command's wall
-time, the pruning time from pruning_report.json, the threads each run chose, and the load average
-around each run, and the ratio loaded / unloaded.
+what `prune` did before it had a policy) without and with the load (`--policies default` skips
+the second pair). It reports the command's wall time, the pruning time from pruning_report.json,
+the threads each run chose, the load average around each run, and the ratio loaded / unloaded.
 
     .venv/bin/python bench/bench_prune_threads.py --out bench/results/prune_threads.json
 """
@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nsamples", type=int, default=16)
     ap.add_argument("--seqlen", type=int, default=128)
     ap.add_argument("--load-procs", type=int, default=None, help="spinning processes (default: physical cores)")
+    ap.add_argument(
+        "--policies", default="default,fixed", help="default: the thread policy; fixed: --threads = physical cores"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     cores = physical_cores()
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for method in args.methods.split(","):
-            for policy, threads in (("default", None), (f"--threads {cores}", cores)):
+            ways = {"default": ("default", None), "fixed": (f"--threads {cores}", cores)}
+            for policy, threads in (ways[w] for w in args.policies.split(",")):
                 unloaded = prune_once(method, args, threads, work)
                 with Spinners(spin):
                     loaded = prune_once(method, args, threads, work)
