@@ -6,14 +6,18 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
+# pip prints errors only, so a failed install stands out; its warnings (about the machine's pip
+# configuration, third-party packages, setuptools' editable-install notice) are not actionable here.
+# `make venv INSTALL_FLAGS=-q` shows them. (Not PIP_*: pip reads those from the environment.)
+INSTALL_FLAGS ?= -qq
 
 .PHONY: venv demo test lint bench-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install $(INSTALL_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(INSTALL_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install $(INSTALL_FLAGS) -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,14 +30,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-## Linter and formatter check (ruff); `ruff format .` fixes the formatting.
+## Linter, formatter check and type check (ruff, mypy; config in pyproject.toml); `ruff format .` fixes the formatting.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Extra packages the benchmarks need (lm-eval); bench/README.md has each benchmark's command.
 bench-deps: $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(BIN)/python -m pip install $(INSTALL_FLAGS) -e ".[dev,bench]"
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

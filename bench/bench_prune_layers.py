@@ -231,12 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
-    split = lambda s: [v.strip() for v in s.split(",") if v.strip()]  # noqa: E731
     shapes, methods, patterns, modules = (
-        split(args.shapes),
-        split(args.methods),
-        split(args.patterns),
-        split(args.modules),
+        [v.strip() for v in arg.split(",") if v.strip()]
+        for arg in (args.shapes, args.methods, args.patterns, args.modules)
     )
     choices = (
         (shapes, SHAPES, "shape"),

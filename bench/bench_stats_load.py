@@ -1,7 +1,7 @@
 """Benchmark: load a synthetic study of N outcome lines into the tidy table (stats.load).
 
-Generates the study with engine.synthetic.make_synthetic_study (5 languages × 5 conditions), then
-times `load_study` and `transitions` and prints what it measured. Usage:
+Generates the study with tests.synthetic.make_synthetic_study (5 languages × 5 conditions), then
+times `load_study`, `transitions` and the matching rules' robustness table and prints what it measured. Usage:
 
     .venv/bin/python bench/bench_stats_load.py [--lines 1000000] [--dir PATH] [--keep]
 """
@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from engine.runfolder import discover_runs
-from engine.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 from stats.load import load_study, transitions
+from stats.robustness import matching_report
+from tests.synthetic import DEFAULT_CONDITIONS, make_synthetic_study
 
 LANGUAGES = ("en", "de", "es", "ru", "zh")
 
@@ -51,6 +55,12 @@ def main() -> None:
             f"{size / 1e6 / load:.0f} MB/s; os.getloadavg() at the end: {os.getloadavg()[0]:.1f})"
         )
         print(f"transitions: {trans:.2f} s ({len(tr):,} dense→pruned pairs)")
+        t0, c0 = time.perf_counter(), time.process_time()
+        matching_report(df)
+        print(
+            f"matching_report (open outputs graded under 4 rules): {time.perf_counter() - t0:.2f} s wall, "
+            f"{time.process_time() - c0:.2f} s CPU"
+        )
         print(f"tidy table memory: {df.memory_usage(deep=True).sum() / 1e6:.0f} MB")
     finally:
         if args.keep:

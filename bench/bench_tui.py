@@ -24,10 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study  # noqa: E402
+from tests.synthetic import DEFAULT_CONDITIONS, DEFAULT_LANGUAGES, make_synthetic_study
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def study_for(lines: int, base: Path) -> tuple[Path, float]:

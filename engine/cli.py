@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+import engine
 from engine.errors import UserError, os_error_line
 
 # (module, function) pairs; each function takes the subparsers object and adds its commands,
@@ -21,6 +22,14 @@ REGISTRARS: tuple[tuple[str, str], ...] = (
 )
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, reading the package metadata only when asked (it costs ~30 ms to import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"prunescope {engine.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
@@ -29,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Paired open-generation / multiple-choice evaluation of pruned language models.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors (anywhere on the line)")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module, name in REGISTRARS:
         register: Callable[[argparse._SubParsersAction], None] = getattr(importlib.import_module(module), name)

@@ -1,4 +1,4 @@
-"""Engine subcommands: run, demo, status, validate (registration is import-light)."""
+"""Engine subcommands: run, demo, status, validate, rescore (registration is import-light)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="first cut torn last lines and remove exact duplicate outcome lines (never while a writer is live)",
     )
     v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser(
+        "rescore",
+        help="grade a study's stored outputs again under another matching rule, into a derived study",
+        description="Grade the stored open, candidate-shown and probe outputs of every run again (correctness, "
+        "categories, demotion) without running a model, and write the result as a derived study: complete "
+        "run folders whose manifests record the scoring and the run they come from. The source is only read. "
+        "Read the derived study with `prunescope stats OUT` or `prunescope tui OUT`.",
+    )
+    r.add_argument("study", type=Path, metavar="STUDY_OR_RUN")
+    r.add_argument("--out", type=Path, required=True, help="derived study folder to write (new, or an earlier rescore)")
+    r.add_argument(
+        "--rule",
+        default="contains",
+        help="exact | contains (default) | 'f1>=X', token F1 at least X (quote it: > is a shell redirection)",
+    )
+    r.add_argument(
+        "--guards",
+        default="all",
+        help="guards on contains / f1, comma-separated from hedge,loop,short; all (default) or none",
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_rescore)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -149,7 +172,10 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         )
         print_launch_report(report, out)
         print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
-        return 1 if report.failed else 0
+        if report.failed:
+            return 1
+        print_next_steps(out)
+        return 0
     results = run_study(
         study,
         out,
@@ -163,6 +189,7 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"
         print(f"{r.run_id}: {verb} -> {r.path}", file=sys.stderr)
     print_language_summary([r.path for r in results])
+    print_next_steps(out)
     return 0
 
 
@@ -201,8 +228,8 @@ def print_plan(study, plans, out: Path, opts) -> None:
     for p in plans:
         c = p.condition
         calib = (
-            f" calibration={c.calibration.source} n={c.calibration.nsamples}×{c.calibration.seqlen}"
-            if c.calibration
+            f" calibration={inert(c.calibration.source)} n={c.calibration.nsamples}×{c.calibration.seqlen}"
+            if c.calibration and c.uses_calibration
             else ""
         )
         state = "to run" if p.run_id in todo else "complete"
@@ -210,6 +237,37 @@ def print_plan(study, plans, out: Path, opts) -> None:
             f"  {p.run_id} [{state}]: model={inert(p.model.id)} method={c.method} sparsity={c.sparsity:.3f} "
             f"pattern={c.pattern}{calib}"
         )
+
+
+def _program() -> str:
+    """How this shell calls prunescope again: `prunescope` when PATH finds this one, else the path used."""
+    import shutil
+
+    prog = sys.argv[0]
+    if Path(prog).name != "prunescope":  # `python -m engine.cli`, tests
+        return "prunescope"
+    found = shutil.which("prunescope")
+    return "prunescope" if found and Path(found).resolve() == Path(prog).resolve() else prog
+
+
+def print_next_steps(out: Path) -> None:
+    """What to do with a finished study, as commands this shell can run (on stderr)."""
+    import shlex
+
+    from engine.safe_text import inert
+
+    prog = _program()
+    steps = (
+        ("validate", "check every run against the run-folder schemas"),
+        ("stats", "paired tests: what pruning changed, with corrected p-values"),
+        ("tui", "step through the items in the terminal UI"),
+    )
+    calls = [f"{shlex.quote(prog)} {cmd} {shlex.quote(str(out))}" for cmd, _ in steps]
+    width = max(map(len, calls))
+    lines = ["Next:"] + [f"  {call:<{width}}  # {what}" for call, (_, what) in zip(calls, steps)]
+    if prog != "prunescope":
+        lines.append(f"  (after `. {shlex.quote(str(Path(prog).parent / 'activate'))}`, plain `prunescope` works)")
+    print(inert("\n".join(lines), max_len=None, newlines=True), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -258,3 +316,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{inert(path)}: {inert(msg)}")
     print(f"{n_runs - bad if n_runs >= bad else 0} of {n_runs} runs valid")
     return 1 if bad else 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from engine.matching import Scoring
+    from engine.rescore import rescore_study
+    from engine.safe_text import inert
+
+    scoring = Scoring.parse(args.rule, args.guards)
+    summaries = rescore_study(args.study, args.out, scoring, progress=not args.no_progress and sys.stderr.isatty())
+    print(f"scoring: {scoring.describe()}")
+    print(
+        "run: items; open correct before -> after; shown before -> after; categories changed; "
+        "probe hits changed; newly not probed"
+    )
+    for s in summaries:
+        print(
+            f"  {inert(s.run_id)}: {s.n}; open {s.open_before} -> {s.open_after}; shown {s.shown_before} -> "
+            f"{s.shown_after}; {s.category_changed}; {s.probe_hits_changed}; {s.not_probed}"
+        )
+        if s.status != "complete":
+            print(f"  {inert(s.run_id)}: {s.status}, not complete: re-run rescore when it is", file=sys.stderr)
+    unprobed = sum(s.not_probed for s in summaries)
+    if unprobed:
+        print(
+            f"{unprobed} open answers fail only under this scoring and were never probed (probes ran on failed "
+            "items): their demotion is 'not_probed', not 'erased'"
+        )
+    print(
+        f"wrote {len(summaries)} run folders to {inert(args.out)}; read them with: prunescope stats {inert(args.out)}"
+    )
+    return 0

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.matching import GUARDS
+
 
 def cache_root() -> Path:
     """The user cache of prunescope (`$PRUNESCOPE_CACHE` or `~/.cache/prunescope`)."""
@@ -16,6 +18,7 @@ def cache_root() -> Path:
 
 ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
+CALIBRATED_METHODS = ("wanda", "sparsegpt")  # the methods that read calibration data (magnitude does not)
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 
@@ -32,6 +35,7 @@ class ProtocolConfig:
     letter: bool = True  # score letter choice besides option log-likelihood
     mc_rule: str = "per_char"  # which normalisation decides "the" MC answer
     containment: bool = True  # gold contained in the normalised output counts as correct
+    guards: tuple[str, ...] = GUARDS  # guards on containment: hedge, loop, short (engine/matching.py)
     probes: ProbeMode = "failed"  # run recovery probes on failed open generations, all, or none
     beam_width: int = 4
     n_samples: int = 8
@@ -42,7 +46,9 @@ class ProtocolConfig:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["guards"] = list(self.guards)
+        return d
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,10 @@ class Condition:
             return None
         n, m = self.pattern.split(":")
         return int(n), int(m)
+
+    @property
+    def uses_calibration(self) -> bool:
+        return self.method in CALIBRATED_METHODS
 
     @property
     def slug(self) -> str:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tomllib
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from engine.errors import UserError
 from engine.runfolder import MANIFEST, RunFolderError, read_manifest
@@ -144,21 +143,26 @@ def launch(
 
 
 def _launch_processes(
-    args: list[tuple], workers: int, threads: int | None, out: Path, show_progress: bool
+    args: list[tuple[str, str, str, str, dict[str, Any], str]],
+    workers: int,
+    threads: int | None,
+    out: Path,
+    show_progress: bool,
 ) -> LaunchReport:
     """Each run in a worker process of this machine, `workers` at a time (threads shared out by the policy)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from engine.runner import ProgressBars
+    from engine.safe_text import inert
+    from engine.terminal import progress_bars
 
     report = LaunchReport([], {})
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {pool.submit(run_job, *a, threads=threads, processes=workers): a[3] for a in args}
         with contextlib.ExitStack() as stack:
-            bars = stack.enter_context(ProgressBars()) if show_progress else None
-            moves: dict[str, Any] = {}
+            bars = stack.enter_context(progress_bars()) if show_progress else None
+            tasks: dict[str, Any] = {}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -173,8 +177,9 @@ def _launch_processes(
                     for run_id in futures.values():
                         counts = _counts(out, run_id)
                         if counts is not None:
-                            move = moves.get(run_id) or moves.setdefault(run_id, bars.add(run_id, counts[1]))
-                            move(*counts)
+                            if run_id not in tasks:
+                                tasks[run_id] = bars.add_task(inert(run_id), total=counts[1], unit="items")
+                            bars.update(tasks[run_id], completed=counts[0], total=counts[1])
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -1,27 +1,48 @@
-"""Language-aware answer matching for open generation (torch-free).
+"""Language-aware answer matching for open generation, with guards on containment (torch-free).
 
-What a prediction goes through before it is compared (documented in engine/data/README.md too):
+What a prediction goes through before it is compared (docs/matching.md says the same with examples):
 
 1. **Cleaning** (`clean_prediction`): only the first non-empty line is kept (generations run on into
    new questions); a leading answer prefix such as ``Answer:``, ``A:``, ``Antwort:``, ``Réponse :``,
-   ``Respuesta:``, ``Ответ:``, ``答案：``, ``答え：`` or ``الإجابة:`` is removed; surrounding quotes,
-   brackets and a trailing period go with the punctuation in step 2.
-2. **Normalisation** (`normalize`, the same for prediction and gold): Unicode NFKC, case folding,
-   language extras (Russian ``ё``→``е``; Arabic diacritics and tatweel removed, ``أ إ آ``→``ا``),
-   every Unicode punctuation character (CJK ``。、「」《》・`` included) replaced by a space,
-   whitespace collapsed, and articles dropped where the language has them (en, de, fr, es, it, pt,
-   nl, ca as free words; French/Italian elided ``l'``; the Arabic prefix ``ال``).
-3. **Tokens**: words split on whitespace, except that CJK ideographs, kana and Thai letters are one
-   token each (those scripts do not separate words), so token F1 is a character F1 for zh/ja/th and
-   containment in those languages is contiguous-character containment. Runs of Latin letters or
-   digits inside CJK text stay whole words, so ``K`` does not match inside ``Kr``.
+   ``Respuesta:``, ``Ответ:``, ``答案：``, ``答え：`` or ``الإجابة:`` is removed.
+2. **Normalisation** (`normalize`, the same for prediction, golds and options): Unicode NFKC, case
+   folding, language extras (Russian ``ё``→``е``; Arabic diacritics and tatweel removed, ``أ إ آ``→``ا``),
+   every Unicode punctuation character (CJK ``。、「」《》・`` included) read as a separator, and articles
+   dropped where the language has them (en, de, fr, es, it, pt, nl, ca as free words; French/Italian
+   elided ``l'``; the Arabic prefix ``ال``).
+3. **Words and tokens** (`words`): a word is a run of characters between whitespace, with punctuation
+   at its edges removed; punctuation inside it (``X-ray``, ``1,300``, ``cyclopol.K``) splits it into
+   tokens but does not end the word. CJK ideographs, kana and Thai letters are one word and one token
+   each (those scripts do not separate words), and a change between one of those scripts and any other
+   character is a word boundary (``是K`` is two words), so token F1 is a character F1 for zh/ja/th
+   and containment there is contiguous-character containment.
 
-Rules, tried against the answer first and then each alias in order:
-``exact`` (token sequences equal) before ``contains`` (the gold token sequence occurs contiguously
-in the prediction's tokens: a token-boundary match, so "Paris" does not match "Parisian"; only when
-`containment` is on). EM is 1.0 when some gold matches exactly; F1 is the best bag-of-tokens F1 over
-the golds. Known limit: character containment in zh/ja can over-accept when the gold is a
-substring of a longer name (京都 inside 東京都); aliases cannot fix that, EM/F1 are stored to see it.
+Rules (`Scoring.rule`), tried against the answer first and then each alias in order:
+
+- ``exact``: the token sequences are equal. Always tried first, and never subject to a guard.
+- ``contains``: the gold's tokens occur contiguously in the prediction's tokens ("Paris" does not match
+  "Parisian": tokens, not characters).
+- ``f1``: the bag-of-tokens F1 with the gold is at least ``Scoring.f1_min``.
+
+Guards (`Scoring.guards`) deny credit that ``contains`` or ``f1`` would give, and each one that fires is
+named in the match record:
+
+- ``hedge``: the prediction names another of the item's options too (an option that is not a gold, found
+  by the same containment test outside every occurrence of a gold): a hedge ("Paris or Lyon"), a list
+  of candidates, or the gold only inside a longer option ("York" inside the option "New York").
+- ``loop``: the prediction is degenerate (`degenerate`): *tandem repeats* cover at least half of its
+  tokens. A tandem repeat is a stretch of back-to-back copies of one unit of 1 to 8 tokens: at least
+  3 copies of a one-token unit ("by by by"; two copies are ordinary reduplication such as "Bora Bora"),
+  at least 2 copies of a longer unit ("M K M K"). An output equal to a gold is never degenerate.
+- ``short``: a short gold (at most 3 characters once normalised, or digits only: chemical symbols,
+  abbreviations, numbers, years) is credited only for an occurrence that is a whole word: "K" is not
+  found in "K-pop" or "cyclopol.K", "300" not in "1,300". Golds in CJK or Thai script keep the
+  character rule.
+
+Known limits: containment in zh/ja can still over-accept a gold inside a longer name (京都 inside 東京都)
+when that name is not one of the options; an answer that names a distractor to reject it ("Canberra,
+not Sydney") is not credited under ``hedge``; a gold made of a repeated multi-token unit ("New York,
+New York") inside a short sentence reads as a loop. EM and F1 are stored to see such cases.
 """
 
 from __future__ import annotations
@@ -29,11 +50,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-Rule = Literal["exact", "contains", "none"]
+from engine.errors import UserError
+
+Rule = Literal["exact", "contains", "f1", "none"]
+GUARDS = ("hedge", "loop", "short")
+MATCHING_VERSION = 2  # 1: exact / contains without guards; 2: words, the guards, the f1 rule
+SHORT_MAX_CHARS = 3
+LOOP_MAX_UNIT = 8
+LOOP_MIN_COVERAGE = 0.5
+GUARD_DEFINITIONS = {
+    "hedge": "no credit when the output also names another of the item's options (outside every gold occurrence)",
+    "loop": f"no credit when tandem repeats (>= 3 back-to-back copies of a 1-token unit, >= 2 of a 2-{LOOP_MAX_UNIT}"
+    f"-token unit) cover >= {LOOP_MIN_COVERAGE:g} of the output's tokens (the output is then flagged degenerate)",
+    "short": f"a gold of <= {SHORT_MAX_CHARS} characters or of digits only (not CJK/Thai) counts only as whole words",
+}
 
 ARTICLES: dict[str, frozenset[str]] = {
     "en": frozenset({"a", "an", "the"}),
@@ -46,10 +80,10 @@ ARTICLES: dict[str, frozenset[str]] = {
     "ca": frozenset({"el", "la", "els", "les", "l", "un", "una"}),
 }
 
-# One token per character in these scripts: CJK ideographs (+ extensions, compatibility), kana,
+# One word per character in these scripts: CJK ideographs (+ extensions, compatibility), kana,
 # the ideographic iteration mark, and Thai.
 _CHAR_SCRIPTS = "\u3005\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f"
-_TOKEN_RE = re.compile(f"[{_CHAR_SCRIPTS}]|[^\\s{_CHAR_SCRIPTS}]+")
+_WORD_RE = re.compile(f"[{_CHAR_SCRIPTS}]|[^\\s{_CHAR_SCRIPTS}]+")
 _CHAR_TOKEN_RE = re.compile(f"^[{_CHAR_SCRIPTS}]$")
 _AR_DIACRITICS_RE = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
 _AR_ALEF_RE = re.compile("[\u0622\u0623\u0625\u0671]")
@@ -89,26 +123,63 @@ def base_language(language: str) -> str:
     return language.split("-")[0].split("_")[0].lower()
 
 
-def _strip_punctuation(text: str) -> str:
-    return "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("P")
 
 
-def tokens(text: str, language: str) -> list[str]:
-    """Normalised tokens of `text` (see the module docstring)."""
+def _split_punct(word: str) -> list[str]:
+    """The tokens of one word: its pieces between punctuation characters."""
+    if word.isalnum():  # the common case, without a per-character lookup
+        return [word]
+    return "".join(" " if _is_punct(ch) else ch for ch in word).split()
+
+
+@dataclass(frozen=True)
+class Words:
+    """A normalised text as tokens, with the token positions where words start and end."""
+
+    tokens: tuple[str, ...]
+    starts: frozenset[int]
+    ends: frozenset[int]  # exclusive: a word of tokens [i, j) ends at j
+
+    def whole(self, start: int, end: int) -> bool:
+        """Whether tokens [start, end) are whole words (start at a word start, end at a word end)."""
+        return start in self.starts and end in self.ends
+
+
+def words(text: str, language: str) -> Words:
+    """Normalised words and tokens of `text` (see the module docstring)."""
     lang = base_language(language)
     text = unicodedata.normalize("NFKC", text).casefold()
     if lang == "ru":
         text = text.replace("ё", "е")
     elif lang == "ar":
         text = _AR_ALEF_RE.sub("\u0627", _AR_DIACRITICS_RE.sub("", text))
-    toks = _TOKEN_RE.findall(_strip_punctuation(text))
+    groups = [toks for w in _WORD_RE.findall(text) if (toks := _split_punct(w))]
     articles = ARTICLES.get(lang)
     if articles:
-        kept = [t for t in toks if t not in articles]
-        toks = kept or toks
+        kept = [[t for t in g if t not in articles] for g in groups]
+        if any(kept):  # never normalised to nothing: a text of articles only keeps them
+            groups = [g for g in kept if g]
     elif lang == "ar":
-        toks = [t[2:] if t.startswith("\u0627\u0644") and len(t) > 3 else t for t in toks]
-    return toks
+        groups = [[t[2:] if t.startswith("\u0627\u0644") and len(t) > 3 else t for t in g] for g in groups]
+    flat: list[str] = []
+    starts, ends = set(), set()
+    for g in groups:
+        starts.add(len(flat))
+        flat.extend(g)
+        ends.add(len(flat))
+    return Words(tuple(flat), frozenset(starts), frozenset(ends))
+
+
+def tokens(text: str, language: str) -> list[str]:
+    """Normalised tokens of `text` (see the module docstring)."""
+    return list(words(text, language).tokens)
+
+
+def is_char_token(token: str) -> bool:
+    """A CJK / kana / Thai character (one token per character in those scripts)."""
+    return bool(_CHAR_TOKEN_RE.match(token))
 
 
 def normalize(text: str, language: str) -> str:
@@ -116,7 +187,7 @@ def normalize(text: str, language: str) -> str:
     out: list[str] = []
     prev_char = False
     for tok in tokens(text, language):
-        is_char = bool(_CHAR_TOKEN_RE.match(tok))
+        is_char = is_char_token(tok)
         if out and not (is_char and prev_char):
             out.append(" ")
         out.append(tok)
@@ -141,41 +212,270 @@ def token_f1(pred: Sequence[str], gold: Sequence[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def occurrences(hay: Sequence[str], needle: Sequence[str]) -> list[tuple[int, int]]:
+    """Token spans [i, j) where the non-empty sequence `needle` occurs contiguously in `hay`."""
+    n, needle = len(needle), list(needle)
+    if n == 0:
+        return []
+    return [(i, i + n) for i in range(len(hay) - n + 1) if list(hay[i : i + n]) == needle]
+
+
 def contains_tokens(hay: Sequence[str], needle: Sequence[str]) -> bool:
     """Whether the non-empty token sequence `needle` occurs contiguously in `hay`."""
-    n = len(needle)
-    return n > 0 and any(list(hay[i : i + n]) == list(needle) for i in range(len(hay) - n + 1))
+    return bool(occurrences(hay, needle))
+
+
+def degenerate(toks: Sequence[str]) -> bool:
+    """A repetition loop: tandem repeats cover at least `LOOP_MIN_COVERAGE` of the tokens.
+
+    A tandem repeat is a maximal stretch of back-to-back copies of a unit of u tokens, 1 <= u <=
+    `LOOP_MAX_UNIT`, with at least 3 copies when u = 1 and at least 2 when u >= 2.
+    """
+    toks = list(toks)
+    n = len(toks)
+    covered = [False] * n
+    for u in range(1, LOOP_MAX_UNIT + 1):
+        need = 3 if u == 1 else 2
+        i = 0
+        while i + need * u <= n:
+            copies = 1
+            while i + (copies + 1) * u <= n and toks[i + copies * u : i + (copies + 1) * u] == toks[i : i + u]:
+                copies += 1
+            if copies >= need:
+                for k in range(i, i + copies * u):
+                    covered[k] = True
+            i += 1
+    return n > 0 and sum(covered) >= LOOP_MIN_COVERAGE * n
+
+
+def _is_short(toks: Sequence[str]) -> bool:
+    if any(is_char_token(t) for t in toks):
+        return False
+    joined = "".join(toks)
+    return len(joined) <= SHORT_MAX_CHARS or joined.isdigit()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A gold string or an option, normalised once."""
+
+    text: str
+    tokens: tuple[str, ...]
+    short: bool
+
+
+def _candidates(texts: Iterable[str], lang: str) -> list[Candidate]:
+    out = []
+    for t in texts:
+        toks = tuple(tokens(t, lang)) if t and t.strip() else ()
+        if toks:
+            out.append(Candidate(t, toks, _is_short(toks)))
+    return out
+
+
+@dataclass(frozen=True)
+class AnswerKey:
+    """What an output is matched against: the golds (answer, then aliases) and the other options."""
+
+    language: str  # base language code: the normaliser
+    golds: tuple[Candidate, ...]
+    others: tuple[Candidate, ...]
+
+    @classmethod
+    def of(cls, golds: Sequence[str], language: str, options: Sequence[str] = ()) -> AnswerKey:
+        lang = base_language(language)
+        gold = _candidates(golds, lang)
+        gold_toks = {g.tokens for g in gold}
+        others = [o for o in _candidates(options, lang) if o.tokens not in gold_toks]
+        return cls(lang, tuple(gold), tuple(others))
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> AnswerKey:
+        """An item's key: its answer, its aliases in order, its options."""
+        golds = [item["answer"], *[a for a in item.get("aliases") or [] if a != item["answer"]]]
+        return cls.of(golds, item["language"], item.get("options") or ())
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How open generations are scored: a rule and the guards on it (recorded in the manifest)."""
+
+    rule: Literal["exact", "contains", "f1"] = "contains"
+    guards: tuple[str, ...] = GUARDS
+    f1_min: float | None = None  # the threshold of the f1 rule
+
+    @classmethod
+    def parse(cls, rule: str = "contains", guards: str | Sequence[str] | None = None) -> Scoring:
+        """'exact' | 'contains' | 'f1>=X', and guards as 'hedge,loop' / 'all' / 'none' or a list."""
+        rule = rule.strip()
+        names = parse_guards(GUARDS if guards is None else guards)
+        if rule == "exact":
+            return cls("exact", names)
+        if rule == "contains":
+            return cls("contains", names)
+        if rule.startswith("f1"):
+            m = re.fullmatch(r"f1\s*>=\s*([0-9]*\.?[0-9]+)", rule)
+            if not m or not 0 < float(m.group(1)) <= 1:
+                raise UserError(
+                    f"rule {rule!r}: the F1 rule is written f1>=X with 0 < X <= 1, e.g. 'f1>=0.5' "
+                    "(quote it in a shell: > redirects)"
+                )
+            return cls("f1", names, float(m.group(1)))
+        raise UserError(f"rule {rule!r}: choose exact, contains or f1>=X (e.g. 'f1>=0.5')")
+
+    @property
+    def name(self) -> str:
+        """'contains+hedge+loop+short', 'exact', 'f1>=0.5': a short label (used in derived folders' notes)."""
+        rule = f"f1>={self.f1_min:g}" if self.rule == "f1" else self.rule
+        return "+".join([rule, *self.guards]) if self.rule != "exact" else rule
+
+    def describe(self) -> str:
+        """A phrase for reports: 'contains with guards hedge, loop, short (matching v2)'."""
+        rule = f"token F1 >= {self.f1_min:g}" if self.rule == "f1" else self.rule
+        if self.rule == "exact":
+            return f"exact (matching v{MATCHING_VERSION})"
+        guards = f"guards {', '.join(self.guards)}" if self.guards else "no guards"
+        return f"{rule} with {guards} (matching v{MATCHING_VERSION})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `matching` block."""
+        return {
+            "function": "engine.matching.grade",
+            "version": MATCHING_VERSION,
+            "rule": self.rule,
+            "f1_min": self.f1_min,
+            "guards": list(self.guards),
+            "golds": "answer, then aliases in order; exact before the rule",
+            "options": "the item's options that are not a gold (the hedge guard's candidates)",
+            "definitions": {g: GUARD_DEFINITIONS[g] for g in self.guards},
+        }
+
+
+def parse_guards(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Guard names in canonical order; 'all' and 'none' as words, unknown names rejected."""
+    if not isinstance(value, (str, list, tuple)):
+        raise UserError(f"guards: expected a list of names from {', '.join(GUARDS)}, got {value!r}")
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    names = [n for n in names if n]
+    if names == ["none"]:
+        return ()
+    if names == ["all"]:
+        return GUARDS
+    bad = [n for n in names if n not in GUARDS]
+    if bad:
+        raise UserError(f"guards: unknown {', '.join(map(repr, bad))}; choose from {', '.join(GUARDS)}, all or none")
+    return tuple(g for g in GUARDS if g in names)
+
+
+DEFAULT_SCORING = Scoring()
 
 
 @dataclass(frozen=True)
 class Match:
-    """The outcome of matching one prediction against the gold answer and its aliases."""
+    """The outcome of matching one prediction against an answer key."""
 
     correct: bool
     rule: Rule
-    alias: str | None
+    alias: str | None  # the gold credited, or (not correct) the gold found and then denied by a guard
     normalizer: str
     em: float
     f1: float
+    guards: tuple[str, ...] = ()  # guards that denied credit
+    degenerate: bool = False
+    other_options: tuple[str, ...] = ()  # options other than the gold that the output names
 
     def to_dict(self) -> dict[str, object]:
         """The outcome schema's `match` object (em/f1 are separate fields of a generation)."""
-        return {"rule": self.rule, "alias": self.alias, "normalizer": self.normalizer}
+        return {
+            "rule": self.rule,
+            "alias": self.alias,
+            "normalizer": self.normalizer,
+            "guards": list(self.guards),
+            "degenerate": self.degenerate,
+            "other_options": list(self.other_options),
+        }
 
 
-def match_answer(prediction: str, golds: Sequence[str], language: str, containment: bool = True) -> Match:
-    """Match a generation against `golds` (answer first, then aliases) in `language`."""
-    lang = base_language(language)
-    pred = tokens(clean_prediction(prediction), lang)
-    gold_toks = [(g, tokens(g, lang)) for g in golds if g and g.strip()]
-    gold_toks = [(g, t) for g, t in gold_toks if t]
-    f1 = max((token_f1(pred, t) for _, t in gold_toks), default=0.0)
-    if pred:
-        for g, t in gold_toks:
-            if pred == t:
-                return Match(True, "exact", g, lang, 1.0, f1)
-        if containment:
-            for g, t in gold_toks:
-                if contains_tokens(pred, t):
-                    return Match(True, "contains", g, lang, 0.0, f1)
-    return Match(False, "none", None, lang, 0.0, f1)
+@dataclass(frozen=True)
+class Evidence:
+    """What one prediction shows against one answer key, before a scoring rule is applied."""
+
+    key: AnswerKey
+    words: Words
+    f1: tuple[float, ...]  # per gold
+    spans: tuple[tuple[tuple[int, int], ...], ...]  # per gold: its occurrences
+    degenerate: bool
+    other_options: tuple[str, ...]
+
+    def verdict(self, scoring: Scoring = DEFAULT_SCORING) -> Match:
+        """The match under `scoring`: exact first, then the rule with its guards, gold by gold."""
+        key, pred, lang = self.key, self.words.tokens, self.key.language
+        best_f1 = max(self.f1, default=0.0)
+        if pred:
+            for g in key.golds:
+                if pred == g.tokens:
+                    return Match(True, "exact", g.text, lang, 1.0, best_f1, (), False, self.other_options)
+        fired: list[str] = []
+        found: str | None = None
+        if pred and scoring.rule != "exact":
+            for g, f1, spans in zip(key.golds, self.f1, self.spans):
+                if not (spans if scoring.rule == "contains" else f1 >= (scoring.f1_min or 0.0)):
+                    continue
+                found = found or g.text
+                denied = [
+                    name
+                    for name, fires in (
+                        ("hedge", bool(self.other_options)),
+                        ("loop", self.degenerate),
+                        ("short", g.short and not any(self.words.whole(*s) for s in spans)),
+                    )
+                    if fires and name in scoring.guards
+                ]
+                if not denied:
+                    return Match(
+                        True, scoring.rule, g.text, lang, 0.0, best_f1, (), self.degenerate, self.other_options
+                    )
+                fired += [d for d in denied if d not in fired]
+        order = sorted(fired, key=GUARDS.index)
+        return Match(False, "none", found, lang, 0.0, best_f1, tuple(order), self.degenerate, self.other_options)
+
+
+def evidence(prediction: str, key: AnswerKey) -> Evidence:
+    """Tokens, F1 and occurrences per gold, the loop test and the other options named."""
+    w = words(clean_prediction(prediction), key.language)
+    pred = w.tokens
+    spans = tuple(tuple(occurrences(pred, g.tokens)) for g in key.golds)
+    inside = [s for per_gold in spans for s in per_gold]
+    named = tuple(
+        o.text
+        for o in key.others
+        if any(
+            not any(a <= i and j <= b for a, b in inside) and (not o.short or w.whole(i, j))
+            for i, j in occurrences(pred, o.tokens)
+        )
+    )
+    is_gold = any(pred == g.tokens for g in key.golds)
+    return Evidence(
+        key=key,
+        words=w,
+        f1=tuple(token_f1(pred, g.tokens) for g in key.golds),
+        spans=spans,
+        degenerate=bool(pred) and not is_gold and degenerate(pred),
+        other_options=named,
+    )
+
+
+def grade(prediction: str, key: AnswerKey, scoring: Scoring = DEFAULT_SCORING) -> Match:
+    """Match a generation against an item's answer key under `scoring`."""
+    return evidence(prediction, key).verdict(scoring)
+
+
+def match_answer(
+    prediction: str,
+    golds: Sequence[str],
+    language: str,
+    scoring: Scoring = DEFAULT_SCORING,
+    options: Sequence[str] = (),
+) -> Match:
+    """Match a generation against `golds` (answer first, then aliases) and `options` in `language`."""
+    return grade(prediction, AnswerKey.of(golds, language, options), scoring)

@@ -1,4 +1,4 @@
-"""The run folder: manifest.json, items.jsonl, outcomes.jsonl (the contract of DESIGN.md).
+"""The run folder: manifest.json, items.jsonl, outcomes.jsonl (the contract of docs/design.md §4).
 
 Torch-free on purpose: `stats` and `tui` read run folders through this module.
 
@@ -409,7 +409,7 @@ def validate_run(run_dir: Path) -> list[str]:
         return problems + [str(exc)]
     from engine.items.build import content_hash
 
-    by_uid: dict[str, dict[str, Any]] = {}
+    by_uid: dict[str | None, dict[str, Any]] = {}
     for n, item in enumerate(items, 1):
         errors = schema_errors("item", item)
         problems += [f"{run_dir / ITEMS}:{n}: {e}" for e in errors]
@@ -428,19 +428,19 @@ def validate_run(run_dir: Path) -> list[str]:
     problems += scan.errors
     if scan.torn_tail and (manifest or {}).get("status") != "running":
         problems.append(f"{path}: torn last line in a run that is not running")
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for n, rec in enumerate(scan.records, 1):
         problems += [f"{path}:{n}: {e}" for e in schema_errors("outcome", rec)]
-        uid = rec.get("item_uid")
+        uid: str | None = rec.get("item_uid")
         if uid in seen:
             problems.append(
                 f"{path}:{n}: duplicate item {uid!r} (`prunescope validate --repair` removes exact duplicates)"
             )
         seen.add(uid)
-        item = by_uid.get(uid)
-        if item is None:
+        known = by_uid.get(uid) if uid is not None else None
+        if known is None:
             problems.append(f"{path}:{n}: item {uid!r} is not in items.jsonl")
-        elif item["content_hash"] != rec.get("content_hash"):
+        elif known["content_hash"] != rec.get("content_hash"):
             problems.append(f"{path}:{n}: content hash of {uid!r} differs from items.jsonl")
     if manifest is not None and manifest.get("status") == "complete" and seen != set(by_uid):
         problems.append(f"{path}: run is complete but {len(set(by_uid) - seen)} items have no outcome")

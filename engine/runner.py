@@ -7,17 +7,17 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.config import ProtocolConfig, Study
 from engine.errors import UserError
+from engine.matching import MATCHING_VERSION
 from engine.runfolder import (
     ITEMS,
     MANIFEST,
@@ -32,9 +32,8 @@ from engine.runfolder import (
     writer_lock,
 )
 from engine.study import RunPlan, plan_runs
+from engine.terminal import StepProgress, layer_task, progress_bars, stdout_console
 from engine.threads import ThreadChoice, apply_threads, choose_threads
-
-ProgressFn = Callable[[int, int], None]  # (items done in this run, items in this run)
 
 
 @dataclass
@@ -48,7 +47,7 @@ class RunResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _git_hash() -> str | None:
@@ -71,8 +70,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _hardware(device: str, threads: ThreadChoice) -> dict[str, Any]:
+def _hardware(device: str, dtype: str, threads: ThreadChoice) -> dict[str, Any]:
+    """Where the run ran; `numerics` is what decides its floats (engine.reproducibility)."""
     import torch
+
+    from engine.reproducibility import numerics
 
     hw: dict[str, Any] = {
         "device": device,
@@ -82,6 +84,7 @@ def _hardware(device: str, threads: ThreadChoice) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "threads": threads.as_dict(),
+        "numerics": numerics(device, dtype),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -95,6 +98,7 @@ def _identity(plan: RunPlan, protocol: ProtocolConfig, ihash: str) -> dict[str, 
         "revision": plan.model.revision,
         "condition": plan.condition.to_dict(),
         "protocol": protocol.to_dict(),
+        "matching_version": MATCHING_VERSION,  # a resumed run never mixes two matchers
         "items_hash": ihash,
     }
 
@@ -136,16 +140,18 @@ def run_one(
     plan: RunPlan,
     items: list[dict[str, Any]],
     protocol: ProtocolConfig,
-    progress: ProgressFn | None = None,
+    progress: StepProgress | None = None,
     cache_dir: Path | None = None,
     stop_after_batches: int | None = None,
+    prune_progress: StepProgress | None = None,
     threads: int | None = None,
     processes: int = 1,
 ) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
     The run folder's writer lock is held throughout: a second writer fails at once, naming this one.
-    `threads`: torch threads (default: `engine.threads.choose_threads` for a process beside
+    `progress(items done, items)` follows the evaluation, `prune_progress(layers done, layers)` the
+    pruning. `threads`: torch threads (default: `engine.threads.choose_threads` for a process beside
     `processes - 1` others; a resumed run keeps its recorded count). `stop_after_batches` ends the
     run early after that many new batches (for tests of resumption).
     """
@@ -153,7 +159,16 @@ def run_one(
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir):
         return _run_locked(
-            study_dir, plan, items, protocol, progress, cache_dir, stop_after_batches, threads, processes
+            study_dir,
+            plan,
+            items,
+            protocol,
+            progress,
+            cache_dir,
+            stop_after_batches,
+            prune_progress,
+            threads,
+            processes,
         )
 
 
@@ -162,9 +177,10 @@ def _run_locked(
     plan: RunPlan,
     items: list[dict[str, Any]],
     protocol: ProtocolConfig,
-    progress: ProgressFn | None,
+    progress: StepProgress | None,
     cache_dir: Path | None,
     stop_after_batches: int | None,
+    prune_progress: StepProgress | None,
     threads: int | None,
     processes: int,
 ) -> RunResult:
@@ -232,7 +248,7 @@ def _run_locked(
                 plan.condition,
                 device=device,
                 cache_dir=cache_dir,
-                progress=progress is not None,
+                progress=prune_progress,
                 model_id=loaded.info["id"],
                 revision=loaded.info.get("revision"),
             )
@@ -240,7 +256,7 @@ def _run_locked(
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info
         manifest["condition"]["pruning_report"] = pruning_report
-        manifest["hardware"] = _hardware(device, thread_choice)
+        manifest["hardware"] = _hardware(device, loaded.info["dtype"], thread_choice)
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         if writer.repaired_bytes:
             manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
@@ -331,64 +347,26 @@ def run_study(
         for plan in plans:
             results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir, threads=threads))
         return results
-    with ProgressBars() as bars:
+    with progress_bars() as bars:
         for plan in plans:
-            update = bars.add(plan.run_id, len(items))
-            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir, threads=threads))
+            task = bars.add_task(plan.run_id, total=len(items), unit="- items/s")
+            t_start = time.time()
+            first: list[int] = []
+
+            def update(done: int, total: int, task=task, t_start=t_start, first=first) -> None:
+                if not first:
+                    first.append(done)
+                dt = time.time() - t_start
+                rate = (done - first[0]) / dt if dt > 0 else 0.0
+                bars.update(task, completed=done, total=total, unit=f"{rate:.2f} items/s")
+
+            pruning = layer_task(bars, f"{plan.run_id}: pruning {plan.condition.method}")
+            results.append(
+                run_one(
+                    study_dir, plan, items, study.protocol, update, cache_dir, prune_progress=pruning, threads=threads
+                )
+            )
     return results
-
-
-class ProgressBars:
-    """One progress bar per run on stderr (items done, rate since the bar started, ETA)."""
-
-    def __enter__(self) -> ProgressBars:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} items/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self.bar = Progress(*columns, console=_stderr_console(), transient=False)
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
-
-    def add(self, run_id: str, total: int) -> ProgressFn:
-        """A bar for `run_id`; returns the function that moves it (done, total)."""
-        from engine.safe_text import inert
-
-        task = self.bar.add_task(inert(run_id), total=total, rate="-")
-        t_start = time.time()
-        first: list[int] = []
-
-        def update(done: int, total: int) -> None:
-            if not first:
-                first.append(done)
-            dt = time.time() - t_start
-            rate = (done - first[0]) / dt if dt > 0 else 0.0
-            self.bar.update(task, completed=done, total=total, rate=f"{rate:.2f}")
-
-        return update
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
 
 
 def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
@@ -422,23 +400,14 @@ def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
-    from rich.console import Console
+def print_language_summary(run_dirs: Sequence[Path]) -> None:
     from rich.table import Table
 
     from engine.safe_text import rich_text
 
-    table = Table(title="Per-language summary (accuracy; RO = recognition-only rate: MC right, open wrong)")
-    for col, justify in (
-        ("run", "left"),
-        ("lang", "left"),
-        ("n", "right"),
-        ("open", "right"),
-        ("shown", "right"),
-        ("MC", "right"),
-        ("RO", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    table = Table(title="Per-language accuracy", title_justify="left")
+    for col in ("run", "lang", "n", "open", "shown", "MC", "RO"):
+        table.add_column(col, justify="left" if col in ("run", "lang") else "right")
     for r in language_summary(run_dirs):
         table.add_row(
             rich_text(r["run"]),
@@ -449,4 +418,8 @@ def print_language_summary(run_dirs: Sequence[Path], file=None) -> None:
             f"{r['mc']:.3f}",
             f"{r['recognition_only']:.3f}",
         )
-    Console(file=file or sys.stdout).print(table)
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        "shown = generation with the options in the prompt; RO = recognition-only rate (MC right, open wrong)"
+    )

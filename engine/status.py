@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.errors import UserError
@@ -37,7 +37,7 @@ def _count_lines(path: Path) -> int:
 
 
 def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     done = _count_lines(Path(run_dir) / OUTCOMES)
     try:
         m = read_manifest(run_dir)

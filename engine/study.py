@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import tomllib
-
-from engine.config import DTYPES, MC_RULES, CalibrationSpec, Condition, ItemsSpec, ModelSpec, ProtocolConfig, Study
+from engine.config import (
+    DTYPES,
+    MC_RULES,
+    CalibrationSpec,
+    Condition,
+    ItemsSpec,
+    Method,
+    ModelSpec,
+    ProtocolConfig,
+    Study,
+)
 from engine.errors import UserError
+from engine.matching import parse_guards
 from engine.preflight import DEVICE_RE, DEVICES, check_calibration_source
 
 METHODS = ("wanda", "sparsegpt", "magnitude")
@@ -203,7 +213,7 @@ def _condition(
     elif isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < float(sparsity) < 1.0:
         raise UserError(f"{path}: {where}: sparsity must be a number in (0, 1), got {sparsity!r}")
     return Condition(
-        method=method,
+        method=cast(Method, method),  # one of METHODS, checked above
         sparsity=float(sparsity),
         pattern=pattern,
         calibration=calib,
@@ -261,7 +271,13 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         if not isinstance(m, dict) or "id" not in m:
             raise UserError(f"{path}: [[models]] #{i + 1} has no id")
         models.append(build_table(ModelSpec, m, f"[[models]] #{i + 1}", path))
-    protocol = build_table(ProtocolConfig, raw.get("protocol", {}), "[protocol]", path)
+    protocol_tab = raw.get("protocol", {})
+    if isinstance(protocol_tab, dict) and "guards" in protocol_tab:
+        try:
+            protocol_tab = {**protocol_tab, "guards": parse_guards(protocol_tab["guards"])}
+        except UserError as exc:
+            raise UserError(f"{path}: [protocol].{exc}") from None
+    protocol = build_table(ProtocolConfig, protocol_tab, "[protocol]", path)
     if protocol.mc_rule == "letter" and not protocol.letter:
         raise UserError(f"{path}: [protocol].mc_rule = 'letter' needs [protocol].letter = true")
     calib = build_table(CalibrationSpec, raw.get("calibration", {}), "[calibration]", path)
@@ -322,7 +338,7 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         )
     if not conditions:
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
-    if any(c.method in ("wanda", "sparsegpt") for c in conditions):
+    if any(c.uses_calibration for c in conditions):
         check_calibration_source(calib.source, f"{path}: [calibration].source")
     unique = list(dict.fromkeys(conditions))
     return Study(name=name, items=items, models=tuple(models), conditions=tuple(unique), protocol=protocol)

@@ -67,7 +67,12 @@ def cochran_q(
     method: str = "midp",
     adjust_method: str = "holm",
 ) -> CochranResult:
-    """Cochran's Q for an (items × k) 0/1 matrix; pairwise McNemar follow-ups adjusted over their family."""
+    """Cochran's Q for an (items × k) 0/1 matrix; pairwise McNemar follow-ups adjusted over their family.
+
+    With column totals C_j, row totals R_i and T = Σ C_j: Q = (k − 1)(k Σ C_j² − T²)/(k T − Σ R_i²),
+    referred to χ² with k − 1 df (upper tail); Q = 0 and p = 1 when no item differs across conditions
+    (denominator 0). The follow-ups are `mcnemar(method)` on every pair, adjusted by `adjust_method`.
+    """
     arr = np.asarray(x, dtype=float)
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise UserError(f"Cochran's Q needs an (items × k) matrix with k ≥ 2, got shape {arr.shape}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--test",
         default=",".join(("recognition", "within")),
         help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
-        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within",
+        "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within. "
+        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables and "
+        "the default GLMM are of the recognition-only rate and come with recognition",
     )
     p.add_argument(
         "--method",
@@ -62,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv and figures/*.pdf|png here",
+        help="also write REPORT.md, tables.tex, tables.json, csv/*.csv, figures/*.pdf|png and diagnostics.json here",
     )
     p.add_argument("--no-glmm", action="store_true", help="skip the mixed-effects model")
     p.add_argument(
@@ -110,9 +113,11 @@ def run_stats(args: argparse.Namespace) -> int:
     tr = transitions(df)
     tables, sentences = build_tables(df, tr, tests, by, args)
     glmm = None
-    if not args.no_glmm:
+    if not args.no_glmm and (args.glmm_formula or "recognition" in tests):
         formula = args.glmm_formula or analysis.default_glmm_formula(df)
+        t0 = time.perf_counter()
         gtable, glmm = analysis.glmm_report(df, formula, args.glmm_backend)
+        args.glmm_fit_s = time.perf_counter() - t0
         args.glmm_title = f"GLMM ({args.glmm_backend}): {formula}"
         tables.append(gtable)
     title = "prunescope stats: " + ", ".join(p.name or str(p) for p in args.study)
@@ -125,9 +130,10 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argparse.Namespace):
-    """Report tables for the requested tests (recognition also per language), the language comparison and
-    Cochran's Q."""
+    """Report tables for the requested tests; with recognition also per language, the languages compared,
+    Cochran's Q across sparsities (all of the recognition-only rate) and the matching rules' robustness table."""
     from stats import analysis
+    from stats.robustness import matching_report
 
     tables, sentences = [], []
     for test in tests:
@@ -138,18 +144,20 @@ def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argpar
         sentences += [
             (table.title, f"{analysis.cell_label(rec, by)}: {r.report()}") for rec, r in zip(table.records, results)
         ]
-    if "recognition" in tests and "language" not in by and len(tr) and tr["language"].nunique() > 1:
-        table, _ = analysis.paired_table_report(
-            df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
-        )
-        tables.append(
-            dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
-        )
-    if len(tr) and tr["language"].nunique() > 1:
+    if "recognition" in tests and len(tr) and tr["language"].nunique() > 1:
+        if "language" not in by:
+            table, _ = analysis.paired_table_report(
+                df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
+            )
+            tables.append(
+                dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
+            )
         tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
-    cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
-    if cochran.records:
-        tables.append(cochran)
+    if "recognition" in tests:
+        cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
+        if cochran.records:
+            tables.append(cochran)
+        tables.append(matching_report(df))
     if args.did:
         pair = [s.strip() for s in args.did.split(",")]
         if len(pair) != 2 or not all(pair):
@@ -172,10 +180,15 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
     from stats import report
 
     if fmt == "table":
-        from rich.console import Console
+        from engine.terminal import stdout_console
 
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-        report.render_rich(tables, console)
+        if not sys.stdout.isatty():
+            print(
+                "prunescope stats: stdout is not a terminal, so the tables are written unwrapped; "
+                "--format csv, markdown, latex or json gives files for other tools",
+                file=sys.stderr,
+            )
+        report.render_rich(tables, stdout_console())
     elif fmt == "markdown":
         sys.stdout.write(report.render_markdown(tables, title, summary))
     elif fmt == "latex":
@@ -200,7 +213,7 @@ def write_outputs(
     args: argparse.Namespace,
     summary: list[str],
 ) -> list[Path]:
-    """REPORT.md (deterministic), tables in LaTeX/JSON/CSV, and the figures."""
+    """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
     from stats import figures, report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -213,10 +226,16 @@ def write_outputs(
         + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
         + "\n"
     )
+    if glmm is not None:
+        md += (
+            "\n## Diagnostics\n\n- `diagnostics.json`: the GLMM optimiser's iterations, messages and unrounded "
+            "optimum, and the fit time. They differ between machines; nothing above depends on them.\n"
+        )
     for path, text in (
         (out / "REPORT.md", md),
         (out / "tables.tex", report.render_latex(tables)),
         (out / "tables.json", report.render_json(tables, {"title": title})),
+        (out / DIAGNOSTICS, _diagnostics_json(glmm, args)),
     ):
         path.write_text(text, encoding="utf-8")
         written.append(path)
@@ -232,6 +251,29 @@ def write_outputs(
     if glmm is not None:
         written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", args.glmm_title)
     return written
+
+
+DIAGNOSTICS = "diagnostics.json"
+
+
+def _diagnostics_json(glmm: Any, args: argparse.Namespace) -> str:
+    """Machine-dependent details of the run (GLMM convergence, timing), kept out of the report files."""
+    import json
+
+    doc: dict[str, Any] = {
+        "note": "convergence details and timings; they differ between machines, the report files do not",
+        "glmm": None,
+    }
+    if glmm is not None:
+        doc["glmm"] = {
+            "formula": glmm.formula,
+            "backend": f"{glmm.backend} {glmm.backend_version}",
+            "converged": bool(glmm.converged),
+            "singular": bool(glmm.singular),
+            **glmm.diagnostics,
+            "fit_s": round(args.glmm_fit_s, 3),
+        }
+    return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
 def _figure_names(tr: Any, glmm: Any) -> list[str]:

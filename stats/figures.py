@@ -5,6 +5,7 @@ per language with Wilson CIs, gold first-token rank dense vs pruned, and a fores
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from engine.safe_text import inert
 from stats.intervals import wilson
+from stats.report import printed
 
 _PDF_META = {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None}
 _PNG_META = {"Software": None}
@@ -116,14 +118,30 @@ def glmm_forest(coef: pd.DataFrame, stem: Path, title: str = "GLMM fixed effects
     fig, ax = plt.subplots(figsize=(5.5, 0.35 * max(len(rows), 1) + 1.4))
     y = np.arange(len(rows))[::-1]
     if len(rows):
-        orr = rows["odds_ratio"].to_numpy(float)
-        lo, hi = rows["or_low"].to_numpy(float), rows["or_high"].to_numpy(float)
+        # at the precision the report prints them, so the file is the same wherever the printed digits are
+        orr, lo, hi = (
+            np.array([printed(float(v), "num") for v in rows[k]]) for k in ("odds_ratio", "or_low", "or_high")
+        )
         ax.errorbar(orr, y, xerr=[orr - lo, hi - orr], fmt="o", ms=4, capsize=2, color="black")
         ax.set_yticks(y)
         ax.set_yticklabels([inert(t, 40) for t in rows["term"].astype(str)], fontsize=8)
         ax.set_xscale("log")
+        _plain_log_ticks(
+            ax, float(np.nanmin(lo[lo > 0], initial=1.0)), float(np.nanmax(hi[np.isfinite(hi)], initial=1.0))
+        )
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("odds ratio (95% CI)")
-    ax.set_title(inert(title, 80), fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(inert(title, 160), 48)), fontsize=9)
     fig.tight_layout()
     return _save(fig, stem)
+
+
+def _plain_log_ticks(ax: Any, lo: float, hi: float) -> None:
+    """Ticks at 1, 2, 5 × 10^k within [lo, hi] (and 1), labelled as plain numbers; no minor labels."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ks = range(math.floor(math.log10(min(lo, 1.0))), math.ceil(math.log10(max(hi, 1.0))) + 1)
+    ticks = sorted({1.0} | {m * 10.0**k for k in ks for m in (1, 2, 5) if lo <= m * 10.0**k <= hi})
+    ax.set_xticks(ticks)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())

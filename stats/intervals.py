@@ -1,7 +1,7 @@
 """Confidence intervals: Wilson for a rate, paired difference Δ = (b − c)/n, conditional odds ratio b/c.
 
 Formulas follow Fagerland, Lydersen & Laake, *Statistical Analysis of Contingency Tables* (ch. 2, 8),
-and are checked against their `contingencytables` R package (research/stats.md §4).
+and are checked against their `contingencytables` R package (docs/statistics.md §4, §12).
 """
 
 from __future__ import annotations
@@ -82,12 +82,8 @@ def wilson(x: int, n: int, level: float = 0.95) -> Interval:
     """Wilson score interval for a binomial proportion x/n (n = 0 gives NaN, flagged)."""
     if n <= 0:
         return Interval(_NAN, _NAN, _NAN, level, "Wilson score", "empty cell (n = 0)")
-    z = _z(level)
-    p = x / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, "Wilson score")
+    lo, hi = _wilson_limits(x, n, _z(level))
+    return Interval(x / n, max(0.0, lo), min(1.0, hi), level, "Wilson score")
 
 
 def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -193,11 +189,17 @@ def _bisect_decreasing(f: Any) -> float:
 
 
 def _wilson_limits(x: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score limits of x/n: (centre ∓ half); exactly 0 at x = 0 and exactly 1 at x = n.
+
+    centre = (p + z²/2n)/(1 + z²/n), half = z √(p(1 − p)/n + z²/4n²)/(1 + z²/n). At x = n the upper
+    limit is 1 by the algebra but comes out as 1 − 2⁻⁵³ in floating point, which the odds transform
+    would turn into 9.0e15 instead of ∞; the edges are therefore set exactly.
+    """
     p = x / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
+    return (0.0 if x == 0 else centre - half), (1.0 if x == n else centre + half)
 
 
 def paired_difference_ci(table: PairedTable, method: str = "tango", level: float = 0.95) -> Interval:

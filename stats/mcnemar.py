@@ -1,6 +1,6 @@
 """McNemar tests for paired binary outcomes: mid-p (default), exact conditional, asymptotic ± CC.
 
-Implemented directly on the binomial and χ² distributions (research/stats.md §1.2): statsmodels'
+Implemented directly on the binomial and χ² distributions (docs/statistics.md §3): statsmodels'
 `mcnemar` returns p = 0 with no discordant pairs and p < 1 for b = c under the correction.
 """
 
@@ -14,9 +14,11 @@ import numpy as np
 from scipy.stats import binom, chi2, norm
 
 from engine.errors import UserError
+from stats.binomial import logaddexp, logcdf_half, logpmf_half
 from stats.intervals import Interval, paired_difference_ci, paired_odds_ratio_ci
 from stats.tables import PairedTable
 
+_LN2 = math.log(2.0)
 METHODS = ("midp", "exact", "asymptotic", "asymptotic_cc")
 ALTERNATIVES = ("two-sided", "greater", "less")
 METHOD_NAMES = {
@@ -35,24 +37,29 @@ def _check(method: str, alternative: str) -> None:
 
 
 def mcnemar_pvalue(b: int, c: int, method: str = "midp", alternative: str = "two-sided") -> float:
-    """p-value from the discordant counts alone; b + c = 0 gives 1 (no discordant pairs).
+    """p-value from the discordant counts b and c alone (m = b + c; m = 0 gives 1, no discordant pairs).
 
-    'greater' tests p1 > p2 (b > c), 'less' tests p1 < p2.
+    Under H0 each discordant pair goes either way with probability ½: B ~ Binomial(m, ½), with
+    F(k) = P(B ≤ k) and f(k) = P(B = k). 'greater' tests p1 > p2 (b > c), 'less' tests p1 < p2.
+
+    - exact (conditional binomial): two-sided min(1, 2F(min(b, c))), 1 when b = c; 'less' F(b);
+      'greater' P(B ≥ b) = F(c).
+    - midp (Lancaster's mid-p: the exact p less half the probability of the observed table):
+      two-sided 2F(min(b, c) − 1) + f(b) when b ≠ c, and 1 − f(b)/2 when b = c (Fagerland, Lydersen
+      & Laake 2013); 'less' F(b − 1) + f(b)/2; 'greater' F(c − 1) + f(c)/2.
+    - asymptotic: χ² = (b − c)²/m on 1 df (two-sided), z = (b − c)/√m one-sided.
+    - asymptotic_cc: R's continuity correction, χ² = max(|b − c| − 1, 0)²/m; one-sided
+      z = (b − c ∓ 1)/√m toward zero (no shift when b = c).
+
+    The binomial tails come from `stats.binomial` (log space, relative accuracy into the far tail),
+    so every p is in [0, 1] and keeps its digits down to the smallest normal double.
     """
     _check(method, alternative)
     m = b + c
     if m == 0:
         return 1.0
     if method in ("exact", "midp"):
-        half = 0.5 if method == "midp" else 0.0
-        if alternative == "greater":
-            return float(min(1.0, binom.sf(b - 1, m, 0.5) - half * binom.pmf(b, m, 0.5)))
-        if alternative == "less":
-            return float(min(1.0, binom.cdf(b, m, 0.5) - half * binom.pmf(b, m, 0.5)))
-        if b == c:
-            return float(1.0 - half * binom.pmf(b, m, 0.5))
-        p = min(1.0, 2.0 * float(binom.cdf(min(b, c), m, 0.5)))
-        return float(p - 2 * half * binom.pmf(b, m, 0.5))
+        return _binomial_pvalue(b, c, method == "midp", alternative)
     cc = method == "asymptotic_cc"
     if alternative == "two-sided":
         d = max(abs(b - c) - 1, 0) if cc else abs(b - c)
@@ -60,6 +67,22 @@ def mcnemar_pvalue(b: int, c: int, method: str = "midp", alternative: str = "two
     shift = (1 if alternative == "greater" else -1) if (cc and b != c) else 0
     z = (b - c - shift) / math.sqrt(m)
     return float(norm.sf(z) if alternative == "greater" else norm.cdf(z))
+
+
+def _binomial_pvalue(b: int, c: int, mid: bool, alternative: str) -> float:
+    """The exact or mid-p value of `mcnemar_pvalue`, summed in log space (all terms positive)."""
+    m = b + c
+    if alternative != "two-sided":
+        k = b if alternative == "less" else c  # 'greater': P(B ≥ b) = P(B ≤ c) by symmetry
+        if not mid:
+            return min(1.0, math.exp(logcdf_half(k, m)))
+        return min(1.0, math.exp(logaddexp(logcdf_half(k - 1, m), logpmf_half(k, m) - _LN2)))
+    if b == c:
+        return 1.0 - 0.5 * math.exp(logpmf_half(b, m)) if mid else 1.0
+    k = min(b, c)
+    if not mid:
+        return min(1.0, math.exp(_LN2 + logcdf_half(k, m)))
+    return min(1.0, math.exp(logaddexp(_LN2 + logcdf_half(k - 1, m), logpmf_half(k, m))))
 
 
 def mcnemar_statistic(b: int, c: int, correction: bool = False) -> float:
@@ -219,7 +242,7 @@ def mcnemar_exact_unconditional(table: PairedTable, gamma: float = 1e-4, n_grid:
         k = int((mm - math.sqrt(d2 * mm / s)) // 2) + 1
         while k >= 0 and (mm - 2 * k) ** 2 * s < d2 * mm:
             k -= 1
-        reach[mm] = min(1.0, 2.0 * float(binom.cdf(k, mm, 0.5))) if k >= 0 else 0.0
+        reach[mm] = min(1.0, math.exp(_LN2 + logcdf_half(k, mm))) if k >= 0 else 0.0
     if gamma > 0:
         x = b + c
         lo = 0.0 if x == 0 else float(beta_dist.ppf(gamma / 2, x, n - x + 1))

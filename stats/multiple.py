@@ -19,25 +19,43 @@ ADJUST_METHODS = ("holm", "bh", "none")
 ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no correction"}
 
 
+def _present(p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The p-values as a float array and the mask of those that are not NaN."""
+    arr = np.asarray(p, dtype=float).reshape(-1)
+    return arr, ~np.isnan(arr)
+
+
 def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values (R `p.adjust(method = "holm")`); no NaN allowed."""
-    p = np.asarray(p, dtype=float)
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adj
+    """Holm step-down adjusted p-values, as R's `p.adjust(p, "holm")`.
+
+    With the m non-NaN p-values sorted, p(1) ≤ … ≤ p(m): adj(i) = min(1, max_{j ≤ i} (m − j + 1) p(j)).
+    NaN p-values are left out of m and stay NaN (R's NA handling).
+    """
+    arr, keep = _present(p)
+    out = np.full(arr.size, np.nan)
+    q = arr[keep]
+    m = q.size
+    order = np.argsort(q, kind="stable")
+    adj = np.empty(m)
+    adj[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
+    out[keep] = adj
     return out
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
-    """Benjamini–Hochberg step-up adjusted p-values (R `p.adjust(method = "BH")`); no NaN allowed."""
-    p = np.asarray(p, dtype=float)
-    m = p.size
-    order = np.argsort(p, kind="stable")[::-1]
-    adj = np.minimum(1.0, np.minimum.accumulate(m / np.arange(m, 0, -1) * p[order]))
-    out = np.empty(m)
-    out[order] = adj
+    """Benjamini–Hochberg step-up adjusted p-values, as R's `p.adjust(p, "BH")`.
+
+    With the m non-NaN p-values sorted, p(1) ≤ … ≤ p(m): adj(i) = min(1, min_{j ≥ i} m p(j) / j).
+    NaN p-values are left out of m and stay NaN (R's NA handling).
+    """
+    arr, keep = _present(p)
+    out = np.full(arr.size, np.nan)
+    q = arr[keep]
+    m = q.size
+    order = np.argsort(q, kind="stable")[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(1.0, np.minimum.accumulate(m / np.arange(m, 0, -1) * q[order]))
+    out[keep] = adj
     return out
 
 
@@ -81,12 +99,7 @@ def adjust(
     for lab, p in zip(labels, raw):
         if not math.isnan(p) and not 0.0 <= p <= 1.0:
             raise UserError(f"adjust: p-value of {lab!r} is {p}, outside [0, 1]")
-    keep = [i for i, p in enumerate(raw) if not math.isnan(p)]
-    adjusted = [math.nan] * len(raw)
-    if keep:
-        sub = np.array([raw[i] for i in keep])
-        fn = {"holm": holm, "bh": benjamini_hochberg, "none": lambda x: np.asarray(x, dtype=float)}[method]
-        for i, v in zip(keep, fn(sub)):
-            adjusted[i] = float(v)
+    fn = {"holm": holm, "bh": benjamini_hochberg, "none": lambda x: np.asarray(x, dtype=float)}[method]
+    adjusted = tuple(float(v) for v in fn(raw))
     excluded = tuple(labels[i] for i, p in enumerate(raw) if math.isnan(p))
-    return FamilyAdjustment(family, method, labels, tuple(raw), tuple(adjusted), len(keep), excluded)
+    return FamilyAdjustment(family, method, labels, tuple(raw), adjusted, len(raw) - len(excluded), excluded)

@@ -54,7 +54,7 @@ def power_mcnemar(p_b: float, p_c: float, n: int, alpha: float = 0.05, method: s
     """Exact power of the two-sided McNemar test (`method`) at level alpha with n pairs.
 
     p_b, p_c: probabilities of the two discordant cells (p_b − p_c is the paired difference).
-    With p_b = p_c it is the test's actual size (research/stats.md §1.3).
+    With p_b = p_c it is the test's actual size (docs/statistics.md §9, §12).
     """
     if not (0 <= p_b <= 1 and 0 <= p_c <= 1 and p_b + p_c <= 1 + 1e-12):
         raise UserError(f"power: need 0 ≤ p_b, p_c and p_b + p_c ≤ 1, got {p_b}, {p_c}")

@@ -1,7 +1,11 @@
 """Report tables and their renderings: Rich terminal table, Markdown, LaTeX (booktabs), CSV, JSON.
 
-A `ReportTable` keeps raw values (records, for CSV/JSON) and renders display strings with fixed
-formatting, so the same input always gives byte-identical Markdown/LaTeX (no timestamps).
+A `ReportTable` keeps raw values (records) and renders display strings with fixed formatting, so the
+same input always gives byte-identical Markdown/LaTeX (no timestamps, hosts or iteration counts).
+CSV and JSON carry each number at the precision the tables print it (`printed`): a number a column
+shows is rounded as that column shows it, any other float to 6 significant digits. Numbers that an
+optimiser locates (GLMM estimates) agree across CPUs and BLAS kernels only to about 1e-6, so their
+full binary expansion would make the files machine-dependent; the printed digits do not.
 """
 
 from __future__ import annotations
@@ -47,13 +51,22 @@ class ReportTable:
     def display_rows(self) -> list[list[str]]:
         return [[self.cell(r, c) for c in self.columns] for r in self.records]
 
+    def printed_records(self) -> list[dict[str, Any]]:
+        """The records with every float at its printed precision (`printed`), for CSV and JSON."""
+        kinds: dict[str, str] = {}
+        for c in self.columns:
+            kinds[c.key] = c.kind
+            if c.kind == "ci":
+                kinds[c.key + "_low"] = kinds[c.key + "_high"] = "ci"
+        return [{k: _printed_tree(v, kinds.get(k, "")) for k, v in r.items()} for r in self.records]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "title": self.title,
             "notes": list(self.notes),
             "columns": [c.header for c in self.columns],
-            "records": [_json_safe(r) for r in self.records],
+            "records": [_json_safe(r) for r in self.printed_records()],
         }
 
 
@@ -62,7 +75,43 @@ def _num(x: Any, digits: int) -> str:
         return "–"
     if isinstance(x, float) and math.isinf(x):
         return "∞" if x > 0 else "−∞"
-    return f"{float(x):.{digits}f}".replace("-", "−")
+    text = f"{float(x):.{digits}f}"
+    if float(text) == 0:  # no "−0.000": the sign of a value that rounds to zero is noise
+        text = text.lstrip("-")
+    return text.replace("-", "−")
+
+
+SIGNIFICANT = 6  # digits of a float that no column shows
+
+
+def printed(x: float, kind: str = "") -> float:
+    """`x` rounded to the digits a column of this kind prints (see `format_value`).
+
+    rate, num, ci: 3 decimals; p: 3 decimals from 0.001 up, 2 significant digits below; any other
+    kind (a number no column shows): `SIGNIFICANT` significant digits. NaN and ±inf stay as they are.
+    """
+    if not math.isfinite(x):
+        return x
+    if kind in ("rate", "num", "ci"):
+        text = f"{x:.3f}"
+    elif kind == "p":
+        text = f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
+    else:
+        text = f"{x:.{SIGNIFICANT - 1}e}"
+    return float(text) + 0.0  # + 0.0 turns −0.0 into 0.0
+
+
+def _printed_tree(v: Any, kind: str) -> Any:
+    """`printed` applied to every float in a value (nested dicts and lists: `SIGNIFICANT` digits)."""
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float):
+        return printed(v, kind)
+    if isinstance(v, dict):
+        return {k: _printed_tree(x, "") for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_printed_tree(x, "") for x in v]
+    return v
 
 
 def format_p(p: Any) -> str:
@@ -227,7 +276,7 @@ def render_latex(tables: Sequence[ReportTable]) -> str:
 
 
 def render_csv(table: ReportTable) -> str:
-    """Raw values of one table (all record keys, in first-seen order)."""
+    """The values of one table (all record keys, in first-seen order), at their printed precision."""
     keys: list[str] = []
     for r in table.records:
         for k in r:
@@ -236,7 +285,7 @@ def render_csv(table: ReportTable) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(keys)
-    for r in table.records:
+    for r in table.printed_records():
         w.writerow(["" if r.get(k) is None else _csv_value(r.get(k)) for k in keys])
     return buf.getvalue()
 

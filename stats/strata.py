@@ -1,5 +1,5 @@
 """Paired tests over strata (languages): pooled McNemar, homogeneity across strata, and
-cluster-adjusted McNemar tests for items that recur across strata (research/stats.md §1.7).
+cluster-adjusted McNemar tests for items that recur across strata (docs/statistics.md §6).
 """
 
 from __future__ import annotations

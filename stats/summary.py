@@ -8,11 +8,12 @@ survive the multiplicity correction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import pandas as pd
 
 from stats.analysis import cell_label
-from stats.intervals import wilson
+from stats.intervals import Interval, wilson
 from stats.report import ReportTable
 
 
@@ -40,6 +41,14 @@ def _options(sub: pd.DataFrame) -> str:
     return str(ks[0]) if len(ks) == 1 else f"{ks[0]}–{ks[-1]}"
 
 
+class _RunAccuracy(NamedTuple):
+    run: str
+    dense: bool
+    open: float
+    mc: Interval
+    at_chance: bool
+
+
 def accuracy_findings(df: pd.DataFrame, level: float) -> list[str]:
     """Per model: dense open / MC accuracy against chance, then the range over its pruned runs."""
     lines = []
@@ -49,30 +58,31 @@ def accuracy_findings(df: pd.DataFrame, level: float) -> list[str]:
         for run_id, r in sub.groupby("run_id", observed=True, sort=True):
             mc = wilson(int(r["mc_correct"].sum()), len(r), level)
             runs.append(
-                {
-                    "run": str(run_id),
-                    "dense": str(r["method"].iloc[0]) == "dense",
-                    "open": float(r["open_correct"].mean()),
-                    "mc": mc,
-                    "at_chance": chance is not None and mc.lower <= chance <= mc.upper,
-                }
+                _RunAccuracy(
+                    run=str(run_id),
+                    dense=str(r["method"].iloc[0]) == "dense",
+                    open=float(r["open_correct"].mean()),
+                    mc=mc,
+                    at_chance=chance is not None and mc.lower <= chance <= mc.upper,
+                )
             )
         ref = "" if chance is None else f"; chance with {_options(sub)} options: {_pct(chance)}"
-        for r in (r for r in runs if r["dense"]):
-            lines.append(
-                f"{model}, {r['run']} (dense): open generation {_pct(r['open'])}, multiple choice "
-                f"{_pct(r['mc'].estimate)} ({100 * level:g}% Wilson CI {_pct(r['mc'].lower)}–"
-                f"{_pct(r['mc'].upper)}{ref})."
-            )
-        pruned = [r for r in runs if not r["dense"]]
+        for run in runs:
+            if run.dense:
+                lines.append(
+                    f"{model}, {run.run} (dense): open generation {_pct(run.open)}, multiple choice "
+                    f"{_pct(run.mc.estimate)} ({100 * level:g}% Wilson CI {_pct(run.mc.lower)}–"
+                    f"{_pct(run.mc.upper)}{ref})."
+                )
+        pruned = [run for run in runs if not run.dense]
         if pruned:
             text = (
                 f"{model}, {len(pruned)} pruned run{'s' if len(pruned) > 1 else ''}: open generation "
-                f"{_span([r['open'] for r in pruned])}, "
-                f"multiple choice {_span([r['mc'].estimate for r in pruned])}"
+                f"{_span([run.open for run in pruned])}, "
+                f"multiple choice {_span([run.mc.estimate for run in pruned])}"
             )
             if chance is not None:
-                n_at = sum(r["at_chance"] for r in pruned)
+                n_at = sum(run.at_chance for run in pruned)
                 text += f"; the MC accuracy's {100 * level:g}% CI contains the chance rate in {n_at} of {len(pruned)}"
             lines.append(text + ".")
     return lines
@@ -109,9 +119,14 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
 def findings(
     df: pd.DataFrame, tables: Sequence[ReportTable], by: Sequence[str], level: float, adjust: str = "holm"
 ) -> list[str]:
-    """The summary lines: accuracy findings, then the recognition-only test's (if it was run)."""
+    """The summary lines: accuracy findings, the recognition-only test's (if it was run), the matching rules'."""
+    from stats.robustness import matching_findings
+
     lines = accuracy_findings(df, level)
     rec = next((t for t in tables if t.key == "mcnemar-recognition"), None)
     if rec is not None:
         lines += recognition_findings(rec, by, level, adjust)
+    rob = next((t for t in tables if t.key == "robustness-matching"), None)
+    if rob is not None:
+        lines += matching_findings(rob)
     return lines

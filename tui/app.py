@@ -299,13 +299,14 @@ class PrunescopeApp(App[None]):
     def item_records(self, uid: str) -> tuple[list[tuple[str, float, dict[str, Any]]], list[str]]:
         """(run name, sparsity, full outcome record) of every run that has `uid`, reference runs first."""
         out, problems = [], []
-        assert self.study is not None
+        study = self.study
+        assert study is not None
         order = sorted(
-            range(len(self.study.runs)),
-            key=lambda r: (self.study.reference[r] != NO_REF, self.study.runs[r].sparsity, r),
+            range(len(study.runs)),
+            key=lambda r: (study.reference[r] != NO_REF, study.runs[r].sparsity, r),
         )
         for r in order:
-            run = self.study.runs[r]
+            run = study.runs[r]
             row = run.row_of.get(uid)
             if row is None:
                 continue
@@ -346,22 +347,19 @@ class PrunescopeApp(App[None]):
         self.push_screen(ItemScreen(index))
 
     def action_goto(self, n: int) -> None:
-        if n == 3 and (self.items_state.current is None or self.study is None):
+        current = self.items_state.current
+        if n == 3 and (current is None or self.study is None):
             self.notify("no item chosen yet: pick one in Items (2) and press enter", timeout=3)
             return
         self._to_base()
         if n in (2, 3):
             self.push_screen(ItemsScreen())
-        if n == 3:
-            self.push_screen(ItemScreen(self.items_state.current))
+        if n == 3 and current is not None:
+            self.push_screen(ItemScreen(current))
         elif n == 4:
             self.push_screen(SignificanceScreen())
         elif n == 5:
             self.push_screen(RunInfoScreen())
-
-    def action_back(self) -> None:
-        if len(self.screen_stack) > 1:
-            self.pop_screen()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.screen))

@@ -52,6 +52,7 @@ class RunIndex:
     hashes: list[str] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
     open_ok: list[bool] = field(default_factory=list)
+    shown_ok: list[int] = field(default_factory=list)  # 1 right, 0 wrong, -1 no candidate-shown generation
     mc_ok: list[bool] = field(default_factory=list)
     categories: list[int] = field(default_factory=list)
     open_text: list[str] = field(default_factory=list)
@@ -97,6 +98,11 @@ class RunIndex:
     def __len__(self) -> int:
         return len(self.uids)
 
+    def shown_correct(self, row: int) -> bool | None:
+        """Whether line `row`'s candidate-shown generation was right (None: the line has none)."""
+        code = self.shown_ok[row]
+        return None if code < 0 else bool(code)
+
     def read_line(self, row: int) -> dict[str, Any]:
         """The full outcome record of line `row` (read back from disk by byte offset)."""
         with open(self.path / OUTCOMES, "rb") as f:
@@ -109,8 +115,9 @@ class RunIndex:
         if uid in self.row_of:
             self.problems.append(f"{self.path / OUTCOMES}: item {uid!r} has more than one outcome line; first kept")
             return
-        opened = rec.get("open") if isinstance(rec.get("open"), dict) else {}
-        mc = rec.get("mc") if isinstance(rec.get("mc"), dict) else {}
+        opened, shown, mc = rec.get("open"), rec.get("shown"), rec.get("mc")
+        opened = opened if isinstance(opened, dict) else {}
+        mc = mc if isinstance(mc, dict) else {}
         self.row_of[uid] = len(self.uids)
         self.offsets.append(offset)
         self.uids.append(uid)
@@ -118,6 +125,7 @@ class RunIndex:
         self.languages.append(str(rec.get("language")))
         o, m = bool(opened.get("correct")), bool(mc.get("correct"))
         self.open_ok.append(o)
+        self.shown_ok.append(int(bool(shown.get("correct"))) if isinstance(shown, dict) else -1)
         self.mc_ok.append(m)
         self.categories.append(_cat_code(o, m))
         self.open_text.append(str(opened.get("text", "")))
@@ -184,6 +192,7 @@ def _arrow_schema():
             ("content_hash", pa.string()),
             ("language", pa.string()),
             ("open", pa.struct([("correct", pa.bool_()), ("text", pa.string())])),
+            ("shown", pa.struct([("correct", pa.bool_())])),
             ("mc", pa.struct([("correct", pa.bool_())])),
         ]
     )
@@ -248,12 +257,16 @@ def _fast_index(run: RunIndex, data: bytes, end: int) -> bool:
     m = np.asarray(
         table.column("mc").combine_chunks().field("correct").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool
     )
+    shown = table.column("shown").combine_chunks()
+    s = np.asarray(shown.field("correct").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    s_present = np.asarray(shown.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     run.offsets = starts.tolist()
     run.n_lines = len(starts)
     run.uids = uids
     run.hashes = [str(h) for h in table.column("content_hash").to_pylist()]
     run.languages = [str(x) for x in table.column("language").to_pylist()]
     run.open_ok = o.tolist()
+    run.shown_ok = np.where(s_present, s, -1).tolist()
     run.mc_ok = m.tolist()
     run.categories = np.where(o & m, 0, np.where(m, 1, np.where(o, 2, 3))).tolist()
     run.open_text = [t if t is not None else "" for t in opened.field("text").to_pylist()]
@@ -331,8 +344,9 @@ class Study:
         self.counts = self._count()
 
     def cell_counts(self) -> dict[tuple[int, str | None], dict[str, float]]:
-        """Per (run, language) and per (run, None) for all languages: n, open and MC accuracy,
-        recognition-only rate (computed by `rebuild`, in the loading thread)."""
+        """Per (run, language) and per (run, None) for all languages: n, open, candidate-shown and MC
+        accuracy, recognition-only rate (computed by `rebuild`, in the loading thread). Shown accuracy is
+        over the items that have a candidate-shown generation (NaN when none has)."""
         return self.counts
 
     def _count(self) -> dict[tuple[int, str | None], dict[str, float]]:
@@ -344,17 +358,24 @@ class Study:
                 continue
             langs = np.fromiter((code[x] for x in run.languages), dtype=np.int64, count=len(run))
             o, m = np.asarray(run.open_ok, dtype=bool), np.asarray(run.mc_ok, dtype=bool)
+            s = np.asarray(run.shown_ok, dtype=np.int8)
             n = np.bincount(langs, minlength=k)
             sums = {
                 "open": np.bincount(langs, o, k),
+                "shown": np.bincount(langs, s == 1, k),
                 "mc": np.bincount(langs, m, k),
                 "recog": np.bincount(langs, m & ~o, k),
             }
+            over = dict.fromkeys(sums, n) | {"shown": np.bincount(langs, s >= 0, k)}
             for i, lang in enumerate(self.languages):
                 if n[i]:
-                    out[(r, lang)] = {"n": int(n[i]), **{key: float(v[i] / n[i]) for key, v in sums.items()}}
-            out[(r, None)] = {"n": len(run), **{key: float(v.sum() / len(run)) for key, v in sums.items()}}
+                    out[(r, lang)] = {"n": int(n[i]), **{key: _rate(v[i], over[key][i]) for key, v in sums.items()}}
+            out[(r, None)] = {"n": len(run), **{key: _rate(v.sum(), over[key].sum()) for key, v in sums.items()}}
         return out
+
+
+def _rate(count: float, n: float) -> float:
+    return float(count / n) if n else float("nan")
 
 
 def choose_references(runs: Sequence[RunIndex], direct_pair: bool, problems: list[str]) -> list[int]:

@@ -120,6 +120,15 @@ def options_table(item: dict[str, Any] | None, records: Sequence[tuple[str, dict
     return table
 
 
+def match_label(match: dict[str, Any]) -> str:
+    """'contains: K' (credited), 'K, denied: loop' (found, a guard refused credit) or '–'."""
+    if match.get("rule") not in (None, "none"):
+        return f"{match.get('rule')}: {match.get('alias')}"
+    if match.get("guards"):
+        return f"{match.get('alias')}, denied: {', '.join(map(str, match['guards']))}"
+    return "–"
+
+
 def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
     """Each run's open and candidate-shown outputs, what matched, the MC choice and the category."""
     table = Table(title="Outputs of each run", title_justify="left")
@@ -138,8 +147,7 @@ def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
         op = rec.get("open") or {}
         sh = rec.get("shown") or {}
         mc = rec.get("mc") or {}
-        match = op.get("match") or {}
-        matched = "–" if match.get("rule") in (None, "none") else f"{match.get('rule')}: {match.get('alias')}"
+        matched = match_label(op.get("match") or {})
         table.add_row(
             _t(name, 40),
             _t(op.get("text"), 600),

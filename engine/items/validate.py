@@ -25,14 +25,20 @@ class RowError(ValueError):
     """One problem of one row (collected, then raised together as a UserError)."""
 
 
-def _text(row: Mapping[str, Any], key: str, required: bool) -> str | None:
+def _text(row: Mapping[str, Any], key: str) -> str | None:
+    """An optional string field (None when missing or blank)."""
     value = row.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise RowError(f"field '{key}' is missing or empty")
         return None
     if not isinstance(value, str):
         raise RowError(f"field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _required_text(row: Mapping[str, Any], key: str) -> str:
+    value = _text(row, key)
+    if value is None:
+        raise RowError(f"field '{key}' is missing or empty")
     return value
 
 
@@ -67,24 +73,24 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
     unknown = sorted(set(row) - INPUT_FIELDS)
     if unknown and strict:
         raise RowError(f"unknown field(s) {', '.join(unknown)} (strict mode)")
-    language = _text(row, "language", True)
+    language = _required_text(row, "language")
     if not _LANG_RE.match(language):
         raise RowError(f"language {language!r} is not a code like 'en' or 'zh-TW'")
-    question = _text(row, "question", True)
-    context = _text(row, "context", False)
+    question = _required_text(row, "question")
+    context = _text(row, "context")
     options = _str_list(row, "options")
     problem = options_problem(options, language)
     if problem:
         raise RowError(problem)
-    answer = _text(row, "answer", False)
+    answer = _text(row, "answer")
     gold_index = row.get("gold_index")
     if gold_index is not None and (isinstance(gold_index, bool) or not isinstance(gold_index, int)):
         raise RowError(f"gold_index must be an integer, got {gold_index!r}")
     if gold_index is not None and not 0 <= gold_index < len(options):
         raise RowError(f"gold_index {gold_index} is out of range for {len(options)} options")
-    if answer is None and gold_index is None:
-        raise RowError("missing gold: neither 'answer' nor 'gold_index' is given")
     if answer is None:
+        if gold_index is None:
+            raise RowError("missing gold: neither 'answer' nor 'gold_index' is given")
         answer = options[gold_index]
     norm_answer = normalize(answer, language)
     if gold_index is None:
@@ -108,7 +114,7 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
         }
     if not isinstance(source, Mapping):
         raise RowError("field 'source' must be an object")
-    item_uid = _text(row, "item_uid", False) or make_uid(
+    item_uid = _text(row, "item_uid") or make_uid(
         str(source.get("dataset", dataset)),
         source.get("config"),
         str(source.get("split", "local")),

@@ -17,7 +17,8 @@ import torch
 
 from engine.config import MC_RULES, ProtocolConfig
 from engine.errors import UserError
-from engine.matching import match_answer
+from engine.grading import demotion, generation_fields, is_correct, scoring_of
+from engine.matching import AnswerKey
 from engine.models import LoadedModel
 from engine.prompts import LETTERS, PromptBuilder, check_item
 from engine.protocol import generation as gen
@@ -42,6 +43,10 @@ def check_config(config: ProtocolConfig) -> None:
         raise UserError(f"protocol.probes: {config.probes!r} is not one of failed, all, none")
     if config.batch_size < 1 or config.max_new_tokens < 1:
         raise UserError("protocol: batch_size and max_new_tokens must be at least 1")
+    try:
+        scoring_of(config)
+    except UserError as exc:
+        raise UserError(f"protocol.{exc}") from None
 
 
 def plan_batches(loaded: LoadedModel, items: Sequence[dict[str, Any]], config: ProtocolConfig) -> list[list[dict]]:
@@ -91,25 +96,17 @@ def pick_example(item: dict[str, Any], pool: dict[str, list[dict]], seed: int) -
     return min(cands, key=lambda c: hashlib.sha256((key + c["item_uid"]).encode()).hexdigest())
 
 
-def _golds(item: dict[str, Any]) -> list[str]:
-    return [item["answer"], *[a for a in item.get("aliases", []) if a != item["answer"]]]
-
-
 def _generation_record(g: gen.Generation, item: dict[str, Any], config: ProtocolConfig) -> dict[str, Any]:
-    m = match_answer(g.text, _golds(item), item["language"], config.containment)
     return {
         "text": g.text,
-        "correct": bool(m.correct),
-        "match": m.to_dict(),
-        "em": float(m.em),
-        "f1": float(m.f1),
+        **generation_fields(g.text, AnswerKey.from_item(item), scoring_of(config)),
         "n_new_tokens": len(g.new_ids),
         "stop": g.stop,
     }
 
 
 def _correct(text: str, item: dict[str, Any], config: ProtocolConfig) -> bool:
-    return bool(match_answer(text, _golds(item), item["language"], config.containment).correct)
+    return is_correct(text, AnswerKey.from_item(item), scoring_of(config))
 
 
 def _argmax(values: Sequence[float]) -> int:
@@ -185,14 +182,15 @@ def _evaluate(
         for i, pr in zip(todo, _probes(backend, builder, batch, todo, config, pool)):
             records[i]["probes"] = pr
     for r in records:
-        r["demotion"] = _demotion(r, config)
+        r["demotion"] = demotion(r, config.demotion_max_rank)
     return records
 
 
 def _mc_record(
     item: dict[str, Any], opts: list[TokenScores], letter: dict[str, Any] | None, config: ProtocolConfig
 ) -> dict[str, Any]:
-    options, scores = [], {k: [] for k in SCORE_RULES}
+    options: list[dict[str, Any]] = []
+    scores: dict[str, list[float]] = {k: [] for k in SCORE_RULES}
     for text, s in zip(item["options"], opts):
         ll = s.total
         n_tok, n_chr, n_byt = len(s.token_ids), len(text), len(text.encode("utf-8"))
@@ -284,21 +282,3 @@ def _probes(
                 "correct": _correct(shot.text, it, config),
             }
     return out
-
-
-def recovered(probes: dict[str, Any] | None) -> bool:
-    """Did any probe produce the gold answer?"""
-    if not probes:
-        return False
-    return bool(
-        probes.get("beam", {}).get("hit_any")
-        or probes.get("sampling", {}).get("hits")
-        or probes.get("one_shot", {}).get("correct")
-    )
-
-
-def _demotion(record: dict[str, Any], config: ProtocolConfig) -> str | None:
-    if record["open"]["correct"]:
-        return None
-    near = record["gold_trace"]["first_token_rank"] <= config.demotion_max_rank
-    return "demoted" if near or recovered(record["probes"]) else "erased"

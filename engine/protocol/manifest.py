@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.config import ProtocolConfig
+from engine.grading import demotion_rule, scoring_of
 from engine.models import LoadedModel
 from engine.prompts import CHAT_DELIMITER, PLAIN_DELIMITER, TEMPLATES, template_hashes, wants_chat
 from engine.protocol.generation import END_OF_TURN, stop_token_ids
@@ -104,15 +105,6 @@ def protocol_manifest(loaded: LoadedModel, config: ProtocolConfig) -> dict[str, 
             if config.one_shot
             else None,
         },
-        "matching": {
-            "function": "engine.matching.match_answer",
-            "containment": config.containment,
-            "golds": "answer, then aliases in order",
-        },
-        "demotion_rule": {
-            "applies_to": "items whose open generation failed",
-            "demoted": f"gold first-token rank <= {config.demotion_max_rank}, or any probe recovered the gold",
-            "erased": "otherwise",
-            "max_rank": config.demotion_max_rank,
-        },
+        "matching": scoring_of(config).to_dict(),
+        "demotion_rule": demotion_rule(config.demotion_max_rank),
     }

@@ -66,12 +66,12 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
 
 def forward(model: Any, cache: Any, **kwargs: Any) -> Any:
     """model(...) with `cache` passed under the keyword this transformers version uses."""
-    key = _cache_keyword(type(model))
+    key = _cache_keyword(model.__class__)
     return model(**kwargs, **{key: cache}, use_cache=True)
 
 
 @functools.cache
-def _cache_keyword(cls: type) -> str:
+def _cache_keyword(cls: type[torch.nn.Module]) -> str:
     params = inspect.signature(cls.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
@@ -100,7 +100,9 @@ def cache_is_selectable(cache: Any) -> bool:
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+    if not layers:
+        return False
+    return all(type(layer) is DynamicLayer for layer in layers)
 
 
 def select_cache_rows(cache: Any, rows: torch.Tensor) -> Any:
@@ -129,14 +131,15 @@ def score_continuations(
     """Score each (prompt index, continuation ids) from the prompt's cached pass."""
     if not cache_is_selectable(state.cache):
         raise TypeError("cache layout does not allow row selection; use score_full")
-    results: list[TokenScores | None] = [None] * len(rows)
     device = state.last_logits.device
     # first tokens: from the prompts' last logits
     firsts = torch.tensor([cont[0] for _, cont in rows], dtype=torch.long, device=device)
     owners = torch.tensor([p for p, _ in rows], dtype=torch.long, device=device)
     first_lp, first_rank = token_scores(state.last_logits[owners], firsts)
-    for r, (_, cont) in enumerate(rows):
-        results[r] = TokenScores([int(t) for t in cont], [float(first_lp[r])], [int(first_rank[r])])
+    results = [
+        TokenScores([int(t) for t in cont], [float(first_lp[r])], [int(first_rank[r])])
+        for r, (_, cont) in enumerate(rows)
+    ]
     longer = [r for r, (_, cont) in enumerate(rows) if len(cont) > 1]
     for start in range(0, len(longer), ROW_CHUNK):
         chunk = longer[start : start + ROW_CHUNK]
@@ -161,7 +164,7 @@ def score_continuations(
             lp, rk = token_scores(logits[i, :n], torch.tensor(list(cont[1:]), dtype=torch.long, device=device))
             results[r].logprobs.extend(float(x) for x in lp)
             results[r].ranks.extend(int(x) for x in rk)
-    return [r for r in results if r is not None]
+    return results
 
 
 def score_full(

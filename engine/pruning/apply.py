@@ -15,6 +15,7 @@ from engine.errors import UserError
 from engine.pruning import cache as pcache
 from engine.pruning.calibration import load_calibration
 from engine.pruning.driver import METHODS, PruneSettings, prune_layers
+from engine.terminal import StepProgress
 
 DRIVER_VERSION = "1"
 
@@ -92,7 +93,7 @@ def prune_model(
     condition: Condition,
     device: str = "cpu",
     cache_dir: Path | None = None,
-    progress: bool = True,
+    progress: StepProgress | None = None,
     batch_size: int = 8,
     model_id: str | None = None,
     revision: str | None = None,
@@ -100,14 +101,15 @@ def prune_model(
     """Prune ``model`` in place per ``condition``; return the pruning report (for the manifest).
 
     With ``cache_dir``, a previous result for the same model weights, condition and calibration ids
-    is loaded instead of pruning again (``report["cache"]["hit"]``).
+    is loaded instead of pruning again (``report["cache"]["hit"]``). ``progress(layers done, layers)``
+    follows the pruning.
     """
     if condition.method == "dense":
         raise UserError("condition method 'dense' is not a pruning method")
     t0 = time.perf_counter()
     settings = settings_for(condition, batch_size=batch_size)
     calib = None
-    if settings.method != "magnitude":
+    if condition.uses_calibration:
         spec = condition.calibration or CalibrationSpec()
         vocab = getattr(getattr(model, "config", None), "vocab_size", None)
         calib = load_calibration(spec, tokenizer, vocab_size=vocab)

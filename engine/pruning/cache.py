@@ -34,7 +34,7 @@ def default_cache_dir() -> Path:
 def weights_fingerprint(model: nn.Module) -> str:
     """sha256 over every parameter and buffer (name, dtype, shape, bytes), in name order."""
     h = hashlib.sha256()
-    tensors = dict(model.named_parameters())
+    tensors: dict[str, torch.Tensor] = dict(model.named_parameters())
     tensors.update(dict(model.named_buffers()))
     for name in sorted(tensors):
         t = tensors[name].detach()

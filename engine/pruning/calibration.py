@@ -1,7 +1,7 @@
 """Calibration token ids for pruning: local JSONL(.gz) / text / pre-tokenized files, the bundled
 multilingual text, or a Hugging Face dataset, sampled exactly like the reference C4 sampler.
 
-The reference sampler (`get_c4` in the Wanda and SparseGPT repositories, research/pruning.md §1.1):
+The reference sampler (`get_c4` in the Wanda and SparseGPT repositories, docs/pruning.md §8):
 ``random.seed(seed)``; per sample, draw a document index with ``randint(0, len-1)`` until the
 tokenized document is longer than ``seqlen``, then draw ``start = randint(0, ntok - seqlen - 1)`` and
 take ``ids[start:start+seqlen]``. ``random.Random(seed)`` yields the same draws as the global seed.
@@ -172,6 +172,7 @@ def load_token_file(path: Path, nsamples: int, seqlen: int) -> torch.Tensor:
     """Pre-tokenized ids (.npy / .pt with weights_only / .safetensors): the first ``nsamples`` rows of a
     2-D ``(rows, seqlen)`` integer array."""
     name = path.name.lower()
+    arr: object  # checked to be an integer tensor below
     try:
         if name.endswith(".npy"):
             arr = torch.from_numpy(np.load(path, allow_pickle=False))

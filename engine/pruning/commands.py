@@ -75,11 +75,12 @@ def _threads(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def prune_command(args: argparse.Namespace) -> int:
-    from engine.config import CalibrationSpec, Condition, ModelSpec
+    from engine.config import CALIBRATED_METHODS, CalibrationSpec, Condition, ModelSpec
     from engine.models import check_model_source, load_model, resolve_device
     from engine.preflight import check_calibration_source, check_out_dir
     from engine.pruning.apply import prune_model
     from engine.pruning.cache import default_cache_dir
+    from engine.terminal import layer_progress
 
     if args.nsamples < 1 or args.seqlen < 2 or args.batch_size < 1:
         raise UserError(
@@ -90,7 +91,7 @@ def prune_command(args: argparse.Namespace) -> int:
     check_out_dir(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: folder exists and is not empty")
-    if args.method != "magnitude":
+    if args.method in CALIBRATED_METHODS:
         check_calibration_source(args.calibration, "--calibration")
     sparsity = args.sparsity if args.sparsity is not None else (0.0 if args.pattern != "unstructured" else 0.5)
     condition = Condition(
@@ -110,17 +111,18 @@ def prune_command(args: argparse.Namespace) -> int:
     threads = _threads(args)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    report = prune_model(
-        loaded.model,
-        loaded.tokenizer,
-        condition,
-        device=device,
-        cache_dir=cache_dir,
-        progress=True,
-        batch_size=args.batch_size,
-        model_id=loaded.info.get("id"),
-        revision=loaded.info.get("revision"),
-    )
+    with layer_progress(f"pruning {args.method}") as progress:
+        report = prune_model(
+            loaded.model,
+            loaded.tokenizer,
+            condition,
+            device=device,
+            cache_dir=cache_dir,
+            progress=progress,
+            batch_size=args.batch_size,
+            model_id=loaded.info.get("id"),
+            revision=loaded.info.get("revision"),
+        )
     report["model"] = loaded.info
     report["threads"] = threads
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The layer-wise pruning driver: walks a transformers causal LM's decoder layers one at a time.
 
-Order of operations (research/pruning.md §1.1, §2.1, §6.2), batched instead of batch 1:
+Order of operations (docs/pruning.md §6), batched instead of batch 1:
 
 1. Capture: every decoder layer is swapped for a recorder; one forward of the model per calibration
    batch stores layer 0's input hidden states and, for every layer, the positional and keyword
@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from torch import nn
 
+from engine.config import CALIBRATED_METHODS
 from engine.errors import UserError
+from engine.terminal import StepProgress
+
+if TYPE_CHECKING:
+    from engine.pruning.sparsegpt import HessianFactor
 
 LAYER_PATHS = (
     "model.layers",
@@ -57,7 +61,7 @@ def _conv1d_type() -> type | None:
 
 
 CONV1D = _conv1d_type()
-PRUNABLE_TYPES: tuple[type, ...] = (nn.Linear,) + ((CONV1D,) if CONV1D else ())
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear,) + ((CONV1D,) if CONV1D else ())
 
 
 class _StopForward(Exception):
@@ -108,26 +112,36 @@ def is_conv1d(mod: nn.Module) -> bool:
     return CONV1D is not None and isinstance(mod, CONV1D)
 
 
+def module_weight(mod: nn.Module) -> torch.Tensor:
+    """The weight of a Linear or Conv1D module (typed: nn.Module's attributes are not)."""
+    w = mod.weight
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"{type(mod).__name__}.weight is not a tensor")
+    return w
+
+
 def weight_out_in(mod: nn.Module) -> torch.Tensor:
     """A fp32 copy of the module's weight in (out, in) layout (Conv1D stores (in, out))."""
-    w = mod.weight.data
+    w = module_weight(mod).data
     return (w.t() if is_conv1d(mod) else w).to(torch.float32).clone()
 
 
 def write_weight(mod: nn.Module, w_out_in: torch.Tensor) -> None:
     """Write an (out, in) weight back into the module in its own layout and dtype."""
     w = w_out_in.t() if is_conv1d(mod) else w_out_in
-    mod.weight.data.copy_(w.to(mod.weight.dtype))
+    weight = module_weight(mod)
+    weight.data.copy_(w.to(weight.dtype))
 
 
 def zero_masked(mod: nn.Module, mask_out_in: torch.Tensor) -> None:
     mask = mask_out_in.t() if is_conv1d(mod) else mask_out_in
-    mod.weight.data.masked_fill_(mask.to(mod.weight.device), 0)
+    weight = module_weight(mod)
+    weight.data.masked_fill_(mask.to(weight.device), 0)
 
 
 def pruned_mask(mod: nn.Module) -> torch.Tensor:
     """Zeros of the module's weight as an (out, in) bool mask (True = pruned)."""
-    w = mod.weight.data
+    w = module_weight(mod).data
     return (w.t() if is_conv1d(mod) else w) == 0
 
 
@@ -189,7 +203,7 @@ class StatsCollector:
         self.kind = kind
         self.device = device
         self.groups: list[list[str]] = []
-        self.stats: list[RowNormStat | HessianStat] = []
+        self.stats: list[RowNormStat | HessianStat | None] = []  # the driver drops each one once used
         self.group_of: dict[str, int] = {}
         self._seen: list[tuple[torch.Tensor, int]] = []
         self._first = True
@@ -220,7 +234,9 @@ class StatsCollector:
                         raise RuntimeError(f"module {name} changed its input group between batches")
                     return
             self._seen.append((x, g))
-            self.stats[g].add(x, self.batch_sequences)
+            stat = self.stats[g]
+            assert stat is not None, "statistics are collected before the driver uses them"
+            stat.add(x, self.batch_sequences)
 
         return hook
 
@@ -400,7 +416,12 @@ class PruneSettings:
 class _DeadFactor:
     """A shared SparseGPT factor whose Hessian was all zero (reported per module)."""
 
-    factor: Any
+    factor: HessianFactor
+
+
+# What a module is pruned with: nothing (magnitude), Wanda's row norms or SparseGPT's Hessian
+# statistic, a Hessian factor shared by an input group, or such a factor of an all-zero Hessian.
+PruneStat: TypeAlias = "torch.Tensor | HessianFactor | _DeadFactor | None"
 
 
 @dataclass
@@ -431,20 +452,16 @@ class DriverResult:
     layers_path: str
 
 
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def prune_layers(
     model: nn.Module,
     settings: PruneSettings,
     ids: torch.Tensor | None,
     device: str | torch.device = "cpu",
-    progress: bool = False,
+    progress: StepProgress | None = None,
 ) -> DriverResult:
     """Prune every decoder layer of ``model`` in place; ``ids`` (nsamples, seqlen) is the calibration
-    set (unused by magnitude). Returns per-module records and timings."""
+    set (unused by magnitude). ``progress(layers done, layers)`` is called before the calibration
+    capture and after each layer. Returns per-module records and timings."""
     from engine.pruning import algorithms as alg
 
     device = torch.device(device)
@@ -460,13 +477,16 @@ def prune_layers(
     targets = [prunable_modules(layer) for layer in layers]
     for i, mods in enumerate(targets):
         for name, mod in mods.items():
-            cols = mod.weight.shape[0] if is_conv1d(mod) else mod.weight.shape[1]
+            shape = module_weight(mod).shape
+            cols = shape[0] if is_conv1d(mod) else shape[1]
             alg.check_sparsity_args(settings.sparsity, settings.nm, in_features=cols, name=f"{path}.{i}.{name}")
     timings = {"capture_s": 0.0, "statistics_s": 0.0, "prune_s": 0.0, "propagate_s": 0.0}
     records: dict[str, ModuleRecord] = {}
-    needs_data = settings.method != "magnitude"
+    needs_data = settings.method in CALIBRATED_METHODS
     captured: Captured | None = None
     hidden: list[torch.Tensor] = []
+    if progress:
+        progress(0, len(layers))
     if needs_data:
         if ids is None:
             raise UserError(f"{settings.method} needs calibration data")
@@ -476,12 +496,11 @@ def prune_layers(
         timings["capture_s"] = time.perf_counter() - t
     with tf32_off():
         for i, layer in enumerate(layers):
-            _log(progress, f"pruning {settings.method}: layer {i + 1}/{len(layers)}")
             home = _module_device(layer)
             layer.to(device)
             mods = targets[i]
             groups: list[list[str]]
-            stats: list[Any]
+            stats: list[RowNormStat | HessianStat | None]
             if needs_data:
                 assert captured is not None
                 t = time.perf_counter()
@@ -499,14 +518,15 @@ def prune_layers(
                 groups, stats = [[n] for n in mods], [None] * len(mods)
             t = time.perf_counter()
             for g, names in enumerate(groups):
-                stat = stats[g].value() if stats[g] is not None else None
-                if stat is not None and settings.method == "sparsegpt":
+                collected = stats[g]
+                value = collected.value() if collected is not None else None
+                stat: PruneStat = value
+                if value is not None and settings.method == "sparsegpt":
                     # one damped Cholesky factor of H^-1 per input group (q/k/v, gate/up)
-                    dead_all = not bool(stat.diagonal().any())
-                    stat = alg.factor_hessian(stat, settings.percdamp, name=f"{path}.{i}.{names[0]}")
+                    dead_all = not bool(value.diagonal().any())
+                    factor = alg.factor_hessian(value, settings.percdamp, name=f"{path}.{i}.{names[0]}")
                     stats[g] = None
-                    if dead_all:
-                        stat = _DeadFactor(stat)
+                    stat = _DeadFactor(factor) if dead_all else factor
                 for name in names:
                     full = f"{path}.{i}.{name}"
                     records[full] = _prune_module(alg, mods[name], full, f"{path}.{i}.{names[0]}", stat, settings)
@@ -518,12 +538,12 @@ def prune_layers(
                 timings["propagate_s"] += time.perf_counter() - t
             layer.to(home)
             del stats
+            if progress:
+                progress(i + 1, len(layers))
     return DriverResult(modules=records, timings=timings, n_layers=len(layers), layers_path=path)
 
 
-def _prune_module(
-    alg: Any, mod: nn.Module, full: str, group: str, stat: torch.Tensor | None, s: PruneSettings
-) -> ModuleRecord:
+def _prune_module(alg: Any, mod: nn.Module, full: str, group: str, stat: PruneStat, s: PruneSettings) -> ModuleRecord:
     t = time.perf_counter()
     w = weight_out_in(mod)
     rec = ModuleRecord(name=full, shape=list(w.shape), group=group)

@@ -1,4 +1,4 @@
-"""Magnitude pruning: the data-free baseline of the Wanda and SparseGPT papers (pruning.md §1.4)."""
+"""Magnitude pruning: the data-free baseline of the Wanda and SparseGPT papers (docs/pruning.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Perplexity on a held-out text, in the GPTQ/SparseGPT/Wanda convention (research/pruning.md §1.6):
+"""Perplexity on a held-out text, in the GPTQ/SparseGPT/Wanda convention (docs/pruning.md §9):
 the documents are joined with a blank line, tokenized once, cut into non-overlapping windows of
 ``seqlen`` tokens (the ragged tail is dropped), and ppl = exp(mean of the windows' mean NLL)."""
 

@@ -1,4 +1,4 @@
-"""SparseGPT: OBS-based mask selection and weight update in one column sweep (pruning.md §2.2-2.3).
+"""SparseGPT: OBS-based mask selection and weight update in one column sweep (docs/pruning.md §4).
 
 The Hessian is what the driver accumulates, `H = (2/N) * sum over tokens of x x^T` (any positive
 scale gives the same result: the dampening is relative and the updates use ratios).

@@ -1,4 +1,4 @@
-"""Wanda: prune by |W_ij| * ||X_j||_2, compared within each output row (pruning.md §1.2-1.3)."""
+"""Wanda: prune by |W_ij| * ||X_j||_2, compared within each output row (docs/pruning.md §3)."""
 
 from __future__ import annotations
 

@@ -67,6 +67,10 @@ def run_glmm(args: argparse.Namespace) -> int:
     else:
         for line in result.summary_lines():
             print(inert(line, max_len=None))
+        scalars = {k: v for k, v in result.diagnostics.items() if not isinstance(v, list)}
+        if scalars:
+            details = ", ".join(f"{k} {v}" for k, v in scalars.items())
+            print(inert(f"Diagnostics (differ between machines): {details}", max_len=None))
         print()
         print(inert(result.report(), max_len=None))
     return 0  # convergence and singular-fit problems are flagged in the output itself

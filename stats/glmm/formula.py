@@ -75,7 +75,9 @@ class ParsedFormula:
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on `sep` outside parentheses."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         depth += ch == "("
         depth -= ch == ")"
@@ -120,7 +122,8 @@ def _parse_random(inner: str, text: str) -> list[RandomTerm]:
     if not intercept and not slopes:
         raise UserError(f"formula: random term ({inner}) has neither intercept nor slope")
     groups = [g.strip() for g in rhs.split("/")]
-    terms, prefix = [], []
+    terms: list[RandomTerm] = []
+    prefix: list[str] = []
     for g in groups:
         parts = tuple(_var(p, set(), f"({inner})") for p in g.split(":"))
         prefix = prefix + list(parts)
@@ -219,7 +222,10 @@ class Design:
             return self
         reps = self.trials.astype(np.int64)
         ones = np.concatenate([np.r_[np.ones(int(k)), np.zeros(int(n - k))] for k, n in zip(self.y, reps)])
-        rep = lambda a: np.repeat(a, reps, axis=0)  # noqa: E731
+
+        def rep(a: np.ndarray) -> np.ndarray:
+            return np.repeat(a, reps, axis=0)
+
         return Design(
             formula=self.formula,
             y=ones,
@@ -283,7 +289,11 @@ def _response(df: pd.DataFrame, f: ParsedFormula) -> tuple[np.ndarray, np.ndarra
                 "(use cbind(successes, trials - successes) for counts)"
             )
         return y, np.ones_like(y)
-    n = numeric(f.trials) if f.trials else y + numeric(f.failures)  # type: ignore[arg-type]
+    if f.trials is not None:
+        n = numeric(f.trials)
+    else:
+        assert f.failures is not None  # a count response names trials or failures (checked above)
+        n = y + numeric(f.failures)
     if np.any(y < 0) or np.any(y > n) or np.any(y != np.round(y)) or np.any(n != np.round(n)):
         row = int(np.flatnonzero((y < 0) | (y > n) | (y != np.round(y)) | (n != np.round(n)))[0])
         raise UserError(
@@ -315,7 +325,9 @@ def build_design(df: pd.DataFrame, formula: ParsedFormula | str) -> Design:
                 raise UserError(f"factor column {v!r} has a single level ({_label(lv[0])!r}); drop it from the formula")
             factor_levels[v] = lv
 
-    present = {frozenset(t) for t in f.fixed_terms} | ({frozenset()} if f.intercept else set())
+    present: set[frozenset[str]] = {frozenset(t) for t in f.fixed_terms}
+    if f.intercept:
+        present.add(frozenset())
     cols: list[np.ndarray] = []
     names: list[str] = []
     if f.intercept:

@@ -74,10 +74,13 @@ class GlmmResult:
     n_groups: dict[str, int]
     converged: bool
     singular: bool
-    optimizer: str = ""
+    optimizer: str = ""  # the optimiser's name; how it got there goes in `diagnostics`
     effect_scale: str = "conditional (subject-specific) log-odds"
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Convergence details that differ between machines (iteration counts, optimiser messages, the
+    # unrounded optimum): never in the summary or a report, only in diagnostics.json and to_dict().
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     response_fingerprint: str = ""  # identifies the data, so an LRT refuses different data
 
     # ---- derived quantities ----
@@ -129,7 +132,13 @@ class GlmmResult:
         return "; ".join(parts)
 
     def summary_lines(self) -> list[str]:
-        """Printable summary: model, method, groups, variance components, coefficient table, flags."""
+        """Printable summary: model, method, groups, variance components, coefficient table, flags.
+
+        The lines a report keeps are machine-independent: across CPUs and BLAS kernels the optimum
+        moves by about 1e-6, so the random-effect SDs are printed to 3 decimals (as the report's
+        coefficient table), the log-likelihood, flat at the optimum, to 4, and no iteration count
+        (that is in `diagnostics`). The coefficient rows here (4 decimals) are for the terminal;
+        reports leave them out."""
         lines = [
             f"Binary mixed model: {self.formula}",
             f"Backend: {self.backend} {self.backend_version}; {self.method}",
@@ -146,7 +155,7 @@ class GlmmResult:
         if self.loglik is not None:
             lines.append(f"logLik {self.loglik:.4f} (df={self.npar}), AIC {self.aic:.4f}")
         for vc in self.variance_components:
-            sds = ", ".join(f"SD({t}) = {s:.4f}" for t, s in zip(vc.terms, vc.sd))
+            sds = ", ".join(f"SD({t}) = {s:.3f}" for t, s in zip(vc.terms, vc.sd))
             cor = f", corr = {', '.join(f'{c:.3f}' for c in vc.corr)}" if vc.corr else ""
             lines.append(f"Random effects {vc.group}: {sds}{cor}")
         for k, v in self.extra.items():
@@ -202,6 +211,7 @@ class GlmmResult:
             "singular": bool(self.singular),
             "warnings": list(self.warnings),
             "extra": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.extra.items()},
+            "diagnostics": dict(self.diagnostics),
         }
 
     def lrt(self, other: GlmmResult) -> tuple[float, int, float]:
@@ -212,13 +222,13 @@ class GlmmResult:
         """
         from scipy.stats import chi2 as chi2_dist
 
-        if self.loglik is None or other.loglik is None:
+        big, small = (self, other) if self.npar >= other.npar else (other, self)
+        if big.loglik is None or small.loglik is None:
             raise UserError(
-                f"LRT needs likelihoods; backend {self.backend if self.loglik is None else other.backend!r} has none"
+                f"LRT needs likelihoods; backend {(big if big.loglik is None else small).backend!r} has none"
             )
         if self.n_obs != other.n_obs or self.response_fingerprint != other.response_fingerprint:
             raise UserError("LRT needs both models fitted to the same rows and response")
-        big, small = (self, other) if self.npar >= other.npar else (other, self)
         df = big.npar - small.npar
         if df <= 0:
             raise UserError("LRT needs nested models with different numbers of parameters")
@@ -227,7 +237,7 @@ class GlmmResult:
             raise UserError(
                 f"models are not nested: the smaller has fixed terms the larger lacks: {', '.join(missing)}"
             )
-        stat = max(0.0, 2.0 * (big.loglik - small.loglik))  # type: ignore[operator]
+        stat = max(0.0, 2.0 * (big.loglik - small.loglik))
         return stat, df, float(chi2_dist.sf(stat, df))
 
     def report(self, term: str | None = None) -> str:

@@ -21,7 +21,7 @@ import pytest
 
 from engine.cli import main
 from engine.runfolder import ITEMS, MANIFEST, OUTCOMES, dumps_line
-from engine.synthetic import make_synthetic_study
+from tests.synthetic import make_synthetic_study
 from tests.tiny import make_tiny_model_dir
 
 GOOD_SPEC = """

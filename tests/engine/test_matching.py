@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from engine.matching import Match, clean_prediction, match_answer, normalize, token_f1, tokens
+from engine.matching import (
+    GUARDS,
+    Match,
+    Scoring,
+    clean_prediction,
+    degenerate,
+    match_answer,
+    normalize,
+    token_f1,
+    tokens,
+    words,
+)
 from engine.runfolder import load_schema
 
 
@@ -61,7 +72,7 @@ def test_simplified_and_traditional_are_not_unified():
 
 
 def test_containment_can_be_turned_off():
-    m = match_answer("The capital is Paris.", ["Paris"], "en", containment=False)
+    m = match_answer("The capital is Paris.", ["Paris"], "en", Scoring.parse("exact"))
     assert (m.correct, m.rule, m.alias) == (False, "none", None)
     assert 0 < m.f1 < 1
 
@@ -113,4 +124,61 @@ def test_to_dict_is_the_schema_match_object():
     m = match_answer("Paris", ["Paris"], "zh-TW")
     assert m.normalizer == "zh"
     jsonschema.validate(m.to_dict(), {"$defs": load_schema("outcome")["$defs"], "$ref": "#/$defs/match"})
-    assert set(m.to_dict()) == {"rule", "alias", "normalizer"}
+    assert set(m.to_dict()) == {"rule", "alias", "normalizer", "guards", "degenerate", "other_options"}
+
+
+@pytest.mark.parametrize(
+    ("text", "loop"),
+    [
+        ("Sou C M K M K M K M K M K M K", True),  # a 2-token unit, 6 copies
+        ("by by by M and M. M K M K", True),  # by×3 and (M K)×2 cover 7 of 10 tokens
+        ("Paris Paris Paris", True),
+        ("北京北京北京", True),  # characters are tokens in zh
+        ("The island is Bora Bora.", False),  # two copies of one token: reduplication, not a loop
+        ("New York City", False),
+        ("我的妈妈是老师", False),  # 妈妈: two copies of one character
+        ("Yes yes, the capital is Paris", False),  # a repeat covering less than half
+        ("", False),
+    ],
+)
+def test_degenerate(text: str, loop: bool) -> None:
+    lang = "zh" if any(ord(c) > 0x3000 for c in text) else "en"
+    assert degenerate(tokens(text, lang)) is loop
+
+
+def test_words_keep_inner_punctuation_and_split_at_scripts() -> None:
+    w = words("K-pop, (K) 钾是K. 1,300", "zh")
+    assert w.tokens == ("k", "pop", "k", "钾", "是", "k", "1", "300")
+    assert w.whole(0, 1) is False and w.whole(0, 2) and w.whole(2, 3) and w.whole(5, 6)
+    assert w.whole(7, 8) is False  # '300' inside '1,300'
+    assert tokens("l'Afrique du Sud", "fr") == ["afrique", "sud"]  # articles go before words are formed
+
+
+def test_scoring_parse_and_record() -> None:
+    assert Scoring.parse() == Scoring("contains", ("hedge", "loop", "short"), None)
+    s = Scoring.parse("f1 >= 0.5", "short,hedge")
+    assert (s.rule, s.f1_min, s.guards, s.name) == ("f1", 0.5, ("hedge", "short"), "f1>=0.5+hedge+short")
+    assert Scoring.parse("exact", "none").name == "exact" and Scoring.parse(guards="all").guards == GUARDS
+    block = s.to_dict()
+    assert block["version"] == 2 and set(block["definitions"]) == {"hedge", "short"}
+    import jsonschema
+
+    jsonschema.validate({"matching": block}, {"properties": load_schema("manifest")["properties"]})
+
+
+def test_a_guard_only_denies_what_the_rule_would_credit() -> None:
+    m = match_answer("Lyon or Marseille", ["Paris"], "en", options=["Paris", "Lyon", "Marseille"])
+    assert (m.correct, m.guards, m.alias, m.other_options) == (False, (), None, ("Lyon", "Marseille"))
+    m = match_answer("Paris or Lyon", ["Paris"], "en", Scoring.parse("contains", "none"), ["Paris", "Lyon"])
+    assert (m.correct, m.rule, m.other_options) == (True, "contains", ("Lyon",))  # recorded, not applied
+    m = match_answer("Paris", ["Paris"], "en", options=["Paris", "Lyon"])
+    assert (m.rule, m.degenerate) == ("exact", False)
+
+
+def test_f1_rule_with_guards() -> None:
+    f1 = Scoring.parse("f1>=0.5")
+    assert match_answer("New York City", ["New York"], "en", f1).rule == "f1"
+    assert match_answer("York", ["New York"], "en", f1).correct  # F1 = 2/3
+    m = match_answer("K-pop", ["K"], "en", f1)  # F1 = 2/3, but a short gold must be a whole word
+    assert (m.correct, m.guards) == (False, ("short",))
+    assert match_answer("K-pop", ["K"], "en", Scoring.parse("f1>=0.5", "none")).correct

@@ -109,4 +109,5 @@ def test_rerun_of_complete_study_does_nothing(spec, tmp_path):
     )
     assert again.returncode == 0
     assert "already complete" in again.stderr
+    assert all(f"prunescope {cmd} {out}" in again.stderr for cmd in ("validate", "stats", "tui"))
     assert ((run / OUTCOMES).read_bytes(), (run / "manifest.json").read_bytes()) == before

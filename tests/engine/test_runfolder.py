@@ -16,7 +16,7 @@ from engine.runfolder import (
     validate_run,
     write_json_atomic,
 )
-from engine.synthetic import make_synthetic_study
+from tests.synthetic import make_synthetic_study
 
 
 def test_category_covers_the_2x2():

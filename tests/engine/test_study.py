@@ -70,6 +70,8 @@ def test_overrides_replace_keys(tmp_path):
         ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N < M"),
         ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be an integer"),
         ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be one of 'failed', 'all', 'none'"),
+        ("[[models]]\nid='demo'\n[protocol]\nguards = ['hedge', 'loops']\n", r"\[protocol\]\.guards: unknown 'loops'"),
+        ("[[models]]\nid='demo'\n[protocol]\nguards = 3\n", r"\[protocol\]\.guards: expected a list"),
         ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
         ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
         ("[[models]\nid='demo'\n", "invalid TOML"),
@@ -80,6 +82,14 @@ def test_bad_specs_name_the_key(tmp_path, text, message):
     with pytest.raises(UserError, match=message) as info:
         parse_study(path)
     assert str(path) in str(info.value)
+
+
+def test_guards_default_to_all_and_are_read_in_canonical_order(tmp_path):
+    assert parse_study(_spec(tmp_path, GOOD)).protocol.guards == ("hedge", "loop", "short")
+    study = parse_study(_spec(tmp_path, GOOD + "[protocol]\nguards = ['short', 'hedge']\n"))
+    assert study.protocol.guards == ("hedge", "short")
+    assert parse_study(_spec(tmp_path, GOOD + "[protocol]\nguards = []\n")).protocol.guards == ()
+    assert study.protocol.to_dict()["guards"] == ["hedge", "short"]  # JSON-equal in a resumed run's identity
 
 
 def test_missing_spec_file(tmp_path):
@@ -110,3 +120,26 @@ def test_cli_stops_quietly_when_the_reader_goes_away():
     proc.stdout.close()  # the reader is gone before the child has imported anything, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "internal error" not in err and "Traceback" not in err, err
+
+
+def test_dry_run_shows_calibration_only_where_the_method_reads_it(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["run", str(_spec(tmp_path, GOOD)), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert len(plan) == 8
+    for run_id, line in plan.items():
+        calibrated = run_id.split("__")[1].startswith(("wanda", "sparsegpt"))
+        assert ("calibration=bundled n=8×64" in line) == calibrated, line
+
+
+def test_next_steps_call_prunescope_the_way_it_was_called(tmp_path, capsys, monkeypatch):
+    from engine.commands import print_next_steps
+
+    prog = tmp_path / "venv" / "bin" / "prunescope"
+    monkeypatch.setattr("sys.argv", [str(prog)])
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    print_next_steps(Path("runs/my study"))
+    err = capsys.readouterr().err
+    assert f"{prog} stats 'runs/my study'" in err and f"{prog} tui 'runs/my study'" in err
+    assert f". {prog.parent / 'activate'}" in err

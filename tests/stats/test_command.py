@@ -13,7 +13,7 @@ import pytest
 
 from engine.cli import main
 from engine.runfolder import dumps_line, read_json, write_json_atomic
-from engine.synthetic import make_synthetic_study
+from tests.synthetic import make_synthetic_study
 
 CONDS = (
     ("dense", 0.0, "unstructured"),
@@ -58,6 +58,46 @@ def test_every_format(study: Path, capsys: pytest.CaptureFixture[str], fmt: str)
         assert keys[:2] == ["mcnemar-recognition", "mcnemar-within"] and "cochran-recognition_only" in keys
         rec = doc["tables"][0]["records"][0]
         assert 0 <= rec["p"] <= 1 and rec["n"] == 75 and any("m = 3" in n for n in doc["tables"][0]["notes"])
+
+
+@pytest.mark.parametrize(
+    ("tests", "extra", "keys"),
+    [
+        ("shown,open", [], ["mcnemar-shown", "mcnemar-open"]),
+        ("within", ["--no-glmm"], ["mcnemar-within"]),
+        (
+            "recognition",
+            ["--no-glmm"],
+            [
+                "mcnemar-recognition",
+                "mcnemar-recognition-language",
+                "languages-recognition",
+                "cochran-recognition_only",
+            ],
+        ),
+        ("open", ["--glmm-formula", "open_correct ~ condition + (1|item)"], ["mcnemar-open", "glmm"]),
+    ],
+)
+def test_the_test_selection_decides_every_table(
+    study: Path, capsys: pytest.CaptureFixture[str], tests: str, extra: list[str], keys: list[str]
+) -> None:
+    rc, out, err = _run(capsys, str(study), "--test", tests, "--format", "json", *extra)
+    assert rc == 0, err
+    assert [t["key"] for t in json.loads(out)["tables"]] == keys
+
+
+def test_piped_tables_are_not_wrapped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "s"
+    name = "HuggingFaceTB/SmolLM2-135M-Instruct-with-a-long-model-name"
+    make_synthetic_study(
+        root, n_per_language=6, languages=("en", "de"), conditions=CONDS, models=((name, 135_000_000),)
+    )
+    rc, out, err = _run(capsys, str(root), "--no-glmm")
+    assert rc == 0 and "--format csv, markdown" in err
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    # Every table opens with the model column: a wrapped cell would leave a row without the whole name.
+    assert len(rows) > 10 and all(f"│ {name} │" in row for row in rows)
+    assert max(map(len, out.splitlines())) > 250
 
 
 def test_out_dir_is_reproducible_with_figures(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """Calibration of the default GLMM's Wald test under a true null (slow tier; runs in CI).
 
-Design (stats.md §2.8): 100 items × 2 conditions × 3 languages = 600 Bernoulli rows, item SD 1.5,
+Design (docs/statistics.md §12): 100 items × 2 conditions × 3 languages = 600 Bernoulli rows, item SD 1.5,
 intercept -0.3, an item-level covariate `g` (constant within item: where approximate methods fail)
 and a within-item condition, every true effect 0. R = 200 replications; each test's rejection rate
 at α = 0.05 must lie in the 99% binomial band of Binomial(200, 0.05): 3..19 rejections (1.5%..9.5%;

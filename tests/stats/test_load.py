@@ -9,8 +9,8 @@ import pytest
 
 from engine.errors import UserError
 from engine.runfolder import dumps_line, read_json, write_json_atomic
-from engine.synthetic import make_synthetic_study
 from stats.load import COLUMNS, load_study, transitions
+from tests.synthetic import make_synthetic_study
 
 CONDS = (("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured"), ("wanda", 0.7, "unstructured"))
 

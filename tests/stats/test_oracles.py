@@ -1,8 +1,9 @@
-"""Oracle values of research/stats.md §4 (R stats, contingencytables, p.adjust) and the §1.3 size table.
+"""Oracle values listed in docs/statistics.md §12 (R stats, contingencytables, ratesci, p.adjust) and
+the exact-size table.
 
 p-values are checked twice: to rtol 1e-6 against full precision computed independently here (exact
 binomial sums in rational arithmetic, χ² tails through math.erfc), and to the last printed digit of
-the published value. CIs to 4 decimals (atol 6e-5, stats.md §6.2).
+the published value. CIs to 4 decimals (atol 6e-5).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TABLES = {
     "ezra": [[7, 25], [2, 68]],
 }
 
-# table: (asym χ², asym p, CC χ², CC p, exact p, mid-p), as printed in stats.md §4
+# table: (asym χ², asym p, CC χ², CC p, exact p, mid-p), as R's mcnemar.test / binom.test and contingencytables print them
 MCNEMAR = {
     "presidential": ("17.3559", "3.0993e-05", "16.8178", "4.1146e-05", "3.7159e-05", "2.8934e-05"),
     "bentur": ("4.5", "0.033895", "3.125", "0.077100", "0.070313", "0.039063"),
@@ -62,7 +63,7 @@ DIFF_CI = {
     },
     "fay": {"newcombe": (-0.2954, -0.0112), "tango": (-0.3116, -0.0132)},
 }
-# ratesci `scorepairci(c(1, 1, 7, 12))` (stats.md §4): SCAS estimate and interval, bias correction and skewness on
+# ratesci `scorepairci(c(1, 1, 7, 12))` (docs/statistics.md §4.2): SCAS estimate and interval, bias correction and skewness on
 SCAS_BENTUR = (-0.2859, -0.5281, -0.0184)
 DELTA = {"presidential": 0.0400, "bentur": -0.2857, "cavo": -0.0621, "fay": -0.1591}
 
@@ -179,7 +180,7 @@ def test_odds_ratio_ci(name: str, method: str) -> None:
 
 
 def test_fay_transformed_cp_full_precision() -> None:
-    """stats.md: binom.test(2, 11) CI transformed by θ/(1 − θ) gives 0.02336, 1.07364."""
+    """R: binom.test(2, 11)'s CI transformed by θ/(1 − θ) gives 0.02336, 1.07364 (exact2x2's mcnemar.exact CI)."""
     ci = paired_odds_ratio_ci(PairedTable.from_matrix(TABLES["fay"]), "cp_exact")
     assert_printed(ci.lower, "0.02336")
     assert_printed(ci.upper, "1.07364")
@@ -297,7 +298,7 @@ def test_p_adjust_nan_is_excluded_and_reported() -> None:
     assert "m = 2" in fam.describe() and "y" in fam.describe() and "demo" in fam.describe()
 
 
-SIZE_TABLE = {  # stats.md §1.3: exact actual size at α = 0.05
+SIZE_TABLE = {  # exact actual size at α = 0.05 by full enumeration, computed independently (docs/statistics.md §12)
     (25, 0.1): (0.0223, 0.0009, 0.0009, 0.0050),
     (25, 0.3): (0.0448, 0.0178, 0.0178, 0.0376),
     (50, 0.3): (0.0474, 0.0239, 0.0275, 0.0462),

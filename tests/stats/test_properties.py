@@ -54,7 +54,7 @@ def test_p_in_unit_interval_and_midp_below_exact(b: int, c: int, alternative: st
 @settings(max_examples=300, deadline=None)
 @given(count, small, small, count, st.sampled_from([0.9, 0.95, 0.99]))
 def test_tango_ci_excludes_zero_iff_asymptotic_test_rejects(a: int, b: int, c: int, d: int, level: float) -> None:
-    """Tango's score CI inverts the asymptotic McNemar test without continuity correction (stats.md §1.5)."""
+    """Tango's score CI inverts the asymptotic McNemar test without continuity correction (docs/statistics.md §4.2)."""
     t = PairedTable(a, b, c, d)
     assume(t.n > 0 and b + c > 0)
     z = (b - c) / math.sqrt(b + c)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.synthetic import make_synthetic_study
+from tests.synthetic import make_synthetic_study
 
 LANGS = ("en", "de", "sw")
 CONDITIONS = (("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured"), ("wanda", 0.7, "unstructured"))

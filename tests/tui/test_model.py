@@ -33,8 +33,32 @@ def test_load_pairs_and_counts_match_stats(study: Path) -> None:
             c = counts[(r, lang)]
             assert c["n"] == len(sub)
             assert c["open"] == pytest.approx(sub["open_correct"].mean())
+            assert c["shown"] == pytest.approx(sub["shown_correct"].astype(float).mean())
             assert c["mc"] == pytest.approx(sub["mc_correct"].mean())
             assert c["recog"] == pytest.approx(sub["recognition_only"].mean())
+
+
+@pytest.mark.parametrize("blank_line", [False, True], ids=["arrow", "line-by-line"])
+def test_shown_accuracy_counts_only_lines_with_a_shown_generation(study: Path, blank_line: bool) -> None:
+    path = study / "tiny-llama__wanda-s50" / "outcomes.jsonl"
+    recs = [json.loads(x) for x in _lines(path)]
+    for rec in recs:
+        if rec["language"] == "de":
+            rec["shown"] = None
+        elif rec["language"] == "sw":
+            del rec["shown"]
+    text = "".join(json.dumps(r) + "\n" for r in recs)
+    path.write_text(("\n" if blank_line else "") + text, encoding="utf-8")
+    s = load_study([study])
+    (r,) = (i for i, run in enumerate(s.runs) if run.condition == "wanda-s50")
+    en = [rec["shown"]["correct"] for rec in recs if rec["language"] == "en"]
+    counts = s.cell_counts()
+    assert np.isnan(counts[(r, "de")]["shown"]) and np.isnan(counts[(r, "sw")]["shown"])
+    assert counts[(r, "en")]["shown"] == counts[(r, None)]["shown"] == pytest.approx(np.mean(en))
+    run = s.runs[r]
+    assert [run.shown_correct(i) for i in range(len(run))] == [
+        rec["shown"]["correct"] if rec.get("shown") else None for rec in recs
+    ]
 
 
 def test_read_line_by_offset(study: Path) -> None:

@@ -212,6 +212,11 @@ async def test_run_info_and_exports(study: Path) -> None:
         overview = app.last_export
         rows = list(csv.reader(overview.open(encoding="utf-8")))
         assert rows[0][:4] == ["run", "model", "condition", "language"] and len(rows) == 1 + 9
+        counts = app.study.cell_counts()
+        shown = {(row[0], row[3]): float(row[rows[0].index("shown_acc")]) for row in rows[1:]}
+        for r, run in enumerate(app.study.runs):
+            for lang in app.study.languages:
+                assert shown[(run.name, lang)] == pytest.approx(counts[(r, lang)]["shown"])
         await pilot.press("5")
         await pilot.pause()
         text = screen_text(app)
@@ -228,6 +233,11 @@ async def test_run_info_and_exports(study: Path) -> None:
         await loaded(pilot)
         items = list(csv.reader(app.last_export.open(encoding="utf-8")))
         assert items[0][0] == "run" and len(items) == 1 + 16 and {r[1] for r in items[1:]} == {"de"}
+        col = items[0].index("shown_correct")
+        for row in items[1:]:
+            lines = (study / row[0] / "outcomes.jsonl").read_text(encoding="utf-8").splitlines()
+            rec = next(r for r in map(json.loads, lines) if r["item_uid"] == row[2])
+            assert row[col] == str(rec["shown"]["correct"])
         await pilot.press("enter")
         await pilot.pause()
         await pilot.press("e")

@@ -26,7 +26,7 @@ def bindings_table(screen: Screen) -> Table:
     table.add_column("action")
     table.add_column("id", no_wrap=True, style="dim")
     seen: set[tuple[str, str]] = set()
-    rows = []
+    rows: list[list[str]] = []
     for active in screen.active_bindings.values():
         b = active.binding
         if b.system or b.action in ("", "noop"):
@@ -57,9 +57,6 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help", classes="dialog"):
             yield Static(bindings_table(self.under))
             yield Static(Text("Filter syntax: " + FILTER_HELP, style="dim"))
-
-    def action_dismiss(self) -> None:  # type: ignore[override]
-        self.dismiss(None)
 
 
 class FilterScreen(ModalScreen["str | None"]):

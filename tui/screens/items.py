@@ -142,9 +142,12 @@ class ItemsScreen(DataScreen):
                     bool(disc[i]),
                     item.get("answer", ""),
                     run.open_text[p.row[i]],
+                    run.shown_correct(p.row[i]),  # empty in the CSV when there is none
                     uid in self.papp.flags.flagged,
                 ]
             )
         return Export(
-            "items", ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "flagged"], rows
+            "items",
+            ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "shown_correct", "flagged"],
+            rows,
         )

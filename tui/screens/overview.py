@@ -1,4 +1,4 @@
-"""Overview: conditions × languages, open / MC accuracy and recognition-only rate as a heat map."""
+"""Overview: conditions × languages, open / shown / MC accuracy and recognition-only rate as a heat map."""
 
 from __future__ import annotations
 
@@ -111,11 +111,12 @@ class OverviewScreen(DataScreen):
             for lang in study.languages:
                 cells.append(self._cell(counts.get((r, lang)), app.cell_p(r, lang)))
             cells.append(self._cell(counts.get((r, None)), app.cell_p(r, None)))
-            grid.add_row(*cells, height=3, key=str(r))
+            grid.add_row(*cells, height=4, key=str(r))
         grid.move_cursor(row=cursor.row, column=cursor.column)
         legend.update(
             Text(
-                "O open accuracy · M multiple-choice accuracy · R recognition-only rate (MC right, open wrong), "
+                "O open accuracy · S candidate-shown accuracy · M multiple-choice accuracy · "
+                "R recognition-only rate (MC right, open wrong), "
                 "background = R · * ** *** Holm-adjusted mid-p McNemar of recognition-only vs dense < .05 .01 .001 "
                 "(… = tests in progress) · enter: items of the cell",
                 style="dim",
@@ -126,8 +127,10 @@ class OverviewScreen(DataScreen):
     def _cell(c: dict[str, float] | None, p: float | None) -> Text:
         if not c:
             return Text("–")
+        shown = "–" if math.isnan(c["shown"]) else f"{c['shown']:.2f}"
         return Text(
-            f"O {c['open']:.2f}\nM {c['mc']:.2f}\nR {c['recog']:.2f} {sig_mark(p)}", style=heat_style(c["recog"])
+            f"O {c['open']:.2f}\nS {shown}\nM {c['mc']:.2f}\nR {c['recog']:.2f} {sig_mark(p)}",
+            style=heat_style(c["recog"]),
         )
 
     def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
@@ -163,6 +166,7 @@ class OverviewScreen(DataScreen):
                             lang,
                             c["n"],
                             c["open"],
+                            "" if math.isnan(c["shown"]) else c["shown"],
                             c["mc"],
                             c["recog"],
                             "" if p is None or math.isnan(p) else p,
@@ -177,6 +181,7 @@ class OverviewScreen(DataScreen):
                 "language",
                 "n",
                 "open_acc",
+                "shown_acc",
                 "mc_acc",
                 "recognition_only_rate",
                 "p_adjusted_holm",

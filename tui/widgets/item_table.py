@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from rich.cells import set_cell_size
@@ -67,8 +67,8 @@ class ItemTable(ScrollView, can_focus=True):
             super().__init__()
             self.index = index
 
-    def __init__(self, cells: CellsFn, is_discordant: Callable[[int], bool], **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, cells: CellsFn, is_discordant: Callable[[int], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._cells = cells
         self._is_discordant = is_discordant
         self.rows: np.ndarray = np.zeros(0, dtype=np.int64)

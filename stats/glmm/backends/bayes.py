@@ -1,12 +1,13 @@
 """Exploratory backend: statsmodels BinomialBayesMixedGLM, mean-field variational Bayes.
 
 Point estimates only. Its posterior SDs of fixed effects are several times too small (worst for
-item-level covariates; stats.md §2.2), so the result carries no SEs, CIs or p-values.
+item-level covariates; docs/statistics.md §11), so the result carries no SEs, CIs or p-values.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +23,13 @@ LABEL = (
 )
 
 
-def _exog_vc(design: Design):
+def _exog_vc(design: Design) -> tuple[Any, np.ndarray, list[tuple[str, str]]]:
     """Sparse random-effects design: one column per level per term; `ident` labels the component."""
     import scipy.sparse as sp
 
-    blocks, ident, names = [], [], []
+    blocks: list[Any] = []
+    ident: list[int] = []
+    names: list[tuple[str, str]] = []
     n = design.n_obs
     for r in design.formula.random:
         codes = design.groups[r.group_label]
@@ -56,7 +59,9 @@ def fit(design: Design, **opts) -> GlmmResult:
         res = model.fit_vb()
     msgs = list(dict.fromkeys(str(w.message) for w in caught))
     opt = getattr(res, "optim_retvals", None)
-    converged = bool(getattr(opt, "success", True) if opt is not None else True) and np.all(np.isfinite(res.fe_mean))
+    converged = bool(getattr(opt, "success", True) if opt is not None else True) and bool(
+        np.all(np.isfinite(res.fe_mean))
+    )
     if not converged:
         msgs.append("variational optimisation did not converge")
     sds = np.exp(np.asarray(res.vcp_mean, dtype=float))

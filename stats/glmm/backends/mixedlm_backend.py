@@ -127,7 +127,17 @@ def fit(design: Design, **opts) -> GlmmResult:
         n_groups=dict(design.group_levels),
         converged=converged,
         singular=singular,
-        optimizer=f"{r.optimizer} ({r.n_iter} iterations)",
+        optimizer=str(r.optimizer),
         warnings=design.notes + msgs + separation_warnings(design.fixed_names, est),
         response_fingerprint=fingerprint(design),
+        diagnostics={
+            "optimizer": str(r.optimizer),
+            "iterations": int(r.n_iter),
+            "message": str(r.message or ""),
+            "pirls_converged": bool(r.pirls_converged),
+            "loglik": float(r.logLik().value),
+            "theta": [float(t) for t in r.theta],
+            "beta": [float(b) for b in est],
+            "se": [float(x) for x in se],
+        },
     )

@@ -10,8 +10,9 @@ import torch
 
 from engine.config import ProtocolConfig
 from engine.errors import UserError
+from engine.grading import recovered
 from engine.protocol import evaluate_batch, evaluate_batches, plan_batches, protocol_manifest
-from engine.protocol.evaluate import pick_example, recovered
+from engine.protocol.evaluate import pick_example
 from engine.protocol.generation import stop_token_ids
 from engine.runfolder import category, dumps_line
 
@@ -187,7 +188,8 @@ def test_probes_follow_the_mode_and_decide_demotion(chat_model) -> None:
                 assert r["demotion"] is None
             else:
                 near = r["gold_trace"]["first_token_rank"] <= 3
-                assert r["demotion"] == ("demoted" if near or recovered(r["probes"]) else "erased")
+                unknown = "erased" if r["probes"] else "not_probed"  # never 'erased' without a probe
+                assert r["demotion"] == ("demoted" if near or recovered(r["probes"]) else unknown)
 
 
 def test_one_shot_example_is_same_language_and_not_a_translation() -> None:
@@ -251,6 +253,8 @@ def test_bad_settings_are_user_errors(chat_model) -> None:
         plan_batches(chat_model, ITEMS, ProtocolConfig(mc_rule="best"))
     with pytest.raises(UserError, match="letter"):
         plan_batches(chat_model, ITEMS, ProtocolConfig(mc_rule="letter", letter=False))
+    with pytest.raises(UserError, match=r"protocol\.guards: unknown 'loops'"):
+        plan_batches(chat_model, ITEMS, ProtocolConfig(guards=("loops",)))
     bad = dict(ITEMS[0], gold_index=7)
     with pytest.raises(UserError, match="gold_index"):
         evaluate_batch(chat_model, [bad], FAST, {})

@@ -1,5 +1,5 @@
 """Tiny random models of each architecture the driver supports, a local tokenizer, and a batch-1
-oracle of the reference pruning loop (research/pruning.md §1.1-1.2, §2.1-2.2) for comparison."""
+oracle of the reference pruning loop (docs/pruning.md §3, §4, §6) for comparison."""
 
 from __future__ import annotations
 

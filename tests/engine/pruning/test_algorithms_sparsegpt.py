@@ -1,5 +1,6 @@
-"""SparseGPT: float64 oracle (pruning.md §5.1 S2-S4, S6, S7), closed-form OBS case (§5.3), agreement
-with a re-implementation of the reference loop (E2 tolerances), invariances and damping retries."""
+"""SparseGPT, checks of docs/pruning.md §10: float64 oracle and identities (S1-S5), the closed-form OBS
+case (H4), agreement with a re-implementation of the reference loop (R2), counts (C3, C4),
+invariances (I1) and damping retries."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _damped(h: torch.Tensor, percdamp: float) -> torch.Tensor:
 
 
 def _reference_fasterprune(w, h, sparsity, prunen=0, prunem=0, blocksize=128, percdamp=0.01):
-    """IST-DASLab `SparseGPT.fasterprune` from pruning.md §2.3, in its order of operations
+    """IST-DASLab `SparseGPT.fasterprune` (docs/pruning.md §4), in its order of operations
     (prunen = number pruned per group; masks by sort/topk; eager outer products)."""
     W, H = w.clone(), h.clone()
     rows, columns = W.shape
@@ -162,7 +163,7 @@ def test_nm_result_does_not_depend_on_blocksize(nm):
     assert torch.allclose(r32[0].weight, r32[1].weight, rtol=1e-4, atol=1e-6)
 
 
-# --- reference loop (E2 tolerances: >= 99.9% mask agreement, 1e-4 max|W|, loss within 1%) -------
+# --- reference loop (R2: >= 99.9% mask agreement in float32, 1e-4 max|W|, loss within 1%) --------
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ def test_counts_per_block_in_both_modes():
         cols = slice(16 * b, 16 * b + 16)
         assert default.mask[:, cols].sum() == 128
         assert ref.mask[:, cols].sum() == 129  # int(256 * 0.5) + 1
-    assert realized_sparsity(ref.mask) == 0.50390625  # pruning.md §5.1 S6
+    assert realized_sparsity(ref.mask) == 0.50390625  # docs/pruning.md §7 (C3)
     assert torch.equal(default.weight == 0, default.mask)
     tail = sparsegpt_prune(w[:, :40], h[:40, :40], 0.3, blocksize=16)  # last block is 8 wide
     assert [int(tail.mask[:, i : i + 16].sum()) for i in (0, 16, 32)] == [76, 76, 38]
@@ -227,7 +228,7 @@ def test_dead_columns_are_zeroed_and_masked():
     assert torch.equal(res.mask, omask) and torch.allclose(res.weight, ow, atol=1e-10)
 
 
-# --- invariances (§5.2) ------------------------------------------------------------------------
+# --- invariances (docs/pruning.md §10.5, I1) --------------------------------------------------
 
 
 @pytest.mark.parametrize("nm", [None, (2, 4)])

@@ -1,5 +1,6 @@
-"""Wanda and magnitude masks: hand-computed cases (pruning.md §5.3), invariances (§5.2), exact counts
-and agreement with re-implementations of the reference code paths (§1.3, §1.4)."""
+"""Wanda and magnitude masks, checks of docs/pruning.md §10: hand-computed cases (H1-H3), exact counts
+(C1, C2, C4), agreement with re-implementations of the reference code paths (R1) and invariances
+(I1-I3)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _reference_magnitude(w: torch.Tensor, p: float) -> torch.Tensor:
     return w.abs() <= thresh
 
 
-# --- hand-computed cases (§5.3) ---------------------------------------------------------------
+# --- hand-computed cases (H1-H3) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ref", [False, True])
@@ -142,7 +143,7 @@ def test_wanda_equals_reference_on_reference_accumulated_statistic():
         assert torch.equal(wanda_mask(w, s, p, reference_compatible=True), _reference_wanda(w, s, p))
 
 
-# --- invariances (§5.2) ------------------------------------------------------------------------
+# --- invariances (I1-I3) --------------------------------------------------------------------
 
 
 def test_wanda_invariant_to_activation_scale_duplication_and_sample_order():

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def _prune(tokenizer: Any, cache_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     model = tiny_model("qwen2")
-    report = prune_model(model, tokenizer, COND, cache_dir=cache_dir, progress=False)
+    report = prune_model(model, tokenizer, COND, cache_dir=cache_dir)
     return report, {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
@@ -93,7 +93,7 @@ def save_then_die(tensors, filename, *a, **k):
 st.save_file = save_then_die
 tok = train_tokenizer(sys.argv[2], bundled_texts())
 cond = Condition("wanda", 0.5, "unstructured", CalibrationSpec(source="bundled", nsamples=4, seqlen=32, seed=0))
-prune_model(tiny_model("qwen2"), tok, cond, cache_dir=sys.argv[1], progress=False)
+prune_model(tiny_model("qwen2"), tok, cond, cache_dir=sys.argv[1])
 """
 
 
@@ -133,7 +133,7 @@ import sys
 from engine.config import CalibrationSpec, Condition
 from engine.pruning.apply import prune_model
 from tests.engine.pruning.prune_fixtures import tiny_model
-prune_model(tiny_model("qwen2"), None, Condition("magnitude", 0.5), cache_dir=sys.argv[1], progress=False)
+prune_model(tiny_model("qwen2"), None, Condition("magnitude", 0.5), cache_dir=sys.argv[1])
 """
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_report_contents(tokenizer: Any) -> None:
     model = tiny_model("llama")
-    rep = prune_model(model, tokenizer, Condition("sparsegpt", 0.0, "2:4", CALIB), progress=False)
+    rep = prune_model(model, tokenizer, Condition("sparsegpt", 0.0, "2:4", CALIB))
     mods = rep["modules"]
     assert len(mods) == 14 and rep["n_layers"] == 2 and rep["architecture"] == "LlamaForCausalLM"
     q = mods["model.layers.0.self_attn.q_proj"]
@@ -44,7 +44,7 @@ def test_cache_hit_loads_identical_weights_without_pruning(
 ) -> None:
     cond = Condition("wanda", 0.5, "unstructured", CALIB)
     first = tiny_model("qwen2")
-    rep1 = prune_model(first, tokenizer, cond, cache_dir=tmp_path, progress=False)
+    rep1 = prune_model(first, tokenizer, cond, cache_dir=tmp_path)
     assert rep1["cache"]["hit"] is False and Path(rep1["cache"]["dir"], "weights.safetensors").is_file()
     import engine.pruning.apply as apply_mod
 
@@ -53,7 +53,7 @@ def test_cache_hit_loads_identical_weights_without_pruning(
 
     monkeypatch.setattr(apply_mod, "prune_layers", no_pruning)
     second = tiny_model("qwen2")
-    rep2 = prune_model(second, tokenizer, cond, cache_dir=tmp_path, progress=False)
+    rep2 = prune_model(second, tokenizer, cond, cache_dir=tmp_path)
     assert rep2["cache"]["hit"] is True and rep2["cache"]["key"] == rep1["cache"]["key"]
     assert rep2["modules"] == rep1["modules"]
     for (n, a), (_, b) in zip(first.named_parameters(), second.named_parameters()):
@@ -66,10 +66,9 @@ def test_cache_hit_loads_identical_weights_without_pruning(
         tokenizer,
         Condition("wanda", 0.25, "unstructured", CALIB),
         cache_dir=tmp_path,
-        progress=False,
     )
     assert other["cache"]["hit"] is False and other["cache"]["key"] != rep1["cache"]["key"]
-    reseeded = prune_model(tiny_model("qwen2", seed=9), tokenizer, cond, cache_dir=tmp_path, progress=False)
+    reseeded = prune_model(tiny_model("qwen2", seed=9), tokenizer, cond, cache_dir=tmp_path)
     assert reseeded["cache"]["hit"] is False
 
 
@@ -108,7 +107,7 @@ def test_prune_command_writes_checkpoint_that_reloads_with_identical_logits(
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["decoder_linear_sparsity"] == 0.5 and report["calibration"]["ids_sha256"]
     in_memory = tiny_model(arch)
-    prune_model(in_memory, tokenizer, Condition("wanda", 0.5, "unstructured", CALIB), progress=False)
+    prune_model(in_memory, tokenizer, Condition("wanda", 0.5, "unstructured", CALIB))
     reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     ids = torch.randint(0, 300, (2, 12))
     with torch.no_grad():
@@ -148,7 +147,7 @@ def test_perplexity_command(tokenizer: Any, tmp_path: Path, capsys: pytest.Captu
 )
 def test_bad_input_is_a_user_error(condition: Condition, message: str, tokenizer: Any) -> None:
     with pytest.raises(UserError, match=message):
-        prune_model(tiny_model("llama"), tokenizer, condition, progress=False)
+        prune_model(tiny_model("llama"), tokenizer, condition)
 
 
 def _make_indefinite(real: Any, scale: float) -> Any:
@@ -168,13 +167,44 @@ def test_cholesky_retries_reported_and_failure_past_cap_is_a_user_error(
 
     real = alg.factor_hessian
     monkeypatch.setattr(alg, "factor_hessian", _make_indefinite(real, 3.0))
-    rep = prune_model(
-        tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB), progress=False
-    )
+    rep = prune_model(tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB))
     assert rep["damping_retries"] > 0
     retried = [m for m in rep["modules"].values() if m["retries"]]
     assert retried and all("Cholesky failed" in w for m in retried for w in m["warnings"])
     assert any("Cholesky failed" in w for w in rep["warnings"])
     monkeypatch.setattr(alg, "factor_hessian", _make_indefinite(real, 1e9))
     with pytest.raises(UserError, match=r"Cholesky.*model\.layers\.0\.self_attn\.q_proj"):
-        prune_model(tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB), progress=False)
+        prune_model(tiny_model("llama"), tokenizer, Condition("sparsegpt", 0.5, "unstructured", CALIB))
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_prune_command_shows_one_bar_on_a_terminal_and_nothing_otherwise(
+    terminal: bool, tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import engine.terminal
+    from engine.cli import main
+
+    screen = io.StringIO()
+    if terminal:
+        monkeypatch.setattr(engine.terminal, "stderr_console", lambda: Console(file=screen, force_terminal=True))
+    src = tmp_path / "src"
+    tiny_model("llama").save_pretrained(src)
+    tokenizer.save_pretrained(src)
+    args = ["prune", str(src), "--method", "wanda", "--nsamples", "4", "--seqlen", "32", "--device", "cpu"]
+    assert main([*args, "--no-cache", "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert "wanda unstructured sparsity 0.5" in out and "layer" not in err and "pruning" not in err
+    shown = screen.getvalue()
+    assert ("pruning wanda" in shown and "2/2" in shown and "layers" in shown) if terminal else shown == ""
+
+
+def test_prune_layers_reports_each_layer_done() -> None:
+    from engine.pruning.driver import PruneSettings, prune_layers
+
+    calls: list[tuple[int, int]] = []
+    prune_layers(tiny_model("llama"), PruneSettings("magnitude", 0.5), None, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]

@@ -1,0 +1,156 @@
+"""The determinism contract of outcome lines: what must be identical where, and the float tolerance.
+
+A run's numbers are decided by the machine configuration recorded in `manifest.hardware.numerics`
+(device, torch's CPU kernel level or the GPU, BLAS and oneDNN, thread count, dtype, torch and
+transformers versions, and the environment variables that change kernels). On the same
+configuration re-running a batch gives byte-identical outcome lines. On another one (another CPU
+generation, `ATEN_CPU_CAPABILITY=avx2`, a GPU) kernels sum in another order, so floats move in their
+last digits: texts, token ids, decisions, categories, ranks and counts must still be identical, and
+every float must agree within `RTOL`/`ATOL`.
+
+Torch-free at import (`stats`, `tui` and tests use the comparison); `numerics` imports torch itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from typing import Any
+
+from engine.runfolder import dumps_line
+
+RTOL = 1e-3
+"""Relative float tolerance across machine configurations (observed across CPU kernels: ≤ 2e-4)."""
+ATOL = 1e-4
+"""Absolute float tolerance (nats), for values near zero such as a margin between two log-probs."""
+
+# Environment variables that change which kernels torch, MKL, oneDNN or cuBLAS run.
+KERNEL_ENV = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "NVIDIA_TF32_OVERRIDE",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build_setting(key: str) -> str | None:
+    """A `KEY=value` of torch's build settings (e.g. BLAS_INFO), or None."""
+    import torch
+
+    for part in torch.__config__.show().replace("\n", ",").split(","):
+        name, _, value = part.strip().partition("=")
+        if name == key:
+            return value.strip() or None
+    return None
+
+
+def numerics(device: str, dtype: str) -> dict[str, Any]:
+    """What decides the floats of a run on `device` with parameters of `dtype` (the manifest record)."""
+    import torch
+    import transformers
+
+    rec: dict[str, Any] = {
+        "device": "cuda" if device.startswith("cuda") else device,
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": _build_setting("BLAS_INFO"),
+        "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+        "env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
+    }
+    if rec["device"] == "cuda" and torch.cuda.is_available():
+        index = torch.device(device).index or 0
+        major, minor = torch.cuda.get_device_capability(index)
+        rec.update(
+            gpu=torch.cuda.get_device_name(index),
+            gpu_capability=f"{major}.{minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            deterministic_algorithms=bool(torch.are_deterministic_algorithms_enabled()),
+        )
+    return rec
+
+
+def machine_config(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The recorded configuration of a run, or None when its manifest predates the record."""
+    rec = (manifest.get("hardware") or {}).get("numerics")
+    return rec if isinstance(rec, dict) and rec else None
+
+
+def same_machine_config(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Byte identity is promised only between two recorded, equal configurations."""
+    return a is not None and b is not None and a == b
+
+
+def outcome_differences(
+    expected: str | dict[str, Any],
+    actual: str | dict[str, Any],
+    same_config: bool,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+) -> list[str]:
+    """Where two outcome lines of one item break the contract; [] when they keep it.
+
+    Strings, integers, booleans, nulls, keys and list lengths must be equal. Floats must satisfy
+    |a − b| ≤ atol + rtol·max(|a|, |b|) unless `same_config`, where the whole line must be the same
+    bytes (canonical `dumps_line` form). Each difference names its path, e.g. `mc.scores.sum[2]`.
+    """
+    exp = json.loads(expected) if isinstance(expected, str) else expected
+    act = json.loads(actual) if isinstance(actual, str) else actual
+    tol = (0.0, 0.0) if same_config else (rtol, atol)
+    out: list[str] = []
+    _walk(exp, act, "", tol, out)
+    if same_config and not out and dumps_line(exp) != dumps_line(act):
+        out.append("the lines differ in bytes but not in value")
+    return out
+
+
+def _walk(a: Any, b: Any, path: str, tol: tuple[float, float], out: list[str]) -> None:
+    where = path or "(line)"
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            sub = f"{path}.{key}" if path else key
+            if key not in a or key not in b:
+                out.append(f"{sub}: only in the {'actual' if key not in a else 'expected'} line")
+            else:
+                _walk(a[key], b[key], sub, tol, out)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(f"{where}: {len(a)} entries expected, {len(b)} found")
+        else:
+            for i, (x, y) in enumerate(zip(a, b)):
+                _walk(x, y, f"{path}[{i}]", tol, out)
+    elif type(a) is float and type(b) is float:
+        rtol, atol = tol
+        if not (a == b or abs(a - b) <= atol + rtol * max(abs(a), abs(b))):
+            rel = abs(a - b) / max(abs(a), abs(b))
+            limit = "identical" if rtol == atol == 0 else f"within rtol {rtol:g} + atol {atol:g}"
+            out.append(f"{where}: {a!r} expected, {b!r} found (relative difference {rel:.2g}; must be {limit})")
+    elif type(a) is not type(b) or a != b:
+        out.append(f"{where}: {_show(a)} expected, {_show(b)} found")
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "…"

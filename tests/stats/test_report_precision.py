@@ -1,0 +1,56 @@
+"""CSV and JSON hold every number at the precision the tables print it, so they do not depend on the
+machine (the GLMM's optimum moves by ~1e-6 between BLAS kernels; the printed digits do not)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from stats.report import Column, ReportTable, printed, render_csv, render_json, render_markdown
+
+
+def test_printed_precision_per_column_kind() -> None:
+    assert printed(22 / 96, "rate") == 0.229 and printed(1.23456789, "num") == 1.235
+    assert printed(0.0496, "p") == 0.05 and printed(3.14159e-7, "p") == 3.1e-07
+    assert printed(2 / 3) == 0.666667  # a number no column shows: 6 significant digits
+    neg_zero = printed(-0.0004, "num")
+    assert neg_zero == 0.0 and math.copysign(1.0, neg_zero) == 1.0  # no −0.0
+    assert printed(math.inf, "ci") == math.inf and math.isnan(printed(math.nan, "p"))
+
+
+def test_csv_and_json_hold_what_the_table_prints() -> None:
+    table = ReportTable(
+        "t",
+        "T",
+        [Column("rate", "r", "rate"), Column("p", "p", "p"), Column("Δ", "d", "ci"), Column("n", "n", "int")],
+        [
+            {
+                "r": 22 / 96,
+                "p": 3.14159e-7,
+                "d": -1 / 3,
+                "d_low": -0.5000004,
+                "d_high": 1 / 7,
+                "n": 96,
+                "hidden": 2 / 3,
+                "nested": {"x": [1 / 3]},
+                "odds": math.inf,
+            }
+        ],
+    )
+    assert "| 0.229 | 3.1e−07 | −0.333 [−0.500, 0.143] | 96 |" in render_markdown([table])
+    header, row = render_csv(table).splitlines()
+    assert header == "r,p,d,d_low,d_high,n,hidden,nested,odds"
+    assert row == '0.229,3.1e-07,-0.333,-0.5,0.143,96,0.666667,"{""x"": [0.333333]}",inf'
+    record = json.loads(render_json([table]))["tables"][0]["records"][0]
+    assert record == {
+        "r": 0.229,
+        "p": 3.1e-07,
+        "d": -0.333,
+        "d_low": -0.5,
+        "d_high": 0.143,
+        "n": 96,
+        "hidden": 0.666667,
+        "nested": {"x": [0.333333]},
+        "odds": None,
+    }
+    assert table.records[0]["r"] == 22 / 96  # the records themselves keep every digit
