@@ -1,6 +1,6 @@
 """The fast backend (preallocated cache, shared prefixes, length buckets, trees, one decoding loop) gives
 the records of the plain backend: the same texts, token ids, ranks, decisions and categories, floats
-within rounding. Its parts: bucket cuts, tree scores, the inverse-CDF sampler, dropped rows."""
+within the determinism contract's tolerance (engine.reproducibility). Its parts: bucket cuts, tree scores, the inverse-CDF sampler, dropped rows."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from engine.protocol.generation import inverse_cdf, sampler, uniforms
 from engine.protocol.kvcache import supports_slot_cache
 from engine.protocol.rows import Group, _buckets, fill, metered, plan_layout
 from engine.protocol.scoring import score_full
+from engine.reproducibility import outcome_differences
 
 from .conftest import ITEMS, pool_of
-from .records import record_differences
 
 PROBING = ProtocolConfig(max_new_tokens=6, batch_size=4, probes="all", beam_width=3, n_samples=3, temperature=1.0)
 
@@ -46,7 +46,7 @@ def test_fast_backend_records_equal_plain(which, config, request) -> None:
     plain, fast = _both(loaded, ITEMS, config)
     assert [r["item_uid"] for r in plain] == [r["item_uid"] for r in fast]
     for a, b in zip(plain, fast):
-        assert record_differences(a, b) == [], a["item_uid"]
+        assert outcome_differences(a, b, same_config=False) == [], a["item_uid"]
 
 
 def test_models_outside_the_slot_cache_use_the_plain_backend(chat_model) -> None:
@@ -201,7 +201,7 @@ def test_fast_equals_plain_on_the_demo_model_and_bundled_items() -> None:
         torch.set_num_threads(threads)
     assert len({r["language"] for r in fast}) == 8 and any(r["probes"] for r in fast)
     for a, b in zip(plain, fast):
-        assert record_differences(a, b) == [], a["item_uid"]
+        assert outcome_differences(a, b, same_config=False) == [], a["item_uid"]
 
 
 def test_transposed_linears_keep_values_and_restore_the_layout(chat_model) -> None:
