@@ -10,8 +10,8 @@ pruning reports); a resumed run keeps the count it started with.
 
 `reproducible_blas` (called by the `prunescope` command before torch loads) puts MKL in its strict
 conditional-numerical-reproducibility mode (MKL_CBWR=AUTO,STRICT: the fastest code path of this
-CPU, results independent of the thread count), so the thread policy never changes an outcome line:
-one process with two threads and two processes with one write the same files.
+CPU, matrix products independent of the thread count). Whether every other kernel (ATen's own
+reductions) is too has not been tested across thread counts: the sample study records its count.
 """
 
 from __future__ import annotations
