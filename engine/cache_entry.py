@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.atomic import mode_like_open, write_bytes_atomic
 from engine.locks import ProcessLock, lock_is_free
-from engine.runfolder import mode_like_open, write_bytes_atomic
 
 CHECKSUMS = "checksums.json"
 TEMP_PREFIX = ".tmp-"

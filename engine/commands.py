@@ -285,8 +285,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.contract.reader import discover_runs, is_run_dir
     from engine.errors import UserError
-    from engine.runfolder import discover_runs, is_run_dir, repair_run, validate_run, validate_study
+    from engine.runfolder import repair_run, validate_run, validate_study
     from engine.safe_text import inert
 
     bad = 0

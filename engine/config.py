@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.contract.labels import condition_label, parse_pattern
 from engine.matching import GUARDS
 
 
@@ -85,10 +86,7 @@ class Condition:
 
     @property
     def nm(self) -> tuple[int, int] | None:
-        if self.pattern == "unstructured":
-            return None
-        n, m = self.pattern.split(":")
-        return int(n), int(m)
+        return parse_pattern(self.pattern)
 
     @property
     def uses_calibration(self) -> bool:
@@ -96,11 +94,7 @@ class Condition:
 
     @property
     def slug(self) -> str:
-        if self.method == "dense":
-            return "dense"
-        if self.nm:
-            return f"{self.method}-{self.nm[0]}of{self.nm[1]}"
-        return f"{self.method}-s{round(self.sparsity * 100):02d}"
+        return condition_label(self.method, self.sparsity, self.pattern)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.config import ProtocolConfig
+from engine.contract.labels import category
 from engine.matching import AnswerKey, Scoring, grade
-from engine.runfolder import category
 
 DEMOTION_VALUES = ("demoted", "erased", "not_probed")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.contract.reader import MANIFEST, RunFolderError, read_manifest
 from engine.errors import UserError
-from engine.runfolder import MANIFEST, RunFolderError, read_manifest
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.grading import demotion_rule, regrade
-from engine.matching import Scoring
-from engine.runfolder import (
+from engine.contract.reader import (
     ITEMS,
     MANIFEST,
     OUTCOMES,
     RunFolderError,
     discover_runs,
-    dumps_line,
     read_items,
     read_manifest,
     scan_jsonl,
-    write_json_atomic,
 )
+from engine.errors import UserError
+from engine.grading import demotion_rule, regrade
+from engine.matching import Scoring
+from engine.runfolder import dumps_line, write_json_atomic
 
 STAGING = Path(".prunescope") / "rescore-staging"
 
@@ -141,7 +140,7 @@ def rescore_run(run: Path, out: Path, scoring: Scoring, advance: Callable[[int],
     if advance:
         advance(len(lines) % 256)
     with open(path, "rb") as f:
-        read_bytes = f.read(scan.good_bytes)
+        read_bytes = f.read(scan.end)
     manifest = dict(manifest)
     source_matching = manifest.get("matching")
     manifest["matching"] = scoring.to_dict()

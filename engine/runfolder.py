@@ -1,42 +1,56 @@
-"""The run folder: manifest.json, items.jsonl, outcomes.jsonl (the contract of docs/design.md §4).
+"""Writing run folders: manifest.json, items.jsonl, outcomes.jsonl and its index (the contract of
+docs/design.md §4); validating and repairing them.
 
-Torch-free on purpose: `stats` and `tui` read run folders through this module.
+Torch-free. The reader side of the format (file names, the tolerant line reader, typed records,
+the run index, the pairing rule, the schema_version check) is `engine.contract`; this module writes
+through it.
 
 Writing is crash-safe: the manifest is replaced atomically (write, fsync, rename), outcome lines are
-appended and fsynced batch by batch, and a torn last line (a write cut by a kill) is detected and
-cut off when a writer reopens the file. Readers never parse a torn line; they report it.
+appended and fsynced batch by batch, then their rows are appended to `outcomes.index.arrow`, and a
+torn last line (a write cut by a kill) is detected and cut off when a writer reopens the file. A
+kill between the two appends leaves the index behind its file: readers extend it, and the next
+writer rewrites it.
 
-One writer per run folder: a writer holds the advisory lock `.writer.lock` (see `engine.locks`) for its
-life. A resumed writer removes exact duplicate outcome lines of one item (keeping the first) and refuses,
-naming item and lines, when duplicates of one item differ.
+One writer per run folder: a writer holds the advisory lock `.writer.lock` (see `engine.locks`) for
+its life. A resumed writer (and `prunescope validate --repair`) removes exact duplicate outcome
+lines of one item, keeping the first, and refuses, naming item and lines, when duplicates of one
+item differ; the index is rebuilt from what remains.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.atomic import replace_file, write_bytes_atomic
+from engine.contract.index import (
+    OUTCOME_LAYOUT,
+    OUTCOMES_INDEX,
+    LineIndex,
+    append_batch,
+    index_bytes,
+    open_index,
+    row_batch,
+)
+from engine.contract.pairing import first_rows
+from engine.contract.reader import (
+    ITEMS,
+    MANIFEST,
+    OUTCOMES,
+    RunFolderError,
+    read_items,
+    read_manifest,
+    scan_jsonl,
+)
 
-SCHEMA_VERSION = 1
-READABLE_SCHEMA_VERSIONS = (1,)  # the manifest versions this prunescope reads
-MANIFEST = "manifest.json"
-ITEMS = "items.jsonl"
-OUTCOMES = "outcomes.jsonl"
-STUDY_SPEC = "study.toml"
 WRITER_LOCK = ".writer.lock"
-CATEGORIES = ("both_correct", "recognition_only", "generation_only", "both_wrong")
-
-
-class RunFolderError(UserError, ValueError):
-    """A run folder that cannot be read as the format says; the message names file and line."""
 
 
 def writer_lock(run_dir: Path):
@@ -45,17 +59,6 @@ def writer_lock(run_dir: Path):
     from engine.locks import ProcessLock
 
     return ProcessLock(Path(run_dir) / WRITER_LOCK, f"run folder {run_dir}")
-
-
-def category(open_correct: bool, mc_correct: bool) -> str:
-    """Paired outcome category of one item in one run."""
-    if open_correct and mc_correct:
-        return "both_correct"
-    if mc_correct:
-        return "recognition_only"
-    if open_correct:
-        return "generation_only"
-    return "both_wrong"
 
 
 def dumps_line(record: dict[str, Any]) -> str:
@@ -75,119 +78,18 @@ def items_hash(items: Iterable[dict[str, Any]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
-
-
-def mode_like_open(folder: bool = False) -> int:
-    """The mode open() (0o666) or mkdir() (0o777) gives under the user's umask."""
-    return (0o777 if folder else 0o666) & ~_UMASK
-
-
-def _mkstemp_like_open(path: Path) -> tuple[int, str]:
-    """A temp file beside `path` with the permissions open() would give (mkstemp makes it 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, mode_like_open())
-    return fd, tmp
-
-
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace `path` with `obj` as JSON so that readers see the old or the new file, never half."""
     text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False) + "\n"
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: written beside it, fsynced, renamed over it, the folder fsynced."""
-    path = Path(path)
-    fd, tmp = _mkstemp_like_open(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file atomically (used for items.jsonl)."""
-    write_bytes_atomic(path, "".join(dumps_line(r) for r in records).encode("utf-8"))
+    replace_file(path, lambda f: f.writelines(dumps_line(r).encode("utf-8") for r in records))
 
 
-@dataclass
-class JsonlScan:
-    """What a tolerant read of a JSONL file found."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    torn_tail: bool = False  # last line has no newline: a write in progress or cut by a kill
-    good_bytes: int = 0  # length of the prefix made of complete, parsed lines
-    errors: list[str] = field(default_factory=list)  # corrupt complete lines, "file:line: why"
-
-
-def scan_jsonl(path: Path, start: int = 0, strict: bool = False) -> JsonlScan:
-    """Read complete lines of `path` from byte offset `start`.
-
-    A final line without a newline is a torn tail and is never parsed. A complete line that is not a
-    JSON object is an error: raised with file and line when `strict`, else collected in `errors`.
-    """
-    path = Path(path)
-    scan = JsonlScan(good_bytes=start)
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read()
-    pos = 0
-    lineno = _count_lines(path, start) if start else 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            scan.torn_tail = True
-            break
-        raw = data[pos:nl]
-        lineno += 1
-        pos = nl + 1
-        if not raw.strip():
-            scan.good_bytes = start + pos
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-        except (UnicodeDecodeError, ValueError) as exc:
-            msg = f"{path}:{lineno}: corrupt line ({exc.__class__.__name__}: {str(exc)[:120]})"
-            if strict:
-                raise RunFolderError(msg) from None
-            scan.errors.append(msg)
-            continue
-        scan.records.append(rec)
-        scan.good_bytes = start + pos
-    return scan
-
-
-def _count_lines(path: Path, upto: int) -> int:
-    with open(path, "rb") as f:
-        return f.read(upto).count(b"\n")
+# ---------------------------------------------------------------- repairs (under the writer lock)
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -228,23 +130,19 @@ def remove_duplicate_outcomes(path: Path) -> list[int]:
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_bytes().splitlines(keepends=True)
+    scan = scan_jsonl(path, strict=True)
     first: dict[str, tuple[int, str]] = {}  # uid -> (line number, canonical line)
-    removed: list[int] = []
+    removed: list[tuple[int, int, int]] = []  # (line number, offset, length)
     conflicts: dict[str, list[int]] = {}
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-            uid = rec["item_uid"]
-        except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
-            raise RunFolderError(f"{path}:{n}: corrupt line ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    for n, offset, length, rec in zip(scan.lines, scan.offsets, scan.lengths, scan.records):
+        uid = rec.get("item_uid")
+        if not isinstance(uid, str):
+            raise RunFolderError(f"{path}:{n}: corrupt line (no item_uid string)")
         canonical = dumps_line(rec)
         if uid not in first:
             first[uid] = (n, canonical)
         elif first[uid][1] == canonical:
-            removed.append(n)
+            removed.append((n, offset, length))
         else:
             conflicts.setdefault(uid, [first[uid][0]]).append(n)
     if conflicts:
@@ -255,113 +153,103 @@ def remove_duplicate_outcomes(path: Path) -> list[int]:
             "disagreed, so neither is kept silently: delete the wrong lines, or the run folder to run it again"
         )
     if removed:
-        drop = set(removed)
-        write_bytes_atomic(path, b"".join(raw for n, raw in enumerate(lines, 1) if n not in drop))
-    return removed
+        data = path.read_bytes()
+        parts, pos = [], 0
+        for _, offset, length in removed:
+            parts.append(data[pos:offset])
+            pos = offset + length
+        write_bytes_atomic(path, b"".join(parts) + data[pos:])
+    return [n for n, _, _ in removed]
+
+
+@dataclass
+class Repair:
+    """What opening a run's outcomes for writing repaired, and the index of the lines that remain."""
+
+    cut_bytes: int = 0  # a torn last line cut off
+    removed_lines: list[int] = field(default_factory=list)  # exact duplicate lines removed
+    index: LineIndex | None = None  # None when there is no outcomes.jsonl
+
+
+def repair_outcomes(run_dir: Path) -> Repair:
+    """Cut a torn last line, remove exact duplicate lines, and index what remains (the caller holds
+    the writer lock). Duplicates are looked for in the index's uid column, so a file without any is
+    not parsed twice; the index is rebuilt from the file after lines were removed."""
+    path, beside = Path(run_dir) / OUTCOMES, Path(run_dir) / OUTCOMES_INDEX
+    if not path.exists():
+        return Repair()
+    repair = Repair(cut_bytes=repair_torn_tail(path))
+    index = open_index(path, OUTCOME_LAYOUT, beside, cache=False)
+    if index.problems or len(first_rows(index.table.column("item_uid"))[1]):
+        repair.removed_lines = remove_duplicate_outcomes(path)  # names corrupt lines and differing duplicates
+        if repair.removed_lines:
+            index = open_index(path, OUTCOME_LAYOUT, None, cache=False)
+    repair.index = index
+    return repair
+
+
+def write_outcome_index(run_dir: Path, index: LineIndex | None) -> None:
+    """Replace a run's `outcomes.index.arrow` with `index` (an empty one when None)."""
+    batches = [] if index is None else index.table.combine_chunks().to_batches()
+    meta = {} if index is None else index.meta()
+    data = index_bytes(OUTCOME_LAYOUT, batches, meta)
+    replace_file(Path(run_dir) / OUTCOMES_INDEX, lambda f: f.write(data), durable=False)
 
 
 class OutcomeWriter:
-    """Append-only writer of outcomes.jsonl that resumes where a previous writer stopped.
+    """Append-only writer of outcomes.jsonl (and its index) that resumes where a previous writer stopped.
 
-    The caller holds the run folder's `writer_lock`. Opening cuts a torn last line and removes exact
-    duplicate lines of one item (see `remove_duplicate_outcomes`).
+    The caller holds the run folder's `writer_lock`. Opening repairs the file (`repair_outcomes`:
+    a torn last line cut, exact duplicate lines removed), refuses a file with corrupt lines, and
+    rewrites the index of what remains.
     """
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / OUTCOMES
-        self.repaired_bytes = repair_torn_tail(self.path)
-        self.removed_duplicates = remove_duplicate_outcomes(self.path)
-        self.done: set[str] = set()
-        if self.path.exists():
-            scan = scan_jsonl(self.path, strict=True)
-            self.done = {rec["item_uid"] for rec in scan.records}
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held for the writer's life)
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / OUTCOMES
+        self.index_path = self.run_dir / OUTCOMES_INDEX
+        repair = repair_outcomes(self.run_dir)
+        self.repaired_bytes, self.removed_duplicates = repair.cut_bytes, repair.removed_lines
+        index = repair.index
+        if index is None:
+            self.path.touch()
+        elif index.problems:
+            raise RunFolderError(index.problems[0])
+        uids = [] if index is None else index.table.column("item_uid").to_pylist()
+        self.done: set[str] = set(uids)
+        self._end, self._lines = (0, 0) if index is None else (index.end, index.n_lines)
+        write_outcome_index(self.run_dir, index)
+        self._f = open(self.path, "ab")  # noqa: SIM115 (held for the writer's life)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Append one batch and fsync it: after return, the batch survives a kill."""
+        """Append one batch and fsync it: after return, the batch survives a kill. Then index it."""
         lines = []
         for r in records:
             if r["item_uid"] in self.done:
                 raise RunFolderError(f"{self.path}: refusing to write item {r['item_uid']!r} twice")
-            lines.append(dumps_line(r))
+            lines.append(dumps_line(r).encode("utf-8"))
             self.done.add(r["item_uid"])
-        self._f.write("".join(lines))
+        self._f.write(b"".join(lines))
         self._f.flush()
         os.fsync(self._f.fileno())
+        rows = []
+        for raw in lines:
+            self._lines += 1
+            rows.append((self._lines, self._end, raw[:-1]))
+            self._end += len(raw)
+        append_batch(self.index_path, row_batch(OUTCOME_LAYOUT, rows))
 
     def close(self) -> None:
+        """Close the file; the index is rewritten as one batch (fewer, larger chunks for readers)."""
         self._f.close()
+        with contextlib.suppress(OSError, RunFolderError):  # else the appended index stays; readers extend it
+            write_outcome_index(self.run_dir, open_index(self.path, OUTCOME_LAYOUT, self.index_path, cache=False))
 
     def __enter__(self) -> OutcomeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------- reading
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise RunFolderError(f"{path}: missing") from None
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise RunFolderError(f"{path}: expected a JSON object")
-    return obj
-
-
-def check_schema_version(manifest: dict[str, Any], path: Path) -> None:
-    """Refuse a manifest whose `schema_version` this prunescope cannot read (every reader goes through here)."""
-    version = manifest.get("schema_version")
-    if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
-        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
-        got = "no schema_version" if "schema_version" not in manifest else f"schema_version {version!r}"
-        raise RunFolderError(
-            f"{path}: {got}, but this prunescope reads schema_version {readable}; "
-            "use the prunescope version that wrote the run"
-        )
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest.json, after checking that its schema_version is one this prunescope reads."""
-    path = Path(run_dir) / MANIFEST
-    manifest = read_json(path)
-    check_schema_version(manifest, path)
-    return manifest
-
-
-def read_items(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / ITEMS
-    if not path.exists():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        scan = scan_jsonl(path, strict=True)
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if scan.torn_tail:
-        raise RunFolderError(f"{path}: last line is incomplete (items.jsonl is written whole; the file is damaged)")
-    return scan.records
-
-
-def is_run_dir(path: Path) -> bool:
-    path = Path(path)
-    return path.is_dir() and ((path / MANIFEST).exists() or (path / OUTCOMES).exists())
-
-
-def discover_runs(study_dir: Path) -> list[Path]:
-    """Run folders directly inside a study folder (or the folder itself if it is a run), sorted."""
-    study_dir = Path(study_dir)
-    if is_run_dir(study_dir):
-        return [study_dir]
-    return sorted(p for p in study_dir.iterdir() if is_run_dir(p)) if study_dir.is_dir() else []
 
 
 # ---------------------------------------------------------------- validation
@@ -429,7 +317,7 @@ def validate_run(run_dir: Path) -> list[str]:
     if scan.torn_tail and (manifest or {}).get("status") != "running":
         problems.append(f"{path}: torn last line in a run that is not running")
     seen: set[str | None] = set()
-    for n, rec in enumerate(scan.records, 1):
+    for n, rec in zip(scan.lines, scan.records):
         problems += [f"{path}:{n}: {e}" for e in schema_errors("outcome", rec)]
         uid: str | None = rec.get("item_uid")
         if uid in seen:
@@ -449,18 +337,21 @@ def validate_run(run_dir: Path) -> list[str]:
 
 def repair_run(run_dir: Path) -> list[str]:
     """What a resume repairs, without running: cut a torn last line and remove exact duplicate outcome
-    lines (under the writer lock, so never while a writer is live); returns what was done."""
+    lines (under the writer lock, so never while a writer is live); returns what was done. The run's
+    index, when it has one, is rebuilt after lines were removed."""
     run_dir = Path(run_dir)
     done: list[str] = []
     path = run_dir / OUTCOMES
     with writer_lock(run_dir):
-        cut = repair_torn_tail(path)
-        if cut:
-            done.append(f"{path}: cut a torn last line ({cut} bytes)")
-        removed = remove_duplicate_outcomes(path)
+        repair = repair_outcomes(run_dir)
+        if repair.cut_bytes:
+            done.append(f"{path}: cut a torn last line ({repair.cut_bytes} bytes)")
+        removed = repair.removed_lines
         if removed:
             shown = ", ".join(map(str, removed[:10])) + (", …" if len(removed) > 10 else "")
             done.append(f"{path}: removed {len(removed)} exact duplicate lines (lines {shown}; the first of each kept)")
+            if (run_dir / OUTCOMES_INDEX).exists():
+                write_outcome_index(run_dir, repair.index)
         if removed and (run_dir / MANIFEST).exists():
             manifest = read_manifest(run_dir)
             counts = manifest.get("counts")
@@ -488,8 +379,3 @@ def validate_study(runs: list[Path]) -> list[str]:
         for group in groups[1:]
         for run in group
     ]
-
-
-def iter_outcomes(run_dir: Path) -> Iterator[dict[str, Any]]:
-    """Complete outcome lines of a run (tolerant of a run in progress; corrupt lines raise)."""
-    yield from scan_jsonl(Path(run_dir) / OUTCOMES, strict=True).records

@@ -16,17 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ProtocolConfig, Study
+from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION, read_items, read_manifest
 from engine.errors import UserError
 from engine.matching import MATCHING_VERSION
 from engine.runfolder import (
-    ITEMS,
-    MANIFEST,
-    SCHEMA_VERSION,
     OutcomeWriter,
     dumps_line,
     items_hash,
-    read_items,
-    read_manifest,
     write_json_atomic,
     write_jsonl_atomic,
     writer_lock,
@@ -371,7 +367,7 @@ def run_study(
 
 def language_summary(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """Per run and language: n, open / shown / MC accuracy and recognition-only rate."""
-    from engine.runfolder import iter_outcomes
+    from engine.contract.reader import iter_outcomes
 
     rows = []
     for run_dir in run_dirs:

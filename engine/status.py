@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.contract.reader import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest
 from engine.errors import UserError
 from engine.locks import pid_alive
-from engine.runfolder import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest
 
 STALE_AFTER_S = 600.0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -29,6 +30,7 @@ from engine.config import (
     ProtocolConfig,
     Study,
 )
+from engine.contract.labels import UNSTRUCTURED, parse_pattern, pattern_sparsity
 from engine.errors import UserError
 from engine.matching import parse_guards
 from engine.preflight import DEVICE_RE, DEVICES, check_calibration_source
@@ -178,15 +180,13 @@ def _list(table: Mapping[str, Any], key: str, where: str, path: Path, example: s
 
 
 def _pattern(value: Any, where: str, path: Path) -> str:
-    if value == "unstructured":
-        return value
-    parts = str(value).split(":") if isinstance(value, str) else []
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if not isinstance(value, str):
         raise UserError(f"{path}: {where}: pattern must be 'unstructured' or 'N:M' like '2:4', got {value!r}")
-    n, m = int(parts[0]), int(parts[1])
-    if not 0 < n < m:
-        raise UserError(f"{path}: {where}: pattern {value!r} needs 0 < N < M (N weights kept of every M)")
-    return f"{n}:{m}"
+    try:
+        nm = parse_pattern(value, prunes=True)
+    except ValueError as exc:
+        raise UserError(f"{path}: {where}: {exc}") from None
+    return UNSTRUCTURED if nm is None else f"{nm[0]}:{nm[1]}"
 
 
 def _condition(
@@ -202,14 +202,16 @@ def _condition(
         raise UserError(
             f"{path}: {where}: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is added by include_dense)"
         )
-    if pattern != "unstructured":
-        n, m = (int(x) for x in pattern.split(":"))
-        if sparsity is not None and sparsity != 1 - n / m:
+    nm_sparsity = pattern_sparsity(pattern)
+    if nm_sparsity is not None:
+        if sparsity is not None and not (
+            isinstance(sparsity, (int, float)) and math.isclose(sparsity, nm_sparsity, abs_tol=1e-12)
+        ):
             raise UserError(
-                f"{path}: {where}: sparsity {sparsity!r} contradicts pattern {pattern!r} (which prunes {1 - n / m:g}); "
+                f"{path}: {where}: sparsity {sparsity!r} contradicts pattern {pattern!r} (which prunes {nm_sparsity:g}); "
                 "leave sparsity out for N:M"
             )
-        sparsity = 1 - n / m
+        sparsity = nm_sparsity
     elif sparsity is None:
         raise UserError(f"{path}: {where}: unstructured pruning needs a sparsity in (0, 1), e.g. sparsity = 0.5")
     elif isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < float(sparsity) < 1.0:
@@ -264,6 +266,12 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
     name = raw.get("name") or path.stem
     if not isinstance(name, str):
         raise UserError(f"{path}: name must be a string, got {name!r}")
+    if isinstance(raw.get("items"), list):
+        raise UserError(
+            f"{path}: [[items]]: a study has one item source ([items]); to analyse several datasets together, "
+            "run one study per dataset with the same [[models]] and [pruning] and pool them with "
+            "`prunescope stats STUDY_A STUDY_B` (the dataset becomes a factor)"
+        )
     items = build_table(ItemsSpec, raw.get("items", {}), "[items]", path)
     models_raw = raw.get("models")
     if not models_raw or not isinstance(models_raw, list):

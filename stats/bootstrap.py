@@ -37,7 +37,7 @@ class BootstrapResult:
         return asdict(self)
 
     def report(self) -> str:
-        from stats.mcnemar import format_p
+        from stats.report import format_p
 
         return (
             f"{self.statistic} = {self.estimate:.4f} ({100 * self.level:g}% percentile CI {self.lower:.4f} to "

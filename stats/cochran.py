@@ -12,8 +12,9 @@ import numpy as np
 from scipy.stats import chi2
 
 from engine.errors import UserError
-from stats.mcnemar import McNemarResult, format_p, mcnemar
+from stats.mcnemar import McNemarResult, mcnemar
 from stats.multiple import FamilyAdjustment, adjust
+from stats.report import format_p
 from stats.tables import PairedTable
 
 

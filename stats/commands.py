@@ -6,18 +6,20 @@ Registration is cheap: pandas, scipy, matplotlib and the GLMM backends are impor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.errors import UserError
+from stats.api import StatsOptions, parse_tests
+
+if TYPE_CHECKING:
+    from stats.api import StatsResult
 
 OUTPUT_FORMATS = ("table", "markdown", "latex", "csv", "json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    d = StatsOptions()
     p = subparsers.add_parser(
         "stats",
         help="paired significance tests, effect sizes and GLMM of a study",
@@ -34,32 +36,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--test",
-        default=",".join(("recognition", "within")),
+        default=",".join(d.tests),
         help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
         "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within. "
-        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables and "
-        "the default GLMM are of the recognition-only rate and come with recognition",
+        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables, "
+        "the paper's analyses (transitions, demoted vs erased, recovery, rank shift, format ladder) and the "
+        "default GLMM come with recognition",
     )
     p.add_argument(
         "--method",
-        default="midp",
+        default=d.method,
         choices=("midp", "exact", "asymptotic", "asymptotic_cc"),
         help="primary McNemar p-value (default mid-p; the asymptotic p is always shown too)",
     )
     p.add_argument(
         "--adjust",
-        default="holm",
+        default=d.adjust,
         choices=("holm", "bh", "none"),
         help="multiple-comparison correction over each table's family (default holm)",
     )
     p.add_argument(
         "--diff-ci",
-        default="tango",
+        default=d.diff_ci,
         help="interval for the paired difference Δ: tango (default, Tango's asymptotic score), scas "
         "(Laud's skewness-corrected score, as R ratesci), newcombe, wald, wald_cc, agresti_min, "
         "bonett_price",
     )
-    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--level", type=float, default=d.level, help=f"confidence level (default {d.level})")
     p.add_argument("--format", default="table", choices=OUTPUT_FORMATS, help="stdout format (default table)")
     p.add_argument(
         "--out",
@@ -71,11 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--glmm-formula",
         default=None,
-        help="lme4-style formula on the tidy table (columns: item, language, model, method, condition, "
+        help="lme4-style formula on the tidy table (columns: item, language, dataset, model, method, condition, "
         "method_sparsity, sparsity, log_params, open_correct, mc_correct, shown_correct, "
-        "recognition_only); default recognition_only ~ condition [+ model] [+ language] + (1|item)",
+        "recognition_only); default recognition_only ~ condition [+ model] [+ language] [+ dataset] + (1|item), "
+        "with log_params + sparsity:log_params in place of model when the study has two or more model sizes",
     )
-    p.add_argument("--glmm-backend", default="mixedlm", help="mixedlm (default), gee, lme4 or bayes")
+    p.add_argument("--glmm-backend", default=d.glmm_backend, help="mixedlm (default), gee, lme4 or bayes")
     p.add_argument(
         "--did",
         default=None,
@@ -83,8 +87,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="add a difference-in-differences table: change of the recognition-only rate under pruning "
         "in LANG_A minus in LANG_B, item-cluster bootstrap CI",
     )
-    p.add_argument("--boot", type=int, default=10_000, help="bootstrap resamples for --did (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed for --did (default 0)")
+    p.add_argument("--boot", type=int, default=d.boot, help=f"bootstrap resamples for --did (default {d.boot})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed for --did (default {d.seed})")
+    p.add_argument(
+        "--demotion-rank",
+        type=int,
+        default=d.demotion_rank,
+        metavar="K",
+        help="demoted = open generation failed and gold first-token rank ≤ K or a probe recovered it "
+        "(default: the threshold the runs recorded, else 10); redoes the analysis without re-running models",
+    )
+    p.add_argument(
+        "--demotion-probes",
+        default=d.demotion_probes,
+        help="probes whose recovery counts as demoted, comma-separated from beam,sampling,one_shot, or none "
+        "(default all three)",
+    )
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
     p.set_defaults(func=run_stats)
     from stats.glmm.commands import register as register_glmm
@@ -92,88 +110,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_glmm(subparsers)
 
 
-def run_stats(args: argparse.Namespace) -> int:
-    from stats import analysis
-    from stats.intervals import DIFF_METHODS
-    from stats.load import load_study, transitions
-    from stats.summary import findings
+def options_from_args(args: argparse.Namespace) -> StatsOptions:
+    """The `StatsOptions` a `prunescope stats` command line asks for (checked)."""
+    return StatsOptions(
+        by=args.by,
+        tests=parse_tests(args.test),
+        method=args.method,
+        adjust=args.adjust,
+        diff_ci=args.diff_ci,
+        level=args.level,
+        glmm=not args.no_glmm,
+        glmm_formula=args.glmm_formula,
+        glmm_backend=args.glmm_backend,
+        did=args.did,
+        boot=args.boot,
+        seed=args.seed,
+        demotion_rank=args.demotion_rank,
+        demotion_probes=args.demotion_probes,
+        strict=args.strict,
+    ).checked()
 
-    if not 0 < args.level < 1:
-        raise UserError(f"--level must be in (0, 1), got {args.level}")
-    if args.diff_ci not in DIFF_METHODS:
-        raise UserError(f"--diff-ci: unknown interval {args.diff_ci!r}; choose from {', '.join(DIFF_METHODS)}")
-    tests = [t.strip() for t in args.test.split(",") if t.strip()]
-    for t in tests:
-        if t not in analysis.TESTS:
-            raise UserError(f"--test: unknown test {t!r}; choose from {', '.join(analysis.TESTS)}")
-    by = analysis.parse_by(args.by)
-    df = load_study(args.study, strict=args.strict)
-    for problem in df.attrs.get("problems", []):
+
+def run_stats(args: argparse.Namespace) -> int:
+    from stats.api import analyse
+
+    options = options_from_args(args)
+    result = analyse(args.study, options)
+    for problem in result.df.attrs.get("problems", []):
         print(f"prunescope stats: warning: {problem}", file=sys.stderr)
-    tr = transitions(df)
-    tables, sentences = build_tables(df, tr, tests, by, args)
-    glmm = None
-    if not args.no_glmm and (args.glmm_formula or "recognition" in tests):
-        formula = args.glmm_formula or analysis.default_glmm_formula(df)
-        t0 = time.perf_counter()
-        gtable, glmm = analysis.glmm_report(df, formula, args.glmm_backend)
-        args.glmm_fit_s = time.perf_counter() - t0
-        args.glmm_title = f"GLMM ({args.glmm_backend}): {formula}"
-        tables.append(gtable)
     title = "prunescope stats: " + ", ".join(p.name or str(p) for p in args.study)
-    summary = findings(df, tables, by, args.level, args.adjust)
-    emit(tables, args.format, title, summary)
+    emit(result.tables, args.format, title, result.summary)
     if args.out is not None:
-        written = write_outputs(args.out, tables, sentences, title, df, tr, glmm, args, summary)
+        written = write_outputs(args.out, result, title, options.level)
         print(f"prunescope stats: wrote {len(written)} files under {args.out}", file=sys.stderr)
     return 0
-
-
-def build_tables(df: Any, tr: Any, tests: list[str], by: list[str], args: argparse.Namespace):
-    """Report tables for the requested tests; with recognition also per language, the languages compared,
-    Cochran's Q across sparsities (all of the recognition-only rate) and the matching rules' robustness table."""
-    from stats import analysis
-    from stats.robustness import matching_report
-
-    tables, sentences = [], []
-    for test in tests:
-        table, results = analysis.paired_table_report(
-            df, tr, test, by, args.method, args.adjust, args.level, args.diff_ci
-        )
-        tables.append(table)
-        sentences += [
-            (table.title, f"{analysis.cell_label(rec, by)}: {r.report()}") for rec, r in zip(table.records, results)
-        ]
-    if "recognition" in tests and len(tr) and tr["language"].nunique() > 1:
-        if "language" not in by:
-            table, _ = analysis.paired_table_report(
-                df, tr, "recognition", [*by, "language"], args.method, args.adjust, args.level, args.diff_ci
-            )
-            tables.append(
-                dataclasses.replace(table, key="mcnemar-recognition-language", title=table.title + ", per language")
-            )
-        tables.append(analysis.language_report(tr, "recognition", args.method, args.adjust, args.level))
-    if "recognition" in tests:
-        cochran = analysis.cochran_report(df, "recognition_only", args.adjust)
-        if cochran.records:
-            tables.append(cochran)
-        tables.append(matching_report(df))
-    if args.did:
-        pair = [s.strip() for s in args.did.split(",")]
-        if len(pair) != 2 or not all(pair):
-            raise UserError(f"--did: expected two languages as LANG_A,LANG_B, got {args.did!r}")
-        did = analysis.did_report(tr, pair[0], pair[1], args.boot, args.seed, args.level)
-        tables.append(did)
-        sentences += [
-            (
-                did.title,
-                f"{did.title}, {r['model']} / {r['condition']}: DiD = {r['did']:.4f} "
-                f"({100 * args.level:g}% CI {r['did_low']:.4f} to {r['did_high']:.4f}; item-cluster bootstrap, "
-                f"{r['items']} items, B = {r['n_boot']}, seed {r['seed']}).",
-            )
-            for r in did.records
-        ]
-    return tables, sentences
 
 
 def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
@@ -202,28 +172,27 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
         sys.stdout.write(report.render_json(tables, {"title": title}))
 
 
-def write_outputs(
-    out: Path,
-    tables: list,
-    sentences: list,
-    title: str,
-    df: Any,
-    tr: Any,
-    glmm: Any,
-    args: argparse.Namespace,
-    summary: list[str],
-) -> list[Path]:
+def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
     """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
-    from stats import figures, report
+    from stats import figures, paper_figures, report
 
+    tables, tr, glmm = result.tables, result.tr, result.glmm
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    md = report.render_markdown(tables, title, summary)
-    if sentences:
-        md += "\n## Reporting sentences\n\n" + "\n".join(f"- {report.md_escape(s)}" for _, s in sentences) + "\n"
+    fig_dir = out / "figures"
+    figs = figures.recognition_vs_sparsity(result.df, fig_dir / "recognition_vs_sparsity", level)
+    if len(tr):
+        figs += paper_figures.first_token_rank(tr, fig_dir / "first_token_rank")
+        figs += paper_figures.demotion_shares(tr, fig_dir / "demotion", result.rule)
+    figs += paper_figures.format_ladder(result.df, fig_dir / "format_ladder", level)
+    if glmm is not None:
+        figs += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", result.glmm_title)
+    written: list[Path] = list(figs)
+    md = report.render_markdown(tables, title, result.summary)
+    if result.sentences:
+        md += "\n## Reporting sentences\n\n" + "\n".join(f"- {report.md_escape(s)}" for _, s in result.sentences) + "\n"
     md += (
         "\n## Figures\n\n"
-        + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
+        + "\n".join(f"- `figures/{p.stem}.pdf` (and `.png`)" for p in figs if p.suffix == ".pdf")
         + "\n"
     )
     if glmm is not None:
@@ -235,28 +204,27 @@ def write_outputs(
         (out / "REPORT.md", md),
         (out / "tables.tex", report.render_latex(tables)),
         (out / "tables.json", report.render_json(tables, {"title": title})),
-        (out / DIAGNOSTICS, _diagnostics_json(glmm, args)),
+        (out / DIAGNOSTICS, _diagnostics_json(glmm, result.glmm_fit_s)),
     ):
         path.write_text(text, encoding="utf-8")
+        written.append(path)
+    (out / "tex").mkdir(exist_ok=True)
+    for t in tables:  # one file per table, for LaTeX \input
+        path = out / "tex" / f"{t.key}.tex"
+        path.write_text(report.render_latex([t]), encoding="utf-8")
         written.append(path)
     (out / "csv").mkdir(exist_ok=True)
     for t in tables:
         path = out / "csv" / f"{t.key}.csv"
         path.write_text(report.render_csv(t), encoding="utf-8")
         written.append(path)
-    fig_dir = out / "figures"
-    written += figures.recognition_vs_sparsity(df, fig_dir / "recognition_vs_sparsity", args.level)
-    if len(tr):
-        written += figures.first_token_rank(tr, fig_dir / "first_token_rank")
-    if glmm is not None:
-        written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", args.glmm_title)
     return written
 
 
 DIAGNOSTICS = "diagnostics.json"
 
 
-def _diagnostics_json(glmm: Any, args: argparse.Namespace) -> str:
+def _diagnostics_json(glmm: Any, fit_s: float) -> str:
     """Machine-dependent details of the run (GLMM convergence, timing), kept out of the report files."""
     import json
 
@@ -271,15 +239,6 @@ def _diagnostics_json(glmm: Any, args: argparse.Namespace) -> str:
             "converged": bool(glmm.converged),
             "singular": bool(glmm.singular),
             **glmm.diagnostics,
-            "fit_s": round(args.glmm_fit_s, 3),
+            "fit_s": round(fit_s, 3),
         }
     return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
-
-
-def _figure_names(tr: Any, glmm: Any) -> list[str]:
-    names = ["recognition_vs_sparsity"]
-    if len(tr):
-        names.append("first_token_rank")
-    if glmm is not None:
-        names.append("glmm_forest")
-    return names

@@ -16,6 +16,7 @@ from scipy.stats import binom, chi2, norm
 from engine.errors import UserError
 from stats.binomial import logaddexp, logcdf_half, logpmf_half
 from stats.intervals import Interval, paired_difference_ci, paired_odds_ratio_ci
+from stats.report import format_p
 from stats.tables import PairedTable
 
 _LN2 = math.log(2.0)
@@ -169,15 +170,6 @@ class McNemarResult:
             a = self.adjustment
             text += f"; {a.method} over '{a.family}' (m = {a.m}): adjusted p = {format_p(a.pvalue)}."
         return text
-
-
-def format_p(p: float) -> str:
-    """Exact p to 3 significant digits, never '< 0.05'; NaN as 'n/a'."""
-    if p is None or math.isnan(p):
-        return "n/a"
-    if p >= 0.001:
-        return f"{p:.3f}"
-    return f"{p:.2e}"
 
 
 def mcnemar(

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.contract.index import hash64
+from engine.contract.reader import ITEMS, RunFolderError, read_items, read_manifest
 from engine.matching import DEFAULT_SCORING, AnswerKey, Evidence, Scoring, evidence
-from engine.runfolder import ITEMS, RunFolderError, read_items, read_manifest
 from stats.report import Column, ReportTable
 
 # (key, header, scoring): exact, the engine's default, containment without guards, SQuAD-style F1 >= 0.5
@@ -31,10 +32,10 @@ RULES: tuple[tuple[str, str, Scoring], ...] = (
 DEFAULT_KEY = "guarded"
 
 
-def _keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], AnswerKey]:
-    """Answer keys by (item_uid, content_hash), built once per item; an items file shared by runs is
-    read once."""
-    keys: dict[tuple[str, str], AnswerKey] = {}
+def _keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, int], AnswerKey]:
+    """Answer keys by (item_uid, content key: `engine.contract.index.hash64` of the content hash), built
+    once per item; an items file shared by runs is read once."""
+    keys: dict[tuple[str, int], AnswerKey] = {}
     seen: set[str] = set()
     for info in runs:
         path = Path(info["path"]) / ITEMS
@@ -43,7 +44,7 @@ def _keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], AnswerKey]:
             continue
         seen.add(digest)
         for it in read_items(path.parent):
-            k = (it["item_uid"], it["content_hash"])
+            k = (it["item_uid"], hash64(it["content_hash"]))
             if k not in keys:
                 keys[k] = AnswerKey.from_item(it)
     return keys
@@ -52,10 +53,10 @@ def _keys(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], AnswerKey]:
 def graded(df: pd.DataFrame) -> pd.DataFrame:
     """One row per df row: `open_<rule>` for each rule and `degenerate` (the open output is a loop)."""
     keys = _keys(df.attrs.get("runs", []))
-    cache: dict[tuple[str, str, str], Evidence] = {}
+    cache: dict[tuple[str, int, str], Evidence] = {}
     verdicts = np.zeros((len(df), len(RULES)), dtype=bool)
     loops = np.zeros(len(df), dtype=bool)
-    uids, hashes = df["item_uid"].astype(str).to_numpy(), df["content_hash"].astype(str).to_numpy()
+    uids, hashes = df["item_uid"].astype(str).to_numpy(), df["content_key"].to_numpy().tolist()
     texts = df["open_text"].fillna("").astype(str).to_numpy()
     for i, (uid, h, text) in enumerate(zip(uids, hashes, texts)):
         ev = cache.get((uid, h, text))

@@ -13,7 +13,8 @@ import numpy as np
 from scipy.stats import chi2
 
 from engine.errors import UserError
-from stats.mcnemar import McNemarResult, format_p, mcnemar
+from stats.mcnemar import McNemarResult, mcnemar
+from stats.report import format_p
 from stats.tables import PairedTable
 
 CLUSTER_METHODS = ("auto", "obuchowski", "durkalski")

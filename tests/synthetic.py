@@ -13,18 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.runfolder import (
-    ITEMS,
-    MANIFEST,
-    OUTCOMES,
-    SCHEMA_VERSION,
-    category,
-    dumps_line,
-    items_hash,
-    sha256_text,
-    write_json_atomic,
-    write_jsonl_atomic,
-)
+from engine.contract.labels import category, condition_label, pattern_sparsity
+from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, SCHEMA_VERSION
+from engine.runfolder import dumps_line, items_hash, sha256_text, write_json_atomic, write_jsonl_atomic
 
 DEFAULT_LANGUAGES = ("en", "de", "es", "ru", "zh", "sw")
 DEFAULT_CONDITIONS: tuple[tuple[str, float, str], ...] = (
@@ -267,17 +258,12 @@ def make_synthetic_study(
     for model, n_params in models:
         size_bonus = 0.3 * math.log10(n_params / 1e8)
         for method, sparsity, pattern in conditions:
-            eff = sparsity if pattern == "unstructured" else 1 - int(pattern.split(":")[0]) / int(pattern.split(":")[1])
+            nm_sparsity = pattern_sparsity(pattern)
+            eff = sparsity if nm_sparsity is None else nm_sparsity
             strength = {"dense": 0.0, "wanda": 1.0, "sparsegpt": 0.8, "magnitude": 1.6}[method]
             pen_open = strength * 6.0 * max(0.0, eff - 0.3)
             pen_mc = strength * 2.0 * max(0.0, eff - 0.4)
-            run_id = f"{model.split('/')[-1]}__{method}" + (
-                ""
-                if method == "dense"
-                else f"-s{round(eff * 100):02d}"
-                if pattern == "unstructured"
-                else f"-{pattern.replace(':', 'of')}"
-            )
+            run_id = f"{model.split('/')[-1]}__{condition_label(method, eff, pattern)}"
             run = root / run_id
             run.mkdir(exist_ok=True)
             write_jsonl_atomic(run / ITEMS, items)

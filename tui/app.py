@@ -1,12 +1,13 @@
 """The prunescope Textual app: a screen stack over one study, loaded and tested in worker threads.
 
-Screens: 1 Overview → (enter) 2 Items → (enter) 3 Item; 4 Significance; 5 Run info. Escape goes back.
+Screens: 1 Overview → (enter) 2 Items → (enter) 3 Item; 4 Significance; 5 Run info; 6 Paper analyses.
+Escape goes back.
 Data never touches the event loop: loading, filtering, statistics and live following run in threads.
 """
 
 from __future__ import annotations
 
-import argparse
+import gc
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -20,16 +21,19 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.timer import Timer
 
-from engine.runfolder import RunFolderError, read_manifest
 from engine.safe_text import inert
-from tui.model import NO_REF, Study, discordant, load_study, transition_label
+from stats.api import StatsOptions
+from tui import render, view
+from tui.model import NO_REF, Study, load_study
 from tui.screens.base import DataScreen
 from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
 from tui.screens.item import ItemScreen
 from tui.screens.items import ItemsScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
 from tui.sidecar import FlagStore, export_path, write_csv, write_jsonl
@@ -77,6 +81,7 @@ class PrunescopeApp(App[None]):
         Binding("3", "goto(3)", "item", show=False, id="app.screen_item"),
         Binding("4", "goto(4)", "significance", show=False, id="app.screen_significance"),
         Binding("5", "goto(5)", "run info", show=False, id="app.screen_runinfo"),
+        Binding("6", "goto(6)", "paper analyses", show=False, id="app.screen_paper"),
     ]
 
     def __init__(
@@ -100,6 +105,7 @@ class PrunescopeApp(App[None]):
         self._timer: Timer | None = None
         self.last_export: Path | None = None
         self.loading_message = ""
+        self.run_info: tuple[list[Strip], int] = ([], 0)  # Run info's lines, made with the study
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
 
@@ -116,19 +122,30 @@ class PrunescopeApp(App[None]):
     def on_mount(self) -> None:
         if self._keymap:
             self.set_keymap(self._keymap)
+        for name, screen in (
+            ("items", ItemsScreen()),
+            ("item", ItemScreen()),
+            ("significance", SignificanceScreen()),
+            ("runinfo", RunInfoScreen()),
+            ("paper", PaperScreen()),
+        ):
+            self.install_screen(screen, name)  # made once: each keeps its state between visits
         self._load()
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
+        freeze_long_lived()  # Textual, the screens
         study = load_study(self.sources, progress=lambda msg: self.call_from_thread(self._loading, msg))
-        self.call_from_thread(self._loaded, study)
+        run_info = render.run_info_lines(study.runs, study.root)
+        freeze_long_lived()  # the study
+        self.call_from_thread(self._loaded, study, run_info)
 
     def _loading(self, message: str) -> None:
         self.loading_message = message
         self._refresh_screens()
 
-    def _loaded(self, study: Study) -> None:
-        self.study = study
+    def _loaded(self, study: Study, run_info: tuple[list[Strip], int]) -> None:
+        self.study, self.run_info = study, run_info
         self.flags = FlagStore(study.root)
         self._refresh_screens()
         if not study.runs:
@@ -146,14 +163,9 @@ class PrunescopeApp(App[None]):
 
     # ------------------------------------------------------------ statistics (the `prunescope stats` functions)
 
-    def stats_args(self) -> argparse.Namespace:
-        """`prunescope stats` defaults, from its own parser, on this study's run folders."""
-        from stats.commands import register
-
-        parser = argparse.ArgumentParser()
-        register(parser.add_subparsers(dest="command"))
-        paths = [str(r.path) for r in self.study.runs] if self.study else [str(s) for s in self.sources]
-        return parser.parse_args(["stats", *paths])
+    def stats_options(self) -> StatsOptions:
+        """What the Significance screen computes: `prunescope stats`'s defaults (the GLMM after the tables)."""
+        return StatsOptions()
 
     def stats_args_text(self) -> str:
         return " ".join(s.name for s in self.sources)
@@ -161,37 +173,25 @@ class PrunescopeApp(App[None]):
     @work(thread=True, exclusive=True, group="stats")
     def _run_stats(self) -> None:
         from engine.errors import UserError
-        from stats import analysis
-        from stats.commands import build_tables
-        from stats.load import load_study as stats_load_study
-        from stats.load import transitions
+        from stats import api
 
         state = StatsState()
+        options = self.stats_options()
+        paths = [r.path for r in self.study.runs] if self.study else self.sources
         try:
-            args = self.stats_args()
-            df = stats_load_study(args.study, strict=False)
-            tr = transitions(df)
-            tests = [t.strip() for t in args.test.split(",") if t.strip()]
-            state.tables, _ = build_tables(df, tr, tests, analysis.parse_by(args.by), args)
-            if len(tr):
-                cells, _ = analysis.paired_table_report(
-                    df, tr, "recognition", ["model", "condition", "language"], args.method, args.adjust, args.level
-                )
-                state.cell_p = {
-                    (str(r["model"]), str(r["condition"]), str(r["language"])): float(r["p_adjusted"])
-                    for r in cells.records
-                }
-                main = next(t for t in state.tables if t.key == "mcnemar-recognition")
+            df, tr = api.load(paths, options)
+            state.tables, _ = api.report_tables(df, tr, options)
+            state.cell_p = api.recognition_cells(df, tr, options)
+            main = next((t for t in state.tables if t.key == "mcnemar-recognition"), None)
+            if main is not None:
                 state.run_p = {(str(r["model"]), analysis_condition(r)): float(r["p_adjusted"]) for r in main.records}
         except (UserError, ValueError, KeyError) as exc:
             state.error = str(exc)
         self.call_from_thread(self._stats_done, state)
-        if state.tables is None or not self.stats_glmm:
+        if state.tables is None or not self.stats_glmm or not api.wants_glmm(options):
             return
         try:
-            formula = args.glmm_formula or analysis.default_glmm_formula(df)
-            glmm, _ = analysis.glmm_report(df, formula, args.glmm_backend)
-            state.glmm = glmm
+            state.glmm, _, _, _ = api.fit_glmm(df, options)
         except Exception as exc:
             state.glmm_error = f"{exc.__class__.__name__}: {exc}"
         self.call_from_thread(self._stats_done, state)
@@ -210,8 +210,8 @@ class PrunescopeApp(App[None]):
         if self.stats.tables is None:
             return None
         if language is None:
-            return self.stats.run_p.get((run.model, run.condition), math.nan)
-        return self.stats.cell_p.get((run.model, run.condition, language), math.nan)
+            return self.stats.run_p.get((run.model, run.label), math.nan)
+        return self.stats.cell_p.get((run.model, run.label, language), math.nan)
 
     # ------------------------------------------------------------ live following
 
@@ -226,21 +226,15 @@ class PrunescopeApp(App[None]):
             return
         changed = False
         for run in study.runs:
-            if run.status != "running":
-                continue
-            changed |= bool(run.follow())
-            try:
-                manifest = read_manifest(run.path)
-            except RunFolderError:
-                continue
-            if manifest.get("status") != run.status:
-                run.manifest = manifest
-                changed = True
+            if run.running:
+                changed |= bool(run.refresh())
+                changed |= run.reread_manifest()
         if changed:
             study.rebuild()
-            self.call_from_thread(self._followed)
+            self.call_from_thread(self._followed, render.run_info_lines(study.runs, study.root))
 
-    def _followed(self) -> None:
+    def _followed(self, run_info: tuple[list[Strip], int]) -> None:
+        self.run_info = run_info
         self._refresh_screens()
         if self.run_stats:
             self._run_stats()
@@ -264,70 +258,36 @@ class PrunescopeApp(App[None]):
         return text
 
     def row_cells(self, i: int) -> list[str]:
-        study = self.study
-        assert study is not None
-        p = study.pairs
-        run = study.runs[p.run[i]]
-        row = p.row[i]
-        uid = run.uids[row]
-        item = study.items.get(uid, {})
-        return [
-            run.condition,
-            run.languages[row],
-            uid.split("/", 3)[-1],
-            transition_label(p.transition[i]),
-            str(item.get("answer", "?")),
-            run.open_text[row],
-            "⚑" if uid in self.flags.notes else "",
-        ]
+        assert self.study is not None
+        return view.row_cells(self.study, i, self.flags.notes.keys())
 
     def is_discordant(self, i: int) -> bool:
-        t = int(self.study.pairs.transition[i]) if self.study else 16
-        return t < 16 and t // 4 != t % 4
+        return self.study is not None and view.is_discordant(self.study, i)
 
-    def next_discordant(self, rows: np.ndarray, pos: int, step: int) -> int | None:
-        """Position in `rows` of the next (step 1) or previous (step -1) discordant row after `pos`."""
-        if self.study is None or not len(rows):
+    def next_discordant(self, rows: np.ndarray, pos: int, step: int, include_current: bool = False) -> int | None:
+        """Position in `rows` of the next (step 1) or previous (step -1) discordant row from `pos`."""
+        if self.study is None:
             return None
-        hits = np.flatnonzero(discordant(self.study.pairs)[rows])
-        if step > 0:
-            after = hits[hits > pos]
-            return int(after[0]) if len(after) else None
-        before = hits[hits < pos]
-        return int(before[-1]) if len(before) else None
+        return view.next_discordant(self.study, rows, pos, step, include_current)
 
     def item_records(self, uid: str) -> tuple[list[tuple[str, float, dict[str, Any]]], list[str]]:
-        """(run name, sparsity, full outcome record) of every run that has `uid`, reference runs first."""
-        out, problems = [], []
-        study = self.study
-        assert study is not None
-        order = sorted(
-            range(len(study.runs)),
-            key=lambda r: (study.reference[r] != NO_REF, study.runs[r].sparsity, r),
-        )
-        for r in order:
-            run = study.runs[r]
-            row = run.row_of.get(uid)
-            if row is None:
-                continue
-            try:
-                out.append((run.condition, run.sparsity, run.read_line(row)))
-            except (OSError, ValueError) as exc:
-                problems.append(f"{run.name}: line {row + 1} could not be read back ({exc.__class__.__name__})")
-        return out, problems
+        """(condition, sparsity, whole outcome record) of every run that has `uid`, reference runs first."""
+        assert self.study is not None
+        return view.item_records(self.study, uid)
 
     def current_uid(self) -> tuple[str, str] | None:
         """(item uid, run name) of the item under the cursor or on screen."""
         study = self.study
+        screen = self.screen
         idx = (
-            self.screen.pair_index
-            if isinstance(self.screen, ItemScreen)
-            else (self.items_state.current if isinstance(self.screen, ItemsScreen) else None)
+            screen.pair_index
+            if isinstance(screen, ItemScreen)
+            else (self.items_state.current if isinstance(screen, ItemsScreen) else None)
         )
         if study is None or idx is None or idx >= len(study.pairs):
             return None
-        run = study.runs[study.pairs.run[idx]]
-        return run.uids[study.pairs.row[idx]], run.name
+        r = int(study.pairs.run[idx])
+        return study.uid(r, int(study.pairs.row[idx])), study.runs[r].name
 
     # ------------------------------------------------------------ navigation
 
@@ -340,11 +300,21 @@ class PrunescopeApp(App[None]):
             self.items_state.query = query
             self.items_state.current = None
         self._to_base()
-        self.push_screen(ItemsScreen())
+        self.push_screen("items")
 
     def open_item(self, index: int) -> None:
         self.items_state.current = index
-        self.push_screen(ItemScreen(index))
+        self._item_screen().show(index)
+        self.push_screen("item")
+
+    def prefetch_item(self, index: int) -> None:
+        """Draw the item of pair `index` in the background (the cursor rests on it in the list)."""
+        self._item_screen().prefetch(index)
+
+    def _item_screen(self) -> ItemScreen:
+        screen = self.get_screen("item")
+        assert isinstance(screen, ItemScreen)
+        return screen
 
     def action_goto(self, n: int) -> None:
         current = self.items_state.current
@@ -353,13 +323,16 @@ class PrunescopeApp(App[None]):
             return
         self._to_base()
         if n in (2, 3):
-            self.push_screen(ItemsScreen())
-        if n == 3 and current is not None:
-            self.push_screen(ItemScreen(current))
+            self.push_screen("items")
+        if n == 3 and self.items_state.current is not None:
+            self._item_screen().show(self.items_state.current)
+            self.push_screen("item")
         elif n == 4:
-            self.push_screen(SignificanceScreen())
+            self.push_screen("significance")
         elif n == 5:
-            self.push_screen(RunInfoScreen())
+            self.push_screen("runinfo")
+        elif n == 6:
+            self.push_screen("paper")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.screen))
@@ -430,6 +403,7 @@ class PrunescopeApp(App[None]):
             (3, "Item", "the current item across runs"),
             (4, "Significance", "McNemar tables and GLMM of `prunescope stats`"),
             (5, "Run info", "each run's manifest"),
+            (6, "Paper analyses", "transitions, demoted vs erased, recovery, rank shift, format ladder"),
         ):
             yield SystemCommand(f"Screen {n}: {name}", what, lambda n=n: self.action_goto(n))
         yield SystemCommand("Filter items", "language, category, transition, flag, regex", self.ask_filter)
@@ -441,8 +415,19 @@ class PrunescopeApp(App[None]):
         yield SystemCommand("Export current view", "CSV or JSONL under <study>/.prunescope/exports", self.action_export)
 
 
+def freeze_long_lived() -> None:
+    """Collect garbage, then leave every object alive now out of the collector's later full passes.
+
+    Called in the loading worker, for what lives as long as the app (Textual, the screens, the study):
+    a full pass scans every tracked object, and scanning these paused the event loop (or, started by
+    a worker thread, held the GIL) for 0.1-0.3 s at a time on a busy machine.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def analysis_condition(record: dict[str, Any]) -> str:
     """Condition label of a `prunescope stats` record keyed by method, sparsity and pattern."""
-    from stats.load import condition_label
+    from engine.contract.labels import condition_label
 
     return condition_label(str(record["method"]), float(record["sparsity"]), str(record["pattern"]))

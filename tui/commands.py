@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def check_readable(src: Path) -> None:
     """`src` is a folder whose runs are in a format this prunescope reads. Damaged runs still open (the
     app shows what is wrong where the data would be); a newer or unknown schema_version does not."""
-    from engine.runfolder import MANIFEST, RunFolderError, check_schema_version, discover_runs, read_json
+    from engine.contract.reader import MANIFEST, RunFolderError, check_schema_version, discover_runs, read_json
 
     if not src.exists():
         raise UserError(f"{src}: no such study or run folder")

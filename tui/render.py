@@ -11,10 +11,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.console import Group, RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+from textual.strip import Strip
 
 from engine.safe_text import inert, rich_text
 
@@ -276,19 +279,30 @@ def flatten(obj: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix, obj
 
 
-def manifest_table(
-    name: str, path: str, manifest: dict[str, Any] | None, problems: Sequence[str], n_lines: int
-) -> RenderableType:
-    table = Table(title=inert(f"{name}   ({path})", 400), title_justify="left", show_header=False)
-    table.add_column("field", style="bold", no_wrap=True, max_width=40)
-    table.add_column("value", overflow="fold")
-    table.add_row("outcome lines read", str(n_lines))
-    for p in problems:
-        table.add_row(Text("problem", style="bold red"), _t(p, 600))
-    if manifest is None:
-        table.add_row("manifest", Text("missing or unreadable", style="bold red"))
-    else:
-        for key, value in flatten(manifest):
-            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-            table.add_row(_t(key, 120), rich_text(shown, max_len=1000, newlines=True))
-    return table
+def run_info_lines(runs: Sequence[Any], root: Any) -> tuple[list[Strip], int]:
+    """Each run's manifest as lines (field, value) under a title, with its problems; and their width.
+
+    `runs` are `engine.contract.runs.RunSource`s; made once, in a worker (manifests can be long)."""
+    title, key_style, bad = Style(bold=True, underline=True), Style(bold=True), Style(bold=True, color="red")
+    lines: list[Strip] = []
+    for run in runs:
+        try:
+            where = str(run.path.relative_to(root))
+        except ValueError:
+            where = str(run.path)
+        fields: list[tuple[str, str, Style | None]] = [("outcome lines read", str(len(run)), None)]
+        fields += [("problem", inert(p, 600), bad) for p in run.problems]
+        if run.manifest is None:
+            fields.append(("manifest", "missing or unreadable", bad))
+        else:
+            for key, value in flatten(run.manifest):
+                shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+                fields.append((inert(key, 120), inert(shown, 1000, newlines=True), None))
+        kw = min(40, max(cell_len(k) for k, _, _ in fields))
+        lines.append(Strip([Segment(inert(f"{run.name}   ({where})", 400), title)]))
+        for key, value, style in fields:
+            for k, part in enumerate(value.split("\n") or [""]):
+                label = set_cell_size(key if k == 0 else "", kw)
+                lines.append(Strip([Segment(label + "  ", style or key_style), Segment(part, style)]))
+        lines.append(Strip([]))
+    return lines, max((line.cell_length for line in lines), default=0)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from engine.config import LENSES, MC_RULES, ProtocolConfig
+from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import demotion, generation_fields, is_correct, scoring_of
 from engine.matching import AnswerKey
@@ -29,7 +30,6 @@ from engine.protocol.plain import PlainBackend
 from engine.protocol.scoring import TokenScores
 from engine.protocol.weights import transposed_linears
 from engine.protocol.work import Backend, BatchWork
-from engine.runfolder import category
 
 SCORE_RULES = ("sum", "per_token", "per_char", "per_byte")
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.config import CalibrationSpec, Condition
+from engine.contract.labels import parse_pattern
 from engine.errors import UserError
 from engine.pruning import cache as pcache
 from engine.pruning.calibration import load_calibration
@@ -23,19 +24,16 @@ DRIVER_VERSION = "1"
 def effective_sparsity(condition: Condition) -> float:
     """The condition's sparsity; for N:M with sparsity left at 0, the pattern's (M-N)/M."""
     nm = _parse_nm(condition.pattern)
-    if nm is not None and condition.sparsity == 0 and 1 <= nm[0] <= nm[1]:
-        n, m = nm
-        return (m - n) / m
+    if nm is not None and condition.sparsity == 0:
+        return (nm[1] - nm[0]) / nm[1]
     return float(condition.sparsity)
 
 
 def _parse_nm(pattern: str) -> tuple[int, int] | None:
-    if pattern == "unstructured":
-        return None
-    parts = pattern.split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise UserError(f"pattern {pattern!r}: expected 'unstructured' or N:M such as 2:4")
-    return int(parts[0]), int(parts[1])
+    try:
+        return parse_pattern(pattern)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def settings_for(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.errors import UserError
+from stats.report import format_p
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,12 +43,6 @@ def _num(x: float | None) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "NA"
-    return f"{p:.2e}" if p < 1e-4 else f"{p:.4f}"
 
 
 @dataclass
@@ -112,6 +107,8 @@ class GlmmResult:
 
         q = norm.ppf(0.5 + level / 2.0)
         se = self.se if self.inferential else np.full(len(self.terms), np.nan)
+        with np.errstate(over="ignore"):  # a limit beyond e^709 (near-separation) is +inf, as it should print
+            odds = np.exp(self.estimates), np.exp(self.estimates - q * se), np.exp(self.estimates + q * se)
         return pd.DataFrame(
             {
                 "term": self.terms,
@@ -119,9 +116,9 @@ class GlmmResult:
                 "se": se,
                 "z": self.z,
                 "p": self.p,
-                "odds_ratio": np.exp(self.estimates),
-                "or_low": np.exp(self.estimates - q * se),
-                "or_high": np.exp(self.estimates + q * se),
+                "odds_ratio": odds[0],
+                "or_low": odds[1],
+                "or_high": odds[2],
             }
         )
 
@@ -167,7 +164,7 @@ class GlmmResult:
             lines.append(f"{'term':<28}{'estimate':>10}{'se':>9}{'z':>8}{'p':>11}{'OR':>9}{'OR 95% CI':>21}")
             for r in tab.itertuples():
                 lines.append(
-                    f"{r.term!s:<28}{r.estimate:>10.4f}{r.se:>9.4f}{r.z:>8.3f}{_fmt_p(r.p):>11}"
+                    f"{r.term!s:<28}{r.estimate:>10.4f}{r.se:>9.4f}{r.z:>8.3f}{format_p(r.p):>11}"
                     f"{r.odds_ratio:>9.3f}   [{r.or_low:.3f}, {r.or_high:.3f}]"
                 )
         else:
@@ -259,7 +256,7 @@ class GlmmResult:
             if self.inferential:
                 parts.append(
                     f"{n}: log-OR {r.estimate:.3f} (SE {r.se:.3f}), OR {r.odds_ratio:.3f}, "
-                    f"95% Wald CI [{r.or_low:.3f}, {r.or_high:.3f}], z = {r.z:.2f}, p = {_fmt_p(r.p)}"
+                    f"95% Wald CI [{r.or_low:.3f}, {r.or_high:.3f}], z = {r.z:.2f}, p = {format_p(r.p)}"
                 )
             else:
                 parts.append(

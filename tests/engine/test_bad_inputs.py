@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.runfolder import ITEMS, MANIFEST, OUTCOMES, dumps_line
+from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES
+from engine.runfolder import dumps_line
 from tests.synthetic import make_synthetic_study
 from tests.tiny import make_tiny_model_dir
 
@@ -122,7 +123,8 @@ def _resume_setup(mutate: Callable[[Path], None]) -> Callable[[Path], None]:
     """A study folder made from the good spec, its run folder `mutate`d, for a resume to refuse."""
 
     def setup(ws: Path) -> None:
-        from engine.runfolder import SCHEMA_VERSION, items_hash, write_jsonl_atomic
+        from engine.contract.reader import SCHEMA_VERSION
+        from engine.runfolder import items_hash, write_jsonl_atomic
         from engine.runner import _identity, load_study_items, write_study_spec
         from engine.study import parse_study, plan_runs
 

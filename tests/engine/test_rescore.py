@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, discover_runs, iter_outcomes, read_manifest
 from engine.errors import UserError
 from engine.matching import DEFAULT_SCORING, Scoring
 from engine.rescore import STAGING, rescore_study
-from engine.runfolder import ITEMS, MANIFEST, OUTCOMES, discover_runs, iter_outcomes, read_manifest, validate_run
+from engine.runfolder import validate_run
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runfolder import OUTCOMES, read_manifest, validate_run
+from engine.contract.reader import OUTCOMES, read_manifest
+from engine.runfolder import validate_run
 from tests.tiny import make_tiny_model_dir
 
 pytestmark = pytest.mark.xdist_group("engine-runs")

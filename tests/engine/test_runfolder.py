@@ -2,21 +2,14 @@
 
 import json
 import os
+import random
 
 import pytest
 
-from engine.runfolder import (
-    OUTCOMES,
-    OutcomeWriter,
-    RunFolderError,
-    category,
-    items_hash,
-    repair_torn_tail,
-    scan_jsonl,
-    validate_run,
-    write_json_atomic,
-)
-from tests.synthetic import make_synthetic_study
+from engine.contract.labels import category
+from engine.contract.reader import OUTCOMES, RunFolderError, scan_jsonl
+from engine.runfolder import OutcomeWriter, dumps_line, items_hash, repair_torn_tail, validate_run, write_json_atomic
+from tests.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
 
 
 def test_category_covers_the_2x2():
@@ -61,24 +54,31 @@ def test_scan_from_offset_continues_a_live_file(tmp_path):
     first = scan_jsonl(path)
     with open(path, "ab") as f:
         f.write(b'"}\n{"item_uid": "c"}\n')
-    more = scan_jsonl(path, start=first.good_bytes)
+    more = scan_jsonl(path, start=first.end)
     assert [r["item_uid"] for r in more.records] == ["b", "c"]
 
 
+def _outcomes(n: int) -> list[dict]:
+    items = synthetic_items(n, ("en",))
+    rng = random.Random(0)
+    return [synthetic_outcome(it, rng, 0.5, 0.0, 0.0) for it in items]
+
+
 def test_writer_resumes_and_refuses_duplicates(tmp_path):
+    a, b, c = _outcomes(3)
     with OutcomeWriter(tmp_path) as w:
-        w.append([{"item_uid": "a"}, {"item_uid": "b"}])
+        w.append([a, b])
     with open(tmp_path / OUTCOMES, "ab") as f:
-        f.write(b'{"item_uid": "c", "half')  # a kill in the middle of a write
+        f.write(dumps_line(c).encode()[:30])  # a kill in the middle of a write
     w2 = OutcomeWriter(tmp_path)
     assert w2.repaired_bytes > 0
-    assert w2.done == {"a", "b"}
+    assert w2.done == {a["item_uid"], b["item_uid"]}
     with pytest.raises(RunFolderError, match="twice"):
-        w2.append([{"item_uid": "a"}])
-    w2.append([{"item_uid": "c"}])
+        w2.append([a])
+    w2.append([c])
     w2.close()
     lines = (tmp_path / OUTCOMES).read_text().splitlines()
-    assert [json.loads(x)["item_uid"] for x in lines] == ["a", "b", "c"]
+    assert [json.loads(x)["item_uid"] for x in lines] == [r["item_uid"] for r in (a, b, c)]
 
 
 def test_atomic_manifest_leaves_no_temp_files(tmp_path):

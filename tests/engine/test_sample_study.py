@@ -26,8 +26,10 @@ from typing import Any
 
 import pytest
 
+from engine.contract.labels import CATEGORIES
+from engine.contract.reader import iter_outcomes, read_items, read_manifest
 from engine.reproducibility import machine_config, numerics, outcome_differences, same_machine_config
-from engine.runfolder import CATEGORIES, dumps_line, iter_outcomes, read_items, read_manifest
+from engine.runfolder import dumps_line
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion"
 RUNS = ("demo__dense", "demo__magnitude-s50")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.contract.reader import read_json
 from engine.errors import UserError
-from engine.runfolder import dumps_line, read_json, write_json_atomic
+from engine.runfolder import dumps_line, write_json_atomic
 from stats.load import COLUMNS, load_study, transitions
 from tests.synthetic import make_synthetic_study
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from engine.contract.reader import iter_outcomes, read_items
 from engine.matching import AnswerKey, Scoring, grade
-from engine.runfolder import iter_outcomes, read_items
 from stats.load import load_study
 from stats.robustness import RULES, matching_findings, matching_report, stored_scoring
 

@@ -143,7 +143,7 @@ async def test_torn_and_corrupt_lines(study: Path) -> None:
         "".join(lines[:4]) + "\x1b]52;c;bad\x07{oops\n" + "".join(lines[4:]) + lines[0][:50], encoding="utf-8"
     )
     _app, (overview, items, sig, runs) = await _open([study])
-    assert "corrupt line skipped" in overview and "outcomes.jsonl:5" in overview
+    assert "corrupt line" in overview and "outcomes.jsonl:5" in overview
     assert "torn last line" in overview
     assert "24 lines" in overview  # every good line is still shown
     assert "48 of 48 rows" in items
@@ -167,6 +167,6 @@ async def test_runs_that_do_not_pair(study: Path) -> None:
     for name in ("items.jsonl", "outcomes.jsonl"):
         _rewrite(study / "tiny-llama__wanda-s50" / name, other_items)
     _, (overview, items, sig, _runs) = await _open([study / "tiny-llama__dense", study / "tiny-llama__wanda-s50"])
-    assert "do not pair: they share no items" in overview
-    assert "No item rows" in items and "do not pair" in items
+    assert "tiny-llama__wanda-s50 and tiny-llama__dense are not paired: items 24 only in" in overview
+    assert "No item rows" in items and "not paired" in items
     assert "Significance tests unavailable" in sig and "not paired" in sig

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.runfolder import read_manifest, write_json_atomic
-from tui.model import Filter, discordant, load_study, row_text, select, sort_order, transition_label
+from engine.contract.labels import discordant, transition_label
+from engine.contract.reader import read_manifest
+from engine.runfolder import write_json_atomic
+from tui.model import load_study
+from tui.view import Filter, row_text, select, sort_order
 
 
 def _lines(path: Path) -> list[str]:
@@ -22,14 +25,14 @@ def test_load_pairs_and_counts_match_stats(study: Path) -> None:
     from stats.load import load_study as stats_load
 
     s = load_study([study])
-    assert [r.condition for r in s.runs] == ["dense", "wanda-s50", "wanda-s70"]
+    assert [r.label for r in s.runs] == ["dense", "wanda-s50", "wanda-s70"]
     assert s.all_problems == []
     assert len(s.pairs) == 2 * 24  # two pruned runs × 8 items × 3 languages, each paired with dense
     df = stats_load(study)
     counts = s.cell_counts()
     for r, run in enumerate(s.runs):
         for lang in s.languages:
-            sub = df[(df["condition"] == run.condition) & (df["language"] == lang)]
+            sub = df[(df["condition"] == run.label) & (df["language"] == lang)]
             c = counts[(r, lang)]
             assert c["n"] == len(sub)
             assert c["open"] == pytest.approx(sub["open_correct"].mean())
@@ -50,13 +53,13 @@ def test_shown_accuracy_counts_only_lines_with_a_shown_generation(study: Path, b
     text = "".join(json.dumps(r) + "\n" for r in recs)
     path.write_text(("\n" if blank_line else "") + text, encoding="utf-8")
     s = load_study([study])
-    (r,) = (i for i, run in enumerate(s.runs) if run.condition == "wanda-s50")
+    (r,) = (i for i, run in enumerate(s.runs) if run.label == "wanda-s50")
     en = [rec["shown"]["correct"] for rec in recs if rec["language"] == "en"]
     counts = s.cell_counts()
     assert np.isnan(counts[(r, "de")]["shown"]) and np.isnan(counts[(r, "sw")]["shown"])
     assert counts[(r, "en")]["shown"] == counts[(r, None)]["shown"] == pytest.approx(np.mean(en))
     run = s.runs[r]
-    assert [run.shown_correct(i) for i in range(len(run))] == [
+    assert run.column("shown_correct").to_pylist() == [
         rec["shown"]["correct"] if rec.get("shown") else None for rec in recs
     ]
 
@@ -65,7 +68,7 @@ def test_read_line_by_offset(study: Path) -> None:
     s = load_study([study])
     run = s.runs[2]
     for row in (0, 5, len(run) - 1):
-        assert run.read_line(row)["item_uid"] == run.uids[row]
+        assert run.fetch(row)["item_uid"] == s.uid(2, row)
 
 
 def test_transitions_match_categories(study: Path) -> None:
@@ -73,11 +76,11 @@ def test_transitions_match_categories(study: Path) -> None:
     p = s.pairs
     for i in range(len(p)):
         run, ref = s.runs[p.run[i]], s.runs[s.reference[p.run[i]]]
-        dense_cat = ref.read_line(p.ref[i])["category"]
-        cat = run.read_line(p.row[i])["category"]
+        dense_cat = ref.fetch(p.ref[i])["category"]
+        cat = run.fetch(p.row[i])["category"]
         short = {"both_correct": "BC", "recognition_only": "RO", "generation_only": "GO", "both_wrong": "BW"}
         assert transition_label(p.transition[i]) == f"{short[dense_cat]}→{short[cat]}"
-        assert bool(discordant(p)[i]) == (dense_cat != cat)
+        assert bool(discordant(p.transition[i])) == (dense_cat != cat)
 
 
 def test_filter_parse_and_errors() -> None:
@@ -95,20 +98,20 @@ def test_select_each_criterion(study: Path) -> None:
     s = load_study([study])
     p = s.pairs
     de = select(s, Filter.parse("lang:de"), set())
-    assert len(de) == 16 and all(s.runs[p.run[i]].languages[p.row[i]] == "de" for i in de)
+    assert len(de) == 16 and all(s.language(p.run[i], p.row[i]) == "de" for i in de)
     ro = select(s, Filter.parse("cat:RO"), set())
     assert all(p.transition[i] % 4 == 1 for i in ro)
     tr = select(s, Filter.parse("trans:BC→RO"), set())
     assert all(transition_label(p.transition[i]) == "BC→RO" for i in tr)
     disc = select(s, Filter.parse("disc"), set())
-    assert len(disc) == int(discordant(p).sum())
+    assert len(disc) == int(discordant(p.transition).sum())
     run = select(s, Filter.parse("run:wanda-s70"), set())
-    assert len(run) == 24 and all(s.runs[p.run[i]].condition == "wanda-s70" for i in run)
+    assert len(run) == 24 and all(s.runs[p.run[i]].label == "wanda-s70" for i in run)
     text = select(s, Filter.parse("q000003/"), set())
     assert len(text) == 6 and all("q000003/" in row_text(s, i) for i in text)
-    uid = s.runs[1].uids[0]
+    uid = s.uid(1, 0)
     flagged = select(s, Filter.parse("flag"), {uid})
-    assert [s.runs[p.run[i]].uids[p.row[i]] for i in flagged] == [uid, uid]  # one row per pruned run
+    assert [s.uid(p.run[i], p.row[i]) for i in flagged] == [uid, uid]  # one row per pruned run
 
 
 def test_sort_by_every_column(study: Path) -> None:
@@ -116,10 +119,10 @@ def test_sort_by_every_column(study: Path) -> None:
     idx = np.arange(len(s.pairs))
     p = s.pairs
     by_answer = sort_order(s, idx, "answer", True, set())
-    answers = [s.runs[p.run[i]].open_text[p.row[i]] for i in by_answer]
+    answers = [s.open_text(p.run[i], p.row[i]) for i in by_answer]
     assert answers == sorted(answers, reverse=True)
     by_lang = sort_order(s, idx, "language", False, set())
-    langs = [s.runs[p.run[i]].languages[p.row[i]] for i in by_lang]
+    langs = [s.language(p.run[i], p.row[i]) for i in by_lang]
     assert langs == sorted(langs)
     for key in ("run", "item", "transition", "gold", "flag"):
         assert sorted(sort_order(s, idx, key, False, set()).tolist()) == idx.tolist()
@@ -134,17 +137,17 @@ def test_follow_a_running_run(study: Path) -> None:
     write_json_atomic(run_dir / "manifest.json", manifest)
     s = load_study([study])
     run = s.runs[2]
-    assert len(run) == 10 and run.torn_tail and s.all_problems == []
-    assert run.follow() == 0
+    assert len(run) == 10 and run.outcomes.torn_tail and s.all_problems == []
+    assert run.refresh() == 0
     with open(run_dir / "outcomes.jsonl", "a", encoding="utf-8") as f:
         f.write(lines[10][40:] + lines[11] + lines[12][:5])
-    assert run.follow() == 2 and run.torn_tail
+    assert run.refresh() == 2 and run.outcomes.torn_tail
     with open(run_dir / "outcomes.jsonl", "a", encoding="utf-8") as f:
         f.write(lines[12][5:])
-    assert run.follow() == 1 and not run.torn_tail
+    assert run.refresh() == 1 and not run.outcomes.torn_tail
     s.rebuild()
     assert len(s.pairs) == 24 + 13
-    assert run.read_line(12)["item_uid"] == run.uids[12]
+    assert run.fetch(12)["item_uid"] == s.uid(2, 12)
 
 
 def test_corrupt_and_torn_lines_reported_not_fatal(study: Path) -> None:
@@ -156,7 +159,7 @@ def test_corrupt_and_torn_lines_reported_not_fatal(study: Path) -> None:
     assert len(run) == len(lines)
     text = " | ".join(s.all_problems)
     assert f"{path}:4: corrupt line" in text and "torn last line" in text
-    assert run.read_line(3)["item_uid"] == run.uids[3]
+    assert run.fetch(3)["item_uid"] == s.uid(1, 3)
 
 
 def test_missing_manifest_and_unpaired_runs(study: Path) -> None:
@@ -170,7 +173,7 @@ def test_missing_manifest_and_unpaired_runs(study: Path) -> None:
     text = " | ".join(s.all_problems)
     assert "manifest.json: missing" in text
     assert "tiny-llama__wanda-s70 and tiny-llama__dense do not pair: 24 item(s) have different content" in text
-    assert "(no manifest)" in s.runs[1].condition
+    assert "(no manifest)" in s.runs[1].label
 
 
 def test_empty_and_missing_study(tmp_path: Path) -> None:
@@ -189,3 +192,53 @@ def test_two_runs_paired_directly(study: Path) -> None:
 def test_tui_app_does_not_import_torch() -> None:
     code = "import sys, tui.app, tui.commands; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_two_dense_runs_get_the_same_answer_in_stats_and_the_tui(study: Path) -> None:
+    from engine.errors import UserError
+    from stats.load import load_study as stats_load
+    from stats.load import transitions
+
+    other = study / "tiny-llama__dense-again"
+    other.mkdir()
+    for name in ("items.jsonl", "outcomes.jsonl"):
+        (other / name).write_bytes((study / "tiny-llama__dense" / name).read_bytes())
+    manifest = read_manifest(study / "tiny-llama__dense")
+    manifest["run_id"] = other.name
+    write_json_atomic(other / "manifest.json", manifest)
+    with pytest.raises(UserError) as exc:
+        transitions(stats_load(study))
+    message = str(exc.value)
+    assert "2 dense runs on the same items (tiny-llama__dense, tiny-llama__dense-again)" in message
+    s = load_study([study])
+    assert message in s.all_problems
+    assert all(ref == -1 for ref in s.reference)  # nothing is paired against a guessed reference
+    assert {s.uid(r, row) for r, row in zip(s.pairs.run, s.pairs.row)}  # runs are listed unpaired
+    assert not discordant(s.pairs.transition).any()
+
+
+def test_filter_by_demotion_and_recovery(study: Path) -> None:
+    s = load_study([study])
+    p = s.pairs
+    recs = [s.runs[p.run[i]].fetch(p.row[i]) for i in range(len(p))]
+
+    def recovered(rec: dict) -> bool | None:
+        pr = rec.get("probes")
+        if not pr:
+            return None
+        return bool(pr["beam"]["hit_any"] or pr["sampling"]["hits"] or pr["one_shot"]["correct"])
+
+    for query, want in (
+        ("demotion:demoted", lambda r: r["demotion"] == "demoted"),
+        ("demotion:erased", lambda r: r["demotion"] == "erased"),
+        ("demotion:demoted|erased", lambda r: r["demotion"] in ("demoted", "erased")),
+        ("recovered:yes", lambda r: recovered(r) is True),
+        ("recovered:no", lambda r: recovered(r) is False),
+        ("demotion:demoted recovered:no", lambda r: r["demotion"] == "demoted" and recovered(r) is False),
+    ):
+        got = select(s, Filter.parse(query), set()).tolist()
+        assert got == [i for i, r in enumerate(recs) if want(r)], query
+    assert len(select(s, Filter.parse("demotion:erased"), set())) > 0
+    for bad in ("demotion:gone", "recovered:maybe"):
+        with pytest.raises(ValueError, match=bad.split(":")[1]):
+            Filter.parse(bad)

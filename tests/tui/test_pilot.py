@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runfolder import read_manifest, write_json_atomic
+from engine.contract.reader import read_manifest
+from engine.runfolder import write_json_atomic
 from tests.tui.conftest import SIZE, loaded
 from tests.tui.svgtext import svg_text
 from tui.app import PrunescopeApp
@@ -16,6 +17,7 @@ from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
 from tui.screens.item import ItemScreen
 from tui.screens.items import ItemsScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
 from tui.widgets.item_table import ItemTable
@@ -74,7 +76,7 @@ async def test_items_keys_sort_discordant_and_item(study: Path) -> None:
         await pilot.press("s", "r")  # sort: language, reversed
         await loaded(pilot)
         study_ = app.study
-        langs = [study_.runs[study_.pairs.run[i]].languages[study_.pairs.row[i]] for i in table.rows]
+        langs = [study_.language(study_.pairs.run[i], study_.pairs.row[i]) for i in table.rows]
         assert langs == sorted(langs, reverse=True) and "language ▼" in screen_text(app)
         await pilot.press("enter")
         await pilot.pause()
@@ -137,9 +139,7 @@ async def test_filter_dialog(study: Path) -> None:
         s = app.study
         rows = app.screen.query_one(ItemTable).rows
         assert len(rows) > 0
-        assert all(
-            s.runs[s.pairs.run[i]].languages[s.pairs.row[i]] == "sw" and s.pairs.transition[i] % 4 == 3 for i in rows
-        )
+        assert all(s.language(s.pairs.run[i], s.pairs.row[i]) == "sw" and s.pairs.transition[i] % 4 == 3 for i in rows)
         assert "lang:sw cat:BW" in screen_text(app)
 
 
@@ -180,19 +180,21 @@ async def test_number_keys_help_and_palette(study: Path) -> None:
 
 
 async def test_significance_same_numbers_as_stats(study: Path) -> None:
-    from stats import analysis
-    from stats.commands import build_tables
-    from stats.load import load_study, transitions
+    import argparse
+
+    from stats import api
+    from stats.commands import options_from_args, register
 
     app = PrunescopeApp([study], stats_glmm=True)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await pilot.press("4")
         await pilot.pause()
-        args = app.stats_args()  # the defaults of `prunescope stats`, from its own parser
-        df = load_study(args.study)
-        tr = transitions(df)
-        expected, _ = build_tables(df, tr, args.test.split(","), analysis.parse_by(args.by), args)
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command"))
+        cli = options_from_args(parser.parse_args(["stats", str(study)]))  # what `prunescope stats STUDY` runs
+        assert app.stats_options() == cli
+        expected, _ = api.report_tables(*api.load([study], cli), cli)
         assert [t.display_rows() for t in app.stats.tables] == [t.display_rows() for t in expected]
         assert app.stats.glmm is not None or app.stats.glmm_error
         text = screen_text(app)
@@ -201,6 +203,37 @@ async def test_significance_same_numbers_as_stats(study: Path) -> None:
         shown = text.replace(" ", "")
         assert all(cell.replace(" ", "") in shown for cell in first[4:8])
         await pilot.press("j", "l", "G", "g")
+
+
+async def test_paper_screen_filters_by_language_and_model(study: Path) -> None:
+    from stats.paper import KEYS
+
+    app = PrunescopeApp([study], stats_glmm=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("6")
+        await loaded(pilot)
+        assert isinstance(app.screen, PaperScreen)
+        expected = {t.key: t for t in app.stats.tables if t.key in KEYS}
+        assert set(expected) == set(KEYS)
+        shown = {t.key: t for t in app.screen.filtered()}
+        assert shown["demotion"].display_rows() == expected["demotion"].display_rows()  # pooled rows = stats
+        assert "Transitions dense → pruned" in screen_text(app)
+        await pilot.press("L")  # first language: de
+        langs = {t.key: {r.get("language") for r in t.records} for t in app.screen.filtered()}
+        assert langs["demotion"] == {"de"} and langs["ladder"] == {"de"} and langs["recovery-paired"] == {"all"}
+        de_rows = [r for r in expected["ladder"].detail if r["language"] == "de"]
+        assert next(t for t in app.screen.filtered() if t.key == "ladder").records == de_rows
+        assert "language: de" in screen_text(app)
+        await pilot.press("L", "L", "L")  # en, sw, back to all
+        assert app.screen.language == "all"
+        await pilot.press("M")
+        assert app.screen.model == "synthetic/tiny-llama"
+        await pilot.press("e")
+        await loaded(pilot)
+        lines = app.last_export.read_text(encoding="utf-8").splitlines()
+        assert {json.loads(x)["table"] for x in lines} == {t.key for t in app.screen.filtered() if t.records}
+        assert len(lines) == sum(len(t.records) for t in app.screen.filtered())
 
 
 async def test_run_info_and_exports(study: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runfolder import discover_runs
+from engine.contract.reader import discover_runs
 from tests.tui.conftest import SIZE, loaded
 from tests.tui.svgtext import svg_text
 from tui.app import PrunescopeApp
@@ -52,11 +52,11 @@ async def test_sample_overview_and_discordant_item_in_a_few_keys(sample: Path) -
         assert isinstance(app.screen, ItemScreen)
         i = int(table.rows[table.cursor])
         run = study.runs[study.pairs.run[i]]
-        rec = run.read_line(int(study.pairs.row[i]))
+        rec = run.fetch(int(study.pairs.row[i]))
         assert rec["language"] == "es" and rec["category"] == "recognition_only" and app.is_discordant(i)
         text = svg_text(app.export_screenshot())
-        words = study.items[rec["item_uid"]]["question"].split()[:3]
-        assert all(w in text for w in words) and run.condition in text, (words, run.condition)
+        words = study.item(rec["item_uid"])["question"].split()[:3]
+        assert all(w in text for w in words) and run.label in text, (words, run.label)
         await pilot.press("4")
         await loaded(pilot)
         assert isinstance(app.screen, SignificanceScreen)

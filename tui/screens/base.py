@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
-from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -41,6 +39,15 @@ class DataScreen(Screen):
     def title_bar(self) -> Static:
         return Static(id="title", classes="title")
 
+    def key_bar(self) -> Static:
+        """One line of the screen's keys, made once (a Footer restyles itself on every screen switch)."""
+        return Static(id="keys", classes="keys")
+
+    def on_mount(self) -> None:
+        keys = self.query("#keys")
+        if keys:
+            keys.first(Static).update(key_hints(self))
+
     def set_title(self, extra: str = "") -> None:
         label = self.papp.study.label if self.papp.study else inert(", ".join(str(s) for s in self.papp.sources), 200)
         text = Text.assemble(("prunescope", "bold"), " · ", inert(label, 120), " · ", (self.SCREEN_NAME, "bold"))
@@ -59,33 +66,16 @@ class DataScreen(Screen):
         return None
 
 
-class BodyScreen(DataScreen):
-    """A data screen whose content scrolls in `#body` (item, significance, run info)."""
-
-    BINDINGS = [
-        Binding("j,down", "scroll(1)", "down", show=False, id="body.down"),
-        Binding("k,up", "scroll(-1)", "up", show=False, id="body.up"),
-        Binding("g,home", "edge(0)", "top", show=False, id="body.top"),
-        Binding("G,end", "edge(1)", "bottom", show=False, id="body.bottom"),
-        Binding("h,left", "scroll_x(-4)", "left", show=False, id="body.left"),
-        Binding("l,right", "scroll_x(4)", "right", show=False, id="body.right"),
-        Binding("pagedown,ctrl+d", "page(1)", "page down", show=False, id="body.page_down"),
-        Binding("pageup,ctrl+u", "page(-1)", "page up", show=False, id="body.page_up"),
-    ]
-
-    def on_mount(self) -> None:
-        self.query_one("#body").focus()
-
-    def action_scroll(self, lines: int) -> None:
-        self.query_one("#body", VerticalScroll).scroll_relative(y=lines, animate=False)
-
-    def action_scroll_x(self, cells: int) -> None:
-        self.query_one("#body", VerticalScroll).scroll_relative(x=cells, animate=False)
-
-    def action_page(self, direction: int) -> None:
-        body = self.query_one("#body", VerticalScroll)
-        body.scroll_relative(y=direction * max(1, body.size.height - 1), animate=False)
-
-    def action_edge(self, end: int) -> None:
-        body = self.query_one("#body", VerticalScroll)
-        body.scroll_end(animate=False) if end else body.scroll_home(animate=False)
+def key_hints(screen: Screen) -> Text:
+    """'/ filter  e export  …': the shown bindings active on the screen (its own, the focused widget's,
+    the app's), with their keys as remapped."""
+    text = Text()
+    seen: set[str] = set()
+    for active in screen.active_bindings.values():
+        b = active.binding
+        if not b.show or b.description in seen:
+            continue
+        seen.add(b.description)
+        text.append(f" {screen.app.get_key_display(b)} ", style="reverse")
+        text.append(f" {b.description} ")
+    return text

@@ -1,23 +1,43 @@
-"""Item: one item across every run — question, options with scores, outputs, gold trace, probes."""
+"""Item: one item across every run — question, options with scores, outputs, gold trace, probes.
+
+Installed once and updated in place: the records are read and drawn into lines in a worker, and the
+body shows them through the Line API (only the visible lines are drawn).
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
+from textual import work
+from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.strip import Strip
+from textual.widgets import Static
 
 from engine.safe_text import inert
-from tui import render
-from tui.screens.base import BodyScreen, Export
+from tui import render, view
+from tui.model import Study
+from tui.screens.base import DataScreen, Export
+from tui.widgets.lines import WIDE, LinesView, render_strips
 
 
-class ItemScreen(BodyScreen):
-    """Shows the item of pair `index`; `]` / `[` step through the discordant items of the list."""
+@dataclass
+class Drawn:
+    """An item drawn for the screen: its records (for export), problems reading them, its lines."""
+
+    records: list[tuple[str, float, dict[str, Any]]]
+    problems: list[str]
+    lines: list[Strip]
+
+
+class ItemScreen(DataScreen):
+    """Shows the item of pair `pair_index`; `]` / `[` step through the discordant items of the list."""
 
     SCREEN_NAME = "3 Item"
     BINDINGS = [
@@ -25,53 +45,107 @@ class ItemScreen(BodyScreen):
         Binding("left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="item.prev_discordant"),
     ]
 
-    def __init__(self, index: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.pair_index = index
+        self.pair_index: int | None = None
         self.records: list[tuple[str, float, dict[str, Any]]] = []
+        self._shown: tuple[int, int] | None = None  # (pair index, width) on screen
+        self._drawn_items: OrderedDict[tuple[int, int, int], Drawn] = OrderedDict()  # recent and prefetched
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
         yield Static(id="message", classes="message")
-        with VerticalScroll(id="body"):
-            for part in ("question", "options", "outputs", "trace", "probes"):
-                yield Static(id=part, classes="part")
-        yield Footer()
+        yield LinesView(id="body")
+        yield self.key_bar()
+
+    def on_mount(self) -> None:
+        self.query_one(LinesView).focus()
+
+    def show(self, index: int) -> None:
+        """Show pair `index` (now if the screen is on display, else when it is)."""
+        self.pair_index = index
+        if self.is_current:
+            self.refresh_data()
+
+    def _width(self) -> int:
+        return max(40, (self.size.width or self.app.size.width) - 2)
+
+    def _key(self, index: int, width: int) -> tuple[int, int, int]:
+        study = self.papp.study
+        return (index, width, study.generation if study else 0)
 
     def refresh_data(self) -> None:
         app = self.papp
         study = app.study
-        if study is None or self.pair_index >= len(study.pairs):
+        msg = self.query_one("#message", Static)
+        if study is None or self.pair_index is None or self.pair_index >= len(study.pairs):
             self.set_title()
-            self.query_one("#message", Static).update("No such item (the study is loading or changed).")
+            msg.update("No such item (the study is loading or changed).")
             return
-        p = study.pairs
-        run = study.runs[p.run[self.pair_index]]
-        uid = run.uids[p.row[self.pair_index]]
+        uid = _uid(study, self.pair_index)
         flag = app.flags.notes.get(uid)
         self.set_title(inert(uid, 120))
-        self.query_one("#message", Static).update(
-            Text.assemble(("⚑ flagged: ", "bold"), inert(" | ".join(flag), 400)) if flag else ""
-        )
-        self.records, problems = app.item_records(uid)
-        named = [(name, rec) for name, _, rec in self.records]
-        item = study.items.get(uid)
-        self.query_one("#question", Static).update(render.item_block(uid, item))
-        if problems:
-            self.query_one("#message", Static).update(Text(inert("; ".join(problems), 600), style="bold red"))
-        if not named:
-            for part in ("options", "outputs", "trace", "probes"):
-                self.query_one(f"#{part}", Static).update("")
+        msg.update(Text.assemble(("⚑ flagged: ", "bold"), inert(" | ".join(flag), 400)) if flag else "")
+        width = self._width()
+        if self._shown == (self.pair_index, width):
             return
-        self.query_one("#options", Static).update(render.options_table(item, named))
-        self.query_one("#outputs", Static).update(render.outputs_table(named))
-        self.query_one("#trace", Static).update(render.trace_block(self.records))
-        self.query_one("#probes", Static).update(render.probes_block(named))
+        cached = self._drawn_items.get(self._key(self.pair_index, width))
+        if cached is not None:
+            self._drawn(self.pair_index, width, cached)
+        else:
+            self._draw(self.pair_index, width)
+
+    def prefetch(self, index: int) -> None:
+        """Draw pair `index` in the background, so that opening it later shows it at once."""
+        study = self.papp.study
+        if study is not None and index < len(study.pairs) and self._key(index, self._width()) not in self._drawn_items:
+            self._prefetch(self.app, study, index, self._width())
+
+    def _draw(self, index: int, width: int) -> None:
+        assert self.papp.study is not None
+        self._draw_worker(self.app, self.papp.study, index, width)
+
+    # Workers get the app from the caller: the app context is not set in their threads.
+    @work(thread=True, exclusive=True, group="item")
+    def _draw_worker(self, app: App[None], study: Study, index: int, width: int) -> None:
+        drawn = _render(study, index, width)
+        app.call_from_thread(self._drawn, index, width, drawn)
+
+    @work(thread=True, exclusive=True, group="item-prefetch")
+    def _prefetch(self, app: App[None], study: Study, index: int, width: int) -> None:
+        drawn = _render(study, index, width)
+        app.call_from_thread(self._keep, index, width, drawn)
+
+    def _keep(self, index: int, width: int, drawn: Drawn) -> None:
+        self._drawn_items[self._key(index, width)] = drawn
+        while len(self._drawn_items) > 16:
+            self._drawn_items.popitem(last=False)
+
+    def _drawn(self, index: int, width: int, drawn: Drawn) -> None:
+        if index != self.pair_index:  # another item was asked for meanwhile
+            return
+        self._keep(index, width, drawn)
+        self.records, self._shown = drawn.records, (index, width)
+        body = self.query_one(LinesView)
+        body.set_lines(drawn.lines)
+        body.scroll_home(animate=False)
+        if drawn.problems:
+            self.query_one("#message", Static).update(Text(inert("; ".join(drawn.problems), 600), style="bold red"))
+        rows = self.papp.items_state.rows
+        if rows is not None:  # the next discordant item, ready for ]
+            here = np.flatnonzero(rows == index)
+            n = self.papp.next_discordant(rows, int(here[0]) if len(here) else -1, 1)
+            if n is not None:
+                self.prefetch(int(rows[n]))
+
+    def on_resize(self) -> None:
+        if self.is_current:
+            self.refresh_data()
 
     def action_discordant(self, step: int) -> None:
         app = self.papp
         rows = app.items_state.rows
-        if rows is None or not len(rows):
+        if rows is None or not len(rows) or self.pair_index is None:
             self.notify("no item list to step through (open one from the Items screen)", timeout=2)
             return
         here = np.flatnonzero(rows == self.pair_index)
@@ -79,12 +153,29 @@ class ItemScreen(BodyScreen):
         if n is None:
             self.notify("no further discordant item in this list", timeout=2)
             return
-        self.pair_index = int(rows[n])
-        app.items_state.current = self.pair_index
-        self.query_one("#body", VerticalScroll).scroll_home(animate=False)
-        self.refresh_data()
+        app.items_state.current = int(rows[n])
+        self.show(int(rows[n]))
 
     def export_view(self) -> Export | None:
         if not self.records:
             return None
         return Export("item", records=[{"run": name, **rec} for name, _, rec in self.records])
+
+
+def _uid(study: Study, index: int) -> str:
+    return study.uid(int(study.pairs.run[index]), int(study.pairs.row[index]))
+
+
+def _render(study: Study, index: int, width: int) -> Drawn:
+    """The item of pair `index`: its records and its body as lines (in a worker thread)."""
+    uid = _uid(study, index)
+    records, problems = view.item_records(study, uid)
+    item = study.item(uid)
+    parts: list[RenderableType] = [render.item_block(uid, item), Text("")]
+    if records:
+        named = [(name, rec) for name, _, rec in records]
+        for table in (render.options_table(item, named), render.outputs_table(named), render.trace_block(records)):
+            parts += [table, Text("")]
+        parts.append(render.probes_block(named))
+    lines = render_strips(parts, width, [WIDE if isinstance(p, Table) else None for p in parts])
+    return Drawn(records, problems, lines)

@@ -7,16 +7,22 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Static
+from textual.timer import Timer
+from textual.widgets import Static
 
+from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
-from tui.model import SORT_KEYS, Filter, discordant, select, sort_order, transition_label
 from tui.screens.base import DataScreen, Export
+from tui.view import SORT_KEYS, Filter, pair_values, select, sort_order
 from tui.widgets.item_table import ItemTable
+
+PREFETCH_AFTER_S = 0.2
 
 
 class ItemsScreen(DataScreen):
     """The item list (virtual: only visible rows are rendered)."""
+
+    _prefetch_timer: Timer | None = None
 
     SCREEN_NAME = "2 Items"
     BINDINGS = [
@@ -36,7 +42,7 @@ class ItemsScreen(DataScreen):
         yield Static(id="message", classes="message")
         app = self.papp
         yield ItemTable(app.row_cells, app.is_discordant, id="table")
-        yield Footer()
+        yield self.key_bar()
 
     def on_mount(self) -> None:
         self.query_one(ItemTable).focus()
@@ -74,11 +80,8 @@ class ItemsScreen(DataScreen):
         state = app.items_state
         table = self.query_one(ItemTable)
         table.sort_key, table.sort_reverse = state.sort_key, state.reverse
-        cursor = 0
-        if state.current is not None and len(idx):
-            hit = np.flatnonzero(idx == state.current)
-            cursor = int(hit[0]) if len(hit) else 0
-        table.set_rows(idx, cursor)
+        hit = np.flatnonzero(idx == state.current) if state.current is not None else np.zeros(0, dtype=np.int64)
+        table.set_rows(idx, int(hit[0]) if len(hit) else 0, fresh=not len(hit))
         state.rows = idx
         total = len(app.study.pairs) if app.study else 0
         bar = Text.assemble(
@@ -102,6 +105,11 @@ class ItemsScreen(DataScreen):
 
     def on_item_table_cursor_moved(self, event: ItemTable.CursorMoved) -> None:
         self.papp.items_state.current = event.index
+        if self._prefetch_timer is not None:
+            self._prefetch_timer.stop()
+        if event.index is not None:  # the cursor resting on a row: draw its item ahead of enter
+            index = event.index
+            self._prefetch_timer = self.set_timer(PREFETCH_AFTER_S, lambda: self.papp.prefetch_item(index))
 
     def action_sort(self) -> None:
         state = self.papp.items_state
@@ -115,7 +123,8 @@ class ItemsScreen(DataScreen):
 
     def action_discordant(self, step: int) -> None:
         table = self.query_one(ItemTable)
-        n = self.papp.next_discordant(table.rows, table.cursor, step)
+        # From a list just shown, `]` may land on the row under the cursor (the first row).
+        n = self.papp.next_discordant(table.rows, table.cursor, step, include_current=table.fresh)
         if n is None:
             self.notify("no further discordant item in this list", timeout=2)
         else:
@@ -125,27 +134,27 @@ class ItemsScreen(DataScreen):
         study = self.papp.study
         if study is None:
             return None
-        table = self.query_one(ItemTable)
+        idx = self.query_one(ItemTable).rows
         p = study.pairs
-        disc = discordant(p)
-        rows = []
-        for i in table.rows.tolist():
-            run = study.runs[p.run[i]]
-            uid = run.uids[p.row[i]]
-            item = study.items.get(uid, {})
-            rows.append(
-                [
-                    run.name,
-                    run.languages[p.row[i]],
-                    uid,
-                    transition_label(p.transition[i]),
-                    bool(disc[i]),
-                    item.get("answer", ""),
-                    run.open_text[p.row[i]],
-                    run.shown_correct(p.row[i]),  # empty in the CSV when there is none
-                    uid in self.papp.flags.flagged,
-                ]
-            )
+        uids = pair_values(study, idx, "item_uid").to_pylist()
+        gold = pair_values(study, idx, "answer", items=True).to_pylist()
+        answers = pair_values(study, idx, "open_text").to_pylist()
+        shown = pair_values(study, idx, "shown_correct").to_pylist()  # None (empty in the CSV): no such generation
+        flagged = self.papp.flags.notes
+        rows = [
+            [
+                study.runs[p.run[i]].name,
+                study.languages[p.lang[i]] if p.lang[i] >= 0 else "?",
+                uid,
+                transition_label(int(p.transition[i])),
+                bool(discordant(int(p.transition[i]))),
+                g or "",
+                a or "",
+                s,
+                uid in flagged,
+            ]
+            for i, uid, g, a, s in zip(idx.tolist(), uids, gold, answers, shown)
+        ]
         return Export(
             "items",
             ["run", "language", "item_uid", "transition", "discordant", "gold", "answer", "shown_correct", "flagged"],

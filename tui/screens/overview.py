@@ -7,7 +7,7 @@ import math
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from engine.safe_text import inert
 from tui.screens.base import DataScreen, Export
@@ -44,6 +44,7 @@ class OverviewScreen(DataScreen):
     """Rows: runs (conditions); columns: languages. Enter opens the items of a cell."""
 
     SCREEN_NAME = "1 Overview"
+    _drawn: tuple[int, int, int] | None = None  # (study, its generation, stats) the grid shows
     BINDINGS = [
         Binding("j", "grid('down')", "down", show=False, id="overview.down"),
         Binding("k", "grid('up')", "up", show=False, id="overview.up"),
@@ -59,7 +60,7 @@ class OverviewScreen(DataScreen):
         table: DataTable = DataTable(id="grid", cursor_type="cell", zebra_stripes=False)
         yield table
         yield Static(id="legend", classes="legend")
-        yield Footer()
+        yield self.key_bar()
 
     def action_grid(self, where: str) -> None:
         grid = self.query_one("#grid", DataTable)
@@ -96,6 +97,10 @@ class OverviewScreen(DataScreen):
             legend.update(Text("Nothing to show: no runs with outcomes.", style="italic"))
             return
         grid.display = True
+        drawn = (id(study), study.generation, id(app.stats))
+        if drawn == self._drawn:  # nothing changed since the grid was filled (a screen came back)
+            return
+        self._drawn = drawn
         cursor = grid.cursor_coordinate
         grid.clear(columns=True)
         grid.add_column("run", key="run")
@@ -106,7 +111,7 @@ class OverviewScreen(DataScreen):
         counts = study.cell_counts()
         multi_model = len({r.model for r in study.runs}) > 1
         for r, run in enumerate(study.runs):
-            label = run.condition + (f"\n{run.model.split('/')[-1]}" if multi_model else "")
+            label = run.label + (f"\n{run.model.split('/')[-1]}" if multi_model else "")
             cells: list[Text] = [Text(inert(label, 60), style="bold"), Text(f"{run.status}\n{len(run)} lines")]
             for lang in study.languages:
                 cells.append(self._cell(counts.get((r, lang)), app.cell_p(r, lang)))
@@ -162,7 +167,7 @@ class OverviewScreen(DataScreen):
                         [
                             run.name,
                             run.model,
-                            run.condition,
+                            run.label,
                             lang,
                             c["n"],
                             c["open"],

@@ -1,49 +1,44 @@
-"""Run info: each run's manifest (model, condition, calibration, seeds, versions, prompts) and problems."""
+"""Run info: each run's manifest (model, condition, calibration, seeds, versions, prompts) and problems.
+
+Manifests can hold thousands of fields (per-layer pruning reports): their lines are made in the
+loading worker (`render.run_info_lines`) and drawn through the Line API, only the visible ones.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
-from tui import render
-from tui.screens.base import BodyScreen, Export
+from tui.screens.base import DataScreen, Export
+from tui.widgets.lines import LinesView, text_line
 
 
-class RunInfoScreen(BodyScreen):
+class RunInfoScreen(DataScreen):
     SCREEN_NAME = "5 Run info"
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
         yield Static(id="message", classes="message")
-        with VerticalScroll(id="body"):
-            yield Static(id="manifests")
-        yield Footer()
+        yield LinesView(id="body")
+        yield self.key_bar()
+
+    def on_mount(self) -> None:
+        self.query_one(LinesView).focus()
 
     def refresh_data(self) -> None:
         app = self.papp
         self.set_title()
-        study = app.study
-        body = self.query_one("#manifests", Static)
-        if study is None:
-            body.update(Text("Loading …", style="bold"))
+        msg = self.query_one("#message", Static)
+        body = self.query_one(LinesView)
+        if app.study is None:
+            msg.update(Text("Loading …", style="bold"))
             return
-        self.query_one("#message", Static).update(app.problem_text())
-        if not study.runs:
-            body.update(Text("No run folders.", style="italic"))
-            return
-        body.update(
-            Group(
-                *(
-                    render.manifest_table(r.name, _relative(r.path, study.root), r.manifest, r.problems, len(r))
-                    for r in study.runs
-                )
-            )
-        )
+        msg.update(app.problem_text())
+        lines, width = app.run_info if app.study.runs else ([text_line([("No run folders.", Style(italic=True))])], 16)
+        if body.count != len(lines) or body.virtual_size.width != width:
+            body.set_source(lines.__getitem__, len(lines), width)
 
     def export_view(self) -> Export | None:
         study = self.papp.study
@@ -56,10 +51,3 @@ class RunInfoScreen(BodyScreen):
                 for r in study.runs
             ],
         )
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

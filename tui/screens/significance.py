@@ -1,74 +1,44 @@
-"""Significance: the tables `prunescope stats` prints (McNemar, languages, Cochran's Q, GLMM)."""
+"""Significance: the tables `prunescope stats` prints (McNemar, languages, Cochran's Q, GLMM); the
+paper's analyses are on screen 6."""
 
 from __future__ import annotations
 
-from rich.console import Group
+from typing import Any
+
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
 
 from engine.safe_text import inert
-from tui import render
-from tui.screens.base import BodyScreen, Export
+from tui.screens.base import Export
+from tui.screens.stats_tables import StatsTablesScreen
 
 
-class SignificanceScreen(BodyScreen):
-    """Renders `app.stats_tables` (computed by stats in a worker) and the GLMM when it is fitted."""
+class SignificanceScreen(StatsTablesScreen):
+    """Renders `app.stats` (computed by stats in a worker) and the GLMM when it is fitted."""
 
     SCREEN_NAME = "4 Significance"
-
-    def compose(self) -> ComposeResult:
-        yield self.title_bar()
-        yield Static(id="message", classes="message")
-        with VerticalScroll(id="body"):
-            yield Static(id="tables")
-            yield Static(id="glmm")
-        yield Footer()
+    WHAT = "Significance tests"
+    TAIL = " (mid-p McNemar, Holm); the paper's analyses are on screen 6."
 
     def refresh_data(self) -> None:
-        app = self.papp
         self.set_title()
-        stats = app.stats
-        msg = self.query_one("#message", Static)
-        tables = self.query_one("#tables", Static)
-        if not app.run_stats:
-            msg.update(Text("Significance tests are switched off (--no-stats).", style="italic"))
-            tables.update("")
-        elif stats.error:
-            msg.update(Text.assemble(("Significance tests unavailable: ", "bold red"), inert(stats.error, 1000)))
-            tables.update("")
-        elif stats.tables is None:
-            msg.update(Text("Running the tests of `prunescope stats` …", style="bold"))
-            tables.update("")
-        else:
-            msg.update(
-                Text(
-                    "Same tables and numbers as `prunescope stats "
-                    + inert(app.stats_args_text(), 300)
-                    + "` (mid-p McNemar, Holm).",
-                    style="dim",
-                )
-            )
-            parts = [render.report_table(t) for t in stats.tables]
-            tables.update(Group(*(r for r, _ in parts)))
-            tables.styles.width = max(w for _, w in parts)
-        glmm = self.query_one("#glmm", Static)
-        if stats.glmm is not None:
-            renderable, width = render.report_table(stats.glmm)
-            glmm.update(renderable)
-            glmm.styles.width = width
-        elif stats.glmm_error:
-            glmm.update(Text.assemble(("GLMM not fitted: ", "bold"), inert(stats.glmm_error, 600)))
-        elif stats.tables is not None and not app.stats_glmm:
-            glmm.update(Text("GLMM not fitted (--no-glmm).", style="italic"))
-        elif stats.tables is not None:
-            glmm.update(Text("Fitting the mixed-effects model …", style="italic"))
-        else:
-            glmm.update("")
+        super().refresh_data()
+
+    def tables(self) -> list[Any]:
+        from stats.paper import KEYS
+
+        stats = self.papp.stats
+        return [t for t in stats.tables or [] if t.key not in KEYS] + ([stats.glmm] if stats.glmm is not None else [])
+
+    def note(self) -> Text | None:
+        app, stats = self.papp, self.papp.stats
+        if stats.glmm is None and stats.glmm_error:
+            return Text.assemble(("GLMM not fitted: ", "bold"), inert(stats.glmm_error, 600))
+        if stats.glmm is None and stats.tables is not None and app.run_stats:
+            return Text("Fitting the mixed-effects model …" if app.stats_glmm else "GLMM not fitted (--no-glmm).")
+        return None
 
     def export_view(self) -> Export | None:
-        tables = list(self.papp.stats.tables or []) + ([self.papp.stats.glmm] if self.papp.stats.glmm else [])
+        tables = self.tables()
         if not tables:
             return None
         return Export("significance", records=[{"table": t.key, **r} for t in tables for r in t.to_dict()["records"]])

@@ -74,9 +74,10 @@ class ItemTable(ScrollView, can_focus=True):
         self.rows: np.ndarray = np.zeros(0, dtype=np.int64)
         self.sort_key = ""
         self.sort_reverse = False
+        self.fresh = True  # the cursor sits where set_rows put it: nobody moved it yet
 
-    def set_rows(self, rows: np.ndarray, cursor: int = 0) -> None:
-        self.rows = rows
+    def set_rows(self, rows: np.ndarray, cursor: int = 0, fresh: bool = True) -> None:
+        self.rows, self.fresh = rows, fresh
         self.virtual_size = Size(self.size.width, len(rows) + 1)
         self.cursor = max(0, min(cursor, len(rows) - 1))
         self._follow_cursor()
@@ -95,7 +96,7 @@ class ItemTable(ScrollView, can_focus=True):
     def _line(self, texts: list[str], width: int, style: Style) -> Strip:
         segs = []
         for text, w in zip(texts, self._widths(width)):
-            segs.append(Segment(set_cell_size(text, w) + " ", style))
+            segs.append(Segment(set_cell_size(inert(text[: w + 1], max_len=None), w) + " ", style))
         return Strip(segs).adjust_cell_length(width, style)
 
     def render_line(self, y: int) -> Strip:
@@ -110,7 +111,7 @@ class ItemTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         i = int(self.rows[n])
         try:
-            texts = [inert(t, max_len=400) for t in self._cells(i)]
+            texts = self._cells(i)
         except IndexError:  # the study grew under a live run; the list is re-selected right after
             return Strip.blank(width, base)
         style = base
@@ -137,6 +138,7 @@ class ItemTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
 
     def move_to(self, n: int) -> None:
+        self.fresh = False
         if len(self.rows):
             self.cursor = max(0, min(n, len(self.rows) - 1))
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from engine.config import ProtocolConfig
+from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import recovered
 from engine.protocol import evaluate_batch, evaluate_batches, plan_batches, protocol_manifest
 from engine.protocol.evaluate import pick_example
 from engine.protocol.generation import stop_token_ids
-from engine.runfolder import category, dumps_line
+from engine.runfolder import dumps_line
 
 from .conftest import ITEMS, make_item, pool_of
 
