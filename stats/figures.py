@@ -117,49 +117,53 @@ def _plain_log_ticks(ax: Any, lo: float, hi: float) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def layer_trace(curves: pd.DataFrame, pairs: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Path]:
-    """One panel per language (a row of panels per model): the median gold first-token rank by lens
-    entry with its bootstrap CI band, dense in black and each pruned condition in colour; a dot marks
-    the entries where a pruned median lies outside the dense CI, a dotted line the first of them."""
+def layer_trace(pairs: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Path]:
+    """One panel per language (a row of panels per model) from the by-layer records of
+    `stats.layer_trace.compared`: the median gold first-token rank by lens entry with its bootstrap CI
+    band, dense in black and each pruned condition in colour; dots mark the entries where a pruned
+    median lies outside the dense CI, a dotted line the first of them."""
     plt = _plt()
-    models = sorted(curves["model"].astype(str).unique())
-    langs = sorted(curves["language"].astype(str).unique())
+    models = sorted(pairs["model"].astype(str).unique())
+    langs = sorted(pairs["language"].astype(str).unique())
     ncol = min(4, len(langs))
-    rows_per_model = math.ceil(len(langs) / ncol)
+    per_model = math.ceil(len(langs) / ncol)
     fig, axes = plt.subplots(
-        rows_per_model * len(models),
+        per_model * len(models),
         ncol,
-        figsize=(3.3 * ncol, 2.7 * rows_per_model * len(models) + 0.6),
+        figsize=(3.3 * ncol, 2.7 * per_model * len(models) + 0.6),
         squeeze=False,
         sharex=True,
         sharey=True,
     )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    conditions = sorted(curves.loc[curves["reference"].notna(), "condition"].astype(str).unique())
+    conditions = sorted(pairs["condition"].astype(str).unique())
     colour_of = {c: colours[i % len(colours)] for i, c in enumerate(conditions)}
+
+    def band(ax: Any, g: pd.DataFrame, side: str, colour: str, label: str) -> None:
+        x = g["layer"].to_numpy()
+        lo, hi = g[f"{side}_low"].to_numpy(float), g[f"{side}_high"].to_numpy(float)
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.plot(x, g[f"{side}_median"].to_numpy(float), color=colour, lw=1.6 if side == "dense" else 1.1, label=label)
+
     for m, model in enumerate(models):
         for i, lang in enumerate(langs):
-            ax = axes[m * rows_per_model + i // ncol, i % ncol]
-            sub = curves[(curves["model"].astype(str) == model) & (curves["language"].astype(str) == lang)]
-            for (_run, cond), g in sub.groupby(["run_id", "condition"], sort=True, observed=True):
+            ax = axes[m * per_model + i // ncol, i % ncol]
+            sub = pairs[(pairs["model"].astype(str) == model) & (pairs["language"].astype(str) == lang)]
+            dense = sub.drop_duplicates("layer").sort_values("layer")  # every pruned run of a model has one reference
+            band(ax, dense, "dense", "black", "dense")
+            for cond, g in sub.groupby("condition", sort=True, observed=True):
                 g = g.sort_values("layer")
-                dense = g["reference"].isna().all()
-                colour = "black" if dense else colour_of[str(cond)]
-                x = g["layer"].to_numpy()
-                ax.fill_between(x, g["low"].to_numpy(float), g["high"].to_numpy(float), color=colour, alpha=0.15, lw=0)
-                ax.plot(
-                    x, g["median"].to_numpy(float), color=colour, lw=1.6 if dense else 1.1, label=inert(str(cond), 30)
-                )
-            if not pairs.empty:
-                p = pairs[(pairs["model"].astype(str) == model) & (pairs["language"].astype(str) == lang)]
-                for cond, g in p[p["outside"] != ""].groupby("condition", sort=True):
-                    ax.plot(g["layer"], g["pruned_median"], "o", ms=2.5, color=colour_of[str(cond)])
-                    ax.axvline(float(g["layer"].min()), color=colour_of[str(cond)], ls=":", lw=0.9)
+                colour = colour_of[str(cond)]
+                band(ax, g, "pruned", colour, inert(str(cond), 30))
+                out = g[g["outside"] != ""]
+                if len(out):
+                    ax.plot(out["layer"], out["pruned_median"], "o", ms=2.5, color=colour)
+                    ax.axvline(float(out["layer"].min()), color=colour, ls=":", lw=0.9)
             ax.set_yscale("log")
             ax.set_title(inert(f"{lang} · {model.split('/')[-1]}" if len(models) > 1 else lang, 50), fontsize=9)
             ax.grid(alpha=0.3)
-        for j in range(len(langs), rows_per_model * ncol):
-            axes[m * rows_per_model + j // ncol, j % ncol].set_visible(False)
+        for j in range(len(langs), per_model * ncol):
+            axes[m * per_model + j // ncol, j % ncol].set_visible(False)
     axes[0, 0].invert_yaxis()  # rank 1 (the model's choice) at the top; the axes share y
     axes[0, 0].legend(fontsize=7)
     for ax in axes[:, 0]:

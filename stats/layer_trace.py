@@ -21,6 +21,7 @@ from engine.errors import UserError
 from stats.report import Column, ReportTable
 
 BOOT_CHUNK = 500  # bootstrap draws at a time (memory: chunk × items × entries)
+BY_LAYER = "layer-trace-by-layer"  # the by-layer table's key (its records draw the figure)
 
 
 @dataclass(frozen=True)
@@ -167,12 +168,52 @@ def departures(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def trace_runs(df: pd.DataFrame, tr: pd.DataFrame) -> list[TraceRun]:
+    """The runs of the tidy table (`stats.load`) that carry layer traces; a pruned run's reference is
+    its run in the dense → pruned pairs (`tr`, the pairing rule). UserError when a run's traces differ
+    in length (the lens has one entry per layer of one model)."""
+    if "layer_ranks" not in df or not df["layer_ranks"].notna().any():
+        return []
+    refs = {}
+    if len(tr):
+        refs = dict(zip(tr["run_id"].astype(str), tr["reference_run"].astype(str)))
+    runs = []
+    for run_id, sub in df[df["layer_ranks"].notna()].groupby("run_id", observed=True, sort=True):
+        lengths = {len(r) for r in sub["layer_ranks"]}
+        if len(lengths) > 1:
+            raise UserError(f"run {run_id}: its layer traces have {sorted(lengths)} entries; one model has one length")
+        runs.append(
+            TraceRun(
+                run_id=str(run_id),
+                model=str(sub["model"].iloc[0]),
+                condition=str(sub["condition"].iloc[0]),
+                reference=refs.get(str(run_id)),
+                languages=sub["language"].astype(str).to_numpy(),
+                clusters=sub["parallel_id"].astype(str).to_numpy(),
+                ranks=np.stack(sub["layer_ranks"].to_list()).astype(np.int64),
+            )
+        )
+    return runs
+
+
+def layer_report(df: pd.DataFrame, tr: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[ReportTable]:
+    """The layer-trace tables of the runs in `df` ([] when no run carries a layer trace)."""
+    runs = trace_runs(df, tr)
+    return layer_tables(layer_curves(runs, n_boot, seed, level), level, n_boot, seed) if runs else []
+
+
 def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> list[ReportTable]:
     """The summary table (where each pruned curve leaves the dense CI) and the by-layer table."""
     pairs = compared(curves)
     if pairs.empty:
         return []
     ci = f"{100 * level:g}% CI"
+    last = pairs.groupby(["model", "condition", "language"], sort=False)["layer"].transform("max")
+    rows = [
+        {**r, "dense_median_low": r["dense_low"], "dense_median_high": r["dense_high"]}
+        | {"pruned_median_low": r["pruned_low"], "pruned_median_high": r["pruned_high"], "last": is_last}
+        for r, is_last in zip(pairs.to_dict("records"), (pairs["layer"] == last).tolist())
+    ]
     how = (
         f"Gold first-token rank through the logit lens (entry 0 = embeddings, last entry = the model's own "
         f"prediction): median over items, percentile bootstrap {ci} over parallel-item clusters "
@@ -198,8 +239,8 @@ def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> 
         notes=[how],
     )
     by_layer = ReportTable(
-        key="layer-trace-by-layer",
-        title="Layer trace by layer: median gold rank, dense vs pruned",
+        key=BY_LAYER,
+        title="Layer trace by layer: median gold rank, dense vs pruned (entries outside the dense CI)",
         columns=[
             Column("model", "model", "text", "left"),
             Column("condition", "condition", "text", "left"),
@@ -209,11 +250,17 @@ def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> 
             Column(f"pruned median ({ci})", "pruned_median", "rank_ci"),
             Column("outside", "outside", "text", "left"),
         ],
-        records=[
-            {**r, "dense_median_low": r["dense_low"], "dense_median_high": r["dense_high"]}
-            | {"pruned_median_low": r["pruned_low"], "pruned_median_high": r["pruned_high"]}
-            for r in pairs.to_dict("records")
+        records=[r for r in rows if _shown(r)],
+        notes=[
+            how,
+            "Shown: the entries where the pruned median is outside the dense CI, and each curve's last entry; "
+            "the CSV and JSON files hold every entry.",
         ],
-        notes=[how],
+        detail=[r for r in rows if not _shown(r)],
     )
     return [summary, by_layer]
+
+
+def _shown(row: dict) -> bool:
+    """Whether a by-layer row is displayed (outside the dense CI, or the last entry) or CSV/JSON only."""
+    return bool(row["outside"]) or bool(row["last"])

@@ -3,13 +3,18 @@ where a pruned curve leaves the dense CI, the tables and the figure."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stats import figures
 from stats.layer_trace import BOOT_CHUNK, TraceRun, _medians, compared, layer_curves, layer_tables, rank_curve
+from tests.synthetic import add_layer_traces, make_synthetic_study
+
+TRACED = (("dense", 0.0, "unstructured"), ("wanda", 0.5, "unstructured"))
 
 
 def test_multiset_medians_equal_numpy_on_the_repeated_items() -> None:
@@ -70,9 +75,16 @@ def test_the_first_entry_outside_the_dense_ci_is_where_the_pruned_curve_departs(
         ("de", 5, "worse", 3),
         ("en", 5, "worse", 3),
     ]
-    assert len(by_layer.records) == 16 and by_layer.display_rows()[0][:4] == ["m", "wanda-s50", "de", "0"]
-    assert by_layer.display_rows()[0][6] == ""  # identical curves: inside
-    written = figures.layer_trace(curves, pairs, tmp_path / "layer_trace")
+    every = by_layer.all_records()
+    assert len(every) == 16 and sorted((r["language"], r["layer"]) for r in every) == [
+        (lang, e) for lang in ("de", "en") for e in range(8)
+    ]
+    # shown: the entries outside the dense CI (5, 6, 7: 7 is also the last); the rest in CSV/JSON only
+    assert [row[2:4] + row[6:] for row in by_layer.display_rows()] == [
+        [lang, str(e), "worse"] for lang in ("de", "en") for e in (5, 6, 7)
+    ]
+    assert [r["outside"] for r in by_layer.detail] == [""] * 10
+    written = figures.layer_trace(pd.DataFrame(every), tmp_path / "layer_trace")
     assert [p.suffix for p in written] == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in written)
 
 
@@ -85,3 +97,37 @@ def test_a_pruned_curve_that_never_leaves_has_no_departure() -> None:
 def test_dense_runs_alone_give_curves_but_no_comparison() -> None:
     curves = layer_curves(_runs(5)[:1], n_boot=50)
     assert len(curves) == 16 and layer_tables(curves, 0.95, 50, 0) == []
+
+
+def test_prunescope_stats_gives_the_layer_tables_and_figure(tmp_path: Path) -> None:
+    import jsonschema
+
+    from engine.contract.reader import OUTCOMES
+    from stats.api import StatsOptions, analyse
+    from stats.commands import write_outputs
+
+    root = tmp_path / "study"
+    add_layer_traces(make_synthetic_study(root, n_per_language=12, languages=("de", "en"), conditions=TRACED))
+    schema = json.loads((Path(__file__).parents[2] / "engine" / "schema" / "outcome.schema.json").read_text())
+    for line in (root / "tiny-llama__wanda-s50" / OUTCOMES).read_text(encoding="utf-8").splitlines()[:3]:
+        jsonschema.Draft202012Validator(schema).validate(json.loads(line))
+    result = analyse([root], StatsOptions(tests=("recognition",), glmm=False, boot=300))
+    tables = {t.key: t for t in result.tables}
+    assert [(r["language"], r["first_outside"], r["direction"]) for r in tables["layer-trace"].records] == [
+        ("de", 4, "worse"),
+        ("en", 4, "worse"),
+    ]
+    assert len(tables["layer-trace-by-layer"].all_records()) == 2 * 7
+    written = write_outputs(tmp_path / "out", result, "t", 0.95)
+    assert tmp_path / "out" / "figures" / "layer_trace.png" in written
+    report = (tmp_path / "out" / "REPORT.md").read_text(encoding="utf-8")
+    assert "## Layer trace: where the pruned model leaves the dense curve" in report
+    assert "`figures/layer_trace.pdf`" in report
+
+
+def test_studies_without_layer_traces_have_no_layer_tables(tmp_path: Path) -> None:
+    from stats.api import StatsOptions, analyse
+
+    make_synthetic_study(tmp_path, n_per_language=6, languages=("de", "en"))
+    result = analyse([tmp_path], StatsOptions(tests=("recognition",), glmm=False, boot=50))
+    assert not [t for t in result.tables if t.key.startswith("layer-trace")]
