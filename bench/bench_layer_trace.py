@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_protocol import Clock, _items  # noqa: E402
+from bench.bench_protocol import Clock, _items, demo_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,23 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="results JSON")
     args = ap.parse_args(argv)
 
-    from engine.threads import apply_threads, choose_threads, reproducible_blas
-
-    reproducible_blas()
     import torch
 
-    from engine.config import ModelSpec
-    from engine.models import load_model
     from engine.protocol import evaluate as evaluate_module
     from engine.protocol import evaluate_batches
     from engine.runfolder import dumps_line
     from engine.runner import one_shot_pool
     from engine.study import parse_study
 
-    threads = choose_threads(args.threads)
-    apply_threads(threads)
-    start_load = os.getloadavg()
-    loaded = load_model(ModelSpec("demo", device="cpu"))
+    loaded, threads, start_load = demo_model(args.threads)
     items = _items(args.n_items, args.seed)
     pool = one_shot_pool(items)
     base = parse_study(ROOT / "engine" / "data" / "demo_study.toml").protocol

@@ -131,3 +131,23 @@ def test_studies_without_layer_traces_have_no_layer_tables(tmp_path: Path) -> No
     make_synthetic_study(tmp_path, n_per_language=6, languages=("de", "en"))
     result = analyse([tmp_path], StatsOptions(tests=("recognition",), glmm=False, boot=50))
     assert not [t for t in result.tables if t.key.startswith("layer-trace")]
+
+
+LAYER_SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-layer-trace"
+
+
+def test_stats_reproduces_the_committed_layer_trace_sample(tmp_path: Path) -> None:
+    """`prunescope stats` on the committed layer-trace study (the demo model, dense and Wanda 50%) gives
+    the committed layer tables byte for byte, and its figure."""
+    from engine.cli import main
+
+    assert main(["stats", str(LAYER_SAMPLE), "--test", "recognition", "--no-glmm", "--out", str(tmp_path)]) == 0
+    for name in ("csv/layer-trace.csv", "csv/layer-trace-by-layer.csv"):
+        assert (tmp_path / name).read_text(encoding="utf-8") == (LAYER_SAMPLE / name).read_text(encoding="utf-8")
+
+    def layer_sections(path: Path) -> list[str]:
+        return [part for part in path.read_text(encoding="utf-8").split("\n## ") if part.startswith("Layer trace")]
+
+    assert len(layer_sections(LAYER_SAMPLE / "REPORT.md")) == 2
+    assert layer_sections(tmp_path / "REPORT.md") == layer_sections(LAYER_SAMPLE / "REPORT.md")
+    assert (tmp_path / "figures" / "layer_trace.png").stat().st_size > 0
