@@ -242,3 +242,27 @@ def test_filter_by_demotion_and_recovery(study: Path) -> None:
     for bad in ("demotion:gone", "recovered:maybe"):
         with pytest.raises(ValueError, match=bad.split(":")[1]):
             Filter.parse(bad)
+
+
+def test_two_studies_are_pooled_the_way_stats_pools_them(study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from stats.load import load_study as stats_load
+    from stats.load import transitions
+
+    other = tmp_path / "other-study"
+    shutil.copytree(study, other)  # the same runs and items: only the study tells them apart
+    s = load_study([study, other])
+    assert s.all_problems == []
+    names = [r.name for r in s.runs]
+    assert names[:3] == [f"{study.name}/tiny-llama__{c}" for c in ("dense", "wanda-s50", "wanda-s70")]
+    assert names[3:] == [f"other-study/tiny-llama__{c}" for c in ("dense", "wanda-s50", "wanda-s70")]
+    assert [names[ref] if ref >= 0 else None for ref in s.reference] == [None, names[0], names[0]] + [
+        None,
+        names[3],
+        names[3],
+    ]  # each study's pruned runs pair with its own dense run
+    tr = transitions(stats_load([study, other]))
+    pairs = {(str(a), str(b)) for a, b in zip(tr["run_id"], tr["reference_run"])}
+    assert pairs == {(names[i], names[s.reference[i]]) for i in (1, 2, 4, 5)}
+    assert len(s.pairs) == len(tr)

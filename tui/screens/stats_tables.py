@@ -12,32 +12,23 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.strip import Strip
 from textual.widgets import Static
 
 from engine.safe_text import inert
 from tui import render
-from tui.screens.base import DataScreen
+from tui.screens.base import LinesScreen
 from tui.widgets.lines import LinesView, render_strips
 
 
-class StatsTablesScreen(DataScreen):
+class StatsTablesScreen(LinesScreen):
     """A message line (the command the tables reproduce, or why they are not there) over the tables."""
 
     WHAT = "Tables"  # 'Significance tests': the message line's subject
     LEAD = "Same tables and numbers as "  # before the `prunescope stats …` command
     TAIL = ""  # after it
     _drawn: tuple[Hashable, ...] | None = None  # what is on screen (stats state, choice, tables, width)
-
-    def compose(self) -> ComposeResult:
-        yield self.title_bar()
-        yield Static(id="message", classes="message")
-        yield LinesView(id="body")
-        yield self.key_bar()
-
-    def on_mount(self) -> None:
-        self.query_one(LinesView).focus()
 
     def tables(self) -> list[Any]:
         """The report tables this screen shows (from `self.papp.stats`)."""
