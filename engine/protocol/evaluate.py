@@ -152,7 +152,7 @@ def _evaluate(
     work = BatchWork.of(builder, batch, config)
     backend = backend_for(loaded, config, plain)
     readout = Readout.of(loaded.model) if config.layer_trace else None
-    capture = LayerCapture(readout.layers) if readout is not None else None
+    capture = LayerCapture(readout.layers, readout.device) if readout is not None else None
     out = backend.formats(work, capture)
     gold = [out.scores[i][work.gold[i]] for i in range(len(batch))]
     traces = layer_traces(readout, capture.states(), gold) if readout is not None and capture is not None else None

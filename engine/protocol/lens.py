@@ -89,6 +89,13 @@ class Readout:
         }
         return cls(layers, norm, project_out, head, softcap, described)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the unembedding is (the last stage of a model spread over devices)."""
+        weight = self.head.weight
+        assert isinstance(weight, torch.Tensor)  # checked in `of`
+        return weight.device
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits [..., vocab] of residual streams `hidden` [..., hidden], in the model's dtype
         up to the last step, as the model computes its own."""
@@ -107,8 +114,8 @@ class LayerCapture:
     """The residual streams of chosen prompts at one query position: entry 0 entering the first
     decoder layer, entry l leaving layer l; gathered over passes (`one_pass`), read with `states`."""
 
-    def __init__(self, layers: torch.nn.ModuleList) -> None:
-        self.layers = layers
+    def __init__(self, layers: torch.nn.ModuleList, device: torch.device) -> None:
+        self.layers, self.device = layers, device  # states are kept on `device` (layers may be spread out)
         self._kept: list[tuple[list[int], torch.Tensor]] = []
 
     @contextlib.contextmanager
@@ -118,10 +125,10 @@ class LayerCapture:
         taken: list[torch.Tensor] = []
 
         def entry(module: Any, args: tuple, kwargs: dict) -> None:
-            taken.append(_hidden(args[0] if args else kwargs["hidden_states"])[:, position].clone())
+            taken.append(_hidden(args[0] if args else kwargs["hidden_states"])[:, position].to(self.device, copy=True))
 
         def leave(module: Any, args: tuple, output: Any) -> None:
-            taken.append(_hidden(output)[:, position].clone())
+            taken.append(_hidden(output)[:, position].to(self.device, copy=True))
 
         handles = [self.layers[0].register_forward_pre_hook(entry, with_kwargs=True)]
         handles += [layer.register_forward_hook(leave) for layer in self.layers]
