@@ -151,3 +151,20 @@ def test_stats_reproduces_the_committed_layer_trace_sample(tmp_path: Path) -> No
     assert len(layer_sections(LAYER_SAMPLE / "REPORT.md")) == 2
     assert layer_sections(tmp_path / "REPORT.md") == layer_sections(LAYER_SAMPLE / "REPORT.md")
     assert (tmp_path / "figures" / "layer_trace.png").stat().st_size > 0
+
+
+def test_two_models_get_a_row_of_panels_each(tmp_path: Path) -> None:
+    from stats.api import StatsOptions, analyse
+    from stats.commands import write_outputs
+
+    models = (("synthetic/tiny-llama", 135_000_000), ("synthetic/small-qwen", 500_000_000))
+    add_layer_traces(
+        make_synthetic_study(tmp_path / "s", n_per_language=6, languages=("de", "en"), conditions=TRACED, models=models)
+    )
+    result = analyse([tmp_path / "s"], StatsOptions(tests=("recognition",), glmm=False, boot=100))
+    summary = next(t for t in result.tables if t.key == "layer-trace")
+    assert sorted({(r["model"], r["language"]) for r in summary.records}) == [
+        (m, lang) for m in ("synthetic/small-qwen", "synthetic/tiny-llama") for lang in ("de", "en")
+    ]
+    written = write_outputs(tmp_path / "out", result, "t", 0.95)
+    assert tmp_path / "out" / "figures" / "layer_trace.png" in written
