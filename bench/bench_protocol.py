@@ -57,6 +57,21 @@ def _items(n: int, seed: int) -> list[dict[str, Any]]:
     return picked
 
 
+def demo_model(threads_asked: int | None, device: str = "cpu") -> tuple[Any, Any, tuple[float, float, float]]:
+    """(the demo model, the threads the engine's policy chose, the load average before loading), with
+    reproducible BLAS set first."""
+    from engine.threads import apply_threads, choose_threads, reproducible_blas
+
+    reproducible_blas()
+    from engine.config import ModelSpec
+    from engine.models import load_model
+
+    threads = choose_threads(threads_asked)
+    apply_threads(threads)
+    start_load = os.getloadavg()
+    return load_model(ModelSpec("demo", device=device)), threads, start_load
+
+
 class Clock:
     """Wall and process CPU seconds of a block."""
 
@@ -385,18 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="results JSON")
     args = ap.parse_args(argv)
 
-    from engine.threads import apply_threads, choose_threads, reproducible_blas
-
-    reproducible_blas()
     import torch
 
-    from engine.config import ModelSpec
-    from engine.models import load_model
-
-    threads = choose_threads(args.threads)
-    apply_threads(threads)
-    start_load = os.getloadavg()
-    loaded = load_model(ModelSpec("demo", device=args.device))
+    loaded, threads, start_load = demo_model(args.threads, args.device)
     items = _items(args.n_items, args.seed)
     sizes = [int(x) for x in args.batch_sizes.split(",")] if args.batch_sizes else [args.batch_size]
     result: dict[str, Any] = {

@@ -21,6 +21,7 @@ ProbeMode = Literal["failed", "all", "none"]
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
 CALIBRATED_METHODS = ("wanda", "sparsegpt")  # the methods that read calibration data (magnitude does not)
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
+LENSES = ("logit",)
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 
 
@@ -45,10 +46,16 @@ class ProtocolConfig:
     one_shot: bool = True
     demotion_max_rank: int = 10  # open failed and gold first-token rank <= this -> demoted
     seed: int = 0
+    layer_trace: bool = False  # per layer, the gold first token's rank through a lens (engine/protocol/lens.py)
+    lens: str = "logit"  # which lens: 'logit' (each layer through the final norm and unembedding)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as recorded in the manifest; the layer trace's only when it is on, so that runs
+        made before it existed keep their resume identity."""
         d = asdict(self)
         d["guards"] = list(self.guards)
+        if not self.layer_trace:
+            del d["layer_trace"], d["lens"]
         return d
 
 

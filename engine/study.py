@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from engine.config import (
     DTYPES,
+    LENSES,
     MC_RULES,
     CalibrationSpec,
     Condition,
@@ -111,6 +112,7 @@ _RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "max_new_tokens": _at_least(1),
         "batch_size": _at_least(1),
         "mc_rule": _one_of(MC_RULES),
+        "lens": _one_of(LENSES),
         "beam_width": _at_least(1),
         "n_samples": _at_least(1),
         "temperature": ((lambda v: v > 0), "> 0 (sampling at temperature <= 0 is not defined)"),

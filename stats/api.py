@@ -112,8 +112,10 @@ def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], l
     """Report tables for the requested tests; with recognition also per language, the languages compared,
     Cochran's Q across sparsities (all of the recognition-only rate), the matching rules' robustness
     table and the paper's analyses (transitions, demoted vs erased, recovery, rank shift, format ladder);
-    the difference-in-differences table; and the reporting sentences."""
+    the layer-trace tables when the runs carry layer traces; the difference-in-differences table; and the
+    reporting sentences."""
     from stats import analysis
+    from stats.layer_trace import layer_report
     from stats.paper import paper_tables
     from stats.robustness import matching_report
 
@@ -144,6 +146,7 @@ def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], l
         tables += paper_tables(
             df, tr, options.demotion_rule(df), options.method, options.adjust, options.level, options.diff_ci
         )
+    tables += layer_report(df, tr, options.boot, options.seed, options.level)
     if options.did:
         a, b = (s.strip() for s in options.did.split(","))
         did = analysis.did_report(tr, a, b, options.boot, options.seed, options.level)

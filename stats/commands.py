@@ -174,7 +174,10 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
 
 def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
     """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
+    import pandas as pd
+
     from stats import figures, paper_figures, report
+    from stats.layer_trace import BY_LAYER
 
     tables, tr, glmm = result.tables, result.tr, result.glmm
     out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +189,9 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
     figs += paper_figures.format_ladder(result.df, fig_dir / "format_ladder", level)
     if glmm is not None:
         figs += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", result.glmm_title)
+    by_layer = next((t for t in tables if t.key == BY_LAYER), None)
+    if by_layer is not None:
+        figs += figures.layer_trace(pd.DataFrame(by_layer.all_records()), fig_dir / "layer_trace", level)
     written: list[Path] = list(figs)
     md = report.render_markdown(tables, title, result.summary)
     if result.sentences:

@@ -115,3 +115,65 @@ def _plain_log_ticks(ax: Any, lo: float, hi: float) -> None:
     ax.set_xticks(ticks)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def layer_trace(pairs: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Path]:
+    """One panel per language (a row of panels per model) from the by-layer records of
+    `stats.layer_trace.compared`: the median gold first-token rank by lens entry with its bootstrap CI
+    band, dense in black and each pruned condition in colour; dots mark the entries where a pruned
+    median lies outside the dense CI, a dotted line the first of them."""
+    plt = _plt()
+    models = sorted(pairs["model"].astype(str).unique())
+    langs = sorted(pairs["language"].astype(str).unique())
+    ncol = min(4, len(langs))
+    per_model = math.ceil(len(langs) / ncol)
+    fig, axes = plt.subplots(
+        per_model * len(models),
+        ncol,
+        figsize=(3.3 * ncol, 2.7 * per_model * len(models) + 0.6),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    conditions = sorted(pairs["condition"].astype(str).unique())
+    colour_of = {c: colours[i % len(colours)] for i, c in enumerate(conditions)}
+
+    def band(ax: Any, g: pd.DataFrame, side: str, colour: str, label: str) -> None:
+        x = g["layer"].to_numpy()
+        lo, hi = g[f"{side}_low"].to_numpy(float), g[f"{side}_high"].to_numpy(float)
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.plot(x, g[f"{side}_median"].to_numpy(float), color=colour, lw=1.6 if side == "dense" else 1.1, label=label)
+
+    for m, model in enumerate(models):
+        for i, lang in enumerate(langs):
+            ax = axes[m * per_model + i // ncol, i % ncol]
+            sub = pairs[(pairs["model"].astype(str) == model) & (pairs["language"].astype(str) == lang)]
+            dense = sub.drop_duplicates("layer").sort_values("layer")  # every pruned run of a model has one reference
+            band(ax, dense, "dense", "black", "dense")
+            for cond, g in sub.groupby("condition", sort=True, observed=True):
+                g = g.sort_values("layer")
+                colour = colour_of[str(cond)]
+                band(ax, g, "pruned", colour, inert(str(cond), 30))
+                out = g[g["outside"] != ""]
+                if len(out):
+                    ax.plot(out["layer"], out["pruned_median"], "o", ms=2.5, color=colour)
+                    ax.axvline(float(out["layer"].min()), color=colour, ls=":", lw=0.9)
+            ax.set_yscale("log")
+            ax.set_title(inert(f"{lang} · {model.split('/')[-1]}" if len(models) > 1 else lang, 50), fontsize=9)
+            ax.grid(alpha=0.3)
+        for j in range(len(langs), per_model * ncol):
+            axes[m * per_model + j // ncol, j % ncol].set_visible(False)
+    axes[0, 0].invert_yaxis()  # rank 1 (the model's choice) at the top; the axes share y
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("median gold rank (1 at top)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("lens entry (0 = embeddings)")
+    fig.suptitle(
+        f"Gold first-token rank through the logit lens: median over items, {100 * level:g}% cluster-bootstrap band; "
+        "dots: pruned median outside the dense band",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return _save(fig, stem)

@@ -58,6 +58,7 @@ COLUMNS = (
     "sample_hits",
     "one_shot",
     "n_options",
+    "layer_ranks",  # per item: the gold rank at every logit-lens entry (an int array), None without a layer trace
 )
 _INDEXED = tuple(c for c in COLUMNS if c in dict(OUTCOME_COLUMNS))  # taken as they are from the run index
 _CATEGORICAL = (

@@ -26,7 +26,8 @@ FORMATS = ("table", "markdown", "latex", "csv", "json")
 class Column:
     """A displayed column: header, record key and kind.
 
-    Kinds: text, int, rate (3 decimals), num (3 decimals), p (exact p), ci (key, key_low, key_high).
+    Kinds: text, int, rate (3 decimals), num (3 decimals), p (exact p), ci (key, key_low, key_high),
+    rank_ci (as ci, for ranks: 1 decimal, none when whole).
     """
 
     header: str
@@ -60,8 +61,8 @@ class ReportTable:
         kinds: dict[str, str] = {}
         for c in self.columns:
             kinds[c.key] = c.kind
-            if c.kind == "ci":
-                kinds[c.key + "_low"] = kinds[c.key + "_high"] = "ci"
+            if c.kind in ("ci", "rank_ci"):
+                kinds[c.key + "_low"] = kinds[c.key + "_high"] = c.kind
         return [{k: _printed_tree(v, kinds.get(k, "")) for k, v in r.items()} for r in self.all_records()]
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,13 +92,15 @@ SIGNIFICANT = 6  # digits of a float that no column shows
 def printed(x: float, kind: str = "") -> float:
     """`x` rounded to the digits a column of this kind prints (see `format_value`).
 
-    rate, num, ci: 3 decimals; p: 3 decimals from 0.001 up, 2 significant digits below; any other
+    rate, num, ci: 3 decimals; rank_ci: 1 decimal; p: 3 decimals from 0.001 up, 2 significant digits below; any other
     kind (a number no column shows): `SIGNIFICANT` significant digits. NaN and ±inf stay as they are.
     """
     if not math.isfinite(x):
         return x
     if kind in ("rate", "num", "ci"):
         text = f"{x:.3f}"
+    elif kind == "rank_ci":
+        text = f"{x:.1f}"
     elif kind == "p":
         text = f"{x:.3f}" if x >= 0.001 else f"{x:.1e}"
     else:
@@ -143,7 +146,18 @@ def format_value(record: dict[str, Any], col: Column) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
         return f"{_num(v, 3)} [{_num(lo, 3)}, {_num(hi, 3)}]"
+    if col.kind == "rank_ci":
+        lo, hi = record.get(col.key + "_low"), record.get(col.key + "_high")
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return f"{_rank(v)} [{_rank(lo)}, {_rank(hi)}]"
     raise ValueError(f"unknown column kind {col.kind!r}")
+
+
+def _rank(x: Any) -> str:
+    """A rank or a statistic of ranks: 1 decimal, none when it is whole."""
+    text = _num(x, 1)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _json_safe(obj: Any) -> Any:

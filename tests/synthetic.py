@@ -7,6 +7,7 @@ with sparsity the way the paper describes. Torch-free and fast (a million lines 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Sequence
@@ -291,3 +292,22 @@ def make_synthetic_study(
             )
             runs.append(run)
     return runs
+
+
+def add_layer_traces(runs: Sequence[Path], departs_at: int = 4, entries: int = 7) -> None:
+    """Give every outcome line of `runs` a layer trace: the dense ranks fall from ~5000 to ~1 over the
+    entries (the same item the same ranks in every run); a pruned run's are 100 times worse from entry
+    `departs_at` on."""
+    import numpy as np
+
+    base = np.exp(np.linspace(np.log(5000), 0, entries))
+    for run in runs:
+        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+        lines = [json.loads(x) for x in (run / OUTCOMES).read_text(encoding="utf-8").splitlines()]
+        for rec in lines:
+            seed = int(rec["content_hash"][7:15], 16)
+            ranks = np.maximum(1, np.round(base * np.random.default_rng(seed).lognormal(0, 0.3, entries))).astype(int)
+            if manifest["condition"]["method"] != "dense":
+                ranks[departs_at:] *= 100
+            rec["layer_trace"] = {"ranks": ranks.tolist(), "logprobs": [-1.0] * entries, "top1": [7] * entries}
+        (run / OUTCOMES).write_text("".join(dumps_line(r) for r in lines), encoding="utf-8")

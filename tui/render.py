@@ -198,6 +198,46 @@ def trace_block(records: Sequence[tuple[str, float, dict[str, Any]]]) -> Rendera
     return table
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def rank_sparkline(ranks: Sequence[int], worst: int) -> str:
+    """One cell per rank, taller for a better (lower) rank on a log scale: rank 1 is a full cell,
+    `worst` (or worse) the lowest."""
+    top = math.log10(max(worst, 10))
+    cells = []
+    for r in ranks:
+        good = 1 - math.log10(max(int(r), 1)) / top
+        cells.append(SPARK[max(0, min(len(SPARK) - 1, round(good * (len(SPARK) - 1))))])
+    return "".join(cells)
+
+
+def layer_trace_block(records: Sequence[tuple[str, float, dict[str, Any]]]) -> RenderableType | None:
+    """The logit-lens layer trace per run (None when no run has one): the gold first token's rank at
+    every lens entry as a sparkline on one log scale for all runs, the best entry and the last."""
+    traced = [(n, sp, r["layer_trace"]) for n, sp, r in records if isinstance(r.get("layer_trace"), dict)]
+    if not traced:
+        return None
+    worst = max([int(x) for _, _, t in traced for x in t.get("ranks") or []] + [10])
+    table = Table(
+        title=f"Layer trace: gold first-token rank by lens entry (0 = embeddings; taller = better, log scale to {worst})",
+        title_justify="left",
+    )
+    for col in ("run", "sparsity", "rank by entry", "best (entry)", "last"):
+        table.add_column(col, no_wrap=True)
+    for name, sparsity, t in sorted(traced, key=lambda x: (x[1], x[0])):
+        ranks = [int(x) for x in t.get("ranks") or []]
+        best = min(range(len(ranks)), key=lambda e: ranks[e]) if ranks else None
+        table.add_row(
+            _t(name, 40),
+            _num(sparsity),
+            Text(rank_sparkline(ranks, worst), style="cyan"),
+            "–" if best is None else f"{ranks[best]} ({best})",
+            str(ranks[-1]) if ranks else "–",
+        )
+    return table
+
+
 def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableType:
     """Recovery probes per run: beams (gold hit marked), samples with hits, the one-shot answer."""
     parts: list[RenderableType] = []

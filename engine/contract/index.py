@@ -54,7 +54,7 @@ from engine.contract.reader import (
     read_line,
 )
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 OUTCOMES_INDEX = "outcomes.index.arrow"
 # Bytes decoded at a time: memory stays flat however large the file, and no single call holds the
 # GIL long (msgspec does not release it), so a UI thread beside the reader stays responsive.
@@ -97,6 +97,10 @@ class _Trace(Struct, frozen=True, gc=False):
     margin: float | None = None
 
 
+class _LayerTrace(Struct, frozen=True, gc=False):
+    ranks: list[int] = []
+
+
 class _Beam(Struct, frozen=True, gc=False):
     hit_top: bool | None = None
     hit_any: bool | None = None
@@ -128,6 +132,7 @@ class OutcomeView(Struct, frozen=True, gc=False):
     gold_trace: _Trace | None = None
     demotion: str | None = None
     probes: _Probes | None = None
+    layer_trace: _LayerTrace | None = None
 
 
 _LINE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -154,6 +159,7 @@ OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("sample_hits", pa.int32()),
     ("one_shot", pa.bool_()),
     ("open_text", pa.string()),
+    ("layer_ranks", pa.list_(pa.int32())),  # null: no layer trace
 )
 
 
@@ -190,6 +196,7 @@ def _outcome_columns(vs: list[OutcomeView]) -> list[list[Any]]:
         [None if s is None else s.hits for s in sampling],
         [None if o is None else o.correct for o in one_shot],
         [v.open.text for v in vs],
+        [None if v.layer_trace is None else v.layer_trace.ranks for v in vs],
     ]
 
 

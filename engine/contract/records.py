@@ -117,6 +117,14 @@ class GoldTrace(Struct, frozen=True):
     margin: float
 
 
+class LayerTrace(Struct, frozen=True):
+    """The logit lens at the open prompt's last token, one entry per layer (engine/protocol/lens.py)."""
+
+    ranks: list[int]
+    logprobs: list[float]
+    top1: list[int]
+
+
 class Beam(Struct, frozen=True):
     text: str
     score: float
@@ -169,6 +177,7 @@ class Outcome(Struct, frozen=True):
     shown: Generation | None = None
     demotion: str | None = None
     probes: Probes | None = None
+    layer_trace: LayerTrace | None = None  # only when the protocol's layer_trace is on
 
 
 # ------------------------------------------------------------------ manifest.json

@@ -1,7 +1,7 @@
 """Per-batch evaluation: every format of every item of one planned batch, as outcome records.
 
-The open prompt serves the greedy open generation, the gold trace and the cloze MC options (all
-continuations of that prompt); the shown prompt candidate-shown generation; the lettered prompt
+The open prompt serves the greedy open generation, the gold trace, the layer trace (when asked:
+`engine.protocol.lens`) and the cloze MC options (all continuations of that prompt); the shown prompt candidate-shown generation; the lettered prompt
 letter choice; probes run where the config asks. The model work is a backend's (`fast` where the
 model allows it, else `plain`; both give the same records up to float rounding); the records, the
 matching and the categories are built here.
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from engine.config import MC_RULES, ProtocolConfig
+from engine.config import LENSES, MC_RULES, ProtocolConfig
 from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import demotion, generation_fields, is_correct, scoring_of
@@ -25,6 +25,7 @@ from engine.prompts import LETTERS, PromptBuilder, check_item
 from engine.protocol import generation as gen
 from engine.protocol.fast import SlotBackend
 from engine.protocol.kvcache import supports_slot_cache
+from engine.protocol.lens import LayerCapture, Readout, layer_traces
 from engine.protocol.plain import PlainBackend
 from engine.protocol.scoring import TokenScores
 from engine.protocol.weights import transposed_linears
@@ -41,6 +42,8 @@ def check_config(config: ProtocolConfig) -> None:
         raise UserError("protocol.mc_rule = 'letter' needs protocol.letter = true")
     if config.probes not in ("failed", "all", "none"):
         raise UserError(f"protocol.probes: {config.probes!r} is not one of failed, all, none")
+    if config.lens not in LENSES:
+        raise UserError(f"protocol.lens: {config.lens!r} is not one of {', '.join(LENSES)}")
     if config.batch_size < 1 or config.max_new_tokens < 1:
         raise UserError("protocol: batch_size and max_new_tokens must be at least 1")
     try:
@@ -148,7 +151,11 @@ def _evaluate(
     builder = PromptBuilder(tok, config)
     work = BatchWork.of(builder, batch, config)
     backend = backend_for(loaded, config, plain)
-    out = backend.formats(work)
+    readout = Readout.of(loaded.model) if config.layer_trace else None
+    capture = LayerCapture(readout.layers, readout.device) if readout is not None else None
+    out = backend.formats(work, capture)
+    gold = [out.scores[i][work.gold[i]] for i in range(len(batch))]
+    traces = layer_traces(readout, capture.states(), gold) if readout is not None and capture is not None else None
     records = []
     for i, it in enumerate(batch):
         open_record = _generation_record(out.opens[i], it, config)
@@ -159,20 +166,21 @@ def _evaluate(
                 "logprobs": [s.total for s in out.letter_scores[i]],
             }
         mc = _mc_record(it, [out.scores[i][c] for c in work.options[i]], letter, config)
-        records.append(
-            {
-                "item_uid": it["item_uid"],
-                "content_hash": it["content_hash"],
-                "language": it["language"],
-                "open": open_record,
-                "shown": _generation_record(out.shown[i], it, config) if out.shown is not None else None,
-                "mc": mc,
-                "gold_trace": _trace_record(tok, it, out.scores[i][work.gold[i]], out.opens[i]),
-                "category": category(open_record["correct"], mc["correct"]),
-                "demotion": None,
-                "probes": None,
-            }
-        )
+        record = {
+            "item_uid": it["item_uid"],
+            "content_hash": it["content_hash"],
+            "language": it["language"],
+            "open": open_record,
+            "shown": _generation_record(out.shown[i], it, config) if out.shown is not None else None,
+            "mc": mc,
+            "gold_trace": _trace_record(tok, it, gold[i], out.opens[i]),
+            "category": category(open_record["correct"], mc["correct"]),
+            "demotion": None,
+            "probes": None,
+        }
+        if traces is not None:
+            record["layer_trace"] = traces[i]
+        records.append(record)
     todo = [
         i
         for i, r in enumerate(records)

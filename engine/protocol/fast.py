@@ -2,7 +2,8 @@
 
 1. One cache holds the open prompts and the shown prompts, a row each. Each format's shared prefix
    is run once, its remainders in length buckets; the gold answer and the options are scored in the
-   open prompts' pass, as trees after the prompt (`engine.protocol.rows`).
+   open prompts' pass, as trees after the prompt (`engine.protocol.rows`), and the layer trace's
+   residual streams are kept from that pass when asked (`engine.protocol.lens`).
 2. Letter prompts and their letters, in a cache of their own, freed after.
 3. The open prompts are kept aside (a copy of their columns), then open and shown generation decode
    together in one loop, finished rows dropped (`engine.protocol.lanes`).
@@ -22,6 +23,7 @@ from engine.prompts import Prompt
 from engine.protocol import generation as gen
 from engine.protocol.kvcache import packed_attention
 from engine.protocol.lanes import Lane, Lanes, decode_lanes
+from engine.protocol.lens import LayerCapture
 from engine.protocol.rows import Group, fill, plan_layout
 from engine.protocol.work import BatchWork, FormatOutputs, ProbeOutputs
 
@@ -35,11 +37,11 @@ class SlotBackend:
         self.kept: Group | None = None  # the open prompts, row i = item i
         self.open_logits: torch.Tensor | None = None  # [items, vocab] after each open prompt
 
-    def formats(self, work: BatchWork) -> FormatOutputs:
+    def formats(self, work: BatchWork, capture: LayerCapture | None = None) -> FormatOutputs:
         with packed_attention(self.model):
-            return self._formats(work)
+            return self._formats(work, capture)
 
-    def _formats(self, work: BatchWork) -> FormatOutputs:
+    def _formats(self, work: BatchWork, capture: LayerCapture | None) -> FormatOutputs:
         model, tok, config, pad = self.model, self.tok, self.config, self.pad
         T = config.max_new_tokens
         n = len(work.open)
@@ -48,7 +50,7 @@ class SlotBackend:
         shown_ids = [p.ids for p in work.shown] if work.shown is not None else []
         shown_layout = plan_layout(shown_ids)
         group = Group.new(model, n + len(shown_ids), max(open_layout.columns, shown_layout.columns) + T)
-        scores, open_last = fill(model, group, 0, 0, open_layout, open_ids, pad, work.conts)
+        scores, open_last = fill(model, group, 0, 0, open_layout, open_ids, pad, work.conts, capture)
         open_rows = open_layout.row_of()
         lanes = Lanes(greedy=[Lane(r, 0, open_last[i]) for i, r in enumerate(open_rows)])
         if shown_ids:

@@ -1,4 +1,4 @@
-"""The protocol's part of the run manifest: prompts, decoding, probes, matching, demotion rule."""
+"""The protocol's part of the run manifest: prompts, decoding, probes, the layer trace, matching, demotion rule."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from engine.models import LoadedModel
 from engine.prompts import CHAT_DELIMITER, PLAIN_DELIMITER, TEMPLATES, template_hashes, wants_chat
 from engine.protocol.generation import END_OF_TURN, stop_token_ids
 from engine.protocol.kvcache import supports_slot_cache
+from engine.protocol.lens import lens_manifest
 from engine.runfolder import sha256_text
 
 
@@ -107,4 +108,4 @@ def protocol_manifest(loaded: LoadedModel, config: ProtocolConfig) -> dict[str, 
         },
         "matching": scoring_of(config).to_dict(),
         "demotion_rule": demotion_rule(config.demotion_max_rank),
-    }
+    } | ({"layer_trace": lens_manifest(loaded.model)} if config.layer_trace else {})

@@ -1,7 +1,7 @@
 """The plain backend: a transformers DynamicCache per pass, every row decoded until its batch stops.
 
 Works for any causal LM (sliding-window and hybrid caches included). One pass over the open prompts
-serves open generation, the gold trace and the cloze options (scored from its cache; full forwards
+serves open generation, the gold trace, the layer trace and the cloze options (scored from its cache; full forwards
 where the cache rows cannot be selected); shown, letter and one-shot prompts get a pass each; beams
 and samples continue copies of the open prompts' cache. It is also the reference the fast backend
 (`engine.protocol.fast`) is tested against.
@@ -9,12 +9,14 @@ and samples continue copies of the open prompts' cache. It is also the reference
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from engine.config import ProtocolConfig
 from engine.prompts import Prompt
 from engine.protocol import generation as gen
+from engine.protocol.lens import LayerCapture
 from engine.protocol.scoring import PrefixState, cache_is_selectable, fork_state, prefix_pass, score
 from engine.protocol.work import BatchWork, FormatOutputs, ProbeOutputs
 
@@ -24,10 +26,12 @@ class PlainBackend:
         self.model, self.tok, self.config, self.stop_ids = model, tokenizer, config, stop_ids
         self.pad = tokenizer.pad_token_id
 
-    def formats(self, work: BatchWork) -> FormatOutputs:
+    def formats(self, work: BatchWork, capture: LayerCapture | None = None) -> FormatOutputs:
         model, tok, config, pad = self.model, self.tok, self.config, self.pad
         self.open_prompts = work.open
-        self.state = prefix_pass(model, [p.ids for p in work.open], pad)
+        # left padding: the last query is every prompt's last token
+        with capture.one_pass(-1, range(len(work.open))) if capture is not None else contextlib.nullcontext():
+            self.state = prefix_pass(model, [p.ids for p in work.open], pad)
         rows = [(i, c) for i, conts in enumerate(work.conts) for c in conts]
         flat = iter(score(model, self.state, [p.ids for p in work.open], rows, pad))
         scores = [[next(flat) for _ in conts] for conts in work.conts]

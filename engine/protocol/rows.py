@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from engine.protocol.kvcache import SlotCache, attention_mask_4d
+from engine.protocol.lens import LayerCapture
 from engine.protocol.scoring import TokenScores, forward, token_scores
 
 # a pass costs about this many padded tokens on top of its tokens (per-pass overhead)
@@ -243,10 +244,12 @@ def fill(
     prompts: Sequence[Sequence[int]],
     pad_id: int,
     trees: Sequence[Sequence[Sequence[int]]] | None = None,
+    capture: LayerCapture | None = None,
 ) -> tuple[list[list[TokenScores]], torch.Tensor]:
     """Run the prompts (and trees) into rows row0.. of `group`, from column `col0`, as `layout` says.
     Returns the scores of every continuation of every prompt and the logits after each prompt's last
-    token [prompts, vocab] (both in prompt order); each row gets a segment."""
+    token [prompts, vocab] (both in prompt order); each row gets a segment. `capture`, when given,
+    keeps every layer's residual stream at each prompt's last token."""
     device = group.valid.device
     n = len(prompts)
     P = layout.prefix
@@ -266,9 +269,11 @@ def fill(
     last = torch.empty(0)
     for start, stop, width, tree_width in layout.buckets:
         members = layout.order[start:stop]
-        bucket_last = _fill_bucket(
-            model, group, row0 + start, col0, members, P, width, tree_width, prompts, pad_id, trees, scores
-        )
+        # a bucket's prompts are right-aligned: query width - 1 is every prompt's last token
+        with capture.one_pass(width - 1, members) if capture is not None else contextlib.nullcontext():
+            bucket_last = _fill_bucket(
+                model, group, row0 + start, col0, members, P, width, tree_width, prompts, pad_id, trees, scores
+            )
         if last.numel() == 0:
             last = bucket_last.new_empty((n, bucket_last.shape[-1]))
         last[torch.tensor(members, device=last.device)] = bucket_last

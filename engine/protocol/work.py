@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from engine.config import ProtocolConfig
 from engine.prompts import LETTERS, Prompt, PromptBuilder
 from engine.protocol.generation import Generation
+from engine.protocol.lens import LayerCapture
 from engine.protocol.scoring import TokenScores
 
 
@@ -80,8 +81,9 @@ class ProbeOutputs:
 
 
 class Backend(Protocol):
-    def formats(self, work: BatchWork) -> FormatOutputs:
-        """Open generation (greedy), shown generation, continuation and letter scores."""
+    def formats(self, work: BatchWork, capture: LayerCapture | None = None) -> FormatOutputs:
+        """Open generation (greedy), shown generation, continuation and letter scores; `capture` keeps
+        the layers' residual streams at each open prompt's last token from the open-prompt pass."""
         ...
 
     def probes(self, items: list[int], one_shot: list[Prompt | None], seeds: list[int]) -> ProbeOutputs:

@@ -167,6 +167,9 @@ def _render(study: Study, index: int, width: int) -> Drawn:
         named = [(name, rec) for name, _, rec in records]
         for table in (render.options_table(item, named), render.outputs_table(named), render.trace_block(records)):
             parts += [table, Text("")]
+        layers = render.layer_trace_block(records)
+        if layers is not None:
+            parts += [layers, Text("")]
         parts.append(render.probes_block(named))
     lines = render_strips(parts, width, [WIDE if isinstance(p, Table) else None for p in parts])
     return Drawn(records, problems, lines)

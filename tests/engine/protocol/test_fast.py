@@ -184,8 +184,8 @@ def test_an_items_samples_do_not_depend_on_its_batch(chat_model) -> None:
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo-model")
 def test_fast_equals_plain_on_the_demo_model_and_bundled_items() -> None:
-    """On SmolLM2-135M-Instruct and 16 bundled items of 8 languages (every format, probes on failures),
-    the two backends agree on every text, token, rank, decision and category."""
+    """On SmolLM2-135M-Instruct and 16 bundled items of 8 languages (every format, probes on failures,
+    the layer trace), the two backends agree on every text, token, rank, decision and category."""
     from engine.config import ItemsSpec, ModelSpec
     from engine.items.loader import load_items
     from engine.models import load_model
@@ -195,11 +195,12 @@ def test_fast_equals_plain_on_the_demo_model_and_bundled_items() -> None:
     try:
         loaded = load_model(ModelSpec("demo", device="cpu"))
         items = load_items(ItemsSpec(source="bundled", n_per_language=2, seed=0))
-        config = ProtocolConfig(max_new_tokens=12, batch_size=8, beam_width=3, n_samples=3)
+        config = ProtocolConfig(max_new_tokens=12, batch_size=8, beam_width=3, n_samples=3, layer_trace=True)
         plain, fast = _both(loaded, items, config)
     finally:
         torch.set_num_threads(threads)
     assert len({r["language"] for r in fast}) == 8 and any(r["probes"] for r in fast)
+    assert all(len(r["layer_trace"]["ranks"]) == 31 for r in fast)
     for a, b in zip(plain, fast):
         assert outcome_differences(a, b, same_config=False) == [], a["item_uid"]
 

@@ -29,8 +29,9 @@ def one_thread() -> Iterator[None]:
 ARCHS = ("llama", "qwen2", "mistral", "gemma2", "gemma3", "gpt2", "opt")
 
 
-def tiny_model(arch: str, seed: int = 0, vocab: int = VOCAB) -> nn.Module:
-    """A 2-layer, hidden-64 random model in fp32, eval mode."""
+def tiny_model(arch: str, seed: int = 0, vocab: int = VOCAB, **overrides: Any) -> nn.Module:
+    """A 2-layer, hidden-64 random model in fp32, eval mode (`arch` one of ARCHS, qwen3 or phi3;
+    `overrides` set config attributes)."""
     import transformers as tf
 
     common = dict(
@@ -46,6 +47,11 @@ def tiny_model(arch: str, seed: int = 0, vocab: int = VOCAB) -> nn.Module:
         cfg, cls = tf.LlamaConfig(**common), tf.LlamaForCausalLM
     elif arch == "qwen2":
         cfg, cls = tf.Qwen2Config(**common, tie_word_embeddings=True), tf.Qwen2ForCausalLM
+    elif arch == "qwen3":
+        cfg, cls = tf.Qwen3Config(**common, head_dim=16, tie_word_embeddings=True), tf.Qwen3ForCausalLM
+    elif arch == "phi3":
+        ids = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+        cfg, cls = tf.Phi3Config(**common, **ids), tf.Phi3ForCausalLM
     elif arch == "mistral":
         cfg, cls = tf.MistralConfig(**common, sliding_window=8), tf.MistralForCausalLM
     elif arch == "gemma2":
@@ -80,6 +86,8 @@ def tiny_model(arch: str, seed: int = 0, vocab: int = VOCAB) -> nn.Module:
         cls = tf.OPTForCausalLM
     else:
         raise ValueError(arch)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     torch.manual_seed(seed)
     model = cls(cfg)
     with torch.no_grad():  # larger than the 0.02 init so that activations and scores spread out
