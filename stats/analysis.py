@@ -138,8 +138,19 @@ def paired_table_report(
     if test not in TESTS:
         raise UserError(f"--test: unknown test {test!r}; choose from {', '.join(TESTS)}")
     col, title, lab1, lab2, meaning = TESTS[test]
+    baseline = test != "within" and bool(tr.attrs.get("baseline"))
+    if baseline:  # every run against a baseline run, not pruned against dense
+        title, lab1, lab2, meaning = (
+            s.replace("pruned vs dense", "each run vs the baseline")
+            .replace("pruned", "run")
+            .replace("dense", "baseline")
+            for s in (title, lab1, lab2, meaning)
+        )
     frame = df if test == "within" else tr
-    runs = _run_table(df if test == "within" else df[df["method"] != "dense"])
+    compared = set(tr["run_id"].astype(str).unique()) if len(tr) else set()
+    runs = _run_table(
+        df if test == "within" else df[(df["method"] != "dense") | df["run_id"].astype(str).isin(compared)]
+    )
     if test != "within":
         with_ref = set(tr["model"].astype(str).unique()) if len(tr) else set()
         runs = runs[runs["model"].isin(with_ref)]
@@ -219,8 +230,8 @@ def paired_table_report(
         f"Test: two-sided {METHOD_NAMES[method]}; the asymptotic McNemar p (no continuity correction) alongside. "
         f"b = {lab1} only, c = {lab2} only; n = paired {unit} per cell (column n).",
         f"Δ = {meaning}, {100 * level:g}% {DIFF_NAMES[diff_ci]} CI; R = recognition-only rate "
-        f"({'pruned run' if test != 'within' else 'the run'}), {100 * level:g}% Wilson CI; open/MC = accuracies"
-        f"{' of the pruned run' if test != 'within' else ''}.",
+        f"({'the run' if test == 'within' or baseline else 'pruned run'}), {100 * level:g}% Wilson CI; "
+        f"open/MC = accuracies{'' if test == 'within' else ' of the run' if baseline else ' of the pruned run'}.",
         "Multiple comparisons: " + fam.describe() + ".",
         f"CSV/JSON also carry the conditional odds ratio b/c with its CI and mde_80: the |Δ| a two-sided test at "
         f"α = {1 - level:.2g} detects with 80% power at the cell's n and observed discordance (Connor 1987).",

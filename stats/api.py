@@ -39,6 +39,7 @@ class StatsOptions:
     boot: int = 10_000
     seed: int = 0
     strict: bool = False  # a corrupt outcome line is an error, not a warning
+    baseline: str | None = None  # a run every other run is paired with (None: the manifests' rule)
 
     def checked(self) -> StatsOptions:
         """These options, or UserError naming the bad one."""
@@ -90,7 +91,7 @@ def load(sources: Sequence[Path | str], options: StatsOptions) -> tuple[Any, Any
     from stats.load import load_study, transitions
 
     df = load_study(list(sources), strict=options.strict)
-    return df, transitions(df)
+    return df, transitions(df, options.baseline)
 
 
 def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], list[tuple[str, str]]]:

@@ -88,6 +88,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--boot", type=int, default=d.boot, help=f"bootstrap resamples for --did (default {d.boot})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed for --did (default {d.seed})")
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="RUN",
+        help="pair every other run on the same items with run RUN (its run id), whatever its model or "
+        "condition, instead of each pruned run with its model's dense run; a manifest with "
+        '"baseline": true (`prunescope import --baseline`) does the same without the flag',
+    )
     p.set_defaults(func=run_stats)
     from stats.glmm.commands import register as register_glmm
 
@@ -110,6 +118,7 @@ def options_from_args(args: argparse.Namespace) -> StatsOptions:
         boot=args.boot,
         seed=args.seed,
         strict=args.strict,
+        baseline=args.baseline,
     ).checked()
 
 

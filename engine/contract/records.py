@@ -63,20 +63,32 @@ class Match(Struct, frozen=True):
     other_options: list[str] = []  # options other than the gold that the output names (matching v2)
 
 
+class HarnessGeneration(Struct, frozen=True):
+    """An imported generation's verdict under the harness task's own metric."""
+
+    task: str
+    metric: str
+    filter: str | None
+    value: float
+    correct: bool
+    response: str
+
+
 class Generation(Struct, frozen=True):
     text: str
     correct: bool
     match: Match
     em: float
     f1: float
-    n_new_tokens: int
-    stop: str
+    n_new_tokens: int | None  # None: not recorded (imported runs)
+    stop: str | None
+    harness: HarnessGeneration | None = None
 
 
 class Option(Struct, frozen=True):
     text: str
     loglik: float
-    n_tokens: int
+    n_tokens: int | None  # None: not recorded (imported runs)
     n_chars: int
     n_bytes: int
     is_greedy: bool | None = None
@@ -84,14 +96,22 @@ class Option(Struct, frozen=True):
 
 class Scores(Struct, frozen=True):
     sum: list[float]
-    per_token: list[float]
+    per_token: list[float] | None  # None: token counts not recorded (imported runs)
     per_char: list[float]
     per_byte: list[float]
+    mutual_info: list[float] | None = None
 
 
 class Letter(Struct, frozen=True):
     letters: list[str]
     logprobs: list[float]
+
+
+class HarnessMetrics(Struct, frozen=True):
+    """An imported MC item's per-sample metrics as the harness logged them."""
+
+    task: str
+    metrics: dict[str, float]
 
 
 class MultipleChoice(Struct, frozen=True):
@@ -103,6 +123,7 @@ class MultipleChoice(Struct, frozen=True):
     rule: str
     choice: int
     correct: bool
+    harness: HarnessMetrics | None = None
 
 
 class GoldTrace(Struct, frozen=True):
@@ -164,7 +185,7 @@ class Outcome(Struct, frozen=True):
     language: str
     open: Generation
     mc: MultipleChoice
-    gold_trace: GoldTrace
+    gold_trace: GoldTrace | None  # None: not traced (imported runs)
     category: str
     shown: Generation | None = None
     demotion: str | None = None
@@ -198,6 +219,7 @@ class RunMeta(Struct, frozen=True):
     run_id: str = ""  # the folder name when the manifest has none
     status: str = "unknown"
     items: ItemSetMeta = ItemSetMeta()
+    baseline: bool = False  # the reference of every other run on its item set
 
     @property
     def label(self) -> str:
