@@ -137,15 +137,8 @@ def paired_table_report(
     `diff_ci` is the interval for Δ (stats.intervals.DIFF_METHODS; Tango's score by default)."""
     if test not in TESTS:
         raise UserError(f"--test: unknown test {test!r}; choose from {', '.join(TESTS)}")
-    col, title, lab1, lab2, meaning = TESTS[test]
+    col, title, lab1, lab2, meaning = test_labels(test, tr)
     baseline = test != "within" and bool(tr.attrs.get("baseline"))
-    if baseline:  # every run against a baseline run, not pruned against dense
-        title, lab1, lab2, meaning = (
-            s.replace("pruned vs dense", "each run vs the baseline")
-            .replace("pruned", "run")
-            .replace("dense", "baseline")
-            for s in (title, lab1, lab2, meaning)
-        )
     frame = df if test == "within" else tr
     compared = set(tr["run_id"].astype(str).unique()) if len(tr) else set()
     runs = _run_table(
@@ -254,6 +247,21 @@ def paired_table_report(
     return ReportTable(f"mcnemar-{test}", title, cols, records, notes), results
 
 
+def test_labels(test: str, tr: pd.DataFrame) -> tuple[str, str, str, str, str]:
+    """`TESTS[test]`, worded for a baseline comparison ('each run vs the baseline', 'run', 'baseline') when
+    the runs were paired with a baseline rather than pruned with dense."""
+    col, *words = TESTS[test]
+    if test != "within" and tr.attrs.get("baseline"):
+        words = [
+            w.replace("pruned vs dense", "each run vs the baseline")
+            .replace("pruned", "run")
+            .replace("dense", "baseline")
+            for w in words
+        ]
+    title, lab1, lab2, meaning = words
+    return col, title, lab1, lab2, meaning
+
+
 def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
@@ -289,7 +297,7 @@ def language_report(
     tr: pd.DataFrame, test: str = "recognition", method: str = "midp", adjust_method: str = "holm", level: float = 0.95
 ) -> ReportTable:
     """Per pruned condition: pooled over languages, homogeneity across languages, cluster-adjusted test."""
-    col, _title, lab1, lab2, _ = TESTS[test]
+    col, _title, lab1, lab2, _ = test_labels(test, tr)
     records = []
     for (model, cond), sub in tr.groupby(["model", "condition"], observed=True, sort=True):
         x, y, sub = _pairs(sub, test)

@@ -198,7 +198,7 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
         written.append(path)
     fig_dir = out / "figures"
     written += figures.recognition_vs_sparsity(result.df, fig_dir / "recognition_vs_sparsity", level)
-    if len(tr):
+    if figures.has_ranks(tr):
         written += figures.first_token_rank(tr, fig_dir / "first_token_rank")
     if glmm is not None:
         written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", result.glmm_title)
@@ -229,8 +229,10 @@ def _diagnostics_json(glmm: Any, fit_s: float) -> str:
 
 
 def _figure_names(tr: Any, glmm: Any) -> list[str]:
+    from stats import figures
+
     names = ["recognition_vs_sparsity"]
-    if len(tr):
+    if figures.has_ranks(tr):
         names.append("first_token_rank")
     if glmm is not None:
         names.append("glmm_forest")

@@ -81,6 +81,11 @@ def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -
     return _save(fig, stem)
 
 
+def has_ranks(tr: pd.DataFrame) -> bool:
+    """Whether any paired item has a gold first-token rank (imported runs have none: no figure, not an empty one)."""
+    return bool(len(tr)) and bool(tr[["first_token_rank_dense", "first_token_rank_pruned"]].notna().any().any())
+
+
 def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
     """ECDF of the gold answer's first-token rank: dense reference vs each pruned condition."""
     plt = _plt()

@@ -87,7 +87,7 @@ class Generation(Struct, frozen=True):
 
 class Option(Struct, frozen=True):
     text: str
-    loglik: float
+    loglik: float | None  # None: not recorded (a generated letter answered the MC question)
     n_tokens: int | None  # None: not recorded (imported runs)
     n_chars: int
     n_bytes: int
@@ -117,11 +117,11 @@ class HarnessMetrics(Struct, frozen=True):
 class MultipleChoice(Struct, frozen=True):
     gold_index: int
     options: list[Option]
-    scores: Scores
+    scores: Scores | None  # None: no option was scored (a generated letter answered)
     letter: Letter | None
     decisions: dict[str, int]
     rule: str
-    choice: int
+    choice: int | None  # None: the answer named no option (a generated letter that is none of them)
     correct: bool
     harness: HarnessMetrics | None = None
 

@@ -26,13 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "paths", nargs="+", type=Path, metavar="PATH", help="an lm-eval --output_path folder or results file"
     )
     lm.add_argument(
-        "--pair",
-        action="append",
-        default=[],
-        metavar="MC_TASK=GEN_TASK",
-        help="a multiple-choice task and the generation task asking the same documents (repeatable)",
-    )
-    lm.add_argument(
         "--mc-rule",
         default="sum",
         choices=("sum", "per_char", "per_byte", "mutual_info"),
@@ -54,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="MC_TASK=GEN_TASK",
+        help="a multiple-choice task and the generation task asking the same items, when their names do not "
+        "say so (repeatable)",
+    )
     p.add_argument("--out", type=Path, required=True, help="study folder to write the run folders into")
     p.add_argument(
         "--baseline",
@@ -101,6 +102,6 @@ def cmd_import_inspect(args: argparse.Namespace) -> int:
     from engine.importers.folder import write_study
     from engine.importers.inspect_logs import read_inspect
 
-    runs = read_inspect(args.paths, _options(args))
+    runs = read_inspect(args.paths, _options(args), _pairs(args.pair))
     write_study(args.out, runs, args.baseline)
     return 0

@@ -8,6 +8,7 @@ that is already there, is refused before anything is written.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -44,6 +45,17 @@ def run_id_of(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", tail).strip("-") or "model"
 
 
+def finite_json(value: Any) -> Any:
+    """JSON with non-finite floats as null (manifests are strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
     languages = sorted({i["language"] for i in run.items})
     manifest = {
@@ -61,7 +73,7 @@ def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
         },
         "items": {"n": len(run.items), "hash": items_hash(run.items), "languages": languages},
         "counts": {"done": 0, "total": len(run.items)},
-        **run.manifest,
+        **finite_json(run.manifest),
     }
     manifest["versions"] = {"prunescope": engine.__version__, **manifest.get("versions", {})}
     if baseline:

@@ -13,10 +13,8 @@ none, from the SHA-256 of the document, never the positional `doc_id` alone; the
 document (`language`, `lang`, `locale`) or `--language`.
 
 A run needs both formats of an item, so tasks are imported in pairs that ask the same documents as
-multiple choice and as generation. Recognised pairs (`FORMAT_PAIRS`): `X` with `X_generative`
-(lm-eval's `mmlu_*` / `mmlu_*_generative`), `X_mc` with `X_gen`, and `X_mc` with `X_generative`.
-Any other pair is given with `--pair MC_TASK=GEN_TASK`. Tasks without a twin are skipped with a
-warning. For a generation task with several filters, the first of its `filter_list` is used.
+multiple choice and as generation (`engine.importers.pairs`: recognised names, `--pair`). Tasks
+without a twin are skipped with a warning. For a generation task with several filters, the first of its `filter_list` is used.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,22 +30,21 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.importers.folder import ImportedRun, run_id_of
+from engine.importers.pairs import HINT, pair_names
 from engine.importers.records import (
-    LANGUAGE_KEYS,
     GenSample,
     ImportOptions,
     ItemSource,
     McSample,
+    language_of,
     make_item,
     outcome,
 )
 from engine.runfolder import dumps_line, sha256_text
 
-FORMAT_PAIRS = (("{}", "{}_generative"), ("{}_mc", "{}_gen"), ("{}_mc", "{}_generative"))
 ID_KEYS = ("id", "idx", "question_id", "qid", "uid", "example_id", "_id")
 FILE_DATASETS = ("json", "csv", "parquet", "text", "arrow")
 GEN_METRICS = ("exact_match", "acc", "em", "correct")  # a generation's correctness metric, in this order
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")
 
 
 @dataclass
@@ -146,33 +142,17 @@ def tasks_by_model(paths: Sequence[Path]) -> dict[str, dict[str, TaskLog]]:
 def pair_tasks(
     tasks: dict[str, TaskLog], explicit: Sequence[tuple[str, str]] = ()
 ) -> tuple[list[tuple[TaskLog, TaskLog]], list[str]]:
-    """(MC task, generation task) pairs, and the tasks left without a twin (named with why)."""
-    mc = {n: t for n, t in tasks.items() if t.output_type == "multiple_choice"}
-    gen = {n: t for n, t in tasks.items() if t.output_type == "generate_until"}
-    pairs: list[tuple[TaskLog, TaskLog]] = []
-    used: set[str] = set()
-    for a, b in explicit:
-        if a in tasks and b in tasks:
-            if a not in mc or b not in gen:
-                raise UserError(f"--pair {a}={b}: {a} must be multiple_choice and {b} generate_until")
-            pairs.append((mc[a], gen[b]))
-            used |= {a, b}
-    for name in sorted(mc):
-        if name in used:
-            continue
-        for mc_pat, gen_pat in FORMAT_PAIRS:
-            m = re.fullmatch(re.escape(mc_pat).replace(r"\{\}", "(.+)"), name)
-            twin = gen_pat.format(m.group(1)) if m else None
-            if twin in gen and twin not in used:
-                pairs.append((mc[name], gen[twin]))
-                used |= {name, twin}
-                break
+    """(MC task, generation task) pairs (`engine.importers.pairs`), and the tasks left without a twin."""
+    mc = [n for n, t in tasks.items() if t.output_type == "multiple_choice"]
+    gen = [n for n, t in tasks.items() if t.output_type == "generate_until"]
+    pairs = pair_names(mc, gen, explicit)
+    used = {n for pair in pairs for n in pair}
     left = [
         f"{n} ({t.output_type or 'no output_type'}): no twin in the other format"
         for n, t in tasks.items()
         if n not in used
     ]
-    return pairs, left
+    return [(tasks[a], tasks[b]) for a, b in pairs], left
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -253,9 +233,7 @@ def _item_source(log: TaskLog, doc: Any, where: str, default_language: str) -> I
     native = next((str(doc[k]) for k in ID_KEYS if isinstance(doc.get(k), (str, int)) and str(doc[k])), None)
     if native is None:
         native = "doc-" + hashlib.sha256(dumps_line(doc).encode("utf-8")).hexdigest()[:16]
-    language = next((doc[k] for k in LANGUAGE_KEYS if isinstance(doc.get(k), str)), default_language)
-    if not _LANGUAGE.match(language):
-        raise UserError(f"{where}: doc language {language!r} is not a language code like 'en' or 'pt-BR'")
+    language = language_of(doc, default_language, where)
     question = doc.get("question")
     aliases = doc.get("aliases")
     return ItemSource(
@@ -379,17 +357,6 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
     return items, outcomes
 
 
-def _finite(value: Any) -> Any:
-    """JSON with non-finite floats as null (manifests are strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _run(model: str, pairs: list[tuple[TaskLog, TaskLog]], options: ImportOptions) -> ImportedRun:
     items: list[dict[str, Any]] = []
     outcomes: list[dict[str, Any]] = []
@@ -449,7 +416,7 @@ def _run(model: str, pairs: list[tuple[TaskLog, TaskLog]], options: ImportOption
         },
         items=items,
         outcomes=outcomes,
-        manifest=_finite(manifest),
+        manifest=manifest,
     )
 
 
@@ -465,8 +432,7 @@ def read_lm_eval(
         if not pairs:
             raise UserError(
                 f"model {model!r}: no pair of tasks asking the same items as multiple choice and as generation "
-                f"among {', '.join(sorted(tasks))}; recognised pairs are X/X_generative, X_mc/X_gen and "
-                "X_mc/X_generative, or give --pair MC_TASK=GEN_TASK"
+                f"among {', '.join(sorted(tasks))}; {HINT}"
             )
         runs.append(_run(model, sorted(pairs, key=lambda p: p[0].name), options))
     return runs

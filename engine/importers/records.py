@@ -9,7 +9,9 @@ generation stopped.
 MC decisions use every normalisation the harness logged: the sum of log-likelihoods (lm-eval's `acc`),
 per character (`acc_norm`), per UTF-8 byte (`acc_bytes`) and, when the unconditional log-likelihoods
 were logged, mutual information (`acc_mutual_info`). Ties go to the first option, as numpy's argmax
-(and so lm-eval) break them.
+(and so lm-eval) break them. A harness whose MC answer is a generated letter (Inspect's
+`multiple_choice` solver) logs no option scores: its one decision is `generated_letter`, the option
+the letter names, and `scores` and each option's `loglik` are null.
 
 Open generations are graded by prunescope's matcher (`engine.matching`) and, beside it, keep the
 harness task's own verdict (`harness`); `grade_by="task"` makes the task's verdict the `correct` one.
@@ -18,6 +20,7 @@ harness task's own verdict (`harness`); `grade_by="task"` makes the task's verdi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +34,8 @@ from engine.matching import AnswerKey, Scoring
 # Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
 MC_RULE_OF_METRIC = {"acc": "sum", "acc_norm": "per_char", "acc_bytes": "per_byte", "acc_mutual_info": "mutual_info"}
 GRADE_BY = ("prunescope", "task")
-LANGUAGE_KEYS = ("language", "lang", "locale")
+LANGUAGE_KEYS = ("language", "lang", "locale")  # where a document or a sample's metadata names its language
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,12 @@ class McSample:
 
     task: str
     options: list[str]
-    logliks: list[float]
+    logliks: list[float] | None  # None: the answer was a generated letter (`letter_choice`)
     is_greedy: list[bool | None]
     gold: int
     metrics: dict[str, float]  # the harness's per-sample metrics (acc, acc_norm, ...)
     unconditional: list[float] | None = None  # for mutual information
+    letter_choice: int | None = None  # the option a generated letter named (None: none)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,15 @@ class ItemSource:
         return make_uid(self.dataset, self.config, self.split, self.native_id, self.language)
 
 
+def language_of(fields: Mapping[str, Any], default: str, where: str) -> str:
+    """The language a document (or sample metadata) names, else `default`; UserError naming `where` when
+    it is not a language code."""
+    language = next((fields[k] for k in LANGUAGE_KEYS if isinstance(fields.get(k), str)), default)
+    if not _LANGUAGE.match(language):
+        raise UserError(f"{where}: language {language!r} is not a language code like 'en' or 'pt-BR'")
+    return language
+
+
 def argmax(values: Sequence[float]) -> int:
     """Index of the largest value, the first on ties."""
     best = 0
@@ -110,24 +124,31 @@ def make_item(src: ItemSource, mc: McSample, gen: GenSample) -> dict[str, Any]:
 
 
 def mc_record(mc: McSample, rule: str) -> dict[str, Any]:
-    """The outcome's `mc` block from logged log-likelihoods (see the module docstring)."""
+    """The outcome's `mc` block from logged log-likelihoods or a generated letter (see the module docstring)."""
     n_chars = [len(o) for o in mc.options]
     n_bytes = [len(o.encode("utf-8")) for o in mc.options]
-    scores: dict[str, list[float] | None] = {
-        "sum": list(mc.logliks),
-        "per_token": None,
-        "per_char": [ll / n for ll, n in zip(mc.logliks, n_chars)],
-        "per_byte": [ll / n for ll, n in zip(mc.logliks, n_bytes)],
-    }
-    if mc.unconditional is not None:
-        scores["mutual_info"] = [c - u for c, u in zip(mc.logliks, mc.unconditional)]
-    decisions = {name: argmax(vals) for name, vals in scores.items() if vals is not None}
-    if rule not in decisions:
-        raise UserError(f"MC rule {rule!r}: not available for task {mc.task!r} (it has {', '.join(decisions)})")
-    choice = decisions[rule]
+    scores: dict[str, list[float] | None] | None = None
+    choice: int | None
+    if mc.logliks is None:
+        choice, rule = mc.letter_choice, "generated_letter"
+        decisions = {} if choice is None else {rule: choice}
+    else:
+        scores = {
+            "sum": list(mc.logliks),
+            "per_token": None,
+            "per_char": [ll / n for ll, n in zip(mc.logliks, n_chars)],
+            "per_byte": [ll / n for ll, n in zip(mc.logliks, n_bytes)],
+        }
+        if mc.unconditional is not None:
+            scores["mutual_info"] = [c - u for c, u in zip(mc.logliks, mc.unconditional)]
+        decisions = {name: argmax(vals) for name, vals in scores.items() if vals is not None}
+        if rule not in decisions:
+            raise UserError(f"MC rule {rule!r}: not available for task {mc.task!r} (it has {', '.join(decisions)})")
+        choice = decisions[rule]
+    logliks = mc.logliks or [None] * len(mc.options)
     options = [
         {"text": o, "loglik": ll, "n_tokens": None, "n_chars": c, "n_bytes": b, "is_greedy": g}
-        for o, ll, c, b, g in zip(mc.options, mc.logliks, n_chars, n_bytes, mc.is_greedy)
+        for o, ll, c, b, g in zip(mc.options, logliks, n_chars, n_bytes, mc.is_greedy)
     ]
     for o in options:
         if o["is_greedy"] is None:

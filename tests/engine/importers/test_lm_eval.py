@@ -163,7 +163,7 @@ def test_recognised_task_pairs_and_explicit_ones() -> None:
     assert sorted(x.split(" ")[0] for x in left) == ["arc_easy", "arc_open", "wikitext"]
     pairs, left = pair_tasks(tasks, [("arc_easy", "arc_open")])
     assert ("arc_easy", "arc_open") in {(a.name, b.name) for a, b in pairs} and len(left) == 1
-    with pytest.raises(UserError, match="must be multiple_choice"):
+    with pytest.raises(UserError, match="must be a multiple-choice task"):
         pair_tasks(tasks, [("arc_open", "arc_easy")])
 
 
