@@ -189,7 +189,7 @@ def _score(sample: dict[str, Any], where: str) -> tuple[str, float, str]:
         raise UserError(f"{where}: key 'scores' holds no score (was the eval scored?)")
     name, score = next(iter(scores.items()))
     value = score.get("value") if isinstance(score, dict) else None
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, (int, float)):  # bool is an int
         number = float(value)
     elif isinstance(value, str) and value in SCORE_VALUES:
         number = SCORE_VALUES[value]
