@@ -1,26 +1,40 @@
-"""Protocol throughput on the demo model on CPU, side by side with lm-evaluation-harness.
+"""Protocol throughput on the demo model, side by side with lm-evaluation-harness, and as a fraction of
+the machine's matmul rate.
 
-Measures, in one run, on the same bundled items, model (the cached demo safetensors folder) and
-prompt strings:
-  * prunescope's whole protocol (open + shown generation, cloze and letter MC, gold trace, probes);
-  * MC option log-likelihood scoring alone: prunescope (one cached prompt pass shared by all
-    options) vs lm-eval's HFLM `loglikelihood` requests (context, delimiter + option);
-  * greedy open generation alone: prunescope's KV-cached greedy loop vs HFLM `generate_until`;
-and whether the MC decisions under the sum rule (what lm-eval's `acc` uses) agree item by item.
+In one process, on the same bundled items, model (the cached demo safetensors folder) and prompt
+strings, it measures:
+  * prunescope's whole protocol (open and shown generation, cloze and letter MC, gold trace, probes on
+    failed items) with the fast backend, and optionally (--with-plain) with the plain backend;
+  * MC option log-likelihood alone: prunescope (one pass per batch: shared prefix once, each prompt
+    with its options as a tree) vs lm-eval's HFLM `loglikelihood` requests (context, delimiter + option);
+  * greedy open generation alone: prunescope's decoding loop vs HFLM `generate_until`;
+and checks that the MC decisions under the sum rule (lm-eval's `acc`) and the greedy texts agree item
+by item. It counts the floating-point work of prunescope's passes (decoder linear layers 2 x params
+per token, attention 4 x hidden per query and key it sees per layer, the output layer 2 x vocab x
+hidden per logit row; padding counted apart) and measures the machine's fp32 matmul rate (2048^3
+`torch.mm`, same threads) before and after the whole protocol, so the achieved rate is a fraction of
+what this machine did at that time. Rates are by wall clock and by process CPU time (the second is
+what a shared machine leaves comparable); the load average is recorded at the start and the end.
 
-    .venv/bin/python bench/bench_protocol.py --n-items 48 --out bench/results/protocol.json
+    .venv/bin/python bench/bench_protocol.py --n-items 48 --threads 1 --out bench/results/protocol.json
 
-Needs `lm-eval==0.4.13` (the `bench` extra). Prints a table; writes everything to --out.
+Needs `lm-eval==0.4.13` (`make bench-deps`) unless --skip-lm-eval. `--device cuda` and several
+`--batch-sizes` are for bench/gpu.sh. Prints a table; writes everything to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def _items(n: int, seed: int) -> list[dict[str, Any]]:
@@ -43,53 +57,116 @@ def _items(n: int, seed: int) -> list[dict[str, Any]]:
     return picked
 
 
-def _ours_mc(loaded: Any, items: list[dict], config: Any) -> tuple[float, list[list[float]]]:
-    """Cloze MC scoring alone: one prompt pass per batch, every option scored from its cache."""
+class Clock:
+    """Wall and process CPU seconds of a block."""
+
+    def __enter__(self) -> Clock:
+        self.t, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device: str, n: int = 2048, reps: int = 5) -> dict[str, float]:
+    """fp32 GFLOP/s of an n^3 matmul (best of 3 blocks of `reps`), by wall clock and by CPU time."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    wall = cpu = 0.0
+    for _ in range(3):
+        with Clock() as clock:
+            for _ in range(reps):
+                a @ b
+            _sync(device)
+        flops = 2 * n**3 * reps / 1e9
+        wall, cpu = max(wall, flops / clock.wall), max(cpu, flops / clock.cpu)
+    return {"wall_gflops": wall, "cpu_gflops": cpu}
+
+
+def flops(model: Any, meter: Any) -> dict[str, float]:
+    """GFLOP of the metered passes, real work and as computed (padding included)."""
+    c = model.config
+    layers = model.get_decoder().layers
+    linear = sum(m.weight.numel() for layer in layers for m in layer.modules() if m.__class__.__name__ == "Linear")
+    hidden = c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
+    attention = 4 * hidden * c.num_hidden_layers
+    head = 2 * c.vocab_size * c.hidden_size
+
+    def total(tokens: int, keys: int, logits: int) -> float:
+        return (2 * linear * tokens + attention * keys + head * logits) / 1e9
+
+    return {
+        "real_gflop": total(meter.real_tokens, meter.real_key_reads, meter.real_logit_rows),
+        "computed_gflop": total(meter.computed_tokens, meter.computed_key_reads, meter.computed_logit_rows),
+    }
+
+
+def _ours_mc(loaded: Any, items: list[dict], config: Any) -> list[list[float]]:
+    """Cloze MC scores alone: per batch, one pass over the prompts (shared prefix once) with their options."""
     import torch
 
     from engine.prompts import PromptBuilder
     from engine.protocol import plan_batches
-    from engine.protocol.scoring import prefix_pass, score
+    from engine.protocol.kvcache import packed_attention
+    from engine.protocol.rows import Group, fill, plan_layout
+    from engine.protocol.weights import transposed_linears
 
     builder = PromptBuilder(loaded.tokenizer, config)
-    pad = loaded.tokenizer.pad_token_id
     lls: dict[str, list[float]] = {}
-    t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), packed_attention(loaded.model), transposed_linears(loaded.model):
         for batch in plan_batches(loaded, items, config):
             prompts = [builder.open(it) for it in batch]
-            rows = [
-                (i, builder.continuation(p, o)) for i, (it, p) in enumerate(zip(batch, prompts)) for o in it["options"]
-            ]
-            state = prefix_pass(loaded.model, [p.ids for p in prompts], pad)
-            scored = iter(score(loaded.model, state, [p.ids for p in prompts], rows, pad))
-            for it in batch:
-                lls[it["item_uid"]] = [next(scored).total for _ in it["options"]]
-    return time.perf_counter() - t0, [lls[it["item_uid"]] for it in items]
+            trees = [[builder.continuation(p, o) for o in it["options"]] for it, p in zip(batch, prompts)]
+            ids = [p.ids for p in prompts]
+            layout = plan_layout(ids, trees)
+            group = Group.new(loaded.model, len(ids), layout.columns)
+            scores, _ = fill(loaded.model, group, 0, 0, layout, ids, loaded.tokenizer.pad_token_id, trees)
+            for it, s in zip(batch, scores):
+                lls[it["item_uid"]] = [x.total for x in s]
+    return [lls[it["item_uid"]] for it in items]
 
 
-def _ours_generation(loaded: Any, items: list[dict], config: Any) -> tuple[float, list[str]]:
-    """Greedy open generation alone (KV-cached greedy loop, left-padded length-sorted batches)."""
+def _ours_generation(loaded: Any, items: list[dict], config: Any) -> list[str]:
+    """Greedy open generation alone: prompts as above, then one decoding loop per batch."""
     import torch
 
     from engine.prompts import PromptBuilder
     from engine.protocol import plan_batches
-    from engine.protocol.generation import greedy_decode, stop_token_ids
-    from engine.protocol.scoring import prefix_pass
+    from engine.protocol.generation import stop_token_ids
+    from engine.protocol.kvcache import packed_attention
+    from engine.protocol.lanes import Lane, Lanes, decode_lanes
+    from engine.protocol.rows import Group, fill, plan_layout
+    from engine.protocol.weights import transposed_linears
 
     builder = PromptBuilder(loaded.tokenizer, config)
     stops = stop_token_ids(loaded.tokenizer, loaded.model)
+    pad = loaded.tokenizer.pad_token_id
     texts: dict[str, str] = {}
-    t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), packed_attention(loaded.model), transposed_linears(loaded.model):
         for batch in plan_batches(loaded, items, config):
-            state = prefix_pass(loaded.model, [builder.open(it).ids for it in batch], loaded.tokenizer.pad_token_id)
-            for it, g in zip(batch, greedy_decode(loaded.model, loaded.tokenizer, state, config.max_new_tokens, stops)):
+            ids = [builder.open(it).ids for it in batch]
+            layout = plan_layout(ids)
+            group = Group.new(loaded.model, len(ids), layout.columns + config.max_new_tokens)
+            _, last = fill(loaded.model, group, 0, 0, layout, ids, pad)
+            lanes = Lanes(greedy=[Lane(r, 0, last[i]) for i, r in enumerate(layout.row_of())])
+            out = decode_lanes(loaded.model, loaded.tokenizer, group, lanes, config.max_new_tokens, stops)
+            for it, g in zip(batch, out.greedy):
                 texts[it["item_uid"]] = g.text
-    return time.perf_counter() - t0, [texts[it["item_uid"]] for it in items]
+    return [texts[it["item_uid"]] for it in items]
 
 
-def _lm_eval(folder: str, items: list[dict], loaded: Any, config: Any) -> dict[str, Any]:
+def _lm_eval(folder: str, items: list[dict], loaded: Any, config: Any, device: str) -> dict[str, Any]:
     """The same requests through lm-evaluation-harness's HF backend."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
@@ -98,9 +175,8 @@ def _lm_eval(folder: str, items: list[dict], loaded: Any, config: Any) -> dict[s
     from engine.protocol.generation import cut_answer, stop_token_ids
 
     builder = PromptBuilder(loaded.tokenizer, config)
-    t_load = time.perf_counter()
-    lm = HFLM(pretrained=folder, backend="causal", device="cpu", dtype="float32", batch_size=config.batch_size)
-    load_s = time.perf_counter() - t_load
+    with Clock() as load:
+        lm = HFLM(pretrained=folder, backend="causal", device=device, dtype="float32", batch_size=config.batch_size)
     ll_reqs, owners = [], []
     gen_reqs = []
     stops = [loaded.tokenizer.convert_ids_to_tokens(i) for i in stop_token_ids(loaded.tokenizer, loaded.model)]
@@ -117,91 +193,99 @@ def _lm_eval(folder: str, items: list[dict], loaded: Any, config: Any) -> dict[s
                 k,
             )
         )
-    t0 = time.perf_counter()
-    ll_out = lm.loglikelihood(ll_reqs, disable_tqdm=True)
-    mc_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    gen_out = lm.generate_until(gen_reqs, disable_tqdm=True)
-    gen_s = time.perf_counter() - t0
+    with Clock() as mc:
+        ll_out = lm.loglikelihood(ll_reqs, disable_tqdm=True)
+        _sync(device)
+    with Clock() as gen:
+        gen_out = lm.generate_until(gen_reqs, disable_tqdm=True)
+        _sync(device)
     lls: list[list[float]] = [[] for _ in items]
     for k, (ll, _greedy) in zip(owners, ll_out):
         lls[k].append(float(ll))
-    return {"load_s": load_s, "mc_s": mc_s, "gen_s": gen_s, "lls": lls, "texts": [cut_answer(t)[0] for t in gen_out]}
+    return {
+        "load_s": load.wall,
+        "mc": {"wall_s": mc.wall, "cpu_s": mc.cpu},
+        "gen": {"wall_s": gen.wall, "cpu_s": gen.cpu},
+        "lls": lls,
+        "texts": [cut_answer(t)[0] for t in gen_out],
+    }
 
 
 def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-items", type=int, default=48)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument(
-        "--probes",
-        default="failed",
-        choices=["failed", "all", "none"],
-        help="recovery probes in the whole-protocol run",
-    )
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-lm-eval", action="store_true")
-    ap.add_argument("--out", type=Path, required=True, help="results JSON")
-    args = ap.parse_args(argv)
+def _rates(n: int, clock: Clock, work: dict[str, float] | None, peak: dict[str, float]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "wall_s": clock.wall,
+        "cpu_s": clock.cpu,
+        "items_per_s": n / clock.wall,
+        "items_per_cpu_s": n / clock.cpu,
+    }
+    if work is not None:
+        out.update(work)
+        out["gflops_wall"] = work["real_gflop"] / clock.wall
+        out["gflops_cpu"] = work["real_gflop"] / clock.cpu
+        out["of_matmul_wall"] = out["gflops_wall"] / peak["wall_gflops"]
+        out["of_matmul_cpu"] = out["gflops_cpu"] / peak["cpu_gflops"]
+    return out
 
+
+def run_one_size(loaded: Any, items: list[dict], batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Every measure at one batch size."""
     import torch
 
-    from engine.config import ModelSpec, ProtocolConfig
-    from engine.models import load_model
-    from engine.protocol import evaluate_batches
+    from engine.config import ProtocolConfig
+    from engine.protocol import evaluate_batch, plan_batches
+    from engine.protocol.rows import metered
+    from engine.runner import one_shot_pool
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    loaded = load_model(ModelSpec("demo", device="cpu"))
-    items = _items(args.n_items, args.seed)
     n = len(items)
-    config = ProtocolConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, probes=args.probes)
-    pool: dict[str, list[dict]] = {}
-    for it in items:
-        pool.setdefault(it["language"], []).append(it)
+    config = ProtocolConfig(batch_size=batch_size, max_new_tokens=args.max_new_tokens, probes=args.probes)
+    pool = one_shot_pool(items)
+    res: dict[str, Any] = {"batch_size": batch_size, "protocol": config.to_dict()}
 
-    t0 = time.perf_counter()
-    records = {r["item_uid"]: r for batch in evaluate_batches(loaded, items, config, pool) for r in batch}
-    whole_s = time.perf_counter() - t0
-    mc_s, our_lls = _ours_mc(loaded, items, config)
-    gen_s, our_texts = _ours_generation(loaded, items, config)
-    result: dict[str, Any] = {
-        "command": "bench/bench_protocol.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "model": loaded.info,
-        "n_items": n,
-        "languages": sorted({it["language"] for it in items}),
-        "n_options": sum(len(it["options"]) for it in items),
-        "protocol": config.to_dict(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "prunescope": {
-            "whole_protocol_s": whole_s,
-            "whole_protocol_items_per_s": n / whole_s,
-            "probed_items": sum(r["probes"] is not None for r in records.values()),
-            "mc_s": mc_s,
-            "mc_items_per_s": n / mc_s,
-            "gen_s": gen_s,
-            "gen_items_per_s": n / gen_s,
-        },
-    }
-    # the whole-protocol records and the MC-only path must agree on the sum-rule decisions
+    def whole(plain: bool) -> tuple[Clock, dict[str, dict], Any]:
+        with metered() as meter, Clock() as clock:
+            records = {
+                r["item_uid"]: r
+                for batch in plan_batches(loaded, items, config)
+                for r in evaluate_batch(loaded, batch, config, pool, plain=plain)
+            }
+            _sync(args.device)
+        return clock, records, meter
+
+    before = matmul_rate(args.device)
+    clock, records, meter = whole(plain=False)
+    after = matmul_rate(args.device)
+    peak = {k: (before[k] + after[k]) / 2 for k in before}
+    res["matmul"] = {"before": before, "after": after, "mean": peak}
+    res["whole"] = _rates(n, clock, flops(loaded.model, meter), peak)
+    res["whole"]["probed_items"] = sum(r["probes"] is not None for r in records.values())
+    res["whole"]["meter"] = meter.as_dict()
+    if args.with_plain:
+        plain_clock, plain_records, _ = whole(plain=True)
+        res["whole_plain"] = _rates(n, plain_clock, None, peak)
+        res["whole_plain"]["same_decisions_texts"] = all(
+            plain_records[u]["mc"]["decisions"] == records[u]["mc"]["decisions"]
+            and plain_records[u]["open"]["text"] == records[u]["open"]["text"]
+            for u in records
+        )
+    with metered() as meter, Clock() as clock:
+        our_lls = _ours_mc(loaded, items, config)
+        _sync(args.device)
+    res["mc"] = _rates(n, clock, flops(loaded.model, meter), peak)
+    with metered() as meter, Clock() as clock:
+        our_texts = _ours_generation(loaded, items, config)
+        _sync(args.device)
+    res["gen"] = _rates(n, clock, flops(loaded.model, meter), peak)
     protocol_decisions = [records[it["item_uid"]]["mc"]["decisions"]["sum"] for it in items]
-    ours = [_argmax(v) for v in our_lls]
-    result["prunescope"]["mc_only_equals_protocol"] = ours == protocol_decisions
-    rows = [("prunescope whole protocol", n / whole_s, None)]
-    rows += [("prunescope MC log-likelihood", n / mc_s, None), ("prunescope greedy generation", n / gen_s, None)]
+    res["mc"]["equals_protocol"] = [_argmax(v) for v in our_lls] == protocol_decisions
+    res["gen"]["equals_protocol"] = our_texts == [records[it["item_uid"]]["open"]["text"] for it in items]
     if not args.skip_lm_eval:
         import lm_eval
 
-        le = _lm_eval(loaded.info["path"], items, loaded, config)
+        le = _lm_eval(loaded.info["path"], items, loaded, config, args.device)
         theirs = [_argmax(v) for v in le["lls"]]
         agree = [a == b for a, b in zip(protocol_decisions, theirs)]
         diffs = [abs(x - y) for a, b in zip(our_lls, le["lls"]) for x, y in zip(a, b)]
@@ -210,48 +294,131 @@ def main(argv: list[str] | None = None) -> int:
         spreads = [
             max(x - y for x, y in zip(a, b)) - min(x - y for x, y in zip(a, b)) for a, b in zip(our_lls, le["lls"])
         ]
-        result["lm_eval"] = {
+        res["lm_eval"] = {
             "version": lm_eval.__version__,
             "load_s": le["load_s"],
-            "mc_s": le["mc_s"],
-            "mc_items_per_s": n / le["mc_s"],
-            "gen_s": le["gen_s"],
-            "gen_items_per_s": n / le["gen_s"],
+            "mc": {**le["mc"], "items_per_s": n / le["mc"]["wall_s"], "items_per_cpu_s": n / le["mc"]["cpu_s"]},
+            "gen": {**le["gen"], "items_per_s": n / le["gen"]["wall_s"], "items_per_cpu_s": n / le["gen"]["cpu_s"]},
         }
-        result["agreement"] = {
+        res["agreement"] = {
             "mc_sum_decisions_equal": sum(agree),
             "of": n,
-            "all_equal": all(agree),
             "disagreeing_items": [it["item_uid"] for it, ok in zip(items, agree) if not ok],
             "max_abs_loglik_diff": max(diffs),
             "max_within_item_diff_spread": max(spreads),
-            "logliks": {it["item_uid"]: {"prunescope": a, "lm_eval": b} for it, a, b in zip(items, our_lls, le["lls"])},
             "greedy_text_equal": sum(a == b for a, b in zip(our_texts, le["texts"])),
+            "greedy_text_differences": {
+                it["item_uid"]: {"prunescope": a, "lm_eval": b}
+                for it, a, b in zip(items, our_texts, le["texts"])
+                if a != b
+            },
         }
-        rows[1] = (rows[1][0], rows[1][1], n / le["mc_s"])
-        rows[2] = (rows[2][0], rows[2][1], n / le["gen_s"])
+        for part in ("mc", "gen"):
+            res[part]["speedup_wall"] = res[part]["items_per_s"] / res["lm_eval"][part]["items_per_s"]
+            res[part]["speedup_cpu"] = res[part]["items_per_cpu_s"] / res["lm_eval"][part]["items_per_cpu_s"]
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return res
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(
+        f"{result['n_items']} bundled items, {len(result['languages'])} languages, {result['n_options']} options, "
+        f"{result['model']['id']} fp32 on {result['device']}, {result['threads']['threads']} thread(s) "
+        f"({result['threads']['source']}), max_new_tokens {result['max_new_tokens']}, "
+        f"load average {result['load_average']['start'][0]:.2f} -> {result['load_average']['end'][0]:.2f}"
+    )
+    for res in result["sizes"]:
+        m = res["matmul"]["mean"]
+        print(f"\nbatch {res['batch_size']}: matmul {m['wall_gflops']:.1f} GFLOP/s (wall), {m['cpu_gflops']:.1f} (CPU)")
+        print(
+            f"{'measure':30} {'items/s':>8} {'lm-eval':>8} {'ratio':>7}   {'per CPU-s':>9} {'lm-eval':>8} {'ratio':>7}"
+            f"   {'GFLOP/s':>8} {'of matmul':>9}"
+        )
+        rows = [("whole protocol", "whole"), ("whole protocol, plain backend", "whole_plain")]
+        rows += [("MC option log-likelihood", "mc"), ("greedy open generation", "gen")]
+        for name, key in rows:
+            if key not in res:
+                continue
+            r = res[key]
+            le = res.get("lm_eval", {}).get(key)
+            other = (
+                f"{le['items_per_s']:8.2f} {r['items_per_s'] / le['items_per_s']:6.2f}x" if le else f"{'-':>8} {'-':>7}"
+            )
+            other_cpu = (
+                f"{le['items_per_cpu_s']:8.2f} {r['items_per_cpu_s'] / le['items_per_cpu_s']:6.2f}x"
+                if le
+                else f"{'-':>8} {'-':>7}"
+            )
+            gf = (
+                f"{r['gflops_cpu']:8.1f} {100 * r['of_matmul_cpu']:5.0f}% CPU, {100 * r['of_matmul_wall']:.0f}% wall"
+                if "gflops_cpu" in r
+                else ""
+            )
+            print(f"{name:30} {r['items_per_s']:8.2f} {other}   {r['items_per_cpu_s']:9.2f} {other_cpu}   {gf}")
+        w = res["whole"]
+        print(
+            f"whole protocol: {w['probed_items']} of {result['n_items']} items probed; {w['real_gflop']:.0f} GFLOP of "
+            f"work, {w['computed_gflop']:.0f} computed (padding and masked attention)"
+        )
+        if "agreement" in res:
+            a = res["agreement"]
+            print(
+                f"MC decisions (sum rule) equal to lm-eval: {a['mc_sum_decisions_equal']}/{a['of']}; greedy texts "
+                f"equal: {a['greedy_text_equal']}/{a['of']}; max |loglik diff| {a['max_abs_loglik_diff']:.2e} "
+                f"(the same within an item to {a['max_within_item_diff_spread']:.1e})"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--n-items", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (overrides --batch-size)")
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--probes", default="failed", choices=["failed", "all", "none"])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the engine's thread policy)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--with-plain", action="store_true", help="also time the whole protocol on the plain backend")
+    ap.add_argument("--skip-lm-eval", action="store_true")
+    ap.add_argument("--out", type=Path, required=True, help="results JSON")
+    args = ap.parse_args(argv)
+
+    from engine.threads import apply_threads, choose_threads, reproducible_blas
+
+    reproducible_blas()
+    import torch
+
+    from engine.config import ModelSpec
+    from engine.models import load_model
+
+    threads = choose_threads(args.threads)
+    apply_threads(threads)
+    start_load = os.getloadavg()
+    loaded = load_model(ModelSpec("demo", device=args.device))
+    items = _items(args.n_items, args.seed)
+    sizes = [int(x) for x in args.batch_sizes.split(",")] if args.batch_sizes else [args.batch_size]
+    result: dict[str, Any] = {
+        "command": "bench/bench_protocol.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": loaded.info,
+        "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(args.device),
+        "n_items": len(items),
+        "languages": sorted({it["language"] for it in items}),
+        "n_options": sum(len(it["options"]) for it in items),
+        "max_new_tokens": args.max_new_tokens,
+        "threads": threads.as_dict(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "sizes": [run_one_size(loaded, items, b, args) for b in sizes],
+    }
+    result["load_average"] = {"start": start_load, "end": os.getloadavg()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-    print(
-        f"{n} bundled items, {len(result['languages'])} languages, {result['n_options']} options, "
-        f"SmolLM2-135M-Instruct fp32 on CPU, {result['threads']} thread(s), batch {config.batch_size}, "
-        f"max_new_tokens {config.max_new_tokens}"
-    )
-    print(f"{'measure':32} {'prunescope items/s':>19} {'lm-eval items/s':>16} {'speed-up':>9}")
-    for name, ours_rate, theirs_rate in rows:
-        other = f"{theirs_rate:16.2f}" if theirs_rate else f"{'-':>16}"
-        ratio = f"{ours_rate / theirs_rate:8.2f}x" if theirs_rate else f"{'-':>9}"
-        print(f"{name:32} {ours_rate:19.2f} {other} {ratio}")
-    print(f"whole protocol: {result['prunescope']['probed_items']} of {n} items probed (probes={config.probes})")
-    if "agreement" in result:
-        a = result["agreement"]
-        print(
-            f"MC decisions (sum rule) equal to lm-eval: {a['mc_sum_decisions_equal']}/{n}; "
-            f"max |loglik diff| {a['max_abs_loglik_diff']:.2e} (same within an item to "
-            f"{a['max_within_item_diff_spread']:.1e}); greedy texts equal: {a['greedy_text_equal']}/{n}"
-        )
-    print(f"results: {args.out}")
+    _print(result)
+    print(f"\nresults: {args.out}")
     return 0
 
 

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.threads import reproducible_blas
+
+    reproducible_blas()  # before any command imports torch
     argv = list(sys.argv[1:] if argv is None else argv)
     debug_flag = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]

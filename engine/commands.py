@@ -77,15 +77,31 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "ray/slurm: <out>/.prunescope/cache on the shared file system)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: the physical cores, shared among --workers, no more than are idle at "
+        "the start; a resumed run keeps its count)",
+    )
     g = p.add_argument_group("scale-out (see README: Running on many GPUs)")
     g.add_argument(
         "--launcher",
         choices=("local", "ray", "slurm"),
         default=None,
-        help="local (default): runs one after another here; ray: one Ray task per run; slurm: a submitit job array",
+        help="local (default): runs here, one after another or --workers at once; ray: one Ray task per run; "
+        "slurm: a submitit job array",
+    )
+    g.add_argument(
+        "--workers",
+        "--num-workers",
+        dest="num_workers",
+        type=int,
+        default=None,
+        help="runs at once: local: worker processes on this machine (default 1: in this process); ray: tasks on a "
+        "local instance",
     )
     g.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
-    g.add_argument("--num-workers", type=int, default=None, help="ray: runs at once on a local instance")
     g.add_argument("--max-retries", type=int, default=None, help="retries of a run whose worker died or failed")
     g.add_argument("--partition", default=None, help="slurm partition")
     g.add_argument("--time-min", type=int, default=None, help="slurm time limit per run, minutes")
@@ -123,6 +139,8 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
                 f"--only: no run named {', '.join(unknown)} in {spec_path} (runs: {', '.join(p.run_id for p in plans)})"
             )
         plans = [p for p in plans if p.run_id in wanted]
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {args.threads})")
     if args.dry_run:
         print_plan(study, plans, out, opts)
         return 0
@@ -133,18 +151,31 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     if overrides:
         recorded += "\n# command-line overrides\n" + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
     write_study_spec(out, recorded)
-    if opts.kind != "local":
+    from engine.config import cache_root
+
+    if opts.kind != "local" or (opts.num_workers or 1) > 1:
+        from dataclasses import replace
+
         from engine.launch import launch, print_launch_report
 
-        report = launch(spec_text, spec_path, out, [p.run_id for p in plans], overrides, opts)
+        if opts.kind == "local" and opts.cache_dir is None:
+            opts = replace(opts, cache_dir=str(cache_root() / "pruned"))
+        report = launch(
+            spec_text,
+            spec_path,
+            out,
+            [p.run_id for p in plans],
+            overrides,
+            opts,
+            threads=args.threads,
+            show_progress=not args.no_progress,
+        )
         print_launch_report(report, out)
         print_language_summary([out / p.run_id for p in plans if (out / p.run_id / "outcomes.jsonl").exists()])
         if report.failed:
             return 1
         print_next_steps(out)
         return 0
-    from engine.config import cache_root
-
     results = run_study(
         study,
         out,
@@ -152,6 +183,7 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         cache_dir=args.cache_dir or cache_root() / "pruned",
         items=items,
+        threads=args.threads,
     )
     for r in results:
         verb = "already complete" if r.status == "skipped" else f"{r.n_new} new items in {r.seconds:.1f}s"

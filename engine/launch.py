@@ -1,9 +1,12 @@
-"""Dispatch a study's runs: in this process (local), as Ray tasks, or as a SLURM job array (submitit).
+"""Dispatch a study's runs: here (local: in this process, or in `--workers N` processes), as Ray
+tasks, or as a SLURM job array (submitit).
 
 Runs are independent; every worker writes its own run folder into the study folder (a shared file
-system for Ray clusters and SLURM), so the result is the same study a local run makes. A worker that
-dies is retried by the engine (Ray task retries, submitit requeue); the retry resumes the run folder
-where the dead worker stopped. Runs already complete are never dispatched again.
+system for Ray clusters and SLURM), so the result is the same study a local run makes. Local worker
+processes take the cores between them (`engine.threads`); a run that fails there is reported and the
+others go on (run the command again to resume it). A worker that dies on Ray or SLURM is retried by
+the engine (Ray task retries, submitit requeue); the retry resumes the run folder where the dead
+worker stopped. Runs already complete are never dispatched again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class LaunchOptions:
 
     kind: Literal["local", "ray", "slurm"] = "local"
     address: str | None = None  # ray: existing cluster ('auto' or 'ray://host:port'); None = local instance
-    num_workers: int | None = None  # ray: at most this many runs at once (default: GPUs, else CPUs)
+    num_workers: int | None = None  # runs at once; local: processes here (default 1: this process), ray: tasks
     max_retries: int = 2  # retries of a run whose worker died or failed
     partition: str | None = None  # slurm
     time_min: int = 240
@@ -68,9 +71,19 @@ def log_path(out: Path, run_id: str) -> Path:
 
 
 def run_job(
-    spec_text: str, spec_name: str, out: str, run_id: str, overrides: Mapping[str, Any], cache_dir: str | None
+    spec_text: str,
+    spec_name: str,
+    out: str,
+    run_id: str,
+    overrides: Mapping[str, Any],
+    cache_dir: str | None,
+    threads: int | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """One run on a worker: re-parse the spec, run (resuming), log to <study>/.prunescope/logs/<run_id>.log."""
+    from engine.threads import reproducible_blas
+
+    reproducible_blas()  # a fresh worker process: before torch loads
     from engine.runner import load_study_items, run_one
     from engine.study import plan_runs, study_from_dict
 
@@ -82,7 +95,16 @@ def run_job(
             study = study_from_dict(tomllib.loads(spec_text), Path(spec_name), overrides)
             plan = next(p for p in plan_runs(study) if p.run_id == run_id)
             items = load_study_items(study)
-            res = run_one(Path(out), plan, items, study.protocol, None, Path(cache_dir) if cache_dir else None)
+            res = run_one(
+                Path(out),
+                plan,
+                items,
+                study.protocol,
+                None,
+                Path(cache_dir) if cache_dir else None,
+                threads=threads,
+                processes=processes,
+            )
         except BaseException:
             traceback.print_exc(file=f)
             f.flush()
@@ -104,6 +126,8 @@ def launch(
     run_ids: Sequence[str],
     overrides: Mapping[str, Any],
     opts: LaunchOptions,
+    threads: int | None = None,
+    show_progress: bool = True,
 ) -> LaunchReport:
     """Run `run_ids` (those not yet complete) with the chosen launcher; never raises for one failed run."""
     todo = pending_runs(out, run_ids)
@@ -115,7 +139,61 @@ def launch(
         return _launch_ray(args, opts)
     if opts.kind == "slurm":
         return _launch_slurm(args, opts, out)
-    raise UserError(f"launch(): {opts.kind!r} is not a remote launcher (the local launcher runs in-process)")
+    return _launch_processes(args, opts.num_workers or 1, threads, Path(out), show_progress)
+
+
+def _launch_processes(
+    args: list[tuple[str, str, str, str, dict[str, Any], str]],
+    workers: int,
+    threads: int | None,
+    out: Path,
+    show_progress: bool,
+) -> LaunchReport:
+    """Each run in a worker process of this machine, `workers` at a time (threads shared out by the policy)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from engine.safe_text import inert
+    from engine.terminal import progress_bars
+
+    report = LaunchReport([], {})
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(run_job, *a, threads=threads, processes=workers): a[3] for a in args}
+        with contextlib.ExitStack() as stack:
+            bars = stack.enter_context(progress_bars()) if show_progress else None
+            tasks: dict[str, Any] = {}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run_id = futures[fut]
+                    try:
+                        fut.result()
+                        report.finished.append(run_id)
+                    except Exception as exc:  # one failed run; the others go on
+                        report.failed[run_id] = _error_line(exc)
+                if bars is not None:
+                    for run_id in futures.values():
+                        counts = _counts(out, run_id)
+                        if counts is not None:
+                            if run_id not in tasks:
+                                tasks[run_id] = bars.add_task(inert(run_id), total=counts[1], unit="items")
+                            bars.update(tasks[run_id], completed=counts[0], total=counts[1])
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return report
+
+
+def _counts(out: Path, run_id: str) -> tuple[int, int] | None:
+    """(done, total) items of a run from its manifest, or None before it has one."""
+    try:
+        counts = read_manifest(Path(out) / run_id).get("counts") or {}
+    except (RunFolderError, OSError):
+        return None
+    return (int(counts["done"]), int(counts["total"])) if "done" in counts and "total" in counts else None
 
 
 def _error_line(exc: BaseException) -> str:

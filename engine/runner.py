@@ -29,6 +29,7 @@ from engine.runfolder import (
 )
 from engine.study import RunPlan, plan_runs
 from engine.terminal import StepProgress, layer_task, progress_bars, stdout_console
+from engine.threads import ThreadChoice, apply_threads, choose_threads
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _hardware(device: str, dtype: str) -> dict[str, Any]:
+def _hardware(device: str, dtype: str, threads: ThreadChoice) -> dict[str, Any]:
     """Where the run ran; `numerics` is what decides its floats (engine.reproducibility)."""
     import torch
 
@@ -78,6 +79,7 @@ def _hardware(device: str, dtype: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "threads": threads.as_dict(),
         "numerics": numerics(device, dtype),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -138,17 +140,32 @@ def run_one(
     cache_dir: Path | None = None,
     stop_after_batches: int | None = None,
     prune_progress: StepProgress | None = None,
+    threads: int | None = None,
+    processes: int = 1,
 ) -> RunResult:
     """Evaluate one (model, condition) into `<study_dir>/<run_id>/`, resuming what is there.
 
     The run folder's writer lock is held throughout: a second writer fails at once, naming this one.
     `progress(items done, items)` follows the evaluation, `prune_progress(layers done, layers)` the
-    pruning. `stop_after_batches` ends the run early after that many new batches (for tests of resumption).
+    pruning. `threads`: torch threads (default: `engine.threads.choose_threads` for a process beside
+    `processes - 1` others; a resumed run keeps its recorded count). `stop_after_batches` ends the
+    run early after that many new batches (for tests of resumption).
     """
     run_dir = Path(study_dir) / plan.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir):
-        return _run_locked(study_dir, plan, items, protocol, progress, cache_dir, stop_after_batches, prune_progress)
+        return _run_locked(
+            study_dir,
+            plan,
+            items,
+            protocol,
+            progress,
+            cache_dir,
+            stop_after_batches,
+            prune_progress,
+            threads,
+            processes,
+        )
 
 
 def _run_locked(
@@ -160,9 +177,12 @@ def _run_locked(
     cache_dir: Path | None,
     stop_after_batches: int | None,
     prune_progress: StepProgress | None,
+    threads: int | None,
+    processes: int,
 ) -> RunResult:
     from engine.models import load_model, resolve_device
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
+    from engine.protocol.weights import transposed_linears
 
     t0 = time.time()
     run_dir = Path(study_dir) / plan.run_id
@@ -181,6 +201,9 @@ def _run_locked(
 
     writer = OutcomeWriter(run_dir)
     started = (manifest or {}).get("timings", {}).get("started", _now())
+    recorded = ((manifest or {}).get("hardware") or {}).get("threads") or {}
+    thread_choice = choose_threads(threads, processes, recorded.get("threads") if writer.done else None)
+    apply_threads(thread_choice)
     # Written before the model loads, so a failure there is recorded in the run folder too.
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -229,7 +252,7 @@ def _run_locked(
         manifest.update(protocol_manifest(loaded, protocol))
         manifest["model"] = loaded.info
         manifest["condition"]["pruning_report"] = pruning_report
-        manifest["hardware"] = _hardware(device, loaded.info["dtype"])
+        manifest["hardware"] = _hardware(device, loaded.info["dtype"], thread_choice)
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         if writer.repaired_bytes:
             manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
@@ -244,24 +267,25 @@ def _run_locked(
         t_eval = time.time()
         if progress:
             progress(len(writer.done), len(items))
-        for batch in batches:
-            todo = [it for it in batch if it["item_uid"] not in writer.done]
-            if not todo:
-                continue
-            if stop_after_batches is not None and new_batches >= stop_after_batches:
-                return RunResult(plan.run_id, run_dir, "running", len(items), n_new, time.time() - t0)
-            # The whole planned batch is recomputed so its numbers do not depend on what was resumed.
-            records = [r for r in evaluate_batch(loaded, batch, protocol, pool) if r["item_uid"] not in writer.done]
-            writer.append(records)
-            n_new += len(records)
-            new_batches += 1
-            manifest["counts"]["done"] = len(writer.done)
-            manifest["timings"]["updated"] = _now()
-            elapsed = time.time() - t_eval
-            manifest["timings"]["items_per_s"] = round(n_new / elapsed, 4) if elapsed > 0 else None
-            write_json_atomic(run_dir / MANIFEST, manifest)
-            if progress:
-                progress(len(writer.done), len(items))
+        with transposed_linears(loaded.model):
+            for batch in batches:
+                todo = [it for it in batch if it["item_uid"] not in writer.done]
+                if not todo:
+                    continue
+                if stop_after_batches is not None and new_batches >= stop_after_batches:
+                    return RunResult(plan.run_id, run_dir, "running", len(items), n_new, time.time() - t0)
+                # The whole planned batch is recomputed so its numbers do not depend on what was resumed.
+                records = [r for r in evaluate_batch(loaded, batch, protocol, pool) if r["item_uid"] not in writer.done]
+                writer.append(records)
+                n_new += len(records)
+                new_batches += 1
+                manifest["counts"]["done"] = len(writer.done)
+                manifest["timings"]["updated"] = _now()
+                elapsed = time.time() - t_eval
+                manifest["timings"]["items_per_s"] = round(n_new / elapsed, 4) if elapsed > 0 else None
+                write_json_atomic(run_dir / MANIFEST, manifest)
+                if progress:
+                    progress(len(writer.done), len(items))
         missing = len(items) - len(writer.done)
         if missing:
             raise RuntimeError(f"{missing} items were planned but not evaluated")
@@ -309,6 +333,7 @@ def run_study(
     show_progress: bool = True,
     cache_dir: Path | None = None,
     items: list[dict[str, Any]] | None = None,
+    threads: int | None = None,
 ) -> list[RunResult]:
     """Run every planned run of `study` in this process, one after another (`items`: already loaded)."""
     items = items if items is not None else load_study_items(study)
@@ -316,7 +341,7 @@ def run_study(
     results = []
     if not show_progress:
         for plan in plans:
-            results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir))
+            results.append(run_one(study_dir, plan, items, study.protocol, None, cache_dir, threads=threads))
         return results
     with progress_bars() as bars:
         for plan in plans:
@@ -332,7 +357,11 @@ def run_study(
                 bars.update(task, completed=done, total=total, unit=f"{rate:.2f} items/s")
 
             pruning = layer_task(bars, f"{plan.run_id}: pruning {plan.condition.method}")
-            results.append(run_one(study_dir, plan, items, study.protocol, update, cache_dir, prune_progress=pruning))
+            results.append(
+                run_one(
+                    study_dir, plan, items, study.protocol, update, cache_dir, prune_progress=pruning, threads=threads
+                )
+            )
     return results
 
 

@@ -264,6 +264,12 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
     name = raw.get("name") or path.stem
     if not isinstance(name, str):
         raise UserError(f"{path}: name must be a string, got {name!r}")
+    if isinstance(raw.get("items"), list):
+        raise UserError(
+            f"{path}: [[items]]: a study has one item source ([items]); to analyse several datasets together, "
+            "run one study per dataset with the same [[models]] and [pruning] and pool them with "
+            "`prunescope stats STUDY_A STUDY_B` (the dataset becomes a factor)"
+        )
     items = build_table(ItemsSpec, raw.get("items", {}), "[items]", path)
     models_raw = raw.get("models")
     if not models_raw or not isinstance(models_raw, list):

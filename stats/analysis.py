@@ -502,9 +502,28 @@ def did_report(
 
 
 def default_glmm_formula(df: pd.DataFrame, outcome: str = "recognition_only") -> str:
-    """`outcome ~ condition [+ model] [+ language] + (1|item)`, each term only where it varies."""
-    terms = [t for t in ("condition", "model", "language") if df[t].nunique() > 1] or ["1"]
+    """`outcome ~ condition [+ model] [+ language] [+ dataset] + (1|item)`, each term only where it varies.
+
+    With two or more model sizes, size is a numeric axis instead of the model factor: `log_params`
+    (log10 parameters) and its interaction with sparsity, `sparsity:log_params`.
+    """
+    varies = {t: df[t].nunique() > 1 for t in ("condition", "model", "language", "dataset", "sparsity")}
+    terms = [t for t in ("condition", "model") if varies[t]]
+    if df["log_params"].dropna().nunique() > 1:
+        terms = [t for t in terms if t != "model"] + ["log_params"] + (["sparsity:log_params"] * varies["sparsity"])
+    terms = [*terms, *(t for t in ("language", "dataset") if varies[t])] or ["1"]
     return f"{outcome} ~ {' + '.join(terms)} + (1|item)"
+
+
+def size_note(formula: str) -> str:
+    """What the formula does with model size, said in the GLMM table."""
+    if "log_params" in formula:
+        return (
+            "Model size is a numeric axis: log_params = log10(parameter count from the manifest); "
+            "sparsity:log_params is the size × sparsity interaction (the change in the sparsity slope per "
+            "tenfold more parameters)."
+        )
+    return ""
 
 
 def glmm_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -521,6 +540,7 @@ def glmm_frame(df: pd.DataFrame) -> pd.DataFrame:
             "pattern": df["pattern"].astype(str).to_numpy(),
             "log_params": df["log_params"].to_numpy(float),
             "run_id": df["run_id"].astype(str).to_numpy(),
+            "dataset": df["dataset"].astype(str).to_numpy(),
         }
     )
     for col in ("open_correct", "mc_correct", "recognition_only"):
@@ -555,5 +575,6 @@ def glmm_report(df: pd.DataFrame, formula: str, backend: str) -> tuple[ReportTab
         f"Formula: {formula}; backend: {backend}; n = {len(df)} rows (item × run), "
         f"{df['parallel_id'].nunique()} items. Coefficient p-values are Wald tests, not adjusted for "
         "multiplicity."
-    ] + summary
+    ]
+    notes += [n for n in (size_note(formula),) if n] + summary
     return ReportTable("glmm", "Mixed-effects logistic regression", cols, records, notes), result

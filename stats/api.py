@@ -38,6 +38,8 @@ class StatsOptions:
     did: str | None = None  # 'LANG_A,LANG_B': add the difference-in-differences table
     boot: int = 10_000
     seed: int = 0
+    demotion_rank: int | None = None  # None: the threshold the runs recorded, else 10
+    demotion_probes: str = "beam,sampling,one_shot"  # probes whose recovery counts as demoted, or 'none'
     strict: bool = False  # a corrupt outcome line is an error, not a warning
     baseline: str | None = None  # a run every other run is paired with (None: the manifests' rule)
 
@@ -54,6 +56,11 @@ class StatsOptions:
             if t not in analysis.TESTS:
                 raise UserError(f"--test: unknown test {t!r}; choose from {', '.join(analysis.TESTS)}")
         analysis.parse_by(self.by)
+        from stats import demotion
+
+        demotion.DemotionRule(
+            10 if self.demotion_rank is None else self.demotion_rank, demotion.parse_probes(self.demotion_probes)
+        )  # validates
         if self.did is not None:
             pair = [s.strip() for s in self.did.split(",")]
             if len(pair) != 2 or not all(pair):
@@ -65,6 +72,13 @@ class StatsOptions:
         from stats import analysis
 
         return analysis.parse_by(self.by)
+
+    def demotion_rule(self, df: Any) -> Any:
+        """The demoted/erased rule for these runs: the options' threshold, else the one the runs recorded."""
+        from stats import demotion
+
+        runs = df.attrs.get("runs", [])
+        return demotion.default_rule(runs, self.demotion_rank, demotion.parse_probes(self.demotion_probes))
 
 
 def parse_tests(text: str) -> tuple[str, ...]:
@@ -84,6 +98,7 @@ class StatsResult:
     glmm: Any = None  # the fitted GLMM result
     glmm_title: str = ""
     glmm_fit_s: float = 0.0  # seconds the GLMM fit took (diagnostics.json, never the report files)
+    rule: Any = None  # the demoted/erased rule used (stats.demotion.DemotionRule)
 
 
 def load(sources: Sequence[Path | str], options: StatsOptions) -> tuple[Any, Any]:
@@ -96,9 +111,11 @@ def load(sources: Sequence[Path | str], options: StatsOptions) -> tuple[Any, Any
 
 def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], list[tuple[str, str]]]:
     """Report tables for the requested tests; with recognition also per language, the languages compared,
-    Cochran's Q across sparsities (all of the recognition-only rate) and the matching rules' robustness
-    table; the difference-in-differences table; and the reporting sentences."""
+    Cochran's Q across sparsities (all of the recognition-only rate), the matching rules' robustness
+    table and the paper's analyses (transitions, demoted vs erased, recovery, rank shift, format ladder);
+    the difference-in-differences table; and the reporting sentences."""
     from stats import analysis
+    from stats.paper import paper_tables
     from stats.robustness import matching_report
 
     by = options.by_keys
@@ -125,6 +142,9 @@ def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], l
         if cochran.records:
             tables.append(cochran)
         tables.append(matching_report(df))
+        tables += paper_tables(
+            df, tr, options.demotion_rule(df), options.method, options.adjust, options.level, options.diff_ci
+        )
     if options.did:
         a, b = (s.strip() for s in options.did.split(","))
         did = analysis.did_report(tr, a, b, options.boot, options.seed, options.level)
@@ -176,7 +196,7 @@ def analyse(sources: Sequence[Path | str], options: StatsOptions) -> StatsResult
     options.checked()
     df, tr = load(sources, options)
     tables, sentences = report_tables(df, tr, options)
-    result = StatsResult(df, tr, tables, sentences)
+    result = StatsResult(df, tr, tables, sentences, rule=options.demotion_rule(df))
     if wants_glmm(options):
         table, result.glmm, result.glmm_title, result.glmm_fit_s = fit_glmm(df, options)
         tables.append(table)

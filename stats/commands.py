@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=",".join(d.tests),
         help="comparisons, comma-separated: recognition (recognition-only, pruned vs dense), open, mc, "
         "shown (each format pruned vs dense), within (MC vs open in each run); default recognition,within. "
-        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables and "
-        "the default GLMM are of the recognition-only rate and come with recognition",
+        "The selection decides every table: the per-language, languages-compared and Cochran's Q tables, "
+        "the paper's analyses (transitions, demoted vs erased, recovery, rank shift, format ladder) and the "
+        "default GLMM come with recognition",
     )
     p.add_argument(
         "--method",
@@ -73,9 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--glmm-formula",
         default=None,
-        help="lme4-style formula on the tidy table (columns: item, language, model, method, condition, "
+        help="lme4-style formula on the tidy table (columns: item, language, dataset, model, method, condition, "
         "method_sparsity, sparsity, log_params, open_correct, mc_correct, shown_correct, "
-        "recognition_only); default recognition_only ~ condition [+ model] [+ language] + (1|item)",
+        "recognition_only); default recognition_only ~ condition [+ model] [+ language] [+ dataset] + (1|item), "
+        "with log_params + sparsity:log_params in place of model when the study has two or more model sizes",
     )
     p.add_argument("--glmm-backend", default=d.glmm_backend, help="mixedlm (default), gee, lme4 or bayes")
     p.add_argument(
@@ -87,6 +89,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--boot", type=int, default=d.boot, help=f"bootstrap resamples for --did (default {d.boot})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed for --did (default {d.seed})")
+    p.add_argument(
+        "--demotion-rank",
+        type=int,
+        default=d.demotion_rank,
+        metavar="K",
+        help="demoted = open generation failed and gold first-token rank ≤ K or a probe recovered it "
+        "(default: the threshold the runs recorded, else 10); redoes the analysis without re-running models",
+    )
+    p.add_argument(
+        "--demotion-probes",
+        default=d.demotion_probes,
+        help="probes whose recovery counts as demoted, comma-separated from beam,sampling,one_shot, or none "
+        "(default all three)",
+    )
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
     p.add_argument(
         "--baseline",
@@ -117,6 +133,8 @@ def options_from_args(args: argparse.Namespace) -> StatsOptions:
         did=args.did,
         boot=args.boot,
         seed=args.seed,
+        demotion_rank=args.demotion_rank,
+        demotion_probes=args.demotion_probes,
         strict=args.strict,
         baseline=args.baseline,
     ).checked()
@@ -165,17 +183,25 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
 
 def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
     """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
-    from stats import figures, report
+    from stats import figures, paper_figures, report
 
     tables, tr, glmm = result.tables, result.tr, result.glmm
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    fig_dir = out / "figures"
+    figs = figures.recognition_vs_sparsity(result.df, fig_dir / "recognition_vs_sparsity", level)
+    if len(tr):
+        figs += paper_figures.first_token_rank(tr, fig_dir / "first_token_rank")
+        figs += paper_figures.demotion_shares(tr, fig_dir / "demotion", result.rule)
+    figs += paper_figures.format_ladder(result.df, fig_dir / "format_ladder", level)
+    if glmm is not None:
+        figs += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", result.glmm_title)
+    written: list[Path] = list(figs)
     md = report.render_markdown(tables, title, result.summary)
     if result.sentences:
         md += "\n## Reporting sentences\n\n" + "\n".join(f"- {report.md_escape(s)}" for _, s in result.sentences) + "\n"
     md += (
         "\n## Figures\n\n"
-        + "\n".join(f"- `figures/{name}.pdf` (and `.png`)" for name in _figure_names(tr, glmm))
+        + "\n".join(f"- `figures/{p.stem}.pdf` (and `.png`)" for p in figs if p.suffix == ".pdf")
         + "\n"
     )
     if glmm is not None:
@@ -191,17 +217,16 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
     ):
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    (out / "tex").mkdir(exist_ok=True)
+    for t in tables:  # one file per table, for LaTeX \input
+        path = out / "tex" / f"{t.key}.tex"
+        path.write_text(report.render_latex([t]), encoding="utf-8")
+        written.append(path)
     (out / "csv").mkdir(exist_ok=True)
     for t in tables:
         path = out / "csv" / f"{t.key}.csv"
         path.write_text(report.render_csv(t), encoding="utf-8")
         written.append(path)
-    fig_dir = out / "figures"
-    written += figures.recognition_vs_sparsity(result.df, fig_dir / "recognition_vs_sparsity", level)
-    if figures.has_ranks(tr):
-        written += figures.first_token_rank(tr, fig_dir / "first_token_rank")
-    if glmm is not None:
-        written += figures.glmm_forest(glmm.coef_table(), fig_dir / "glmm_forest", result.glmm_title)
     return written
 
 
@@ -226,14 +251,3 @@ def _diagnostics_json(glmm: Any, fit_s: float) -> str:
             "fit_s": round(fit_s, 3),
         }
     return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
-
-
-def _figure_names(tr: Any, glmm: Any) -> list[str]:
-    from stats import figures
-
-    names = ["recognition_vs_sparsity"]
-    if figures.has_ranks(tr):
-        names.append("first_token_rank")
-    if glmm is not None:
-        names.append("glmm_forest")
-    return names

@@ -1,5 +1,5 @@
 """Figures (matplotlib Agg, PDF and PNG, no timestamps in the files): recognition-only rate vs sparsity
-per language with Wilson CIs, gold first-token rank dense vs pruned, and a forest plot of GLMM effects.
+per language with Wilson CIs and a forest plot of GLMM effects (the paper's figures: `stats.paper_figures`).
 """
 
 from __future__ import annotations
@@ -77,41 +77,6 @@ def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -
         ax.set_visible(False)
     axes[0, 0].set_ylabel(f"recognition-only rate ({100 * level:g}% Wilson CI)")
     axes[0, 0].legend(fontsize=7, title="language", title_fontsize=7)
-    fig.tight_layout()
-    return _save(fig, stem)
-
-
-def has_ranks(tr: pd.DataFrame) -> bool:
-    """Whether any paired item has a gold first-token rank (imported runs have none: no figure, not an empty one)."""
-    return bool(len(tr)) and bool(tr[["first_token_rank_dense", "first_token_rank_pruned"]].notna().any().any())
-
-
-def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
-    """ECDF of the gold answer's first-token rank: dense reference vs each pruned condition."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    dense = tr.drop_duplicates(["model", "item_uid"])["first_token_rank_dense"].dropna().to_numpy(float)
-    series = [("dense", dense)]
-    for cond, sub in tr.groupby("condition", observed=True, sort=True):
-        series.append((str(cond), sub["first_token_rank_pruned"].dropna().to_numpy(float)))
-    for name, ranks in series:
-        if ranks.size == 0:
-            continue
-        xs = np.sort(ranks)
-        ys = np.arange(1, xs.size + 1) / xs.size
-        ax.step(
-            xs,
-            ys,
-            where="post",
-            lw=1.6 if name == "dense" else 1.0,
-            color="black" if name == "dense" else None,
-            label=inert(name, 40),
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("gold first-token rank (1 = greedy choice)")
-    ax.set_ylabel("fraction of items with rank ≤ x")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, stem)
 

@@ -2,7 +2,8 @@
 
 Runs are opened through `engine.contract.runs.open_runs`: the columns come from each run's index
 (memory-mapped; built once from outcomes.jsonl when a run has none), the pairing from
-`engine.contract.pairing`. What the reader finds wrong with a run raises `UserError` here (a
+`engine.contract.pairing`. Two or more study folders are pooled: run ids become `study/run_id`,
+pairing stays within a study, and `dataset` tells the studies' item sources apart. What the reader finds wrong with a run raises `UserError` here (a
 missing manifest, an outcome for an unknown item, a duplicate line); corrupt lines are skipped and
 reported in `df.attrs["problems"]`, or raise with `strict`.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.contract import pairing
 from engine.contract.index import OUTCOME_COLUMNS
@@ -27,6 +29,8 @@ from engine.errors import UserError
 FORMATS = ("open_correct", "shown_correct", "mc_correct", "recognition_only")
 COLUMNS = (
     "run_id",
+    "study",
+    "dataset",
     "model",
     "n_params",
     "log_params",
@@ -49,15 +53,29 @@ COLUMNS = (
     "seq_logprob",
     "margin",
     "demotion",
+    "beam_top",
     "beam_any",
     "sample_hits",
     "one_shot",
     "n_options",
 )
 _INDEXED = tuple(c for c in COLUMNS if c in dict(OUTCOME_COLUMNS))  # taken as they are from the run index
-_CATEGORICAL = ("run_id", "model", "method", "pattern", "condition", "status", "language", "demotion", "item_uid")
+_CATEGORICAL = (
+    "run_id",
+    "study",
+    "dataset",
+    "model",
+    "method",
+    "pattern",
+    "condition",
+    "status",
+    "language",
+    "demotion",
+    "item_uid",
+)
 _NULLABLE = {
     "shown_correct": "boolean",
+    "beam_top": "boolean",
     "beam_any": "boolean",
     "one_shot": "boolean",
     "first_token_rank": "Int64",
@@ -75,10 +93,12 @@ def _run_table(run: RunSource) -> pa.Table:
     take = pa.array(run.item_row)
     cols["parallel_id"] = run.items.table.column("parallel_id").take(take)
     cols["n_options"] = run.items.table.column("n_options").take(take)
+    cols["dataset"] = pc.fill_null(run.items.table.column("dataset").take(take), "unknown")
     meta = run.meta
     n_params = int(meta.model.n_params or 0)
     const = {
         "run_id": run.name,
+        "study": run.study,
         "model": meta.model.id,
         "n_params": n_params,
         "log_params": math.log10(n_params) if n_params > 0 else math.nan,
@@ -96,10 +116,21 @@ def _run_table(run: RunSource) -> pa.Table:
     return pa.table(cols)
 
 
+def _get(rec: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(rec, dict):
+            return None
+        rec = rec.get(key)
+    return rec
+
+
 def _runs_info(run: RunSource) -> dict[str, Any]:
     assert run.meta is not None
+    manifest = run.manifest or {}
     return {
         "run_id": run.name,
+        "study": run.study,
+        "pair_model": run.key.model,
         "path": str(run.path),
         "status": run.status,
         "model": run.model,
@@ -111,13 +142,18 @@ def _runs_info(run: RunSource) -> dict[str, Any]:
         "n_outcomes": len(run),
         "torn_tail": bool(run.outcomes and run.outcomes.torn_tail),
         "corrupt_lines": len(run.outcomes.problems) if run.outcomes else 0,
+        "demotion_max_rank": _get(manifest, "demotion_rule", "max_rank"),
+        "probe_mode": _get(manifest, "probes", "mode"),
+        "beam_width": _get(manifest, "probes", "beam", "k") or _get(manifest, "probes", "beam_width"),
+        "sampling_n": _get(manifest, "probes", "sampling", "n") or _get(manifest, "probes", "n_samples"),
     }
 
 
 def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) -> pd.DataFrame:
     """A study folder, a run folder, or any list of them → tidy table, one row per item × run.
 
-    `df.attrs`: "runs" (per-run info: status, counts, torn tail), "problems" (corrupt lines, one string
+    Two or more study folders are pooled (see the module docstring); their models and conditions
+    must match. `df.attrs`: "runs" (per-run info: status, counts, torn tail), "problems" (corrupt lines, one string
     each). With `strict`, a corrupt line raises instead.
     """
     sources = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
@@ -142,6 +178,9 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
     if not tables or not sum(t.num_rows for t in tables):
         raise UserError(f"{', '.join(str(s) for s in sources)}: the runs hold no outcomes yet")
     df = _frame(pa.concat_tables(tables, promote_options="permissive"))
+    if any(run.pooled for run in opened.runs):
+        df["dataset"] = _dataset_factor(df).astype("category")
+        _check_pooled(df)
     df.attrs["runs"] = infos
     df.attrs["problems"] = problems
     return df
@@ -167,8 +206,43 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return df[list(COLUMNS)]
 
 
-_CARRY = ("parallel_id", "language", *FORMATS, "category", "first_token_rank", "demotion")
-_META = ("model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition")
+def _dataset_factor(df: pd.DataFrame) -> pd.Series:
+    """Each pooled study's item-source dataset; the study name where two studies share one."""
+    per_study = df.groupby("study", observed=True)["dataset"].agg(lambda s: "+".join(sorted(set(s.astype(str)))))
+    if per_study.nunique() == len(per_study):
+        return df["study"].astype(str).map(per_study)
+    return df["study"].astype(str)
+
+
+def _check_pooled(df: pd.DataFrame) -> None:
+    """Pooled studies must hold the same models and conditions (a clear error names what differs)."""
+    cells = {
+        str(study): set(zip(sub["model"].astype(str), sub["condition"].astype(str)))
+        for study, sub in df.groupby("study", observed=True, sort=True)
+    }
+    (first, ref), *rest = cells.items()
+    for study, have in rest:
+        if have != ref:
+            extra = sorted(have - ref)[:3]
+            missing = sorted(ref - have)[:3]
+            detail = "; ".join(
+                part
+                for part in (
+                    f"{study} has {', '.join(' / '.join(c) for c in extra)} that {first} lacks" if extra else "",
+                    f"{study} lacks {', '.join(' / '.join(c) for c in missing)}" if missing else "",
+                )
+                if part
+            )
+            raise UserError(
+                f"pooled studies must run the same models and conditions: {detail} "
+                "(give `prunescope stats` studies that ran the same [[models]] and [pruning])"
+            )
+
+
+PAIRED_TRACES = ("first_token_rank", "seq_logprob", "demotion", "beam_top", "beam_any", "sample_hits", "one_shot")
+_CARRY = ("parallel_id", "language", "dataset", *FORMATS, "category", *PAIRED_TRACES)
+_META = ("study", "model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition")
+RUN_META = list(_META)
 
 
 def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
@@ -187,7 +261,7 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     keys = [
         pairing.RunKey(
             i["run_id"],
-            i["model"],
+            i["pair_model"],
             i["method"] == "dense",
             i["items_hash"],
             i["status"] == "running",
@@ -234,22 +308,20 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         refs_named = sorted(set(names))
         ref_codes = np.repeat([refs_named.index(n) for n in names], [len(p) for p, _, _ in parts])
         cols["reference_run"] = pd.Categorical.from_codes(ref_codes, categories=refs_named)
-        for c in ("item_uid", "content_key", "parallel_id", "language"):
+        for c in ("item_uid", "content_key", *_CARRY[:3]):
             cols[c] = df[c].array.take(pr)
-        for c in _CARRY[2:]:
+        for c in _CARRY[3:]:
             cols[f"{c}_pruned"] = df[c].array.take(pr)
             cols[f"{c}_dense"] = df[c].array.take(dn)
         res = pd.DataFrame(cols)
         res = res[
-            [*_META[:4], "reference_run", *_META[4:], *[c for c in cols if c not in _META and c != "reference_run"]]
+            [*_META[:5], "reference_run", *_META[5:], *[c for c in cols if c not in _META and c != "reference_run"]]
         ]
         cat = [pd.Series(res[f"category_{side}"]).cat.codes.to_numpy() for side in ("dense", "pruned")]
         labels = [f"{a}→{b}" for a in CATEGORIES for b in CATEGORIES]
         res["transition"] = pd.Categorical.from_codes(4 * cat[0] + cat[1], categories=labels)
     else:
-        res = pd.DataFrame(
-            columns=[*_META[:4], "reference_run", *_META[4:], "item_uid", "content_key", "parallel_id", "language"]
-        )
+        res = pd.DataFrame(columns=[*_META[:5], "reference_run", *_META[5:], "item_uid", "content_key", *_CARRY[:3]])
     res.attrs["unfinished"] = unfinished
     res.attrs["no_reference"] = refs.no_reference
     res.attrs["baseline"] = refs.baseline

@@ -44,6 +44,10 @@ class ReportTable:
     columns: list[Column]
     records: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    detail: list[dict[str, Any]] = field(default_factory=list)  # CSV/JSON only (e.g. per-language rows)
+
+    def all_records(self) -> list[dict[str, Any]]:
+        return [*self.records, *self.detail]
 
     def cell(self, record: dict[str, Any], col: Column) -> str:
         return format_value(record, col)
@@ -52,13 +56,13 @@ class ReportTable:
         return [[self.cell(r, c) for c in self.columns] for r in self.records]
 
     def printed_records(self) -> list[dict[str, Any]]:
-        """The records with every float at its printed precision (`printed`), for CSV and JSON."""
+        """The records and detail rows with every float at its printed precision (`printed`), for CSV and JSON."""
         kinds: dict[str, str] = {}
         for c in self.columns:
             kinds[c.key] = c.kind
             if c.kind == "ci":
                 kinds[c.key + "_low"] = kinds[c.key + "_high"] = "ci"
-        return [{k: _printed_tree(v, kinds.get(k, "")) for k, v in r.items()} for r in self.records]
+        return [{k: _printed_tree(v, kinds.get(k, "")) for k, v in r.items()} for r in self.all_records()]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -277,9 +281,10 @@ def render_latex(tables: Sequence[ReportTable]) -> str:
 
 
 def render_csv(table: ReportTable) -> str:
-    """The values of one table (all record keys, in first-seen order), at their printed precision."""
+    """The values of one table, detail rows included (all record keys, in first-seen order), at their
+    printed precision."""
     keys: list[str] = []
-    for r in table.records:
+    for r in table.all_records():
         for k in r:
             if k not in keys:
                 keys.append(k)

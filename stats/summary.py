@@ -1,8 +1,8 @@
 """Plain-language findings of a study, generated from its numbers: the summary at the top of REPORT.md.
 
 It says what the tables below it say, whichever way the result goes: accuracies of the dense and the
-pruned runs, where multiple choice stands against chance, and which recognition-only differences
-survive the multiplicity correction.
+pruned runs, where multiple choice stands against chance, which recognition-only differences
+survive the multiplicity correction, and whether failures after pruning are demoted or erased.
 """
 
 from __future__ import annotations
@@ -116,10 +116,32 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
     return [text]
 
 
+def demotion_findings(table: ReportTable, level: float) -> list[str]:
+    """Per model: the demoted share of pruned failures and of RO items against the dense run's."""
+    lines = []
+    alpha = 1 - level
+    for model in dict.fromkeys(str(r["model"]) for r in table.records):
+        recs = [r for r in table.records if r["model"] == model and r["failed"]]
+        if not recs:
+            continue
+        below = [r for r in recs if r["ro"] and r["p_ro_majority"] < alpha and r["ro_demoted_share"] < 0.5]
+        above = [r for r in recs if r["ro"] and r["p_ro_majority"] < alpha and r["ro_demoted_share"] > 0.5]
+        dense = [r["dense_demoted_share"] for r in recs if r["dense_failed"]]
+        lines.append(
+            f"{model}, demoted vs erased ({recs[0]['rule']}): "
+            f"{_span([r['demoted_share'] for r in recs])} of the pruned runs' open-generation failures are "
+            f"demoted ({_span(dense) if dense else '–'} of the dense run's); among recognition-only items "
+            f"the demoted share is significantly above one half in {len(above)} and below it in {len(below)} of "
+            f"{len(recs)} conditions (exact binomial test, α = {alpha:g}, unadjusted)."
+        )
+    return lines
+
+
 def findings(
     df: pd.DataFrame, tables: Sequence[ReportTable], by: Sequence[str], level: float, adjust: str = "holm"
 ) -> list[str]:
-    """The summary lines: accuracy findings, the recognition-only test's (if it was run), the matching rules'."""
+    """The summary lines: accuracy findings, the recognition-only test's (if it was run), the matching
+    rules', demotion."""
     from stats.robustness import matching_findings
 
     lines = accuracy_findings(df, level)
@@ -129,4 +151,7 @@ def findings(
     rob = next((t for t in tables if t.key == "robustness-matching"), None)
     if rob is not None:
         lines += matching_findings(rob)
+    demotion = next((t for t in tables if t.key == "demotion"), None)
+    if demotion is not None:
+        lines += demotion_findings(demotion, level)
     return lines

@@ -1,6 +1,7 @@
 """The prunescope Textual app: a screen stack over one study, loaded and tested in worker threads.
 
-Screens: 1 Overview → (enter) 2 Items → (enter) 3 Item; 4 Significance; 5 Run info. Escape goes back.
+Screens: 1 Overview → (enter) 2 Items → (enter) 3 Item; 4 Significance; 5 Run info; 6 Paper analyses.
+Escape goes back.
 Data never touches the event loop: loading, filtering, statistics and live following run in threads.
 """
 
@@ -32,6 +33,7 @@ from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
 from tui.screens.item import ItemScreen
 from tui.screens.items import ItemsScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
 from tui.sidecar import FlagStore, export_path, write_csv, write_jsonl
@@ -79,6 +81,7 @@ class PrunescopeApp(App[None]):
         Binding("3", "goto(3)", "item", show=False, id="app.screen_item"),
         Binding("4", "goto(4)", "significance", show=False, id="app.screen_significance"),
         Binding("5", "goto(5)", "run info", show=False, id="app.screen_runinfo"),
+        Binding("6", "goto(6)", "paper analyses", show=False, id="app.screen_paper"),
     ]
 
     def __init__(
@@ -126,6 +129,7 @@ class PrunescopeApp(App[None]):
             ("item", ItemScreen()),
             ("significance", SignificanceScreen()),
             ("runinfo", RunInfoScreen()),
+            ("paper", PaperScreen()),
         ):
             self.install_screen(screen, name)  # made once: each keeps its state between visits
         self._load()
@@ -331,6 +335,8 @@ class PrunescopeApp(App[None]):
             self.push_screen("significance")
         elif n == 5:
             self.push_screen("runinfo")
+        elif n == 6:
+            self.push_screen("paper")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.screen))
@@ -401,6 +407,7 @@ class PrunescopeApp(App[None]):
             (3, "Item", "the current item across runs"),
             (4, "Significance", "McNemar tables and GLMM of `prunescope stats`"),
             (5, "Run info", "each run's manifest"),
+            (6, "Paper analyses", "transitions, demoted vs erased, recovery, rank shift, format ladder"),
         ):
             yield SystemCommand(f"Screen {n}: {name}", what, lambda n=n: self.action_goto(n))
         yield SystemCommand("Filter items", "language, category, transition, flag, regex", self.ask_filter)

@@ -18,6 +18,7 @@ SHOTS = (  # (file name, keys pressed from the overview)
     ("item-probes", ("2", "right_square_bracket", "enter", "G")),
     ("significance", ("4",)),
     ("runinfo", ("5",)),
+    ("paper", ("6",)),
     ("help", ("2", "question_mark")),
 )
 

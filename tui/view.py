@@ -30,13 +30,14 @@ from tui.model import NO_REF, Study
 SORT_KEYS = ("run", "language", "item", "transition", "gold", "answer", "flag")
 FILTER_HELP = (
     f"lang:de,fr  cat:RO ({' '.join(CATEGORY_SHORT)} or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
-    "flag  disc   · other words: a regex over uid, question, gold and the run's answer"
+    "demotion:demoted|erased  recovered:yes|no  flag  disc   · other words: a regex over uid, question, gold and the run's answer"
 )
 
 
 @dataclass
 class Filter:
-    """Parsed `/` query: `lang:de cat:recognition_only trans:BC→RO run:wanda flag` and a regex on text."""
+    """Parsed `/` query: `lang:de cat:recognition_only trans:BC→RO run:wanda demotion:demoted recovered:yes flag`
+    and a regex on text."""
 
     languages: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
@@ -44,6 +45,8 @@ class Filter:
     runs: list[str] = field(default_factory=list)
     flagged: bool = False
     discordant: bool = False
+    demotion: list[str] = field(default_factory=list)  # the engine's labels: demoted, erased
+    recovered: bool | None = None  # a probe brought the gold answer back (None: either)
     regex: re.Pattern[str] | None = None
     text: str = ""
 
@@ -66,6 +69,15 @@ class Filter:
                 f.transitions.append(val.replace(">", "→").upper())
             elif sep and key in ("run", "cond", "condition"):
                 f.runs.append(val)
+            elif sep and key == "demotion":
+                for v in val.replace("|", ",").split(","):
+                    if v not in ("demoted", "erased"):
+                        raise ValueError(f"demotion:{v}: one of demoted, erased (e.g. demotion:demoted)")
+                    f.demotion.append(v)
+            elif sep and key == "recovered":
+                if val not in ("yes", "no"):
+                    raise ValueError(f"recovered:{val}: yes or no (a probe brought the gold answer back)")
+                f.recovered = val == "yes"
             elif tok in ("flag", "flagged"):
                 f.flagged = True
             elif tok in ("disc", "discordant"):
@@ -98,11 +110,26 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
         mask &= discordant(p.transition)
     if flt.languages:
         mask &= np.isin(p.lang, [i for i, lang in enumerate(study.languages) if lang in flt.languages])
+    if flt.demotion:
+        mask &= _per_run(study, lambda r: _is_in(study.column(r, "demotion"), set(flt.demotion)))
+    if flt.recovered is not None:
+        want = int(flt.recovered)
+        mask &= _per_run(study, lambda r: recovered_codes(study, r) == want)
     if flt.flagged:
         mask &= _per_run(study, lambda r: _is_in(study.column(r, "item_uid"), flagged))
     if flt.regex is not None:
         mask &= _text_match(study, flt.regex, mask)
     return np.flatnonzero(mask).astype(np.int64)
+
+
+def recovered_codes(study: Study, r: int) -> np.ndarray:
+    """Per kept line of run r: 1 when a probe (beam, sampling, one-shot) produced the gold answer, 0 when
+    probes ran and none did, -1 when none ran."""
+    beam, hits, one = (study.column(r, c) for c in ("beam_any", "sample_hits", "one_shot"))
+    ran = pc.or_(pc.or_(pc.is_valid(beam), pc.is_valid(hits)), pc.is_valid(one))
+    hit = pc.or_(pc.or_(pc.fill_null(beam, False), pc.greater(pc.fill_null(hits, 0), 0)), pc.fill_null(one, False))
+    ran_np = ran.to_numpy(zero_copy_only=False).astype(bool)
+    return np.where(ran_np, hit.to_numpy(zero_copy_only=False).astype(np.int8), -1).astype(np.int8)
 
 
 def _is_in(col: pa.ChunkedArray, values: set[str]) -> np.ndarray:

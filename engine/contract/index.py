@@ -54,7 +54,7 @@ from engine.contract.reader import (
     read_line,
 )
 
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 OUTCOMES_INDEX = "outcomes.index.arrow"
 # Bytes decoded at a time: memory stays flat however large the file, and no single call holds the
 # GIL long (msgspec does not release it), so a UI thread beside the reader stays responsive.
@@ -98,6 +98,7 @@ class _Trace(Struct, frozen=True, gc=False):
 
 
 class _Beam(Struct, frozen=True, gc=False):
+    hit_top: bool | None = None
     hit_any: bool | None = None
 
 
@@ -148,6 +149,7 @@ OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("first_token_rank", pa.int32()),
     ("seq_logprob", pa.float64()),
     ("margin", pa.float64()),
+    ("beam_top", pa.bool_()),
     ("beam_any", pa.bool_()),
     ("sample_hits", pa.int32()),
     ("one_shot", pa.bool_()),
@@ -183,6 +185,7 @@ def _outcome_columns(vs: list[OutcomeView]) -> list[list[Any]]:
         [None if t is None else t.first_token_rank for t in trace],
         [None if t is None else t.seq_logprob for t in trace],
         [None if t is None else t.margin for t in trace],
+        [None if b is None else b.hit_top for b in beam],
         [None if b is None else b.hit_any for b in beam],
         [None if s is None else s.hits for s in sampling],
         [None if o is None else o.correct for o in one_shot],
@@ -191,6 +194,10 @@ def _outcome_columns(vs: list[OutcomeView]) -> list[list[Any]]:
 
 
 # ------------------------------------------------------------------ what an item line contributes
+
+
+class _SourceView(Struct, frozen=True, gc=False):
+    dataset: str | None = None
 
 
 class ItemView(Struct, frozen=True, gc=False):
@@ -204,6 +211,7 @@ class ItemView(Struct, frozen=True, gc=False):
     options: list[str]
     aliases: list[str] = []
     parallel_id: str | None = None
+    source: _SourceView | None = None
 
 
 ITEM_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -213,6 +221,7 @@ ITEM_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("language", pa.string()),
     ("parallel_id", pa.string()),  # the item uid when the item has none
     ("n_options", pa.int16()),
+    ("dataset", pa.string()),  # the item source's dataset (null when the line names none)
     ("answer", pa.string()),
     ("search_text", pa.string()),  # question, gold answer and aliases: what a text filter searches
 )
@@ -226,6 +235,7 @@ def _item_columns(vs: list[ItemView]) -> list[list[Any]]:
         [v.language for v in vs],
         [v.item_uid if v.parallel_id is None else v.parallel_id for v in vs],
         [len(v.options) for v in vs],
+        [None if v.source is None else v.source.dataset for v in vs],
         [v.answer for v in vs],
         ["\n".join([v.question, v.answer, *v.aliases]) for v in vs],
     ]

@@ -5,6 +5,10 @@ manifest into a `RunMeta`, opens the indexes of outcomes.jsonl and items.jsonl (
 distinct item set), keeps the first line of each item, and maps each outcome to its item. Nothing
 here raises for bad data: what is wrong is collected, as `errors` (a run that cannot be analysed as
 it is: `stats` stops on them) and `warnings` (corrupt lines skipped, a torn tail in a finished run).
+
+Two or more study folders given together are pooled: each run keeps its study's name (`study`),
+its name becomes `study/run_id` (run ids are unique within a study only) and pairing stays within a
+study. Run folders given one by one form one study, whatever folders they sit in.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from engine.contract.index import (
     open_outcomes,
 )
 from engine.contract.pairing import RunKey, first_rows
-from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, discover_runs, read_manifest
+from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, discover_runs, is_run_dir, read_manifest
 from engine.contract.records import RunMeta, run_meta
 
 Progress = Callable[[str], None]
@@ -47,11 +51,14 @@ class RunSource:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # kept outcome rows
     item_row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per kept row, or -1
     errors: list[str] = field(default_factory=list)  # the run cannot be analysed as it is
+    study: str = ""  # the study folder's name
+    pooled: bool = False  # opened with runs of other studies: names are qualified by the study
     row_errors: list[str] = field(default_factory=list)  # the same, found in its lines (redone on refresh)
 
     @property
     def name(self) -> str:
-        return (self.meta.run_id if self.meta else "") or self.path.name
+        run_id = (self.meta.run_id if self.meta else "") or self.path.name
+        return f"{self.study}/{run_id}" if self.pooled else run_id
 
     @property
     def status(self) -> str:
@@ -75,7 +82,7 @@ class RunSource:
         m = self.meta
         return RunKey(
             self.name,
-            self.model,
+            f"{self.study}/{self.model}" if self.pooled else self.model,
             bool(m and m.is_dense),
             m.items.hash if m else "",
             self.running,
@@ -154,9 +161,17 @@ class OpenedRuns:
         return self.errors + [p for r in self.runs for p in r.problems]
 
 
-def find_runs(sources: Sequence[Path]) -> tuple[list[Path], list[str]]:
-    """Run folders under each source (a study folder or a run folder), and the sources that hold none."""
+def study_label(source: Path) -> str:
+    """The study a source belongs to: its own name for a study folder, its parent's for a run folder."""
+    path = Path(source).resolve()
+    return (path.parent if is_run_dir(path) else path).name
+
+
+def find_runs(sources: Sequence[Path]) -> tuple[list[Path], list[str], list[str]]:
+    """Run folders under each source (a study folder or a run folder), each one's study, and the
+    sources that hold none."""
     paths: list[Path] = []
+    studies: list[str] = []
     errors: list[str] = []
     for src in sources:
         if not src.exists():
@@ -166,13 +181,15 @@ def find_runs(sources: Sequence[Path]) -> tuple[list[Path], list[str]]:
         if not found:
             errors.append(f"{src}: no run folders here (a run folder holds manifest.json and outcomes.jsonl)")
         paths += found
-    return paths, errors
+        studies += [study_label(src)] * len(found)
+    return paths, studies, errors
 
 
 def open_runs(sources: Sequence[Path | str], progress: Progress | None = None, cache: bool = True) -> OpenedRuns:
     """Open every run under `sources` (see the module docstring); never raises for bad data."""
     srcs = [Path(s) for s in sources]
-    paths, errors = find_runs(srcs)
+    paths, studies, errors = find_runs(srcs)
+    pooled = len({study_label(s) for s in srcs if s.exists() and not is_run_dir(s)}) > 1
     if cache:  # a study opened the first time: its indexes built in worker processes
         build_in_parallel(
             [(p / OUTCOMES, OUTCOME_LAYOUT, p / OUTCOMES_INDEX) for p in paths]
@@ -184,7 +201,9 @@ def open_runs(sources: Sequence[Path | str], progress: Progress | None = None, c
     for k, path in enumerate(paths, 1):
         if progress:
             progress(f"indexing run {k} of {len(paths)}: {path.name}")
-        runs.append(open_run(path, item_sets, cache))
+        run = open_run(path, item_sets, cache)
+        run.study, run.pooled = (studies[k - 1], True) if pooled else (studies[0], False)
+        runs.append(run)
     seen: dict[str, Path] = {}
     for run in runs:
         if run.name in seen:

@@ -1,15 +1,16 @@
 """Per-batch evaluation: every format of every item of one planned batch, as outcome records.
 
-Forward passes per batch: one pass over the open prompts serves the greedy open generation (its
-first token), the gold trace and the cloze MC options (all continuations of that same prompt,
-scored from its KV cache); one pass + decoding for candidate-shown generation; one pass over the
-lettered prompts for letter choice; probes only where the config asks.
+The open prompt serves the greedy open generation, the gold trace and the cloze MC options (all
+continuations of that prompt); the shown prompt candidate-shown generation; the lettered prompt
+letter choice; probes run where the config asks. The model work is a backend's (`fast` where the
+model allows it, else `plain`; both give the same records up to float rounding); the records, the
+matching and the categories are built here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -20,9 +21,14 @@ from engine.errors import UserError
 from engine.grading import demotion, generation_fields, is_correct, scoring_of
 from engine.matching import AnswerKey
 from engine.models import LoadedModel
-from engine.prompts import LETTERS, Prompt, PromptBuilder, check_item
+from engine.prompts import LETTERS, PromptBuilder, check_item
 from engine.protocol import generation as gen
-from engine.protocol.scoring import PrefixState, TokenScores, cache_is_selectable, fork_state, prefix_pass, score
+from engine.protocol.fast import SlotBackend
+from engine.protocol.kvcache import supports_slot_cache
+from engine.protocol.plain import PlainBackend
+from engine.protocol.scoring import TokenScores
+from engine.protocol.weights import transposed_linears
+from engine.protocol.work import Backend, BatchWork
 
 SCORE_RULES = ("sum", "per_token", "per_char", "per_byte")
 
@@ -44,12 +50,19 @@ def check_config(config: ProtocolConfig) -> None:
 
 
 def plan_batches(loaded: LoadedModel, items: Sequence[dict[str, Any]], config: ProtocolConfig) -> list[list[dict]]:
-    """The fixed batches of the full item list: longest open prompt first (item_uid breaks ties), cut
-    into `config.batch_size`. A function of the items and tokenizer only, so a resumed run gets the
-    same batches."""
+    """The fixed batches of the full item list: most prompt tokens over the formats first (item_uid
+    breaks ties), cut into `config.batch_size`. A function of the items and tokenizer only, so a
+    resumed run gets the same batches; within a batch each format's prompts are bucketed by their own
+    length (`engine.protocol.rows.plan_layout`)."""
     check_config(config)
     builder = PromptBuilder(loaded.tokenizer, config)
-    keyed = sorted(items, key=lambda it: (-len(builder.open(it).ids), it["item_uid"]))
+
+    def tokens(it: dict[str, Any]) -> int:
+        n = len(builder.open(it).ids)
+        n += len(builder.shown(it).ids) if config.shown else 0
+        return n + (len(builder.letter(it).ids) if config.letter else 0)
+
+    keyed = sorted(items, key=lambda it: (-tokens(it), it["item_uid"]))
     return [keyed[i : i + config.batch_size] for i in range(0, len(keyed), config.batch_size)]
 
 
@@ -57,15 +70,15 @@ def evaluate_batches(
     loaded: LoadedModel, items: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
 ) -> Iterator[list[dict]]:
     """Outcome records, batch by batch, in the planned order."""
-    for batch in plan_batches(loaded, items, config):
-        yield evaluate_batch(loaded, batch, config, one_shot_pool)
+    with transposed_linears(loaded.model):
+        for batch in plan_batches(loaded, items, config):
+            yield evaluate_batch(loaded, batch, config, one_shot_pool)
 
 
-def batch_seed(batch: Sequence[dict[str, Any]], config: ProtocolConfig, purpose: str) -> int:
-    """A 31-bit seed from the protocol seed and the uids of the batch."""
-    h = hashlib.sha256(f"{config.seed}\0{purpose}".encode())
-    for it in batch:
-        h.update(b"\0" + it["item_uid"].encode())
+def item_seed(item: dict[str, Any], config: ProtocolConfig, purpose: str) -> int:
+    """A 31-bit seed from the protocol seed, a purpose and the item's uid (not its batch: an item's
+    draws are the same in any batch)."""
+    h = hashlib.sha256(f"{config.seed}\0{purpose}\0{item['item_uid']}".encode())
     return int.from_bytes(h.digest()[:4], "big") & 0x7FFFFFFF
 
 
@@ -104,114 +117,69 @@ def _argmax(values: Sequence[float]) -> int:
     return best
 
 
-class _Rows:
-    """Continuations to score after the prompts of a batch, deduplicated per prompt."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, tuple[int, ...]]] = []
-        self.index: dict[tuple[int, tuple[int, ...]], int] = {}
-
-    def add(self, prompt: int, ids: Sequence[int]) -> int:
-        key = (prompt, tuple(ids))
-        if key not in self.index:
-            self.index[key] = len(self.rows)
-            self.rows.append(key)
-        return self.index[key]
-
-
 def evaluate_batch(
-    loaded: LoadedModel, batch: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
+    loaded: LoadedModel,
+    batch: list[dict],
+    config: ProtocolConfig,
+    one_shot_pool: dict[str, list[dict]],
+    plain: bool = False,
 ) -> list[dict]:
-    """Outcome records of one planned batch (same batch in, bit-identical records out)."""
+    """Outcome records of one planned batch (same batch in, bit-identical records out); `plain` forces
+    the plain backend (the reference the fast one is tested against)."""
     check_config(config)
     for item in batch:
         check_item(item, config)
-    with torch.inference_mode():
-        return _evaluate(loaded, batch, config, one_shot_pool)
+    with torch.inference_mode(), transposed_linears(loaded.model):
+        return _evaluate(loaded, batch, config, one_shot_pool, plain)
+
+
+def backend_for(loaded: LoadedModel, config: ProtocolConfig, plain: bool = False) -> Backend:
+    """The fast backend where the model allows it (or the plain one when asked or not)."""
+    stop_ids = gen.stop_token_ids(loaded.tokenizer, loaded.model)
+    if not plain and supports_slot_cache(loaded.model):
+        return SlotBackend(loaded.model, loaded.tokenizer, config, stop_ids)
+    return PlainBackend(loaded.model, loaded.tokenizer, config, stop_ids)
 
 
 def _evaluate(
-    loaded: LoadedModel, batch: list[dict], config: ProtocolConfig, pool: dict[str, list[dict]]
+    loaded: LoadedModel, batch: list[dict], config: ProtocolConfig, pool: dict[str, list[dict]], plain: bool
 ) -> list[dict]:
-    model, tok = loaded.model, loaded.tokenizer
+    tok = loaded.tokenizer
     builder = PromptBuilder(tok, config)
-    stop_ids = gen.stop_token_ids(tok, model)
-    pad = tok.pad_token_id
-
-    # 1. open prompts: one pass for open generation, gold trace and cloze options
-    open_prompts = [builder.open(it) for it in batch]
-    state = prefix_pass(model, [p.ids for p in open_prompts], pad)
-    rows = _Rows()
-    gold_rows, option_rows = [], []
-    for i, (it, p) in enumerate(zip(batch, open_prompts)):
-        gold_rows.append(rows.add(i, builder.continuation(p, it["answer"])))
-        option_rows.append([rows.add(i, builder.continuation(p, o)) for o in it["options"]])
-    scored = score(model, state, [p.ids for p in open_prompts], rows.rows, pad)
-    opens = gen.greedy_decode(
-        model, tok, _rows_of(model, state, open_prompts, range(len(batch)), pad), config.max_new_tokens, stop_ids
-    )
-
-    # 2. candidate-shown generation
-    shown: list[gen.Generation | None] = [None] * len(batch)
-    if config.shown:
-        sp = [builder.shown(it).ids for it in batch]
-        shown = list(gen.greedy_decode(model, tok, prefix_pass(model, sp, pad), config.max_new_tokens, stop_ids))
-
-    # 3. letter choice
-    letters: list[dict[str, Any] | None] = [None] * len(batch)
-    if config.letter:
-        lp = [builder.letter(it) for it in batch]
-        lstate = prefix_pass(model, [p.ids for p in lp], pad)
-        lrows = _Rows()
-        lidx = [
-            [lrows.add(i, builder.continuation(p, LETTERS[j])) for j in range(len(it["options"]))]
-            for i, (it, p) in enumerate(zip(batch, lp))
-        ]
-        lscored = score(model, lstate, [p.ids for p in lp], lrows.rows, pad)
-        del lstate
-        letters = [
-            {"letters": list(LETTERS[: len(it["options"])]), "logprobs": [lscored[r].total for r in idx]}
-            for it, idx in zip(batch, lidx)
-        ]
-
-    open_records = [_generation_record(g, it, config) for g, it in zip(opens, batch)]
+    work = BatchWork.of(builder, batch, config)
+    backend = backend_for(loaded, config, plain)
+    out = backend.formats(work)
     records = []
     for i, it in enumerate(batch):
-        mc = _mc_record(it, [scored[r] for r in option_rows[i]], letters[i], config)
-        trace = _trace_record(tok, it, scored[gold_rows[i]], opens[i])
-        shown_i = shown[i]
+        open_record = _generation_record(out.opens[i], it, config)
+        letter = None
+        if out.letter_scores is not None:
+            letter = {
+                "letters": list(LETTERS[: len(it["options"])]),
+                "logprobs": [s.total for s in out.letter_scores[i]],
+            }
+        mc = _mc_record(it, [out.scores[i][c] for c in work.options[i]], letter, config)
         records.append(
             {
                 "item_uid": it["item_uid"],
                 "content_hash": it["content_hash"],
                 "language": it["language"],
-                "open": open_records[i],
-                "shown": _generation_record(shown_i, it, config) if shown_i is not None else None,
+                "open": open_record,
+                "shown": _generation_record(out.shown[i], it, config) if out.shown is not None else None,
                 "mc": mc,
-                "gold_trace": trace,
-                "category": category(open_records[i]["correct"], mc["correct"]),
+                "gold_trace": _trace_record(tok, it, out.scores[i][work.gold[i]], out.opens[i]),
+                "category": category(open_record["correct"], mc["correct"]),
                 "demotion": None,
                 "probes": None,
             }
         )
-
-    # 4. recovery probes
     todo = [
         i
         for i, r in enumerate(records)
         if config.probes == "all" or (config.probes == "failed" and not r["open"]["correct"])
     ]
     if todo:
-        probes = _probes(
-            loaded,
-            builder,
-            [batch[i] for i in todo],
-            config,
-            pool,
-            stop_ids,
-            lambda rows: _rows_of(model, state, open_prompts, [todo[r] for r in rows], pad),
-        )
-        for i, pr in zip(todo, probes):
+        for i, pr in zip(todo, _probes(backend, builder, batch, todo, config, pool)):
             records[i]["probes"] = pr
     for r in records:
         r["demotion"] = demotion(r, config.demotion_max_rank)
@@ -272,67 +240,45 @@ def _trace_record(tok: Any, item: dict[str, Any], s: TokenScores, greedy: gen.Ge
     }
 
 
-def _rows_of(model: Any, state: PrefixState, prompts: Sequence[Prompt], rows: Sequence[int], pad: int) -> PrefixState:
-    """A decodable state for prompts `rows` (repeats allowed) that leaves `state` a pure prefix: cache
-    rows copied when the cache layout allows it, else a fresh prompt pass."""
-    if cache_is_selectable(state.cache):
-        return fork_state(state, list(rows))
-    return prefix_pass(model, [prompts[r].ids for r in rows], pad)
-
-
 def _probes(
-    loaded: LoadedModel,
+    backend: Backend,
     builder: PromptBuilder,
-    items: list[dict],
+    batch: list[dict],
+    todo: list[int],
     config: ProtocolConfig,
     pool: dict[str, list[dict]],
-    stop_ids: list[int],
-    open_state: Callable[[Sequence[int]], PrefixState],
 ) -> list[dict[str, Any]]:
-    """Beam, sampling and one-shot probes; beams and samples continue the shared open-prompt pass."""
-    model, tok = loaded.model, loaded.tokenizer
+    """Beam, sampling and one-shot probes of the items `todo` of the batch, as outcome fields."""
+    items = [batch[i] for i in todo]
+    examples = [pick_example(it, pool, config.seed) if config.one_shot else None for it in items]
+    seeds = [item_seed(it, config, "sampling") for it in items]
+    shots = [builder.one_shot(it, ex) if ex is not None else None for it, ex in zip(items, examples)]
+    res = backend.probes(todo, shots, seeds)
     out: list[dict[str, Any]] = [{} for _ in items]
-    if config.beam_width >= 1:
-        beams_all = gen.beam_decode(
-            model, tok, open_state(range(len(items))), config.beam_width, config.max_new_tokens, stop_ids
-        )
-        for o, it, beams in zip(out, items, beams_all):
-            bs = [{"text": g.text, "score": sc, "correct": _correct(g.text, it, config)} for g, sc in beams]
+    for j, (o, it) in enumerate(zip(out, items)):
+        if res.beams is not None:
+            bs = [{"text": g.text, "score": sc, "correct": _correct(g.text, it, config)} for g, sc in res.beams[j]]
             o["beam"] = {
                 "k": config.beam_width,
                 "beams": bs,
                 "hit_top": bs[0]["correct"],
                 "hit_any": any(b["correct"] for b in bs),
             }
-    if config.n_samples >= 1:
-        seed = batch_seed(items, config, "sampling")
-        n = config.n_samples
-        sub = open_state([k for k in range(len(items)) for _ in range(n)])
-        generator = torch.Generator(device=sub.last_logits.device).manual_seed(seed)
-        samples_all = gen.decode(
-            model, tok, sub, config.max_new_tokens, stop_ids, gen.sampler(config.temperature, config.top_p, generator)
-        )
-        groups = [samples_all[k * n : (k + 1) * n] for k in range(len(items))]
-        for o, it, samples in zip(out, items, groups):
-            ss = [{"text": g.text, "correct": _correct(g.text, it, config)} for g in samples]
+        if res.samples is not None:
+            ss = [{"text": g.text, "correct": _correct(g.text, it, config)} for g in res.samples[j]]
             o["sampling"] = {
                 "n": config.n_samples,
                 "temperature": config.temperature,
                 "top_p": config.top_p,
-                "seed": seed,
+                "seed": seeds[j],
                 "samples": ss,
                 "hits": sum(s["correct"] for s in ss),
             }
-    if config.one_shot:
-        pairs = [(k, ex) for k, it in enumerate(items) if (ex := pick_example(it, pool, config.seed)) is not None]
-        if pairs:
-            shot_prompts = [builder.one_shot(items[k], ex).ids for k, ex in pairs]
-            state = prefix_pass(model, shot_prompts, tok.pad_token_id)
-            gens = gen.greedy_decode(model, tok, state, config.max_new_tokens, stop_ids)
-            for (k, ex), g in zip(pairs, gens):
-                out[k]["one_shot"] = {
-                    "example_uid": ex["item_uid"],
-                    "text": g.text,
-                    "correct": _correct(g.text, items[k], config),
-                }
+        shot, ex = res.one_shot[j], examples[j]
+        if shot is not None and ex is not None:
+            o["one_shot"] = {
+                "example_uid": ex["item_uid"],
+                "text": shot.text,
+                "correct": _correct(shot.text, it, config),
+            }
     return out

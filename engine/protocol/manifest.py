@@ -9,6 +9,7 @@ from engine.grading import demotion_rule, scoring_of
 from engine.models import LoadedModel
 from engine.prompts import CHAT_DELIMITER, PLAIN_DELIMITER, TEMPLATES, template_hashes, wants_chat
 from engine.protocol.generation import END_OF_TURN, stop_token_ids
+from engine.protocol.kvcache import supports_slot_cache
 from engine.runfolder import sha256_text
 
 
@@ -48,7 +49,10 @@ def protocol_manifest(loaded: LoadedModel, config: ProtocolConfig) -> dict[str, 
             "answer_text": "decoded new tokens before the stop, cut at the first newline after leading "
             "whitespace, stripped",
             "batch_size": config.batch_size,
-            "batching": "sorted by open-prompt token length (longest first, item_uid breaks ties), left padding",
+            "batching": "items sorted by prompt tokens over the formats (most first, item_uid breaks ties), "
+            "cut into batch_size; in a batch, each format's prompts share their common token prefix (run once) "
+            "and go in length buckets",
+            "backend": "fast" if supports_slot_cache(loaded.model) else "plain",
             "mc": {
                 "cloze": "sum of continuation token log-probs after the open prompt",
                 "normalisations": {
@@ -85,8 +89,10 @@ def protocol_manifest(loaded: LoadedModel, config: ProtocolConfig) -> dict[str, 
                 "temperature": config.temperature,
                 "top_p": config.top_p,
                 "top_k": None,
-                "seed": "sha256 of protocol seed and the probed items' uids of the batch",
-                "sampler": "softmax(logits / T), nucleus top_p, torch.Generator(seed)",
+                "seed": "per item: first 31 bits of sha256(protocol seed, 'sampling', item_uid)",
+                "sampler": "inverse CDF of softmax(logits / T) (nucleus top_p when < 1): the first token whose "
+                "cumulative probability exceeds u x the total; u[j, t] for sample j at step t from "
+                "torch.Generator(seed).rand(n, max_new_tokens), float64, on the CPU",
                 "stop_rules": "as greedy",
             }
             if config.n_samples >= 1

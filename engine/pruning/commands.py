@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="pruned-weights cache (default: the user cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the pruned-weights cache")
     p.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    _add_threads(p)
     p.set_defaults(func=prune_command)
 
     q = sub.add_parser("perplexity", help="perplexity of a model on the bundled held-out text or a local text file")
@@ -51,7 +52,26 @@ def register(sub: Any) -> None:
     q.add_argument("--batch-size", type=int, default=4)
     q.add_argument("--dtype", default="float32")
     q.add_argument("--device", default="auto")
+    _add_threads(q)
     q.set_defaults(func=perplexity_command)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the physical cores, no more than are idle at the start)",
+    )
+
+
+def _threads(args: argparse.Namespace) -> dict[str, Any]:
+    """Choose and set the torch thread count (engine.threads); returns the choice for the report."""
+    from engine.threads import apply_threads, choose_threads
+
+    choice = choose_threads(args.threads)
+    apply_threads(choice)
+    return choice.as_dict()
 
 
 def prune_command(args: argparse.Namespace) -> int:
@@ -88,6 +108,7 @@ def prune_command(args: argparse.Namespace) -> int:
     settings_for(condition, batch_size=args.batch_size)  # bad sparsity/pattern fails before loading the model
     device = resolve_device(args.device, "--device")
     check_model_source(ModelSpec(id=args.model), "MODEL")
+    threads = _threads(args)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     with layer_progress(f"pruning {args.method}") as progress:
@@ -103,6 +124,7 @@ def prune_command(args: argparse.Namespace) -> int:
             revision=loaded.info.get("revision"),
         )
     report["model"] = loaded.info
+    report["threads"] = threads
     out.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
@@ -127,7 +149,11 @@ def perplexity_command(args: argparse.Namespace) -> int:
         raise UserError(f"--seqlen must be >= 2 and --batch-size >= 1 (got {args.seqlen}, {args.batch_size})")
     if args.text is not None and not args.text.is_file():
         raise UserError(f"--text {args.text}: {'is a folder' if args.text.is_dir() else 'no such file'}")
-    loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=resolve_device(args.device, "--device")))
+    device = resolve_device(args.device, "--device")
+    threads = _threads(args)
+    loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=device))
     res = perplexity_of_file(loaded.model, loaded.tokenizer, args.text, seqlen=args.seqlen, batch_size=args.batch_size)
-    print(json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res}))
+    print(
+        json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res, "threads": threads})
+    )
     return 0

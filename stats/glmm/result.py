@@ -107,6 +107,8 @@ class GlmmResult:
 
         q = norm.ppf(0.5 + level / 2.0)
         se = self.se if self.inferential else np.full(len(self.terms), np.nan)
+        with np.errstate(over="ignore"):  # a limit beyond e^709 (near-separation) is +inf, as it should print
+            odds = np.exp(self.estimates), np.exp(self.estimates - q * se), np.exp(self.estimates + q * se)
         return pd.DataFrame(
             {
                 "term": self.terms,
@@ -114,9 +116,9 @@ class GlmmResult:
                 "se": se,
                 "z": self.z,
                 "p": self.p,
-                "odds_ratio": np.exp(self.estimates),
-                "or_low": np.exp(self.estimates - q * se),
-                "or_high": np.exp(self.estimates + q * se),
+                "odds_ratio": odds[0],
+                "or_low": odds[1],
+                "or_high": odds[2],
             }
         )
 

@@ -418,6 +418,18 @@ CASES: list[Case] = [
         setup=run_case(),
     ),
     Case(
+        "run-threads-zero",
+        lambda ws: [*_run_argv(ws), "--threads", "0"],
+        lambda ws: ["--threads", "0"],
+        setup=run_case(),
+    ),
+    Case(
+        "run-workers-zero",
+        lambda ws: [*_run_argv(ws), "--workers", "0"],
+        lambda ws: [str(ws / "study.toml"), "num_workers"],
+        setup=run_case(),
+    ),
+    Case(
         "run-only-unknown-run",
         lambda ws: [*_run_argv(ws), "--only", "nope"],
         lambda ws: ["--only", "nope", str(ws / "study.toml")],
@@ -455,6 +467,7 @@ CASES: list[Case] = [
     Case("prune-sparsity-range", _prune_argv("--sparsity", "1.5"), lambda ws: ["sparsity", "1.5"]),
     Case("prune-pattern-bad", _prune_argv("--pattern", "2-4"), lambda ws: ["pattern", "2-4"]),
     Case("prune-nsamples-zero", _prune_argv("--nsamples", "0"), lambda ws: ["--nsamples"]),
+    Case("prune-threads-zero", _prune_argv("--threads", "0"), lambda ws: ["--threads", "0"]),
     Case("prune-device-absent", _prune_argv("--device", "cuda:99"), lambda ws: ["--device", "cuda:99"]),
     Case(
         "prune-out-not-empty",
@@ -489,6 +502,7 @@ CASES: list[Case] = [
     Case("ppl-model-missing", _ppl_argv(model="/no/such/model"), lambda ws: ["/no/such/model"]),
     Case("ppl-text-missing", _ppl_argv("--text", "/no/text.txt"), lambda ws: ["--text", "/no/text.txt"]),
     Case("ppl-seqlen-zero", _ppl_argv("--seqlen", "0"), lambda ws: ["--seqlen"]),
+    Case("ppl-threads-zero", _ppl_argv("--threads", "0"), lambda ws: ["--threads", "0"]),
     Case("ppl-device-name", _ppl_argv("--device", "gpu"), lambda ws: ["--device", "gpu"]),
     Case(
         "ppl-garbage-gguf",

@@ -92,6 +92,22 @@ def test_local_launcher_makes_the_four_runs(setup):
     assert sorted(p.name for p in local.iterdir() if p.is_dir() and not p.name.startswith(".")) == sorted(RUNS)
 
 
+def test_local_worker_processes_match_local(setup, tmp_path):
+    """--workers 2: each run in its own process, one torch thread each by the default policy."""
+    spec, env, local = setup
+    auto = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    res = _run(spec, tmp_path / "workers", auto, "--workers", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_study(local, tmp_path / "workers")
+    pids = set()
+    for run in RUNS:
+        hw = read_manifest(tmp_path / "workers" / run)["hardware"]
+        assert hw["threads"]["source"] == "auto" and hw["threads"]["processes"] == 2
+        assert hw["torch_threads"] == hw["threads"]["threads"] == max(1, hw["threads"]["physical_cores"] // 2)
+        pids.add(hw["pid"])
+    assert len(pids) > 1 and os.getpid() not in pids  # worker processes, not this one
+
+
 def test_ray_two_workers_matches_local(setup, tmp_path):
     spec, env, local = setup
     res = _run(spec, tmp_path / "ray", env, "--launcher", "ray", "--num-workers", "2")

@@ -75,6 +75,10 @@ def test_overrides_replace_keys(tmp_path):
         ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
         ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
         ("[[models]\nid='demo'\n", "invalid TOML"),
+        (  # several datasets: one study each, pooled by `prunescope stats A B`
+            "[[items]]\nsource='hf:xquad'\n[[items]]\nsource='hf:tydiqa'\n[[models]]\nid='demo'\n",
+            r"\[\[items\]\]: a study has one item source .* `prunescope stats STUDY_A STUDY_B`",
+        ),
     ],
 )
 def test_bad_specs_name_the_key(tmp_path, text, message):

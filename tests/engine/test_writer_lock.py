@@ -164,7 +164,8 @@ def _env() -> dict[str, str]:
 @contextlib.contextmanager
 def _writing(argv: list[str], run: Path, lines: int = 2) -> Iterator[subprocess.Popen]:
     """A writer process, once it has written `lines` outcome lines of `run` (it holds the lock from
-    before its first line); SIGKILLed when the block ends."""
+    before its first line), stopped there (SIGSTOP) so it cannot finish the run and release the lock
+    while the block runs; SIGKILLed when the block ends."""
     proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 300
@@ -172,6 +173,7 @@ def _writing(argv: list[str], run: Path, lines: int = 2) -> Iterator[subprocess.
         while not (outcomes.exists() and outcomes.read_bytes().count(b"\n") >= lines):
             assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.02)
+        proc.send_signal(signal.SIGSTOP)
         yield proc
     finally:
         proc.send_signal(signal.SIGKILL)

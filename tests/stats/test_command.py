@@ -75,6 +75,16 @@ def test_every_format(study: Path, capsys: pytest.CaptureFixture[str], fmt: str)
                 "languages-recognition",
                 "cochran-recognition_only",
                 "robustness-matching",
+                # the paper's analyses come with recognition
+                "transitions",
+                "ro-denominators",
+                "demotion",
+                "recovery",
+                "recovery-paired",
+                "rank-shift",
+                "ladder",
+                "model-size",
+                "datasets",
             ],
         ),
         ("open", ["--glmm-formula", "open_correct ~ condition + (1|item)"], ["mcnemar-open", "glmm"]),
@@ -253,7 +263,8 @@ def test_two_models_and_dense_only(tmp_path: Path, capsys: pytest.CaptureFixture
     recs = doc["tables"][0]["records"]
     assert sorted({r["model"] for r in recs}) == ["org/large", "org/small"] and all(r["n"] == 10 for r in recs)
     glmm = next(t for t in doc["tables"] if t["key"] == "glmm")
-    assert "recognition_only ~ condition + model + language + (1|item)" in glmm["notes"][0]
+    # two sizes: size is a numeric axis with its interaction with sparsity, not the model factor
+    assert "recognition_only ~ condition + log_params + sparsity:log_params + language + (1|item)" in glmm["notes"][0]
     dense = tmp_path / "dense"
     make_synthetic_study(dense, n_per_language=10, languages=("en",), conditions=CONDS[:1])
     rc, out, err = _run(capsys, str(dense), "--format", "markdown", "--no-glmm")

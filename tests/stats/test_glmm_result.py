@@ -150,3 +150,16 @@ def test_lme4_backend_reproduces_golden() -> None:
     assert [vc.group for vc in r.variance_components] == ["item", "language"]
     assert r.variance_components[0].terms == ("(Intercept)", "sparsity_c")
     assert "lme4 1.1" in r.backend_version and "Hessian" in r.se_method
+
+
+def test_odds_ratio_limits_past_double_range_are_infinite_without_a_warning(cbpp: pd.DataFrame) -> None:
+    """Near-separation gives a Wald limit beyond e^709: the table holds +inf, and no NumPy warning leaks out."""
+    import dataclasses
+    import warnings
+
+    r = fit_glmm(cbpp, CBPP)
+    huge = dataclasses.replace(r, se=np.full(len(r.terms), 400.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tab = huge.coef_table()
+    assert np.isinf(tab["or_high"]).all() and (tab["or_low"] >= 0).all()

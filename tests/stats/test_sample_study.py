@@ -19,12 +19,19 @@ import pytest
 
 from engine.cli import main
 from stats.load import load_study, transitions
+from stats.paper import KEYS as PAPER_KEYS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion"
 
 
 def _report_files(root: Path) -> list[str]:
-    return ["REPORT.md", "tables.tex", "tables.json", *sorted(f"csv/{p.name}" for p in (root / "csv").glob("*.csv"))]
+    return [
+        "REPORT.md",
+        "tables.tex",
+        "tables.json",
+        *sorted(f"csv/{p.name}" for p in (root / "csv").glob("*.csv")),
+        *sorted(f"tex/{p.name}" for p in (root / "tex").glob("*.tex")),
+    ]
 
 
 def test_sample_loads_paired() -> None:
@@ -50,9 +57,11 @@ def test_stats_reproduces_the_committed_report(tmp_path: Path, capsys: pytest.Ca
     # the machine-dependent convergence details are written, but beside the report and never compared
     diagnostics = json.loads((tmp_path / "diagnostics.json").read_text(encoding="utf-8"))
     assert diagnostics["glmm"]["iterations"] > 0 and len(diagnostics["glmm"]["beta"]) == 17
-    for name in ("recognition_vs_sparsity", "first_token_rank", "glmm_forest"):
+    for name in ("recognition_vs_sparsity", "first_token_rank", "glmm_forest", "demotion", "format_ladder"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
         assert (SAMPLE / "figures" / f"{name}.png").exists()
+    for key in (*PAPER_KEYS, "glmm"):
+        assert f"tex/{key}.tex" in names and f"csv/{key}.csv" in names  # one LaTeX file per table
 
 
 _GLMM_TABLE = """

@@ -215,3 +215,54 @@ def test_two_dense_runs_get_the_same_answer_in_stats_and_the_tui(study: Path) ->
     assert all(ref == -1 for ref in s.reference)  # nothing is paired against a guessed reference
     assert {s.uid(r, row) for r, row in zip(s.pairs.run, s.pairs.row)}  # runs are listed unpaired
     assert not discordant(s.pairs.transition).any()
+
+
+def test_filter_by_demotion_and_recovery(study: Path) -> None:
+    s = load_study([study])
+    p = s.pairs
+    recs = [s.runs[p.run[i]].fetch(p.row[i]) for i in range(len(p))]
+
+    def recovered(rec: dict) -> bool | None:
+        pr = rec.get("probes")
+        if not pr:
+            return None
+        return bool(pr["beam"]["hit_any"] or pr["sampling"]["hits"] or pr["one_shot"]["correct"])
+
+    for query, want in (
+        ("demotion:demoted", lambda r: r["demotion"] == "demoted"),
+        ("demotion:erased", lambda r: r["demotion"] == "erased"),
+        ("demotion:demoted|erased", lambda r: r["demotion"] in ("demoted", "erased")),
+        ("recovered:yes", lambda r: recovered(r) is True),
+        ("recovered:no", lambda r: recovered(r) is False),
+        ("demotion:demoted recovered:no", lambda r: r["demotion"] == "demoted" and recovered(r) is False),
+    ):
+        got = select(s, Filter.parse(query), set()).tolist()
+        assert got == [i for i, r in enumerate(recs) if want(r)], query
+    assert len(select(s, Filter.parse("demotion:erased"), set())) > 0
+    for bad in ("demotion:gone", "recovered:maybe"):
+        with pytest.raises(ValueError, match=bad.split(":")[1]):
+            Filter.parse(bad)
+
+
+def test_two_studies_are_pooled_the_way_stats_pools_them(study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from stats.load import load_study as stats_load
+    from stats.load import transitions
+
+    other = tmp_path / "other-study"
+    shutil.copytree(study, other)  # the same runs and items: only the study tells them apart
+    s = load_study([study, other])
+    assert s.all_problems == []
+    names = [r.name for r in s.runs]
+    assert names[:3] == [f"{study.name}/tiny-llama__{c}" for c in ("dense", "wanda-s50", "wanda-s70")]
+    assert names[3:] == [f"other-study/tiny-llama__{c}" for c in ("dense", "wanda-s50", "wanda-s70")]
+    assert [names[ref] if ref >= 0 else None for ref in s.reference] == [None, names[0], names[0]] + [
+        None,
+        names[3],
+        names[3],
+    ]  # each study's pruned runs pair with its own dense run
+    tr = transitions(stats_load([study, other]))
+    pairs = {(str(a), str(b)) for a, b in zip(tr["run_id"], tr["reference_run"])}
+    assert pairs == {(names[i], names[s.reference[i]]) for i in (1, 2, 4, 5)}
+    assert len(s.pairs) == len(tr)

@@ -17,6 +17,7 @@ from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
 from tui.screens.item import ItemScreen
 from tui.screens.items import ItemsScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
 from tui.widgets.item_table import ItemTable
@@ -202,6 +203,37 @@ async def test_significance_same_numbers_as_stats(study: Path) -> None:
         shown = text.replace(" ", "")
         assert all(cell.replace(" ", "") in shown for cell in first[4:8])
         await pilot.press("j", "l", "G", "g")
+
+
+async def test_paper_screen_filters_by_language_and_model(study: Path) -> None:
+    from stats.paper import KEYS
+
+    app = PrunescopeApp([study], stats_glmm=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("6")
+        await loaded(pilot)
+        assert isinstance(app.screen, PaperScreen)
+        expected = {t.key: t for t in app.stats.tables if t.key in KEYS}
+        assert set(expected) == set(KEYS)
+        shown = {t.key: t for t in app.screen.filtered()}
+        assert shown["demotion"].display_rows() == expected["demotion"].display_rows()  # pooled rows = stats
+        assert "Transitions dense → pruned" in screen_text(app)
+        await pilot.press("L")  # first language: de
+        langs = {t.key: {r.get("language") for r in t.records} for t in app.screen.filtered()}
+        assert langs["demotion"] == {"de"} and langs["ladder"] == {"de"} and langs["recovery-paired"] == {"all"}
+        de_rows = [r for r in expected["ladder"].detail if r["language"] == "de"]
+        assert next(t for t in app.screen.filtered() if t.key == "ladder").records == de_rows
+        assert "language: de" in screen_text(app)
+        await pilot.press("L", "L", "L")  # en, sw, back to all
+        assert app.screen.language == "all"
+        await pilot.press("M")
+        assert app.screen.model == "synthetic/tiny-llama"
+        await pilot.press("e")
+        await loaded(pilot)
+        lines = app.last_export.read_text(encoding="utf-8").splitlines()
+        assert {json.loads(x)["table"] for x in lines} == {t.key for t in app.screen.filtered() if t.records}
+        assert len(lines) == sum(len(t.records) for t in app.screen.filtered())
 
 
 async def test_run_info_and_exports(study: Path) -> None:

@@ -21,6 +21,7 @@ from tui.headless import MachineShare, press, until
 from tui.screens.item import ItemScreen
 from tui.screens.items import ItemsScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
 
@@ -53,7 +54,7 @@ async def test_keys_on_every_screen_while_a_100k_line_study_loads(
         async with app.run_test(size=(130, 40)) as pilot:
             # While the study loads: every screen, moving and switching.
             await keys("j", "k", "2", "j", "G", "g", "slash", "escape", "3", "4", "j", "G", "5", "j", "k")
-            await keys("1", "question_mark", "escape", "2", "pagedown", "1")
+            await keys("6", "L", "M", "j", "1", "question_mark", "escape", "2", "pagedown", "1")
             assert any(loading for *_, loading in timings), "the study loaded before the first keys"
             await until(lambda: app.study is not None)
             assert sum(len(r) for r in app.study.runs) == 100_000
@@ -66,11 +67,11 @@ async def test_keys_on_every_screen_while_a_100k_line_study_loads(
             await until(lambda: isinstance(app.screen, ItemsScreen))
             await keys("slash", *"lang:de", "enter")
             await until(lambda: app.items_state.query == "lang:de")
-            await keys("j", "4", "j", "5", "G", "g", "j", "1", "question_mark", "escape", "j")
+            await keys("j", "4", "j", "5", "G", "g", "j", "6", "L", "M", "G", "1", "question_mark", "escape", "j")
             await until(lambda: isinstance(app.screen, OverviewScreen))
     limit = LIMIT_S * share.starvation
     visited = {screen for screen, *_ in timings}
-    for screen in (OverviewScreen, ItemsScreen, ItemScreen, SignificanceScreen, RunInfoScreen):
+    for screen in (OverviewScreen, ItemsScreen, ItemScreen, SignificanceScreen, RunInfoScreen, PaperScreen):
         assert screen.__name__ in visited
     slow = [(screen, key, round(s, 3), loading) for screen, key, s, loading in timings if s > limit]
     worst = sorted(timings, key=lambda t: -t[2])[:5]

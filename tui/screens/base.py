@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.safe_text import inert
+from tui.widgets.lines import LinesView
 
 if TYPE_CHECKING:
     from tui.app import PrunescopeApp
@@ -64,6 +66,19 @@ class DataScreen(Screen):
     def export_view(self) -> Export | None:
         """The current view as rows/records for `e` (None: nothing to export)."""
         return None
+
+
+class LinesScreen(DataScreen):
+    """A data screen whose body is prepared lines (`LinesView`): title, message line, body, key bar."""
+
+    def compose(self) -> ComposeResult:
+        yield self.title_bar()
+        yield Static(id="message", classes="message")
+        yield LinesView(id="body")
+        yield self.key_bar()
+
+    def on_mount(self) -> None:
+        self.query_one(LinesView).focus()
 
 
 def key_hints(screen: Screen) -> Text:

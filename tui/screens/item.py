@@ -15,7 +15,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
 from textual.strip import Strip
 from textual.widgets import Static
@@ -23,7 +23,7 @@ from textual.widgets import Static
 from engine.safe_text import inert
 from tui import render, view
 from tui.model import Study
-from tui.screens.base import DataScreen, Export
+from tui.screens.base import Export, LinesScreen
 from tui.widgets.lines import WIDE, LinesView, render_strips
 
 
@@ -36,7 +36,7 @@ class Drawn:
     lines: list[Strip]
 
 
-class ItemScreen(DataScreen):
+class ItemScreen(LinesScreen):
     """Shows the item of pair `pair_index`; `]` / `[` step through the discordant items of the list."""
 
     SCREEN_NAME = "3 Item"
@@ -51,15 +51,6 @@ class ItemScreen(DataScreen):
         self.records: list[tuple[str, float, dict[str, Any]]] = []
         self._shown: tuple[int, int] | None = None  # (pair index, width) on screen
         self._drawn_items: OrderedDict[tuple[int, int, int], Drawn] = OrderedDict()  # recent and prefetched
-
-    def compose(self) -> ComposeResult:
-        yield self.title_bar()
-        yield Static(id="message", classes="message")
-        yield LinesView(id="body")
-        yield self.key_bar()
-
-    def on_mount(self) -> None:
-        self.query_one(LinesView).focus()
 
     def show(self, index: int) -> None:
         """Show pair `index` (now if the screen is on display, else when it is)."""

@@ -8,24 +8,14 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.widgets import Static
 
-from tui.screens.base import DataScreen, Export
+from tui.screens.base import Export, LinesScreen
 from tui.widgets.lines import LinesView, text_line
 
 
-class RunInfoScreen(DataScreen):
+class RunInfoScreen(LinesScreen):
     SCREEN_NAME = "5 Run info"
-
-    def compose(self) -> ComposeResult:
-        yield self.title_bar()
-        yield Static(id="message", classes="message")
-        yield LinesView(id="body")
-        yield self.key_bar()
-
-    def on_mount(self) -> None:
-        self.query_one(LinesView).focus()
 
     def refresh_data(self) -> None:
         app = self.papp

@@ -158,8 +158,9 @@ def test_plan_is_a_function_of_the_item_set(chat_model) -> None:
     assert plan == plan_batches(chat_model, shuffled, FAST)
     assert [len(b) for b in plan] == [4, 4, 2]
     builder = PromptBuilder(chat_model.tokenizer, FAST)
-    keys = [(-len(builder.open(it).ids), it["item_uid"]) for b in plan for it in b]
-    assert keys == sorted(keys)
+    tokens = [len(builder.open(it).ids) + len(builder.shown(it).ids) + len(builder.letter(it).ids) for it in ITEMS]
+    keys = [(-tokens[ITEMS.index(it)], it["item_uid"]) for b in plan for it in b]
+    assert keys == sorted(keys)  # most prompt tokens over the formats first
 
 
 def test_probes_follow_the_mode_and_decide_demotion(chat_model) -> None:

@@ -98,28 +98,15 @@ def test_beam_scores_are_length_normalised_log_probs(base_model) -> None:
 
 
 def test_near_zero_temperature_sampling_is_greedy(base_model) -> None:
-    from engine.protocol.generation import decode, sampler
+    from engine.protocol.generation import sample_decode, uniforms
 
     model, tok = base_model.model, base_model.tokenizer
     builder = PromptBuilder(tok, ProtocolConfig())
     prompts = [builder.open(it).ids for it in ITEMS[:3]]
     stops = stop_token_ids(tok, model)
+    u = uniforms([0, 1, 2], 1, 6)
     with torch.inference_mode():
         greedy = greedy_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops)
-        cold = decode(
-            model,
-            tok,
-            prefix_pass(model, prompts, tok.pad_token_id),
-            6,
-            stops,
-            sampler(1e-4, 1.0, torch.Generator().manual_seed(0)),
-        )
-        nucleus = decode(
-            model,
-            tok,
-            prefix_pass(model, prompts, tok.pad_token_id),
-            6,
-            stops,
-            sampler(1.0, 1e-6, torch.Generator().manual_seed(0)),
-        )
+        cold = sample_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops, 1e-4, 1.0, u)
+        nucleus = sample_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops, 1.0, 1e-6, u)
     assert [g.new_ids for g in cold] == [g.new_ids for g in greedy] == [g.new_ids for g in nucleus]

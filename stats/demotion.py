@@ -1,0 +1,168 @@
+"""Demoted vs erased: where the gold answer went when open generation failed.
+
+An item whose open generation failed is *demoted* when the gold answer's first token is still near
+the top (rank ≤ the threshold) or a probe recovered the gold answer, and *erased* otherwise. The
+rule is a stats option (`--demotion-rank`, `--demotion-probes`), so the analysis is redone from the
+stored ranks and probe results without re-running models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from engine.errors import UserError
+from stats.cells import adjust_rows, iter_cells, key_columns, wilson_fields
+from stats.intervals import DIFF_NAMES
+from stats.mcnemar import METHOD_NAMES, mcnemar
+from stats.report import Column, ReportTable
+from stats.tables import PairedTable
+
+PROBES = ("beam", "sampling", "one_shot")
+PROBE_NAMES = {"beam": "beam (gold in any beam)", "sampling": "sampling (≥ 1 hit)", "one_shot": "one-shot"}
+
+
+@dataclass(frozen=True)
+class DemotionRule:
+    """Open generation failed and (gold first-token rank ≤ max_rank or one of `probes` recovered it)."""
+
+    max_rank: int = 10
+    probes: tuple[str, ...] = PROBES
+
+    def __post_init__(self) -> None:
+        if self.max_rank < 1:
+            raise UserError(f"--demotion-rank must be ≥ 1, got {self.max_rank}")
+        for p in self.probes:
+            if p not in PROBES:
+                raise UserError(f"--demotion-probes: unknown probe {p!r}; choose from {', '.join(PROBES)} or none")
+
+    def describe(self) -> str:
+        probes = " or ".join(PROBE_NAMES[p] for p in self.probes)
+        return (
+            f"demoted = open generation failed and (gold first-token rank ≤ {self.max_rank}"
+            + (f" or recovered by {probes}" if probes else "")
+            + "); erased = failed otherwise"
+        )
+
+
+def parse_probes(text: str) -> tuple[str, ...]:
+    """'beam,sampling' → ('beam', 'sampling'); 'none' → ()."""
+    if text.strip() == "none":
+        return ()
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def default_rule(runs: Sequence[dict], max_rank: int | None = None, probes: Sequence[str] = PROBES) -> DemotionRule:
+    """The threshold given, else the one the runs recorded (all alike), else 10."""
+    if max_rank is None:
+        recorded = {int(r["demotion_max_rank"]) for r in runs if r.get("demotion_max_rank") is not None}
+        max_rank = recorded.pop() if len(recorded) == 1 else 10
+    return DemotionRule(int(max_rank), tuple(probes))
+
+
+def recovered(frame: pd.DataFrame, suffix: str, probes: Sequence[str]) -> np.ndarray:
+    """Did any of `probes` produce the gold answer (False where it was not run)?"""
+    out = np.zeros(len(frame), dtype=bool)
+    if "beam" in probes:
+        out |= frame[f"beam_any{suffix}"].fillna(False).to_numpy(bool)
+    if "sampling" in probes:
+        out |= frame[f"sample_hits{suffix}"].fillna(0).to_numpy(float) > 0
+    if "one_shot" in probes:
+        out |= frame[f"one_shot{suffix}"].fillna(False).to_numpy(bool)
+    return out
+
+
+def label(frame: pd.DataFrame, rule: DemotionRule, suffix: str = "") -> np.ndarray:
+    """'demoted' / 'erased' for failed open generations, '' for correct ones (object array)."""
+    failed = ~frame[f"open_correct{suffix}"].to_numpy(bool)
+    rank = frame[f"first_token_rank{suffix}"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
+    demoted = (rank <= rule.max_rank) | recovered(frame, suffix, rule.probes)
+    return np.where(failed, np.where(demoted, "demoted", "erased"), "")
+
+
+def demotion_report(
+    tr: pd.DataFrame,
+    rule: DemotionRule,
+    method: str = "midp",
+    adjust_method: str = "holm",
+    level: float = 0.95,
+    diff_ci: str = "tango",
+) -> ReportTable:
+    """Per cell: demoted / erased among pruned failures and RO items, dense vs pruned paired tests."""
+    records = []
+    for keys, sub in iter_cells(tr):
+        lp, ld = label(sub, rule, "_pruned"), label(sub, rule, "_dense")
+        ro = sub["recognition_only_pruned"].to_numpy(bool)
+        n_fail, n_dem = int((lp != "").sum()), int((lp == "demoted").sum())
+        nd_fail, nd_dem = int((ld != "").sum()), int((ld == "demoted").sum())
+        n_ro, n_ro_dem = int(ro.sum()), int((ro & (lp == "demoted")).sum())
+        rec = {
+            **keys,
+            "n": len(sub),
+            "failed": n_fail,
+            "demoted": n_dem,
+            "erased": n_fail - n_dem,
+            **wilson_fields(n_dem, n_fail, level, "demoted_share"),
+            "dense_failed": nd_fail,
+            "dense_demoted": nd_dem,
+            **wilson_fields(nd_dem, nd_fail, level, "dense_demoted_share"),
+            "ro": n_ro,
+            "ro_demoted": n_ro_dem,
+            "ro_erased": n_ro - n_ro_dem,
+            **wilson_fields(n_ro_dem, n_ro, level, "ro_demoted_share"),
+            "p_ro_majority": binomtest(n_ro_dem, n_ro, 0.5).pvalue if n_ro else math.nan,
+            "rule": rule.describe(),
+        }
+        for what in ("erased", "demoted"):
+            res = mcnemar(
+                PairedTable.from_pairs(lp == what, ld == what, ("pruned", "dense")),
+                method,
+                level=level,
+                diff_ci=diff_ci,
+                outcome=what,
+            )
+            rec[f"{what}_rate"] = res.p1
+            rec[f"{what}_rate_dense"] = res.p2
+            rec[f"delta_{what}"] = res.difference.estimate
+            rec[f"delta_{what}_low"] = res.difference.lower
+            rec[f"delta_{what}_high"] = res.difference.upper
+            rec[f"b_{what}"], rec[f"c_{what}"] = res.b, res.c
+            rec[f"p_{what}"] = res.pvalue
+        records.append(rec)
+    fams = {
+        what: adjust_rows(records, f"p_{what}", adjust_method, f"{what}-rate tests, every row of this table")
+        for what in ("erased", "demoted")
+    }
+    cols = [
+        *key_columns(records),
+        Column("n", "n", "int"),
+        Column("failed", "failed", "int"),
+        Column("demoted", "demoted", "int"),
+        Column("erased", "erased", "int"),
+        Column(f"demoted share [{100 * level:g}% CI]", "demoted_share", "ci"),
+        Column("dense: demoted share", "dense_demoted_share", "rate"),
+        Column("RO", "ro", "int"),
+        Column(f"RO demoted share [{100 * level:g}% CI]", "ro_demoted_share", "ci"),
+        Column("p (RO share = ½)", "p_ro_majority", "p"),
+        Column(f"Δ erased [{100 * level:g}% CI]", "delta_erased", "ci"),
+        Column(f"p erased adj. ({adjust_method})", "p_erased_adjusted", "p"),
+        Column(f"Δ demoted [{100 * level:g}% CI]", "delta_demoted", "ci"),
+        Column(f"p demoted adj. ({adjust_method})", "p_demoted_adjusted", "p"),
+    ]
+    notes = [
+        f"Rule: {rule.describe()} (set with --demotion-rank and --demotion-probes; a probe that was not run "
+        "recovers nothing).",
+        "failed / demoted / erased: pruned run, items whose open generation failed; demoted share with a "
+        f"{100 * level:g}% Wilson CI; dense: the same share among the dense run's failures on the same items.",
+        "RO: items recognition-only after pruning; p (RO share = ½): exact two-sided binomial test of "
+        "'most recognition-only errors are demoted' against an even split.",
+        f"Δ erased / Δ demoted: paired difference of the share of all items erased (demoted), pruned − dense, "
+        f"{DIFF_NAMES[diff_ci]} CI; p: {METHOD_NAMES[method]}.",
+        "Multiple comparisons: " + fams["erased"].describe() + "; the same for the demoted tests.",
+    ]
+    return ReportTable("demotion", "Demoted vs erased, dense vs pruned", cols, records, notes)
