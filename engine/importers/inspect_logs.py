@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,12 +31,13 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.importers.folder import ImportedRun, run_id_of
-from engine.importers.pairs import HINT, pair_names
+from engine.importers.pairs import GEN, MC, model_pairs
 from engine.importers.records import (
     GenSample,
     ImportOptions,
     ItemSource,
     McSample,
+    join_pairs,
     language_of,
     make_item,
     outcome,
@@ -204,7 +204,7 @@ def _targets(sample: dict[str, Any]) -> list[str]:
 
 
 def _source(task: InspectTask, sample: dict[str, Any], where: str, options: ImportOptions) -> ItemSource:
-    meta = sample.get("metadata") if isinstance(sample.get("metadata"), dict) else {}
+    meta: dict[str, Any] = sample["metadata"] if isinstance(sample.get("metadata"), dict) else {}
     aliases = meta.get("aliases")
     dataset = (task.eval.get("dataset") or {}).get("name") or task.name
     return ItemSource(
@@ -243,7 +243,7 @@ def _mc(task: InspectTask, sample: dict[str, Any], where: str) -> McSample:
 
 
 def _gen(task: InspectTask, sample: dict[str, Any], where: str) -> GenSample:
-    output = sample.get("output") if isinstance(sample.get("output"), dict) else {}
+    output: dict[str, Any] = sample["output"] if isinstance(sample.get("output"), dict) else {}
     text = output.get("completion")
     if not isinstance(text, str):
         choices = output.get("choices") or []
@@ -280,16 +280,7 @@ def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tup
 
 
 def _run(model: str, pairs: list[tuple[InspectTask, InspectTask]], options: ImportOptions) -> ImportedRun:
-    items: list[dict[str, Any]] = []
-    outcomes: list[dict[str, Any]] = []
-    for mc, gen in pairs:
-        got_items, got_outcomes = pair_items(mc, gen, options)
-        items += got_items
-        outcomes += got_outcomes
-    uids = [i["item_uid"] for i in items]
-    if len(set(uids)) != len(uids):
-        dup = next(u for u in uids if uids.count(u) > 1)
-        raise UserError(f"item {dup!r} is asked by two task pairs of model {model!r}")
+    items, outcomes = join_pairs(model, [pair_items(m, g, options) for m, g in pairs])
     logs = [t for pair in pairs for t in pair]
     first = logs[0].eval
     plans = {t.name: t.header.get("plan") for t in logs}
@@ -346,16 +337,6 @@ def read_inspect(
         tasks[task.name] = task
     runs = []
     for model, tasks in by_model.items():
-        mc = [n for n, t in tasks.items() if t.is_mc]
-        gen = [n for n, t in tasks.items() if not t.is_mc]
-        names = pair_names(mc, gen, explicit_pairs)
-        used = {n for pair in names for n in pair}
-        for n in sorted(set(tasks) - used):
-            print(f"prunescope import: skipped task {n}: no twin in the other format (model {model})", file=sys.stderr)
-        if not names:
-            raise UserError(
-                f"model {model!r}: no pair of tasks asking the same samples as multiple choice and as generation "
-                f"among {', '.join(sorted(tasks))}; {HINT}"
-            )
-        runs.append(_run(model, [(tasks[a], tasks[b]) for a, b in sorted(names)], options))
+        names = model_pairs(model, {n: MC if t.is_mc else GEN for n, t in tasks.items()}, explicit_pairs)
+        runs.append(_run(model, [(tasks[a], tasks[b]) for a, b in names], options))
     return runs

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +29,13 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.importers.folder import ImportedRun, run_id_of
-from engine.importers.pairs import HINT, pair_names
+from engine.importers.pairs import model_pairs
 from engine.importers.records import (
     GenSample,
     ImportOptions,
     ItemSource,
     McSample,
+    join_pairs,
     language_of,
     make_item,
     outcome,
@@ -137,22 +137,6 @@ def tasks_by_model(paths: Sequence[Path]) -> dict[str, dict[str, TaskLog]]:
                 )
             tasks[log.name] = log
     return models
-
-
-def pair_tasks(
-    tasks: dict[str, TaskLog], explicit: Sequence[tuple[str, str]] = ()
-) -> tuple[list[tuple[TaskLog, TaskLog]], list[str]]:
-    """(MC task, generation task) pairs (`engine.importers.pairs`), and the tasks left without a twin."""
-    mc = [n for n, t in tasks.items() if t.output_type == "multiple_choice"]
-    gen = [n for n, t in tasks.items() if t.output_type == "generate_until"]
-    pairs = pair_names(mc, gen, explicit)
-    used = {n for pair in pairs for n in pair}
-    left = [
-        f"{n} ({t.output_type or 'no output_type'}): no twin in the other format"
-        for n, t in tasks.items()
-        if n not in used
-    ]
-    return [(tasks[a], tasks[b]) for a, b in pairs], left
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -358,17 +342,7 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
 
 
 def _run(model: str, pairs: list[tuple[TaskLog, TaskLog]], options: ImportOptions) -> ImportedRun:
-    items: list[dict[str, Any]] = []
-    outcomes: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for mc_log, gen_log in pairs:
-        got_items, got_outcomes = pair_items(mc_log, gen_log, options)
-        for item, rec in zip(got_items, got_outcomes):
-            if item["item_uid"] in seen:
-                raise UserError(f"item {item['item_uid']!r} is asked by two task pairs of model {model!r}")
-            seen.add(item["item_uid"])
-            items.append(item)
-            outcomes.append(rec)
+    items, outcomes = join_pairs(model, [pair_items(m, g, options) for m, g in pairs])
     logs = [t for pair in pairs for t in pair]
     results = logs[0].results
     cfg = results.get("config") or {}
@@ -426,13 +400,6 @@ def read_lm_eval(
     """One imported run per model found under `paths` (see the module docstring)."""
     runs = []
     for model, tasks in tasks_by_model(paths).items():
-        pairs, left = pair_tasks(tasks, explicit_pairs)
-        for why in left:
-            print(f"prunescope import: skipped task {why} (model {model})", file=sys.stderr)
-        if not pairs:
-            raise UserError(
-                f"model {model!r}: no pair of tasks asking the same items as multiple choice and as generation "
-                f"among {', '.join(sorted(tasks))}; {HINT}"
-            )
-        runs.append(_run(model, sorted(pairs, key=lambda p: p[0].name), options))
+        names = model_pairs(model, {n: t.output_type for n, t in tasks.items()}, explicit_pairs)
+        runs.append(_run(model, [(tasks[a], tasks[b]) for a, b in names], options))
     return runs

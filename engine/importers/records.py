@@ -102,6 +102,21 @@ def argmax(values: Sequence[float]) -> int:
     return best
 
 
+def join_pairs(model: str, parts: Sequence[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> tuple[list, list]:
+    """(items, outcome lines) of every task pair of one model, in order; an item asked by two pairs is an error."""
+    items: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for got_items, got_outcomes in parts:
+        for item, rec in zip(got_items, got_outcomes):
+            if item["item_uid"] in seen:
+                raise UserError(f"item {item['item_uid']!r} is asked by two task pairs of model {model!r}")
+            seen.add(item["item_uid"])
+            items.append(item)
+            outcomes.append(rec)
+    return items, outcomes
+
+
 def make_item(src: ItemSource, mc: McSample, gen: GenSample) -> dict[str, Any]:
     """The items.jsonl record: options and gold from the MC request, the answer from the generation's target."""
     answer = gen.target.strip() or mc.options[mc.gold]
@@ -145,7 +160,7 @@ def mc_record(mc: McSample, rule: str) -> dict[str, Any]:
         if rule not in decisions:
             raise UserError(f"MC rule {rule!r}: not available for task {mc.task!r} (it has {', '.join(decisions)})")
         choice = decisions[rule]
-    logliks = mc.logliks or [None] * len(mc.options)
+    logliks: list[float | None] = list(mc.logliks) if mc.logliks is not None else [None] * len(mc.options)
     options = [
         {"text": o, "loglik": ll, "n_tokens": None, "n_chars": c, "n_bytes": b, "is_greedy": g}
         for o, ll, c, b, g in zip(mc.options, logliks, n_chars, n_bytes, mc.is_greedy)

@@ -13,7 +13,8 @@ import pytest
 from engine.cli import main
 from engine.contract.reader import iter_outcomes, read_manifest
 from engine.errors import UserError
-from engine.importers.lm_eval import TaskLog, pair_tasks, read_lm_eval, tasks_by_model
+from engine.importers.lm_eval import read_lm_eval, tasks_by_model
+from engine.importers.pairs import GEN, MC, model_pairs, pair_names
 from engine.importers.records import ImportOptions
 from engine.runfolder import validate_run, validate_study
 from stats.api import StatsOptions, analyse
@@ -138,33 +139,24 @@ def test_documents_without_an_id_are_keyed_by_their_content(tmp_path: Path) -> N
     assert all(len(o["mc"]["options"]) == 4 for o in run.outcomes)
 
 
-def _log(name: str, output_type: str) -> TaskLog:
-    return TaskLog(name, {"output_type": output_type}, Path("r.json"), Path(f"samples_{name}.jsonl"), {})
-
-
-def test_recognised_task_pairs_and_explicit_ones() -> None:
-    tasks = {
-        n: _log(n, t)
-        for n, t in (
-            ("mmlu_anatomy", "multiple_choice"),
-            ("mmlu_anatomy_generative", "generate_until"),
-            ("trivia_mc", "multiple_choice"),
-            ("trivia_gen", "generate_until"),
-            ("arc_easy", "multiple_choice"),
-            ("arc_open", "generate_until"),
-            ("wikitext", "loglikelihood_rolling"),
-        )
+def test_recognised_task_pairs_and_explicit_ones(capsys: pytest.CaptureFixture) -> None:
+    kinds = {
+        "mmlu_anatomy": MC,
+        "mmlu_anatomy_generative": GEN,
+        "trivia_mc": MC,
+        "trivia_gen": GEN,
+        "arc_easy": MC,
+        "arc_open": GEN,
+        "wikitext": "loglikelihood_rolling",
     }
-    pairs, left = pair_tasks(tasks)
-    assert {(a.name, b.name) for a, b in pairs} == {
-        ("mmlu_anatomy", "mmlu_anatomy_generative"),
-        ("trivia_mc", "trivia_gen"),
-    }
-    assert sorted(x.split(" ")[0] for x in left) == ["arc_easy", "arc_open", "wikitext"]
-    pairs, left = pair_tasks(tasks, [("arc_easy", "arc_open")])
-    assert ("arc_easy", "arc_open") in {(a.name, b.name) for a, b in pairs} and len(left) == 1
+    assert model_pairs("m", kinds) == [("mmlu_anatomy", "mmlu_anatomy_generative"), ("trivia_mc", "trivia_gen")]
+    err = capsys.readouterr().err
+    assert "skipped task arc_easy (multiple_choice)" in err and "skipped task wikitext (loglikelihood_rolling)" in err
+    assert ("arc_easy", "arc_open") in model_pairs("m", kinds, [("arc_easy", "arc_open")])
     with pytest.raises(UserError, match="must be a multiple-choice task"):
-        pair_tasks(tasks, [("arc_open", "arc_easy")])
+        pair_names(["arc_easy"], ["arc_open"], [("arc_open", "arc_easy")])
+    with pytest.raises(UserError, match="X_mc/X_gen"):
+        model_pairs("m", {"wikitext": "loglikelihood_rolling"})
 
 
 def test_stats_pairs_two_imported_models_with_mcnemar_and_cis(study: Path, capsys: pytest.CaptureFixture) -> None:
