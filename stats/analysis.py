@@ -20,7 +20,7 @@ from stats.intervals import DIFF_NAMES, wilson
 from stats.mcnemar import METHOD_NAMES, McNemarResult, mcnemar
 from stats.multiple import adjust
 from stats.power import min_detectable_effect
-from stats.report import Column, ReportTable
+from stats.report import Column, ReportTable, baseline_wording
 from stats.strata import clustered_mcnemar, stratified_mcnemar
 from stats.tables import PairedTable
 
@@ -252,12 +252,7 @@ def test_labels(test: str, tr: pd.DataFrame) -> tuple[str, str, str, str, str]:
     the runs were paired with a baseline rather than pruned with dense."""
     col, *words = TESTS[test]
     if test != "within" and tr.attrs.get("baseline"):
-        words = [
-            w.replace("pruned vs dense", "each run vs the baseline")
-            .replace("pruned", "run")
-            .replace("dense", "baseline")
-            for w in words
-        ]
+        words = [baseline_wording(w) for w in words]
     title, lab1, lab2, meaning = words
     return col, title, lab1, lab2, meaning
 

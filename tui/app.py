@@ -172,7 +172,7 @@ class PrunescopeApp(App[None]):
         return StatsOptions(baseline=self.baseline)
 
     def stats_args_text(self) -> str:
-        return " ".join(s.name for s in self.sources)
+        return " ".join(s.name for s in self.sources) + (f" --baseline {self.baseline}" if self.baseline else "")
 
     @work(thread=True, exclusive=True, group="stats")
     def _run_stats(self) -> None:

@@ -169,6 +169,8 @@ def test_stats_pairs_two_imported_models_with_mcnemar_and_cis(study: Path, capsy
     open_rec = tables["mcnemar-open"].records[0]
     assert (open_rec["b"], open_rec["c"]) == (0, 7)  # the pruned model loses 7 open answers, gains none
     assert "each run vs the baseline" in tables["mcnemar-open"].title
+    assert tables["transitions"].title == "Transitions baseline → run"  # the paper's tables say so too
+    assert not tables["demotion"].records and "neither gold ranks nor probe results" in tables["demotion"].notes[-1]
     # the same tests named on the command line, for a study whose manifests mark no baseline
     plain = study.parent / "plain"
     import_fixtures(plain)
