@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ins = kinds.add_parser(
         "inspect",
         help="Inspect AI logs (.eval or .json): a multiple-choice task and its generative twin per model",
-        description="Import Inspect AI eval logs. A task scored with `choice()` (the multiple_choice solver) "
-        "and a generation task on the same sample ids are paired per model.",
+        description="Import Inspect AI eval logs. A multiple-choice task (samples with choices, scored by "
+        "choice()) and a generation task on the same sample ids are paired per model, by name (X_mc/X_gen, "
+        "X/X_generative, X_mc/X_generative) or with --pair.",
     )
     ins.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="an Inspect log file, or a folder of them")
     _common(ins)
