@@ -15,7 +15,7 @@ from engine.contract.reader import iter_outcomes, read_manifest
 from engine.errors import UserError
 from engine.importers.lm_eval import read_lm_eval, tasks_by_model
 from engine.importers.pairs import GEN, MC, model_pairs, pair_names
-from engine.importers.records import ImportOptions
+from engine.importers.records import ImportOptions, McSample
 from engine.runfolder import validate_run, validate_study
 from stats.api import StatsOptions, analyse
 
@@ -255,3 +255,28 @@ def test_an_existing_run_or_a_different_item_set_is_refused(tmp_path: Path, caps
     assert main(["import", "lm-eval", str(FIXTURES), "--out", str(tmp_path / "s")]) == 2
     assert "already in the study" in capsys.readouterr().err
     assert tasks_by_model([FIXTURES]).keys() == {f"/tmp/i16/models/{DENSE}", f"/tmp/i16/models/{PRUNED}"}
+
+
+def test_mutual_information_and_the_older_argument_layout() -> None:
+    """lm-eval's acc_mutual_info requests (unconditional log-likelihoods after the conditional ones), in the
+    0.4.0-0.4.4 layout of `arguments` (a list of [context, continuation]) with numbers, not strings."""
+    from engine.importers.lm_eval import TaskLog, _mc_sample
+    from engine.importers.records import mc_record
+
+    log = TaskLog("t_mc", {"output_type": "multiple_choice", "target_delimiter": " "}, Path("r"), Path("s"), {})
+    rec = {
+        "arguments": [["Q: a?\nA:", " x"], ["Q: a?\nA:", " yy"], ["", " x"], ["", " yy"]],
+        "resps": [[[-2.0, False]], [[-3.0, False]], [[-1.0, False]], [[-4.5, False]]],
+        "filtered_resps": [[-2.0, False], [-3.0, False], [-1.0, False], [-4.5, False]],
+        "target": 1,
+        "metrics": ["acc", "acc_mutual_info"],
+        "acc": 0.0,
+        "acc_mutual_info": 1.0,
+    }
+    mc, prompt = _mc_sample(log, rec, "s:1")
+    assert mc.options == ["x", "yy"] and mc.unconditional == [-1.0, -4.5] and prompt == "Q: a?\nA:"
+    block = mc_record(mc, "mutual_info")
+    assert block["decisions"] == {"sum": 0, "per_char": 1, "per_byte": 1, "mutual_info": 1}  # -2/1 < -3/2
+    assert block["scores"]["mutual_info"] == [-1.0, 1.5] and block["correct"] and block["choice"] == 1
+    with pytest.raises(UserError, match="MC rule 'mutual_info': not available"):
+        mc_record(McSample("t", ["a", "b"], [-1.0, -2.0], [None, None], 0, {}), "mutual_info")
