@@ -17,6 +17,7 @@ from engine.errors import UserError, os_error_line
 REGISTRARS: tuple[tuple[str, str], ...] = (
     ("engine.commands", "register"),
     ("engine.pruning.commands", "register"),
+    ("engine.importers.commands", "register"),
     ("stats.commands", "register"),
     ("tui.commands", "register"),
 )

@@ -113,6 +113,7 @@ class ModelSpec:
     device_map: str | None = None  # e.g. 'auto' for accelerate placement of large models
     gguf_file: str | None = None
     trust_remote_code: bool = False
+    baseline: bool = False  # its dense run is the reference of every other run of the study (engine.contract.pairing)
 
     @property
     def slug(self) -> str:

@@ -66,12 +66,16 @@ def recovered(probes: Mapping[str, Any] | None) -> bool:
 def demotion(record: Mapping[str, Any], max_rank: int) -> str | None:
     """None when open generation was right; else `demoted` (gold first-token rank <= `max_rank`, or a
     probe recovered the gold), `erased` (probes ran and none did), or `not_probed` (no probe ran, so
-    recovery is unknown)."""
+    recovery is unknown). None too when neither a gold trace nor a probe was recorded (imported runs):
+    nothing tells a demotion from an erasure there."""
     if record["open"]["correct"]:
         return None
-    if record["gold_trace"]["first_token_rank"] <= max_rank or recovered(record.get("probes")):
+    trace = record.get("gold_trace")
+    if (trace is not None and trace["first_token_rank"] <= max_rank) or recovered(record.get("probes")):
         return "demoted"
-    return "erased" if record.get("probes") else "not_probed"
+    if record.get("probes"):
+        return "erased"
+    return "not_probed" if trace is not None else None
 
 
 def demotion_rule(max_rank: int) -> dict[str, Any]:

@@ -226,6 +226,8 @@ def _run_locked(
         "counts": {"done": len(writer.done), "total": len(items)},
         "resume_identity": ident,
     }
+    if plan.model.baseline and plan.condition.method == "dense":  # every other run is paired with this one
+        manifest["baseline"] = True
     try:
         write_json_atomic(run_dir / MANIFEST, manifest)
         device = resolve_device(plan.model.device)

@@ -281,6 +281,9 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         if not isinstance(m, dict) or "id" not in m:
             raise UserError(f"{path}: [[models]] #{i + 1} has no id")
         models.append(build_table(ModelSpec, m, f"[[models]] #{i + 1}", path))
+    marked = [m.id for m in models if m.baseline]
+    if len(marked) > 1:
+        raise UserError(f"{path}: [[models]] {', '.join(map(repr, marked))} all say baseline = true; mark one")
     protocol_tab = raw.get("protocol", {})
     if isinstance(protocol_tab, dict) and "guards" in protocol_tab:
         try:

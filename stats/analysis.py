@@ -20,7 +20,7 @@ from stats.intervals import DIFF_NAMES, wilson
 from stats.mcnemar import METHOD_NAMES, McNemarResult, mcnemar
 from stats.multiple import adjust
 from stats.power import min_detectable_effect
-from stats.report import Column, ReportTable
+from stats.report import Column, ReportTable, baseline_wording
 from stats.strata import clustered_mcnemar, stratified_mcnemar
 from stats.tables import PairedTable
 
@@ -137,9 +137,13 @@ def paired_table_report(
     `diff_ci` is the interval for Δ (stats.intervals.DIFF_METHODS; Tango's score by default)."""
     if test not in TESTS:
         raise UserError(f"--test: unknown test {test!r}; choose from {', '.join(TESTS)}")
-    col, title, lab1, lab2, meaning = TESTS[test]
+    col, title, lab1, lab2, meaning = test_labels(test, tr)
+    baseline = test != "within" and bool(tr.attrs.get("baseline"))
     frame = df if test == "within" else tr
-    runs = _run_table(df if test == "within" else df[df["method"] != "dense"])
+    compared = set(tr["run_id"].astype(str).unique()) if len(tr) else set()
+    runs = _run_table(
+        df if test == "within" else df[(df["method"] != "dense") | df["run_id"].astype(str).isin(compared)]
+    )
     if test != "within":
         with_ref = set(tr["model"].astype(str).unique()) if len(tr) else set()
         runs = runs[runs["model"].isin(with_ref)]
@@ -219,8 +223,8 @@ def paired_table_report(
         f"Test: two-sided {METHOD_NAMES[method]}; the asymptotic McNemar p (no continuity correction) alongside. "
         f"b = {lab1} only, c = {lab2} only; n = paired {unit} per cell (column n).",
         f"Δ = {meaning}, {100 * level:g}% {DIFF_NAMES[diff_ci]} CI; R = recognition-only rate "
-        f"({'pruned run' if test != 'within' else 'the run'}), {100 * level:g}% Wilson CI; open/MC = accuracies"
-        f"{' of the pruned run' if test != 'within' else ''}.",
+        f"({'the run' if test == 'within' or baseline else 'pruned run'}), {100 * level:g}% Wilson CI; "
+        f"open/MC = accuracies{'' if test == 'within' else ' of the run' if baseline else ' of the pruned run'}.",
         "Multiple comparisons: " + fam.describe() + ".",
         f"CSV/JSON also carry the conditional odds ratio b/c with its CI and mde_80: the |Δ| a two-sided test at "
         f"α = {1 - level:.2g} detects with 80% power at the cell's n and observed discordance (Connor 1987).",
@@ -241,6 +245,16 @@ def paired_table_report(
         if tr.attrs.get("no_reference"):
             notes.append("No dense reference run, left out: " + ", ".join(tr.attrs["no_reference"]) + ".")
     return ReportTable(f"mcnemar-{test}", title, cols, records, notes), results
+
+
+def test_labels(test: str, tr: pd.DataFrame) -> tuple[str, str, str, str, str]:
+    """`TESTS[test]`, worded for a baseline comparison ('each run vs the baseline', 'run', 'baseline') when
+    the runs were paired with a baseline rather than pruned with dense."""
+    col, *words = TESTS[test]
+    if test != "within" and tr.attrs.get("baseline"):
+        words = [baseline_wording(w) for w in words]
+    title, lab1, lab2, meaning = words
+    return col, title, lab1, lab2, meaning
 
 
 def _plain(v: Any) -> Any:
@@ -278,7 +292,7 @@ def language_report(
     tr: pd.DataFrame, test: str = "recognition", method: str = "midp", adjust_method: str = "holm", level: float = 0.95
 ) -> ReportTable:
     """Per pruned condition: pooled over languages, homogeneity across languages, cluster-adjusted test."""
-    col, _title, lab1, lab2, _ = TESTS[test]
+    col, _title, lab1, lab2, _ = test_labels(test, tr)
     records = []
     for (model, cond), sub in tr.groupby(["model", "condition"], observed=True, sort=True):
         x, y, sub = _pairs(sub, test)

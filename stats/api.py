@@ -41,6 +41,7 @@ class StatsOptions:
     demotion_rank: int | None = None  # None: the threshold the runs recorded, else 10
     demotion_probes: str = "beam,sampling,one_shot"  # probes whose recovery counts as demoted, or 'none'
     strict: bool = False  # a corrupt outcome line is an error, not a warning
+    baseline: str | None = None  # a run every other run is paired with (None: the manifests' rule)
 
     def checked(self) -> StatsOptions:
         """These options, or UserError naming the bad one."""
@@ -105,7 +106,7 @@ def load(sources: Sequence[Path | str], options: StatsOptions) -> tuple[Any, Any
     from stats.load import load_study, transitions
 
     df = load_study(list(sources), strict=options.strict)
-    return df, transitions(df)
+    return df, transitions(df, options.baseline)
 
 
 def report_tables(df: Any, tr: Any, options: StatsOptions) -> tuple[list[Any], list[tuple[str, str]]]:

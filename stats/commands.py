@@ -104,6 +104,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default all three)",
     )
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="RUN",
+        help="pair every other run on the same items with run RUN (its run id), whatever its model or "
+        "condition, instead of each pruned run with its model's dense run; a manifest with "
+        '"baseline": true (`prunescope import --baseline`) does the same without the flag',
+    )
     p.set_defaults(func=run_stats)
     from stats.glmm.commands import register as register_glmm
 
@@ -128,6 +136,7 @@ def options_from_args(args: argparse.Namespace) -> StatsOptions:
         demotion_rank=args.demotion_rank,
         demotion_probes=args.demotion_probes,
         strict=args.strict,
+        baseline=args.baseline,
     ).checked()
 
 

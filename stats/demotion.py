@@ -4,6 +4,10 @@ An item whose open generation failed is *demoted* when the gold answer's first t
 the top (rank ≤ the threshold) or a probe recovered the gold answer, and *erased* otherwise. The
 rule is a stats option (`--demotion-rank`, `--demotion-probes`), so the analysis is redone from the
 stored ranks and probe results without re-running models.
+
+An item with neither a gold rank nor a probe result (runs imported from another harness) cannot be
+told apart: it is `untraced`, and left out of the demotion table and figure rather than counted as
+erased.
 """
 
 from __future__ import annotations
@@ -77,12 +81,20 @@ def recovered(frame: pd.DataFrame, suffix: str, probes: Sequence[str]) -> np.nda
     return out
 
 
+def traced(frame: pd.DataFrame, suffix: str = "") -> np.ndarray:
+    """Rows with a gold first-token rank or a probe result (False for runs imported without either)."""
+    cols = [f"first_token_rank{suffix}", f"beam_any{suffix}", f"sample_hits{suffix}", f"one_shot{suffix}"]
+    return frame[[c for c in cols if c in frame]].notna().any(axis=1).to_numpy(bool)
+
+
 def label(frame: pd.DataFrame, rule: DemotionRule, suffix: str = "") -> np.ndarray:
-    """'demoted' / 'erased' for failed open generations, '' for correct ones (object array)."""
+    """'demoted' / 'erased' for failed open generations, 'untraced' for failed ones with neither a rank nor
+    a probe result, '' for correct ones (object array)."""
     failed = ~frame[f"open_correct{suffix}"].to_numpy(bool)
     rank = frame[f"first_token_rank{suffix}"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
     demoted = (rank <= rule.max_rank) | recovered(frame, suffix, rule.probes)
-    return np.where(failed, np.where(demoted, "demoted", "erased"), "")
+    verdict = np.where(traced(frame, suffix), np.where(demoted, "demoted", "erased"), "untraced")
+    return np.where(failed, verdict, "")
 
 
 def demotion_report(
@@ -95,7 +107,14 @@ def demotion_report(
 ) -> ReportTable:
     """Per cell: demoted / erased among pruned failures and RO items, dense vs pruned paired tests."""
     records = []
+    untraced: list[str] = []
     for keys, sub in iter_cells(tr):
+        both = traced(sub, "_pruned") & traced(sub, "_dense")
+        if not both.any():  # nothing to tell demoted from erased (imported runs): absent, not erased
+            if keys.get("language") == "all":
+                untraced.append(f"{keys.get('model')} / {keys.get('condition')}")
+            continue
+        sub = sub[both]
         lp, ld = label(sub, rule, "_pruned"), label(sub, rule, "_dense")
         ro = sub["recognition_only_pruned"].to_numpy(bool)
         n_fail, n_dem = int((lp != "").sum()), int((lp == "demoted").sum())
@@ -165,4 +184,10 @@ def demotion_report(
         f"{DIFF_NAMES[diff_ci]} CI; p: {METHOD_NAMES[method]}.",
         "Multiple comparisons: " + fams["erased"].describe() + "; the same for the demoted tests.",
     ]
+    if untraced:
+        notes.append(
+            "Left out, with neither gold ranks nor probe results recorded (runs imported from another harness): "
+            + ", ".join(untraced)
+            + "."
+        )
     return ReportTable("demotion", "Demoted vs erased, dense vs pruned", cols, records, notes)

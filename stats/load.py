@@ -138,6 +138,7 @@ def _runs_info(run: RunSource) -> dict[str, Any]:
         "method": run.meta.condition.method,
         "condition": run.label,
         "items_hash": run.meta.items.hash,
+        "baseline": run.meta.baseline,
         "n_items": len(run.items) if run.items is not None else 0,
         "n_outcomes": len(run),
         "torn_tail": bool(run.outcomes and run.outcomes.torn_tail),
@@ -245,9 +246,10 @@ _META = ("study", "model", "n_params", "log_params", "run_id", "method", "sparsi
 RUN_META = list(_META)
 
 
-def transitions(df: pd.DataFrame) -> pd.DataFrame:
+def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """Dense → pruned pairs: one row per (pruned run, item), the run's reference run (the pairing rule of
-    `engine.contract.pairing`) on the other side.
+    `engine.contract.pairing`; `baseline` names a run every other run is paired with) on the other side.
+    With a baseline the `_dense` side is the baseline run and the `_pruned` side the run compared with it.
 
     Columns `<format>_dense` / `<format>_pruned` for each format, `category_dense/_pruned`, `transition`.
     Pairing is verified by item content: a mismatch raises UserError naming the runs and items; items
@@ -258,10 +260,17 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
     present = {str(r) for r in df["run_id"].unique()}
     infos = [i for i in df.attrs.get("runs", []) if i["run_id"] in present]
     keys = [
-        pairing.RunKey(i["run_id"], i["pair_model"], i["method"] == "dense", i["items_hash"], i["status"] == "running")
+        pairing.RunKey(
+            i["run_id"],
+            i["pair_model"],
+            i["method"] == "dense",
+            i["items_hash"],
+            i["status"] == "running",
+            baseline=i.get("baseline", False),
+        )
         for i in infos
     ]
-    refs = pairing.references(keys)
+    refs = pairing.references(keys, baseline=baseline)
     if refs.problems:
         raise UserError(refs.problems[0])
     rows_of = df.groupby("run_id", observed=True, sort=False).indices
@@ -316,6 +325,7 @@ def transitions(df: pd.DataFrame) -> pd.DataFrame:
         res = pd.DataFrame(columns=[*_META[:5], "reference_run", *_META[5:], "item_uid", "content_key", *_CARRY[:3]])
     res.attrs["unfinished"] = unfinished
     res.attrs["no_reference"] = refs.no_reference
+    res.attrs["baseline"] = refs.baseline
     return res
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from stats import axes, demotion, ladder, rank_shift, recovery, transition_rates
 from stats.cells import by_language_as_detail
-from stats.report import ReportTable
+from stats.report import ReportTable, for_baseline
 
 KEYS = (
     "transitions",
@@ -52,6 +52,7 @@ def paper_tables(
 ) -> list[ReportTable]:
     """Every table of the paper's argument (pair tables are empty without a dense reference)."""
     n_samples = sampling_n(df.attrs.get("runs", []))
+    baseline = bool(tr.attrs.get("baseline"))
     df, tr = _bare(df), _bare(tr)  # pandas deep-copies attrs into every slice: drop them here
     tables = [recovery.recovery_report(df, level, n_samples)]
     if len(tr):
@@ -65,4 +66,6 @@ def paper_tables(
         ]
     tables.append(ladder.ladder_report(df, tr, method, adjust_method, level))
     tables = [by_language_as_detail(t) for t in tables]
+    if baseline:  # runs paired with a baseline run, not pruned with dense
+        tables = [for_baseline(t) for t in tables]
     return [*tables, axes.size_report(df, level), axes.dataset_report(df, level)]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from engine.safe_text import inert
-from stats.demotion import DemotionRule, label
+from stats.demotion import DemotionRule, label, traced
 from stats.figures import _plt, _save
 from stats.intervals import wilson
 
@@ -40,7 +40,11 @@ def _grid(plt, n: int, width: float, height: float, ncol: int = 3, **kw):
 
 
 def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Path]:
-    """Stacked shares of all items: open correct / demoted / erased, dense and each condition, per model."""
+    """Stacked shares of all items: open correct / demoted / erased, dense and each condition, per model
+    (items without ranks or probe results left out; no figure when none has them)."""
+    tr = tr[traced(tr, "_pruned") & traced(tr, "_dense")]
+    if tr.empty:
+        return []
     plt = _plt()
     models = _models(tr)
     fig, axes = _grid(plt, len(models), 6.0, 3.6, ncol=2, sharey=True)
@@ -69,7 +73,10 @@ def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Pa
 
 
 def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
-    """ECDF of the gold answer's first-token rank, dense vs each pruned condition, one panel per model."""
+    """ECDF of the gold answer's first-token rank, dense vs each pruned condition, one panel per model (no
+    figure when no rank was recorded: imported runs)."""
+    if not tr[["first_token_rank_dense", "first_token_rank_pruned"]].notna().any().any():
+        return []
     plt = _plt()
     models = _models(tr)
     fig, axes = _grid(plt, len(models), 5.2, 3.8, ncol=2, sharey=True)
@@ -113,7 +120,8 @@ def format_ladder(df: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Pat
     fig, axes = plt.subplots(
         len(models), len(_FORMATS), figsize=(3.6 * len(_FORMATS), 3.0 * len(models)), squeeze=False, sharey=True
     )
-    methods = sorted(m for m in df["method"].astype(str).unique() if m != "dense")
+    # only dense runs (imported ones, compared with a baseline): their points alone, not empty panels
+    methods = sorted(m for m in df["method"].astype(str).unique() if m != "dense") or ["dense"]
     colors = {m: f"C{i}" for i, m in enumerate(methods)}
     for row, model in enumerate(models):
         sub = df[df["model"].astype(str) == model]
@@ -123,7 +131,7 @@ def format_ladder(df: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Pat
             for i, meth in enumerate(methods):
                 for pattern, psub in sub[sub["method"].astype(str) == meth].groupby("pattern", observed=True):
                     nm = str(pattern) != "unstructured"
-                    pts = pd.concat([dense, psub]) if not nm else psub
+                    pts = psub if nm or meth == "dense" else pd.concat([dense, psub])
                     g = pts.groupby("sparsity", sort=True)[fmt].agg(
                         lambda s: (int(s.astype("boolean").dropna().sum()), int(s.notna().sum()))
                     )
@@ -145,6 +153,8 @@ def format_ladder(df: pd.DataFrame, stem: Path, level: float = 0.95) -> list[Pat
                         capsize=2,
                         label=inert(f"{meth} {pattern}" if nm else str(meth), 30),
                     )
+            if not sub[fmt].notna().any():  # the format was not run (or not recorded): say so, not an empty panel
+                ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center", color="grey")
             k = sub["n_options"].dropna().astype(float)
             if name == "mc" and len(k[k > 0]):
                 ax.axhline(float((1.0 / k[k > 0]).mean()), color="grey", lw=0.8, ls="--", label="chance")

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 FORMATS = ("table", "markdown", "latex", "csv", "json")
@@ -73,6 +73,39 @@ class ReportTable:
             "columns": [c.header for c in self.columns],
             "records": [_json_safe(r) for r in self.printed_records()],
         }
+
+
+# How tables written for dense → pruned pairs read when every run is paired with a baseline run
+# (`prunescope stats --baseline`): longest phrases first.
+_BASELINE_WORDS = (
+    ("pruned vs dense", "each run vs the baseline"),
+    ("dense vs pruned", "baseline vs each run"),
+    ("dense → pruned", "baseline → run"),
+    ("with the dense run of the same model", "with the baseline run"),
+    ("the dense model", "the baseline"),
+    ("after pruning", "in the run"),
+    ("pruned run", "run"),
+    ("dense run", "baseline run"),
+    ("pruned", "run"),
+    ("dense", "baseline"),
+)
+
+
+def baseline_wording(text: str) -> str:
+    """`text` with dense/pruned worded as baseline/run."""
+    for old, new in _BASELINE_WORDS:
+        text = text.replace(old, new)
+    return text
+
+
+def for_baseline(table: ReportTable) -> ReportTable:
+    """The table's title, notes and headers worded for a baseline comparison (records unchanged)."""
+    return replace(
+        table,
+        title=baseline_wording(table.title),
+        notes=[baseline_wording(n) for n in table.notes],
+        columns=[replace(c, header=baseline_wording(c.header)) for c in table.columns],
+    )
 
 
 def _num(x: Any, digits: int) -> str:

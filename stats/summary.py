@@ -102,7 +102,7 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
     correction = CORRECTIONS.get(adjust, adjust)
 
     text = (
-        f"Recognition-only rate, pruned vs dense, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
+        f"Recognition-only rate, {'each run vs the baseline' if 'baseline' in table.title else 'pruned vs dense'}, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
         f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; "
     )
     if not sig:

@@ -91,9 +91,11 @@ class PrunescopeApp(App[None]):
         stats_glmm: bool = True,
         poll_seconds: float = POLL_SECONDS,
         run_stats: bool = True,
+        baseline: str | None = None,
     ) -> None:
         super().__init__()
         self.sources = [Path(s) for s in sources]
+        self.baseline = baseline  # a run every other run is paired with (`--baseline RUN`)
         self.study: Study | None = None
         self.flags = FlagStore(self._sidecar_root())
         self.items_state = ItemsState()
@@ -135,7 +137,9 @@ class PrunescopeApp(App[None]):
     @work(thread=True, exclusive=True, group="load")
     def _load(self) -> None:
         freeze_long_lived()  # Textual, the screens
-        study = load_study(self.sources, progress=lambda msg: self.call_from_thread(self._loading, msg))
+        study = load_study(
+            self.sources, progress=lambda msg: self.call_from_thread(self._loading, msg), baseline=self.baseline
+        )
         run_info = render.run_info_lines(study.runs, study.root)
         freeze_long_lived()  # the study
         self.call_from_thread(self._loaded, study, run_info)
@@ -165,10 +169,10 @@ class PrunescopeApp(App[None]):
 
     def stats_options(self) -> StatsOptions:
         """What the Significance screen computes: `prunescope stats`'s defaults (the GLMM after the tables)."""
-        return StatsOptions()
+        return StatsOptions(baseline=self.baseline)
 
     def stats_args_text(self) -> str:
-        return " ".join(s.name for s in self.sources)
+        return " ".join(s.name for s in self.sources) + (f" --baseline {self.baseline}" if self.baseline else "")
 
     @work(thread=True, exclusive=True, group="stats")
     def _run_stats(self) -> None:

@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve the UI to a browser with textual-serve on 127.0.0.1 (use ssh -L PORT:localhost:PORT)",
     )
     p.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000)")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="RUN",
+        help="pair every other run on the same items with run RUN (its run id), whatever its model or condition",
+    )
     p.set_defaults(func=run_tui)
 
 
@@ -85,7 +91,9 @@ def run_tui(args: argparse.Namespace) -> int:
         return serve(sources, args)
     from tui.app import PrunescopeApp
 
-    PrunescopeApp(sources, keymap=keymap, stats_glmm=not args.no_glmm, run_stats=not args.no_stats).run()
+    PrunescopeApp(
+        sources, keymap=keymap, stats_glmm=not args.no_glmm, run_stats=not args.no_stats, baseline=args.baseline
+    ).run()
     return 0
 
 
@@ -97,6 +105,8 @@ def serve(sources: list[Path], args: argparse.Namespace) -> int:
     if args.keymap:
         cmd += ["--keymap", str(args.keymap)]
     cmd += ["--no-glmm"] * args.no_glmm + ["--no-stats"] * args.no_stats
+    if args.baseline:
+        cmd += ["--baseline", args.baseline]
     print(
         f"prunescope tui: serving on http://127.0.0.1:{args.port} (from your machine: "
         f"ssh -L {args.port}:localhost:{args.port} <this host>)",

@@ -73,6 +73,7 @@ class Study:
     runs: list[RunSource]
     reference: list[int]  # per run: index of its reference run, or NO_REF
     problems: list[str]  # about the sources and the references
+    baseline: bool = False  # runs are paired with a baseline run (`--baseline`), not dense with pruned
     pairs: Pairs = field(default_factory=Pairs.empty)
     languages: list[str] = field(default_factory=list)
     arrays: list[RunArrays] = field(default_factory=list)
@@ -91,6 +92,11 @@ class Study:
     @property
     def label(self) -> str:
         return " + ".join(s.name for s in self.sources)
+
+    def run_label(self, r: int) -> str:
+        """How lists name run `r`: its condition, or its run id when runs are compared with a baseline
+        (then the conditions need not tell them apart)."""
+        return self.runs[r].name if self.baseline else self.runs[r].label
 
     @property
     def all_problems(self) -> list[str]:
@@ -223,19 +229,24 @@ def _rate(count: float, n: float) -> float:
     return float(count / n) if n else float("nan")
 
 
-def load_study(sources: Sequence[Path | str], progress: Callable[[str], None] | None = None) -> Study:
+def load_study(
+    sources: Sequence[Path | str], progress: Callable[[str], None] | None = None, baseline: str | None = None
+) -> Study:
     """Open a study folder (or run folders); never raises for bad data: problems are collected.
 
-    Two run folders given on their own are paired directly (the second against the first).
+    Two run folders given on their own are paired directly (the second against the first); `baseline`
+    names a run every other run is paired with (`engine.contract.pairing`).
     `progress(message)` is called before each step (the app shows it while loading)."""
     opened = open_runs(sources, progress)
     if progress:
         progress("pairing runs")
     direct = len(opened.sources) == 2 and len(opened.runs) == 2
-    refs = pairing.references([r.key for r in opened.runs], direct=direct)
+    refs = pairing.references([r.key for r in opened.runs], direct=direct, baseline=baseline)
     problems = opened.errors + refs.problems
     if opened.runs and all(r == NO_REF for r in refs.of) and len(opened.runs) > 1:
-        problems.append("no dense reference run: items are listed per run, without transitions")
-    study = Study(opened.sources, opened.runs, refs.of, problems)
+        problems.append(
+            "no reference run (a dense run, or a baseline: --baseline RUN): items are listed per run, without transitions"
+        )
+    study = Study(opened.sources, opened.runs, refs.of, problems, refs.baseline)
     study.rebuild()
     return study

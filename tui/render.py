@@ -151,6 +151,9 @@ def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
         sh = rec.get("shown") or {}
         mc = rec.get("mc") or {}
         matched = match_label(op.get("match") or {})
+        task = op.get("harness")
+        if task:  # an imported generation: the harness task's own verdict beside prunescope's match
+            matched += f" · {task.get('task')} {task.get('metric')} = {_num(task.get('value'), 2)}"
         table.add_row(
             _t(name, 40),
             _t(op.get("text"), 600),
@@ -165,7 +168,10 @@ def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
 
 
 def trace_block(records: Sequence[tuple[str, float, dict[str, Any]]]) -> RenderableType:
-    """Gold trace per run, ordered by sparsity: first-token rank and sequence log-prob as bars."""
+    """Gold trace per run, ordered by sparsity: first-token rank and sequence log-prob as bars. Runs without
+    a trace (imported runs) say so instead of showing empty bars."""
+    if not any(r.get("gold_trace") for _, _, r in records):
+        return Text("No gold trace recorded for this item (imported runs are not traced).", style="italic")
     table = Table(
         title="Gold trace against sparsity (rank bar: log scale, 1 = empty; log-prob bar: 0 = empty)",
         title_justify="left",
@@ -178,6 +184,9 @@ def trace_block(records: Sequence[tuple[str, float, dict[str, Any]]]) -> Rendera
     )
     for name, sparsity, rec in sorted(records, key=lambda x: (x[1], x[0])):
         tr = rec.get("gold_trace") or {}
+        if not tr:
+            table.add_row(_t(name, 40), _num(sparsity), Text("not recorded", style="italic"))
+            continue
         rank = tr.get("first_token_rank")
         rank_frac = math.log10(rank) / 4 if isinstance(rank, int) and rank >= 1 else math.nan
         lp = tr.get("seq_logprob")

@@ -246,7 +246,7 @@ def row_cells(study: Study, i: int, flagged: Collection[str]) -> list[str]:
     r, row = int(p.run[i]), int(p.row[i])
     uid = study.uid(r, row)
     return [
-        study.runs[r].label,
+        study.run_label(r),
         study.language(r, row),
         uid.split("/", 3)[-1],
         transition_label(int(p.transition[i])),
@@ -289,7 +289,7 @@ def item_records(study: Study, uid: str) -> tuple[list[tuple[str, float, dict[st
         if row is None:
             continue
         try:
-            out.append((run.label, _sparsity(study, r), run.fetch(row)))
+            out.append((study.run_label(r), _sparsity(study, r), run.fetch(row)))
         except (OSError, ValueError) as exc:
             problems.append(f"{run.name}: the line of {uid} could not be read back ({exc})")
     return out, problems

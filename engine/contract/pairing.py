@@ -3,8 +3,14 @@
 A run's reference is the dense run of the same model on the same item set (the manifest's
 `items.hash`). Two such dense runs make the reference ambiguous: that is reported, and the
 model's runs are left unpaired. Opening exactly two run folders on purpose pairs the second with
-the first whatever their conditions (`direct=True`). Lines pair by item uid, and a pair counts only
-when both lines carry the same item content hash.
+the first whatever their conditions (`direct=True`).
+
+A baseline replaces that rule: when a run is chosen by name (`prunescope stats --baseline RUN`,
+the TUI's `--baseline`) or its manifest says `"baseline": true`, every other run on the same item
+set is paired with it, whatever its model or condition (two unrelated models, imported runs). Two
+baselines on one item set are ambiguous, as two dense runs are.
+
+Lines pair by item uid, and a pair counts only when both lines carry the same item content hash.
 
 `stats` raises the problems found here as errors; the TUI shows them and lists the runs unpaired.
 A new kind of baseline (another model size, a different dataset's dense run) is a new branch in
@@ -33,6 +39,7 @@ class RunKey:
     items_hash: str  # '' when the manifest does not say
     running: bool = False
     known: bool = True  # False when the manifest is missing or unreadable: never paired
+    baseline: bool = False  # the manifest marks it as the baseline of its item set
 
 
 @dataclass
@@ -42,10 +49,13 @@ class References:
     of: list[int]
     problems: list[str] = field(default_factory=list)  # ambiguous references
     no_reference: list[str] = field(default_factory=list)  # models whose pruned runs have no dense run
+    baseline: bool = False  # paired with a baseline run, not dense with pruned
 
 
-def references(runs: Sequence[RunKey], direct: bool = False) -> References:
-    """The reference of every run under the rule above."""
+def references(runs: Sequence[RunKey], direct: bool = False, baseline: str | None = None) -> References:
+    """The reference of every run under the rules above (`baseline`: the run chosen by name)."""
+    if baseline is not None or any(r.known and r.baseline for r in runs):
+        return _baseline_references(runs, baseline)
     if direct and len(runs) == 2:
         return References([NONE, 0])
     dense: dict[tuple[str, str], list[int]] = {}
@@ -65,6 +75,37 @@ def references(runs: Sequence[RunKey], direct: bool = False) -> References:
         if not run.known or run.dense:
             continue
         found = dense.get((run.model, run.items_hash), [])
+        if len(found) == 1:
+            out.of[i] = found[0]
+        elif not found and run.model not in out.no_reference:
+            out.no_reference.append(run.model)
+    return out
+
+
+def _baseline_references(runs: Sequence[RunKey], name: str | None) -> References:
+    """Every run paired with the baseline of its item set (the run named, else those marked in manifests)."""
+    out = References([NONE] * len(runs), baseline=True)
+    if name is not None:
+        chosen = [i for i, r in enumerate(runs) if r.name == name]
+        if not chosen:
+            out.problems.append(f"baseline {name!r}: no such run (the runs: {', '.join(r.name for r in runs)})")
+            return out
+    else:
+        chosen = [i for i, r in enumerate(runs) if r.known and r.baseline]
+    by_items: dict[str, list[int]] = {}
+    for i in chosen:
+        by_items.setdefault(runs[i].items_hash, []).append(i)
+    for found in by_items.values():
+        if len(found) > 1:
+            names = ", ".join(runs[i].name for i in found)
+            out.problems.append(
+                f"{len(found)} runs on the same items are marked as the baseline ({names}): the reference is "
+                "ambiguous; choose one with --baseline RUN"
+            )
+    for i, run in enumerate(runs):
+        if i in chosen or not run.known:
+            continue
+        found = by_items.get(run.items_hash, [])
         if len(found) == 1:
             out.of[i] = found[0]
         elif not found and run.model not in out.no_reference:

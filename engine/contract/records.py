@@ -63,20 +63,32 @@ class Match(Struct, frozen=True):
     other_options: list[str] = []  # options other than the gold that the output names (matching v2)
 
 
+class HarnessGeneration(Struct, frozen=True):
+    """An imported generation's verdict under the harness task's own metric."""
+
+    task: str
+    metric: str
+    filter: str | None
+    value: float
+    correct: bool
+    response: str
+
+
 class Generation(Struct, frozen=True):
     text: str
     correct: bool
     match: Match
     em: float
     f1: float
-    n_new_tokens: int
-    stop: str
+    n_new_tokens: int | None  # None: not recorded (imported runs)
+    stop: str | None
+    harness: HarnessGeneration | None = None
 
 
 class Option(Struct, frozen=True):
     text: str
-    loglik: float
-    n_tokens: int
+    loglik: float | None  # None: not recorded (a generated letter answered the MC question)
+    n_tokens: int | None  # None: not recorded (imported runs)
     n_chars: int
     n_bytes: int
     is_greedy: bool | None = None
@@ -84,9 +96,10 @@ class Option(Struct, frozen=True):
 
 class Scores(Struct, frozen=True):
     sum: list[float]
-    per_token: list[float]
+    per_token: list[float] | None  # None: token counts not recorded (imported runs)
     per_char: list[float]
     per_byte: list[float]
+    mutual_info: list[float] | None = None
 
 
 class Letter(Struct, frozen=True):
@@ -94,15 +107,23 @@ class Letter(Struct, frozen=True):
     logprobs: list[float]
 
 
+class HarnessMetrics(Struct, frozen=True):
+    """An imported MC item's per-sample metrics as the harness logged them."""
+
+    task: str
+    metrics: dict[str, float]
+
+
 class MultipleChoice(Struct, frozen=True):
     gold_index: int
     options: list[Option]
-    scores: Scores
+    scores: Scores | None  # None: no option was scored (a generated letter answered)
     letter: Letter | None
     decisions: dict[str, int]
     rule: str
-    choice: int
+    choice: int | None  # None: the answer named no option (a generated letter that is none of them)
     correct: bool
+    harness: HarnessMetrics | None = None
 
 
 class GoldTrace(Struct, frozen=True):
@@ -172,7 +193,7 @@ class Outcome(Struct, frozen=True):
     language: str
     open: Generation
     mc: MultipleChoice
-    gold_trace: GoldTrace
+    gold_trace: GoldTrace | None  # None: not traced (imported runs)
     category: str
     shown: Generation | None = None
     demotion: str | None = None
@@ -207,6 +228,7 @@ class RunMeta(Struct, frozen=True):
     run_id: str = ""  # the folder name when the manifest has none
     status: str = "unknown"
     items: ItemSetMeta = ItemSetMeta()
+    baseline: bool = False  # the reference of every other run on its item set
 
     @property
     def label(self) -> str:

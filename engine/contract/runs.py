@@ -87,6 +87,7 @@ class RunSource:
             m.items.hash if m else "",
             self.running,
             m is not None,
+            bool(m and m.baseline),
         )
 
     @property

@@ -111,8 +111,10 @@ class OverviewScreen(DataScreen):
         counts = study.cell_counts()
         multi_model = len({r.model for r in study.runs}) > 1
         for r, run in enumerate(study.runs):
-            label = run.label + (f"\n{run.model.split('/')[-1]}" if multi_model else "")
-            cells: list[Text] = [Text(inert(label, 60), style="bold"), Text(f"{run.status}\n{len(run)} lines")]
+            label = inert(run.label, 60) + (" · baseline" if study.baseline and r in study.reference else "")
+            if multi_model:  # each part made inert on its own, so the line break stays one
+                label += "\n" + inert(run.model.split("/")[-1], 60)
+            cells: list[Text] = [Text(label, style="bold"), Text(f"{run.status}\n{len(run)} lines")]
             for lang in study.languages:
                 cells.append(self._cell(counts.get((r, lang)), app.cell_p(r, lang)))
             cells.append(self._cell(counts.get((r, None)), app.cell_p(r, None)))
@@ -122,7 +124,8 @@ class OverviewScreen(DataScreen):
             Text(
                 "O open accuracy · S candidate-shown accuracy · M multiple-choice accuracy · "
                 "R recognition-only rate (MC right, open wrong), "
-                "background = R · * ** *** Holm-adjusted mid-p McNemar of recognition-only vs dense < .05 .01 .001 "
+                "background = R · * ** *** Holm-adjusted mid-p McNemar of recognition-only vs "
+                f"{'the baseline' if study.baseline else 'dense'} < .05 .01 .001 "
                 "(… = tests in progress) · enter: items of the cell",
                 style="dim",
             )

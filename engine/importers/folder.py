@@ -1,0 +1,125 @@
+"""Writing imported runs into a study folder, through the same writer as `prunescope run`.
+
+Each run gets items.jsonl (atomically), a manifest marked `running`, its outcome lines through
+`engine.runfolder.OutcomeWriter` (fsynced, with the run index), then the manifest marked `complete`.
+Every run of a study holds the same item set: an import that would give two item sets, or a run id
+that is already there, is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import engine
+from engine.contract.reader import ITEMS, MANIFEST
+from engine.errors import UserError
+from engine.runfolder import (
+    OutcomeWriter,
+    dumps_line,
+    items_hash,
+    write_json_atomic,
+    write_jsonl_atomic,
+    writer_lock,
+)
+
+
+@dataclass
+class ImportedRun:
+    """One run to write: its id, items, outcome lines and what its manifest says besides."""
+
+    run_id: str
+    model: dict[str, Any]  # the manifest's `model` block
+    items: list[dict[str, Any]]
+    outcomes: list[dict[str, Any]]
+    manifest: dict[str, Any]  # prompts, decoding, matching, seeds, versions, hardware, timings, imported
+
+
+def run_id_of(name: str) -> str:
+    """A run id from a model name: its last path part, characters outside [A-Za-z0-9._-] as '-'."""
+    tail = name.rstrip("/").split("/")[-1] or name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", tail).strip("-") or "model"
+
+
+def finite_json(value: Any) -> Any:
+    """JSON with non-finite floats as null (manifests are strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
+    languages = sorted({i["language"] for i in run.items})
+    manifest = {
+        "schema_version": 1,
+        "run_id": run.run_id,
+        "status": "running",
+        "error": None,
+        "model": run.model,
+        "condition": {
+            "method": "dense",
+            "sparsity": 0.0,
+            "pattern": "unstructured",
+            "calibration": None,
+            "pruning_report": None,
+        },
+        "items": {"n": len(run.items), "hash": items_hash(run.items), "languages": languages},
+        "counts": {"done": 0, "total": len(run.items)},
+        **finite_json(run.manifest),
+    }
+    manifest["versions"] = {"prunescope": engine.__version__, **manifest.get("versions", {})}
+    if baseline:
+        manifest["baseline"] = True
+    return manifest
+
+
+def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> list[Path]:
+    """Write `runs` under `out` (see the module docstring); `baseline` names the run marked as the baseline."""
+    if not runs:
+        raise UserError("nothing to import")
+    ids = [r.run_id for r in runs]
+    for rid in ids:
+        if ids.count(rid) > 1:
+            raise UserError(
+                f"two imported models give the run id {rid!r} (the last part of their names); "
+                "import them into separate studies or rename one model folder"
+            )
+    if baseline is not None and baseline not in ids:
+        raise UserError(f"--baseline {baseline!r}: not among the imported runs ({', '.join(ids)})")
+    items_bytes = "".join(dumps_line(i) for i in runs[0].items).encode("utf-8")
+    for r in runs[1:]:
+        if "".join(dumps_line(i) for i in r.items).encode("utf-8") != items_bytes:
+            raise UserError(
+                f"runs {runs[0].run_id} and {r.run_id} ask different items (different tasks or documents): "
+                "the runs of one study share one item set; import them into separate studies"
+            )
+    existing = [p for p in sorted(out.iterdir()) if (p / MANIFEST).exists()] if out.is_dir() else []
+    for p in existing:
+        if p.name in ids:
+            raise UserError(f"{p}: a run of this name is already in the study; choose another --out")
+        if (p / ITEMS).read_bytes() != items_bytes:
+            raise UserError(f"{p / ITEMS}: the study's item set differs from the imported one; choose another --out")
+    paths = []
+    for r in runs:
+        path = out / r.run_id
+        path.mkdir(parents=True)
+        with writer_lock(path):
+            write_jsonl_atomic(path / ITEMS, r.items)
+            manifest = manifest_of(r, r.run_id == baseline)
+            write_json_atomic(path / MANIFEST, manifest)
+            with OutcomeWriter(path) as writer:
+                writer.append(r.outcomes)
+            manifest["status"] = "complete"
+            manifest["counts"]["done"] = len(r.outcomes)
+            write_json_atomic(path / MANIFEST, manifest)
+        print(f"prunescope import: wrote {path} ({len(r.outcomes)} items)", file=sys.stderr)
+        paths.append(path)
+    return paths

@@ -1,0 +1,241 @@
+"""Per-sample results of another harness turned into prunescope items and outcome lines.
+
+An imported item was asked twice: as multiple choice (log-likelihood of each option) and as open
+generation. `McSample` and `GenSample` hold what the harness logged of each; `outcome` makes the
+outcome line of the contract from the two. What the harness did not record is absent (`None`), never
+zero: token counts (so no per-token score), the gold trace, probes, the number of new tokens and why
+generation stopped.
+
+MC decisions use every normalisation the harness logged: the sum of log-likelihoods (lm-eval's `acc`),
+per character (`acc_norm`), per UTF-8 byte (`acc_bytes`) and, when the unconditional log-likelihoods
+were logged, mutual information (`acc_mutual_info`). Ties go to the first option, as numpy's argmax
+(and so lm-eval) break them. A harness whose MC answer is a generated letter (Inspect's
+`multiple_choice` solver) logs no option scores: its one decision is `generated_letter`, the option
+the letter names, and `scores` and each option's `loglik` are null.
+
+Open generations are graded by prunescope's matcher (`engine.matching`) and, beside it, keep the
+harness task's own verdict (`harness`); `grade_by="task"` makes the task's verdict the `correct` one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.contract.labels import category
+from engine.errors import UserError
+from engine.grading import generation_fields
+from engine.items.build import content_hash, make_uid
+from engine.matching import AnswerKey, Scoring
+
+# Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
+MC_RULE_OF_METRIC = {"acc": "sum", "acc_norm": "per_char", "acc_bytes": "per_byte", "acc_mutual_info": "mutual_info"}
+GRADE_BY = ("prunescope", "task")
+LANGUAGE_KEYS = ("language", "lang", "locale")  # where a document or a sample's metadata names its language
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class McSample:
+    """One item's multiple-choice request as the harness logged it."""
+
+    task: str
+    options: list[str]
+    logliks: list[float] | None  # None: the answer was a generated letter (`letter_choice`)
+    is_greedy: list[bool | None]
+    gold: int
+    metrics: dict[str, float]  # the harness's per-sample metrics (acc, acc_norm, ...)
+    unconditional: list[float] | None = None  # for mutual information
+    letter_choice: int | None = None  # the option a generated letter named (None: none)
+
+
+@dataclass(frozen=True)
+class GenSample:
+    """One item's generation as the harness logged it."""
+
+    task: str
+    text: str  # the raw response (untrusted)
+    target: str  # the task's gold answer
+    metric: str
+    value: float
+    filter: str | None = None
+    response: str = ""  # the response after the harness's filter
+
+
+@dataclass
+class ItemSource:
+    """Where an item comes from: the parts of its uid and the fields of items.jsonl not taken from a sample."""
+
+    dataset: str
+    config: str | None
+    split: str
+    native_id: str
+    language: str
+    question: str
+    aliases: list[str] = field(default_factory=list)
+    parallel_id: str | None = None  # the same item in other languages
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        return make_uid(self.dataset, self.config, self.split, self.native_id, self.language)
+
+
+def language_of(fields: Mapping[str, Any], default: str, where: str) -> str:
+    """The language a document (or sample metadata) names, else `default`; UserError naming `where` when
+    it is not a language code."""
+    language = next((fields[k] for k in LANGUAGE_KEYS if isinstance(fields.get(k), str)), default)
+    if not _LANGUAGE.match(language):
+        raise UserError(f"{where}: language {language!r} is not a language code like 'en' or 'pt-BR'")
+    return language
+
+
+def argmax(values: Sequence[float]) -> int:
+    """Index of the largest value, the first on ties."""
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
+
+
+def join_pairs(model: str, parts: Sequence[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> tuple[list, list]:
+    """(items, outcome lines) of every task pair of one model, in order; an item asked by two pairs is an error."""
+    items: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for got_items, got_outcomes in parts:
+        for item, rec in zip(got_items, got_outcomes):
+            if item["item_uid"] in seen:
+                raise UserError(f"item {item['item_uid']!r} is asked by two task pairs of model {model!r}")
+            seen.add(item["item_uid"])
+            items.append(item)
+            outcomes.append(rec)
+    return items, outcomes
+
+
+def make_item(src: ItemSource, mc: McSample, gen: GenSample) -> dict[str, Any]:
+    """The items.jsonl record: options and gold from the MC request, the answer from the generation's target."""
+    answer = gen.target.strip() or mc.options[mc.gold]
+    aliases = [a for a in dict.fromkeys([*src.aliases, mc.options[mc.gold].strip()]) if a and a != answer]
+    item: dict[str, Any] = {
+        "item_uid": src.uid,
+        "language": src.language,
+        "question": src.question,
+        "context": None,
+        "answer": answer,
+        "aliases": aliases,
+        "options": list(mc.options),
+        "gold_index": mc.gold,
+        "parallel_id": src.parallel_id,
+        "source": {"dataset": src.dataset, "config": src.config, "split": src.split, "native_id": src.native_id},
+        "meta": src.meta,
+    }
+    item["content_hash"] = content_hash(item)
+    return item
+
+
+def mc_record(mc: McSample, rule: str) -> dict[str, Any]:
+    """The outcome's `mc` block from logged log-likelihoods or a generated letter (see the module docstring)."""
+    n_chars = [len(o) for o in mc.options]
+    n_bytes = [len(o.encode("utf-8")) for o in mc.options]
+    scores: dict[str, list[float] | None] | None = None
+    choice: int | None
+    if mc.logliks is None:
+        choice, rule = mc.letter_choice, "generated_letter"
+        decisions = {} if choice is None else {rule: choice}
+    else:
+        scores = {
+            "sum": list(mc.logliks),
+            "per_token": None,
+            "per_char": [ll / n for ll, n in zip(mc.logliks, n_chars)],
+            "per_byte": [ll / n for ll, n in zip(mc.logliks, n_bytes)],
+        }
+        if mc.unconditional is not None:
+            scores["mutual_info"] = [c - u for c, u in zip(mc.logliks, mc.unconditional)]
+        decisions = {name: argmax(vals) for name, vals in scores.items() if vals is not None}
+        if rule not in decisions:
+            raise UserError(f"MC rule {rule!r}: not available for task {mc.task!r} (it has {', '.join(decisions)})")
+        choice = decisions[rule]
+    logliks: list[float | None] = list(mc.logliks) if mc.logliks is not None else [None] * len(mc.options)
+    options = [
+        {"text": o, "loglik": ll, "n_tokens": None, "n_chars": c, "n_bytes": b, "is_greedy": g}
+        for o, ll, c, b, g in zip(mc.options, logliks, n_chars, n_bytes, mc.is_greedy)
+    ]
+    for o in options:
+        if o["is_greedy"] is None:
+            del o["is_greedy"]
+    return {
+        "gold_index": mc.gold,
+        "options": options,
+        "scores": scores,
+        "letter": None,
+        "decisions": decisions,
+        "rule": rule,
+        "choice": choice,
+        "correct": choice == mc.gold,
+        "harness": {"task": mc.task, "metrics": dict(mc.metrics)},
+    }
+
+
+def gen_record(gen: GenSample, key: AnswerKey, scoring: Scoring, grade_by: str) -> dict[str, Any]:
+    """The outcome's `open` block: prunescope's match of the raw response, the task's verdict beside it."""
+    task_correct = math.isclose(gen.value, 1.0)
+    fields = generation_fields(gen.text, key, scoring)
+    if grade_by == "task":
+        fields["correct"] = task_correct
+    return {
+        "text": gen.text,
+        **fields,
+        "n_new_tokens": None,
+        "stop": None,
+        "harness": {
+            "task": gen.task,
+            "metric": gen.metric,
+            "filter": gen.filter,
+            "value": float(gen.value),
+            "correct": task_correct,
+            "response": gen.response,
+        },
+    }
+
+
+def outcome(item: Mapping[str, Any], mc: McSample, gen: GenSample, options: ImportOptions) -> dict[str, Any]:
+    """One outcome line: both formats of the item, its category; no gold trace, probes or demotion verdict."""
+    mc_block = mc_record(mc, options.mc_rule)
+    open_block = gen_record(gen, AnswerKey.from_item(item), options.scoring, options.grade_by)
+    return {
+        "item_uid": item["item_uid"],
+        "content_hash": item["content_hash"],
+        "language": item["language"],
+        "open": open_block,
+        "shown": None,
+        "mc": mc_block,
+        "gold_trace": None,
+        "category": category(open_block["correct"], mc_block["correct"]),
+        "demotion": None,
+        "probes": None,
+    }
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How imported samples are graded."""
+
+    mc_rule: str = "sum"  # which MC decision is the MC answer (lm-eval's `acc`)
+    grade_by: str = "prunescope"  # who decides `open.correct`: prunescope's matcher or the task's metric
+    scoring: Scoring = field(default_factory=Scoring)
+    language: str = "en"  # when a sample's document names none
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's note on grading."""
+        return {
+            "mc_rule": self.mc_rule,
+            "open_correct": "prunescope matching (engine.matching)"
+            if self.grade_by == "prunescope"
+            else "the task's own metric (== 1)",
+            "default_language": self.language,
+        }
