@@ -82,7 +82,10 @@ def recognition_vs_sparsity(df: pd.DataFrame, stem: Path, level: float = 0.95) -
 
 
 def glmm_forest(coef: pd.DataFrame, stem: Path, title: str = "GLMM fixed effects") -> list[Path]:
-    """Odds ratios with CIs (log axis), intercept left out."""
+    """Odds ratios with CIs (log axis), intercept left out. A term past the separation threshold
+    (|log-odds| > 10) or without finite limits is named at the right edge as not estimable, not drawn."""
+    from stats.glmm.backends.common import SEPARATION_LOG_ODDS
+
     plt = _plt()
     rows = coef[~coef["term"].astype(str).str.contains("Intercept", case=False)].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(5.5, 0.35 * max(len(rows), 1) + 1.4))
@@ -92,13 +95,29 @@ def glmm_forest(coef: pd.DataFrame, stem: Path, title: str = "GLMM fixed effects
         orr, lo, hi = (
             np.array([printed(float(v), "num") for v in rows[k]]) for k in ("odds_ratio", "or_low", "or_high")
         )
-        ax.errorbar(orr, y, xerr=[orr - lo, hi - orr], fmt="o", ms=4, capsize=2, color="black")
+        est = rows["estimate"].to_numpy(float)
+        ok = np.isfinite(orr) & np.isfinite(lo) & np.isfinite(hi) & (lo > 0) & (np.abs(est) <= SEPARATION_LOG_ODDS)
+        ax.errorbar(orr[ok], y[ok], xerr=[orr[ok] - lo[ok], hi[ok] - orr[ok]], fmt="o", ms=4, capsize=2, color="black")
         ax.set_yticks(y)
         ax.set_yticklabels([inert(t, 40) for t in rows["term"].astype(str)], fontsize=8)
         ax.set_xscale("log")
-        _plain_log_ticks(
-            ax, float(np.nanmin(lo[lo > 0], initial=1.0)), float(np.nanmax(hi[np.isfinite(hi)], initial=1.0))
-        )
+        x_lo = float(np.min(lo[ok], initial=1.0)) if ok.any() else 0.5
+        x_hi = float(np.max(hi[ok], initial=1.0)) if ok.any() else 2.0
+        _plain_log_ticks(ax, x_lo, x_hi)
+        ax.set_xlim(x_lo / 1.3, x_hi * 1.3)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        for yy in y[~ok]:
+            ax.annotate(
+                "not estimable (separation)",
+                (1.0, yy),
+                xycoords=("axes fraction", "data"),
+                xytext=(-4, 0),
+                textcoords="offset points",
+                ha="right",
+                va="center",
+                fontsize=7,
+                color="firebrick",
+            )
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("odds ratio (95% CI)")
     ax.set_title("\n".join(textwrap.wrap(inert(title, 160), 48)), fontsize=9)

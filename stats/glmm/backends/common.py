@@ -51,8 +51,11 @@ def component_from_cov(group: str, terms: list[str], cov: np.ndarray) -> Varianc
     return VarianceComponent(group, tuple(terms), tuple(float(s) for s in sd), tuple(corr), theta_from_cov(cov))
 
 
+SEPARATION_LOG_ODDS = 10.0  # a fixed effect beyond this |log-odds| signals (quasi-)complete separation
+
+
 def separation_warnings(terms: list[str], est: np.ndarray) -> list[str]:
-    big = [t for t, b in zip(terms, est) if abs(b) > 10]
+    big = [t for t, b in zip(terms, est) if abs(b) > SEPARATION_LOG_ODDS]
     if big:
         return [
             f"|log-odds| > 10 for {', '.join(big)}: likely (quasi-)complete separation; these estimates and tests are unreliable"
