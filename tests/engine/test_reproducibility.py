@@ -28,8 +28,10 @@ SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion
 
 @pytest.fixture(scope="module")
 def line() -> dict:
+    """A both-wrong, erased line of the sample (so the changes below are changes)."""
     with (SAMPLE / "outcomes.jsonl").open(encoding="utf-8") as fh:
-        return json.loads(fh.readline())
+        recs = [json.loads(x) for x in fh]
+    return next(r for r in recs if r["category"] == "both_wrong" and r["demotion"] == "erased")
 
 
 def _changed(line: dict, path: str, value: object) -> str:
@@ -108,8 +110,9 @@ def test_bytes_alone_differ_only_matter_on_the_same_configuration(line: dict) ->
     assert outcome_differences(dumps_line(line), dumps_line(line), same_config=True) == []
 
 
-def test_the_committed_sample_has_no_record_and_so_never_matches() -> None:
-    assert machine_config(read_manifest(SAMPLE)) is None
+def test_the_committed_sample_records_its_configuration() -> None:
+    recorded = machine_config(read_manifest(SAMPLE))
+    assert recorded is not None and recorded["device"] == "cpu" and recorded["torch_threads"] == 1
     here = numerics("cpu", "float32")
     assert not same_machine_config(None, here) and not same_machine_config(None, None)
     assert same_machine_config(here, dict(here))

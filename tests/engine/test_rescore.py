@@ -66,10 +66,16 @@ def test_without_guards_the_two_loops_of_issue_18_are_credited_again(derived: di
     from stats.load import load_study
 
     df = load_study(derived["unguarded"])  # stats reads a derived study like any study
+    guarded = load_study(derived["default"])
     pruned = df[df["open_correct"] & (df["method"] != "dense")]
+    kept = guarded[guarded["open_correct"] & (guarded["method"] != "dense")]
+    assert sorted(zip(kept["run_id"].astype(str), kept["open_text"])) == [
+        ("demo__sparsegpt-s50", "The chemical symbol for potassium is K.")  # a real answer: guarded keeps it
+    ]
     assert sorted(zip(pruned["run_id"].astype(str), pruned["open_text"])) == [
         ("demo__magnitude-s70", "Sou C M K M K M K M K M K M K"),
         ("demo__magnitude-s70", "by by by M and M. M K M K"),
+        ("demo__sparsegpt-s50", "The chemical symbol for potassium is K."),
     ]
     assert read_manifest(derived["unguarded"] / "demo__dense")["matching"]["guards"] == []
 
