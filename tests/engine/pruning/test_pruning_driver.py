@@ -70,8 +70,16 @@ def test_sparsegpt_driver_within_e2_tolerances_of_batch1_reference_loop(arch: st
     agree = sum(int(((ew[n] == 0) == (ow[n] == 0)).sum()) for n in ew)
     total = sum(ew[n].numel() for n in ew)
     assert agree / total >= 0.999, f"{arch}: mask agreement {agree / total:.5f}"
+    # A near-tie can put one weight on the other side of a row's threshold (batched vs one-by-one Hessian
+    # sums differ in the last bits); SparseGPT's compensation then differs along that row only, so the
+    # weights must agree on every row whose mask agrees, and those must be nearly all rows.
+    rows = same = 0
     for n in ew:
-        assert (ew[n] - ow[n]).abs().max() <= 1e-4 * ow[n].abs().max(), f"{arch} {n}: weights differ"
+        row_same = ((ew[n] == 0) == (ow[n] == 0)).all(dim=1)
+        rows, same = rows + len(row_same), same + int(row_same.sum())
+        diff = (ew[n] - ow[n])[row_same].abs()
+        assert diff.numel() == 0 or diff.max() <= 1e-4 * ow[n].abs().max(), f"{arch} {n}: weights differ"
+    assert same / rows >= 0.98, f"{arch}: {rows - same} of {rows} rows have a different mask"
     engine_loss = sum(r.loss for r in res.modules.values())
     assert engine_loss == pytest.approx(sum(oracle_losses.values()), rel=0.01)
 
