@@ -134,7 +134,9 @@ class PrunescopeApp(App[None]):
             self.install_screen(screen, name)  # made once: each keeps its state between visits
         self._load()
 
-    @work(thread=True, exclusive=True, group="load")
+    # Every worker is given a description: without one Textual repr()s its arguments (a study's arrays:
+    # ~13 ms) on the event loop each time the worker starts.
+    @work(thread=True, exclusive=True, group="load", description="load")
     def _load(self) -> None:
         freeze_long_lived()  # Textual, the screens
         study = load_study(
@@ -174,7 +176,7 @@ class PrunescopeApp(App[None]):
     def stats_args_text(self) -> str:
         return " ".join(s.name for s in self.sources) + (f" --baseline {self.baseline}" if self.baseline else "")
 
-    @work(thread=True, exclusive=True, group="stats")
+    @work(thread=True, exclusive=True, group="stats", description="stats")
     def _run_stats(self) -> None:
         from engine.errors import UserError
         from stats import api
@@ -223,7 +225,7 @@ class PrunescopeApp(App[None]):
         if not any(w.group == "follow" and w.is_running for w in self.workers):
             self._follow()
 
-    @work(thread=True, exclusive=True, group="follow")
+    @work(thread=True, exclusive=True, group="follow", description="follow")
     def _follow(self) -> None:
         study = self.study
         if study is None:
@@ -378,7 +380,7 @@ class PrunescopeApp(App[None]):
             return
         self._export(screen)
 
-    @work(thread=True, exclusive=True, group="export")
+    @work(thread=True, exclusive=True, group="export", description="export")
     def _export(self, screen: DataScreen) -> None:
         """Write the screen's view under `<study>/.prunescope/exports/` (off the event loop: lists can be long)."""
         view = screen.export_view()

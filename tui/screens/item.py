@@ -97,12 +97,12 @@ class ItemScreen(LinesScreen):
         self._draw_worker(self.app, self.papp.study, index, width)
 
     # Workers get the app from the caller: the app context is not set in their threads.
-    @work(thread=True, exclusive=True, group="item")
+    @work(thread=True, exclusive=True, group="item", description="item")
     def _draw_worker(self, app: App[None], study: Study, index: int, width: int) -> None:
         drawn = _render(study, index, width)
         app.call_from_thread(self._drawn, index, width, drawn)
 
-    @work(thread=True, exclusive=True, group="item-prefetch")
+    @work(thread=True, exclusive=True, group="item-prefetch", description="item-prefetch")
     def _prefetch(self, app: App[None], study: Study, index: int, width: int) -> None:
         drawn = _render(study, index, width)
         app.call_from_thread(self._keep, index, width, drawn)

@@ -57,7 +57,7 @@ class ItemsScreen(DataScreen):
         msg.update(app.problem_text())
         self._select()
 
-    @work(exclusive=True, group="select", thread=True)
+    @work(exclusive=True, group="select", thread=True, description="select")
     def _select(self) -> None:
         app = self.papp
         study, state = app.study, app.items_state

@@ -63,7 +63,7 @@ class StatsTablesScreen(LinesScreen):
             self._drawn = drawn
             self._draw(self.app, tables, note, width)
 
-    @work(thread=True, exclusive=True, group="stats-tables")
+    @work(thread=True, exclusive=True, group="stats-tables", description="stats-tables")
     def _draw(self, app: App[None], tables: list[Any], note: Text | None, width: int) -> None:
         drawn = [render.report_table(t) for t in tables]
         parts: list[RenderableType] = [r for r, _ in drawn] + ([note] if note is not None else [])
