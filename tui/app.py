@@ -314,8 +314,10 @@ class PrunescopeApp(App[None]):
         self.push_screen("item")
 
     def prefetch_item(self, index: int) -> None:
-        """Draw the item of pair `index` in the background (the cursor rests on it in the list)."""
-        self._item_screen().prefetch(index)
+        """Draw the item of pair `index` in the background (the cursor rests on it in the list); nothing
+        once the app is closing (its screens are uninstalled then, and a resting-cursor timer may still fire)."""
+        if self.is_screen_installed("item"):
+            self._item_screen().prefetch(index)
 
     def _item_screen(self) -> ItemScreen:
         screen = self.get_screen("item")
