@@ -37,6 +37,7 @@ async def test_steps_through_discordant_items_of_two_imported_models(study: Path
         await loaded(pilot)
         assert isinstance(app.screen, ItemsScreen)
         assert len(app.study.pairs) == 16  # every item of the pruned model, against the baseline
+        assert "base→run" in svg_text(app.export_screenshot())  # the transition column says what it pairs
         await pilot.press("enter")
         await pilot.pause()
         screen = app.screen

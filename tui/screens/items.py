@@ -55,6 +55,11 @@ class ItemsScreen(DataScreen):
             msg.update(Text("Loading …", style="bold"))
             return
         msg.update(app.problem_text())
+        table = self.query_one(ItemTable)
+        reference = "base" if app.study.baseline else "dense"
+        if table.reference != reference:
+            table.reference = reference
+            table.refresh()
         self._select()
 
     @work(exclusive=True, group="select", thread=True, description="select")

@@ -23,7 +23,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("run", "run", 16),
     ("lang", "language", 5),
     ("item", "item", 22),
-    ("dense→run", "transition", 10),
+    ("{reference}→run", "transition", 10),
     ("gold", "gold", 18),
     ("run's answer", "answer", 0),
     ("⚑", "flag", 2),
@@ -75,6 +75,7 @@ class ItemTable(ScrollView, can_focus=True):
         self.sort_key = ""
         self.sort_reverse = False
         self.fresh = True  # the cursor sits where set_rows put it: nobody moved it yet
+        self.reference = "dense"  # what each run is paired with: 'dense', or 'base' under --baseline
 
     def set_rows(self, rows: np.ndarray, cursor: int = 0, fresh: bool = True) -> None:
         self.rows, self.fresh = rows, fresh
@@ -104,7 +105,9 @@ class ItemTable(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             arrow = " ▼" if self.sort_reverse else " ▲"
-            heads = [h + (arrow if key == self.sort_key else "") for h, key, _ in COLUMNS]
+            heads = [
+                h.format(reference=self.reference) + (arrow if key == self.sort_key else "") for h, key, _ in COLUMNS
+            ]
             return self._line(heads, width, base + self.get_component_rich_style("item-table--header"))
         n = int(self.scroll_offset.y) + y - 1
         if n >= len(self.rows):
