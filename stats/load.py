@@ -131,7 +131,7 @@ def _runs_info(run: RunSource) -> dict[str, Any]:
     return {
         "run_id": run.name,
         "study": run.study,
-        "pair_model": run.key.model,
+        "key": run.key,  # what the pairing rule needs (engine.contract.pairing.RunKey)
         "path": str(run.path),
         "status": run.status,
         "model": run.model,
@@ -143,9 +143,8 @@ def _runs_info(run: RunSource) -> dict[str, Any]:
         "n_outcomes": len(run),
         "torn_tail": bool(run.outcomes and run.outcomes.torn_tail),
         "corrupt_lines": len(run.outcomes.problems) if run.outcomes else 0,
+        "matching": manifest.get("matching"),
         "demotion_max_rank": _get(manifest, "demotion_rule", "max_rank"),
-        "probe_mode": _get(manifest, "probes", "mode"),
-        "beam_width": _get(manifest, "probes", "beam", "k") or _get(manifest, "probes", "beam_width"),
         "sampling_n": _get(manifest, "probes", "sampling", "n") or _get(manifest, "probes", "n_samples"),
     }
 
@@ -240,10 +239,9 @@ def _check_pooled(df: pd.DataFrame) -> None:
             )
 
 
-PAIRED_TRACES = ("first_token_rank", "seq_logprob", "demotion", "beam_top", "beam_any", "sample_hits", "one_shot")
-_CARRY = ("parallel_id", "language", "dataset", *FORMATS, "category", *PAIRED_TRACES)
+_PAIRED_TRACES = ("first_token_rank", "seq_logprob", "demotion", "beam_top", "beam_any", "sample_hits", "one_shot")
+_CARRY = ("parallel_id", "language", "dataset", *FORMATS, "category", *_PAIRED_TRACES)
 _META = ("study", "model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition")
-RUN_META = list(_META)
 
 
 def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
@@ -259,17 +257,7 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """
     present = {str(r) for r in df["run_id"].unique()}
     infos = [i for i in df.attrs.get("runs", []) if i["run_id"] in present]
-    keys = [
-        pairing.RunKey(
-            i["run_id"],
-            i["pair_model"],
-            i["method"] == "dense",
-            i["items_hash"],
-            i["status"] == "running",
-            baseline=i.get("baseline", False),
-        )
-        for i in infos
-    ]
+    keys = [i["key"] for i in infos]
     refs = pairing.references(keys, baseline=baseline)
     if refs.problems:
         raise UserError(refs.problems[0])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine.contract.index import hash64
-from engine.contract.reader import ITEMS, RunFolderError, read_items, read_manifest
+from engine.contract.reader import ITEMS, read_items
 from engine.matching import DEFAULT_SCORING, AnswerKey, Evidence, Scoring, evidence
 from stats.report import Column, ReportTable
 
@@ -119,7 +119,7 @@ def matching_report(df: pd.DataFrame) -> ReportTable:
     cols += [Column(f"open: {h}", f"open_{k}", "rate") for k, h, _ in RULES]
     cols += [Column(f"RO: {h}", f"ro_{k}", "rate") for k, h, _ in RULES]
     cols += [Column("changed", "changed", "int"), Column("loops", "loops", "int")]
-    stored = sorted({stored_scoring(_matching_block(info)) for info in df.attrs.get("runs", [])})
+    stored = sorted({stored_scoring(info.get("matching")) for info in df.attrs.get("runs", [])})
     notes = [
         "Open accuracy and recognition-only rate (RO: MC right, open wrong) of each run, every stored open "
         "output graded again under four rules: exact = the normalised token sequences are equal; guarded = "
@@ -132,13 +132,6 @@ def matching_report(df: pd.DataFrame) -> ReportTable:
         "The other tables use the scoring stored in the run folders: " + "; ".join(stored) + ".",
     ]
     return ReportTable("robustness-matching", "Open-generation matching rules (robustness)", cols, records, notes)
-
-
-def _matching_block(info: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        return read_manifest(Path(info["path"])).get("matching")
-    except RunFolderError:
-        return None
 
 
 def _pct(values: Sequence[float]) -> str:
