@@ -182,7 +182,7 @@ def _run_locked(
 ) -> RunResult:
     from engine.models import load_model, resolve_device
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
-    from engine.protocol.weights import transposed_linears
+    from engine.protocol.session import protocol_session
 
     t0 = time.time()
     run_dir = Path(study_dir) / plan.run_id
@@ -269,7 +269,7 @@ def _run_locked(
         t_eval = time.time()
         if progress:
             progress(len(writer.done), len(items))
-        with transposed_linears(loaded.model):
+        with protocol_session(loaded.model, protocol):
             for batch in batches:
                 todo = [it for it in batch if it["item_uid"] not in writer.done]
                 if not todo:

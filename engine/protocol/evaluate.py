@@ -28,7 +28,7 @@ from engine.protocol.kvcache import supports_slot_cache
 from engine.protocol.lens import LayerCapture, Readout, layer_traces
 from engine.protocol.plain import PlainBackend
 from engine.protocol.scoring import TokenScores
-from engine.protocol.weights import transposed_linears
+from engine.protocol.session import protocol_session
 from engine.protocol.work import Backend, BatchWork
 
 SCORE_RULES = ("sum", "per_token", "per_char", "per_byte")
@@ -73,7 +73,7 @@ def evaluate_batches(
     loaded: LoadedModel, items: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
 ) -> Iterator[list[dict]]:
     """Outcome records, batch by batch, in the planned order."""
-    with transposed_linears(loaded.model):
+    with protocol_session(loaded.model, config):
         for batch in plan_batches(loaded, items, config):
             yield evaluate_batch(loaded, batch, config, one_shot_pool)
 
@@ -132,7 +132,7 @@ def evaluate_batch(
     check_config(config)
     for item in batch:
         check_item(item, config)
-    with torch.inference_mode(), transposed_linears(loaded.model):
+    with torch.inference_mode(), protocol_session(loaded.model, config):
         return _evaluate(loaded, batch, config, one_shot_pool, plain)
 
 

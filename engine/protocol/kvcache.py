@@ -47,6 +47,9 @@ class _Plan:
         self.rows = slice(0, 0)
         self.col0 = 0  # slab: first column written
         self.step_cols: torch.Tensor | None = None  # step: [rows, queries] the column each query writes
+        self.step_span: int | None = (
+            None  # step: the first of the columns every row writes, when all write the same run
+        )
         self.read_cols = 0  # attention reads columns [0, read_cols)
 
 
@@ -77,6 +80,10 @@ class SlotLayer(CacheLayerMixin):
         rows = plan.rows
         if plan.step_cols is None:
             cols = slice(plan.col0, plan.col0 + key_states.shape[2])
+            self.keys[rows, :, cols] = key_states
+            self.values[rows, :, cols] = value_states
+        elif plan.step_span is not None:  # every row writes the same columns: a slice
+            cols = slice(plan.step_span, plan.step_span + key_states.shape[2])
             self.keys[rows, :, cols] = key_states
             self.values[rows, :, cols] = value_states
         else:
@@ -113,6 +120,8 @@ class SlotCache(Cache):
         every column up to the last written."""
         self.plan.rows, self.plan.step_cols = slice(0, cols.shape[0]), cols
         self.plan.read_cols = int(cols.max()) + 1
+        run = cols[0, 0] + torch.arange(cols.shape[1], device=cols.device)
+        self.plan.step_span = int(cols[0, 0]) if bool((cols == run).all()) else None
 
     def copy_rows(
         self, src: torch.Tensor, dst: torch.Tensor, hi: int, lo: int = 0, source: SlotCache | None = None
@@ -128,6 +137,19 @@ class SlotCache(Cache):
             s, d = src.to(theirs.keys.device), dst.to(mine.keys.device)
             mine.keys[d, :, lo:hi] = theirs.keys[s, :, lo:hi].to(mine.keys.device)
             mine.values[d, :, lo:hi] = theirs.values[s, :, lo:hi].to(mine.keys.device)
+
+    def read_columns(self, row: int, lo: int, hi: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of every layer's keys and values of columns [lo, hi) of `row` ([kv_heads, hi - lo, dim])."""
+        return [(layer.keys[row, :, lo:hi].clone(), layer.values[row, :, lo:hi].clone()) for layer in self.layers]
+
+    def write_columns(self, rows: slice, lo: int, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Every row of `rows` takes, from column `lo`, the keys and values `read_columns` gave."""
+        for layer, (k, v) in zip(self.layers, kv):
+            if not layer.is_initialized:
+                layer.lazy_initialization(k[None], v[None])
+            hi = lo + k.shape[1]
+            layer.keys[rows, :, lo:hi] = k
+            layer.values[rows, :, lo:hi] = v
 
     @property
     def bytes_per_position(self) -> int:
@@ -168,15 +190,31 @@ def packed_sdpa(
     group = heads // kv_heads
     if group > 1:
         query = query.reshape(rows, kv_heads, group * q_len, dim)
-        if attention_mask is not None and attention_mask.shape[2] > 1:
-            mask = attention_mask.expand(rows, 1, q_len, attention_mask.shape[-1])
-            attention_mask = (
-                mask[:, :, None].expand(rows, 1, group, q_len, mask.shape[-1]).reshape(rows, 1, group * q_len, -1)
-            )
+    if attention_mask is not None:
+        attention_mask = _packed_mask(attention_mask, rows, group, q_len, query.dtype)
     out = torch.nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
     )
     return out.reshape(rows, heads, q_len, dim).transpose(1, 2).contiguous(), None
+
+
+_MASK: list[torch.Tensor] = []  # [the mask a pass gave its layers, that mask as packed_sdpa uses it]
+
+
+def _packed_mask(mask: torch.Tensor, rows: int, group: int, q_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """`mask` [rows, 1, q_len, keys] repeated for the `group` query heads packed into the query length and,
+    if boolean, made additive (0 / -inf: what sdpa does with a boolean mask, so the same numbers). Every
+    layer of a pass gets the same mask object, so it is made once per pass."""
+    if _MASK and _MASK[0] is mask:
+        return _MASK[1]
+    out = mask
+    if group > 1 and mask.shape[2] > 1:
+        out = mask.expand(rows, 1, q_len, mask.shape[-1])
+        out = out[:, :, None].expand(rows, 1, group, q_len, mask.shape[-1]).reshape(rows, 1, group * q_len, -1)
+    if out.dtype == torch.bool:
+        out = torch.zeros(out.shape, dtype=dtype, device=out.device).masked_fill_(~out, float("-inf"))
+    _MASK[:] = [mask, out]
+    return out
 
 
 @contextlib.contextmanager
@@ -195,4 +233,5 @@ def packed_attention(model: Any) -> Iterator[None]:
     try:
         yield
     finally:
+        _MASK.clear()
         model.set_attn_implementation(before)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,26 @@ class Meter:
 
 METER: Meter | None = None
 
+# shared prefixes' keys and values by (model, first column, tokens), kept within `shared_prefixes` (least recently used out)
+PREFIXES: OrderedDict[tuple[int, int, tuple[int, ...]], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+PREFIXES_KEPT = 32
+
+
+@contextlib.contextmanager
+def shared_prefixes() -> Iterator[None]:
+    """Within the block, a shared prefix is run once and its keys and values reused by every later
+    group starting with the same tokens (nested blocks share the outer store). The model's weights
+    must not change inside the block."""
+    global PREFIXES
+    if PREFIXES is not None:
+        yield
+        return
+    PREFIXES = OrderedDict()
+    try:
+        yield
+    finally:
+        PREFIXES = None
+
 
 @contextlib.contextmanager
 def metered() -> Iterator[Meter]:
@@ -83,13 +104,19 @@ def run_pass(
     keys] (which cache columns each query sees), `real` [rows, queries] (which queries are not
     padding). Returns float32 logits of the last `logits_to_keep` queries (0: all)."""
     t0, c0 = time.perf_counter(), time.process_time()
+    q = ids.shape[1]
+    # the last k positions as an index (a contiguous copy of those hidden states): a sliced view
+    # would make the output layer a batched matmul that reads its weight once per row
+    keep: int | torch.Tensor = logits_to_keep
+    if 0 < logits_to_keep < q and ids.shape[0] > 1:
+        keep = torch.arange(q - logits_to_keep, q, device=ids.device)
     out = forward(
         model,
         cache,
         input_ids=ids,
         attention_mask=attention_mask_4d(allowed, model),
         position_ids=pos,
-        logits_to_keep=logits_to_keep,
+        logits_to_keep=keep,
     )
     logits = out.logits.float()
     if METER is not None:
@@ -250,19 +277,10 @@ def fill(
     Returns the scores of every continuation of every prompt and the logits after each prompt's last
     token [prompts, vocab] (both in prompt order); each row gets a segment. `capture`, when given,
     keeps every layer's residual stream at each prompt's last token."""
-    device = group.valid.device
     n = len(prompts)
     P = layout.prefix
-    if P > 0:  # the shared prefix, once, copied to every row
-        group.cache.slab(slice(row0, row0 + 1), col0, P)
-        allowed = torch.zeros((1, P, col0 + P), dtype=torch.bool, device=device)
-        allowed[0, :, col0:] = torch.ones((P, P), dtype=torch.bool, device=device).tril()
-        ids = torch.tensor([list(prompts[0][:P])], dtype=torch.long, device=device)
-        real = torch.ones((1, P), dtype=torch.bool, device=device)
-        run_pass(model, group.cache, ids, torch.arange(P, device=device)[None], allowed, real, 1, 0)
-        if n > 1:
-            rows = torch.arange(row0 + 1, row0 + n, device=device)
-            group.cache.copy_rows(torch.full_like(rows, row0), rows, col0 + P, lo=col0)
+    if P > 0:
+        _prefix(model, group, row0, n, col0, prompts[0][:P])
     group.valid[row0 : row0 + n, col0:] = False
     group.valid[row0 : row0 + n, col0 : col0 + P] = True
     scores: list[list[TokenScores]] = [[] for _ in range(n)]
@@ -278,6 +296,36 @@ def fill(
             last = bucket_last.new_empty((n, bucket_last.shape[-1]))
         last[torch.tensor(members, device=last.device)] = bucket_last
     return scores, last
+
+
+def _prefix(model: Any, group: Group, row0: int, n: int, col0: int, prefix: Sequence[int]) -> None:
+    """Keys and values of the shared prefix in columns col0.. of rows row0..row0+n-1: run once, as a
+    batch of one, and copied to every row; within `shared_prefixes` taken from an earlier pass over the
+    same tokens at the same column (the same numbers: such a pass depends on its tokens and on how many
+    columns its attention reads, masked ones included, which sets the blocks sdpa sums in)."""
+    device = group.valid.device
+    P = len(prefix)
+    rows = slice(row0, row0 + n)
+    store = PREFIXES
+    key = (id(model), col0, tuple(int(t) for t in prefix))
+    kept = store.get(key) if store is not None else None
+    if kept is not None:
+        store.move_to_end(key)  # type: ignore[union-attr]
+        group.cache.write_columns(rows, col0, kept)
+        return
+    group.cache.slab(slice(row0, row0 + 1), col0, P)
+    allowed = torch.zeros((1, P, col0 + P), dtype=torch.bool, device=device)
+    allowed[0, :, col0:] = torch.ones((P, P), dtype=torch.bool, device=device).tril()
+    ids = torch.tensor([list(prefix)], dtype=torch.long, device=device)
+    real = torch.ones((1, P), dtype=torch.bool, device=device)
+    run_pass(model, group.cache, ids, torch.arange(P, device=device)[None], allowed, real, 1, 0)
+    if n > 1:
+        others = torch.arange(row0 + 1, row0 + n, device=device)
+        group.cache.copy_rows(torch.full_like(others, row0), others, col0 + P, lo=col0)
+    if store is not None:
+        store[key] = group.cache.read_columns(row0, col0, col0 + P)
+        while len(store) > PREFIXES_KEPT:
+            store.popitem(last=False)
 
 
 def _fill_bucket(

@@ -11,7 +11,8 @@ it does nothing); nested blocks are free.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,3 +32,85 @@ def transposed_linears(model: Any) -> Iterator[None]:
         with torch.no_grad():
             for p in todo:
                 p.data = p.data.contiguous()
+
+
+def _mkl_packs() -> bool:
+    return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+def _available_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError):
+        return 0
+
+
+@contextlib.contextmanager
+def packed_linears(model: Any, rows: Sequence[int]) -> Iterator[None]:
+    """Within the block, a CPU float32 linear layer fed `m` rows, where `rows` has a P with P/2 <= m <= P,
+    multiplies through MKL's packed GEMM: its weight packed once for P rows, the input padded to P
+    rows. Decoding steps feed the same few row counts (a batch's lanes) hundreds of times; an
+    unpacked GEMM repacks the weight at every call, which at 16 rows made it about a third slower.
+    Rows are computed independently of each other and of the path (a test checks the outputs are
+    bit-identical to `torch.nn.functional.linear`). Done only when MKL is there and the packed
+    copies take at most a quarter of the memory available; otherwise the block changes nothing."""
+    sizes = sorted({int(r) for r in rows if r > 0})
+    linears = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+        and m.weight.device.type == "cpu"
+        and m.weight.dtype == torch.float32
+        and "forward" not in m.__dict__
+    ]
+    need = len(sizes) * sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    if not sizes or not linears or not _mkl_packs() or need > _available_bytes() // 4:
+        yield
+        return
+    with torch.no_grad():
+        for m in linears:
+            packs = {p: torch.ops.mkl._mkl_reorder_linear_weight(m.weight, p) for p in sizes}
+            same = {(p, r) for p in sizes for r in range((p + 1) // 2, p + 1) if _same_numbers(m, packs[p], p, r)}
+            m.forward = _packed_forward(m, packs, same)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for m in linears:
+            del m.forward
+
+
+_CHECKED: dict[tuple[Any, ...], bool] = {}
+
+
+def _same_numbers(layer: torch.nn.Linear, pack: torch.Tensor, p: int, rows: int) -> bool:
+    """Whether `rows` rows padded to `p` through the packed GEMM give exactly what `linear` gives for
+    them. MKL picks its blocking of the inner dimension by shape and path (a 1536-wide inner
+    dimension at 32 rows is summed in another order), and the blocking, not the values, decides
+    whether the sums agree; so random rows show it, once per shape and layout."""
+    w = layer.weight
+    key = (tuple(w.shape), w.stride(), layer.bias is not None, p, rows)
+    if key not in _CHECKED:
+        gen = torch.Generator().manual_seed(rows)
+        x = torch.randn(rows, layer.in_features, generator=gen)
+        padded = torch.cat([x, x.new_zeros(p - rows, layer.in_features)])
+        got = torch.ops.mkl._mkl_linear(padded, pack, w, layer.bias, p)[:rows]
+        _CHECKED[key] = bool(torch.equal(got, torch.nn.functional.linear(x, w, layer.bias)))
+    return _CHECKED[key]
+
+
+def _packed_forward(layer: torch.nn.Linear, packs: dict[int, torch.Tensor], same: set[tuple[int, int]]) -> Any:
+    sizes = sorted(packs)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        k = layer.in_features
+        m = x.numel() // k if k else 0
+        p = next((s for s in sizes if m <= s), 0)
+        if (p, m) not in same:
+            return torch.nn.functional.linear(x, layer.weight, layer.bias)
+        flat = x.reshape(m, k)
+        if m < p:
+            flat = torch.cat([flat, flat.new_zeros(p - m, k)])
+        out = torch.ops.mkl._mkl_linear(flat, packs[p], layer.weight, layer.bias, p)
+        return out[:m].reshape(*x.shape[:-1], layer.out_features)
+
+    return forward
