@@ -132,7 +132,7 @@ def evaluate_batch(
     check_config(config)
     for item in batch:
         check_item(item, config)
-    with torch.inference_mode(), protocol_session(loaded.model, config):
+    with torch.inference_mode(), protocol_session(loaded.model, config, pack=False):
         return _evaluate(loaded, batch, config, one_shot_pool, plain)
 
 
