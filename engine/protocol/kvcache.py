@@ -47,9 +47,7 @@ class _Plan:
         self.rows = slice(0, 0)
         self.col0 = 0  # slab: first column written
         self.step_cols: torch.Tensor | None = None  # step: [rows, queries] the column each query writes
-        self.step_span: int | None = (
-            None  # step: the first of the columns every row writes, when all write the same run
-        )
+        self.step_span: int | None = None  # step: first column, when every row writes the same columns
         self.read_cols = 0  # attention reads columns [0, read_cols)
 
 

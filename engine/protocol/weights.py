@@ -51,9 +51,9 @@ def packed_linears(model: Any, rows: Sequence[int]) -> Iterator[None]:
     multiplies through MKL's packed GEMM: its weight packed once for P rows, the input padded to P
     rows. Decoding steps feed the same few row counts (a batch's lanes) hundreds of times; an
     unpacked GEMM repacks the weight at every call, which at 16 rows made it about a third slower.
-    Rows are computed independently of each other and of the path (a test checks the outputs are
-    bit-identical to `torch.nn.functional.linear`). Done only when MKL is there and the packed
-    copies take at most a quarter of the memory available; otherwise the block changes nothing."""
+    A row count takes the packed path only where a check at packing time finds its outputs
+    bit-identical to `torch.nn.functional.linear`'s (`_same_numbers`). Done only when MKL is there and
+    the packed copies take at most a quarter of the memory available; otherwise nothing changes."""
     sizes = sorted({int(r) for r in rows if r > 0})
     linears = [
         m
@@ -86,9 +86,9 @@ def _same_numbers(layer: torch.nn.Linear, pack: torch.Tensor, p: int, rows: int)
     """Whether `rows` rows padded to `p` through the packed GEMM give exactly what `linear` gives for
     them. MKL picks its blocking of the inner dimension by shape and path (a 1536-wide inner
     dimension at 32 rows is summed in another order), and the blocking, not the values, decides
-    whether the sums agree; so random rows show it, once per shape and layout."""
+    whether the sums agree; so random rows show it, once per shape, layout and thread count."""
     w = layer.weight
-    key = (tuple(w.shape), w.stride(), layer.bias is not None, p, rows)
+    key = (tuple(w.shape), w.stride(), layer.bias is not None, p, rows, torch.get_num_threads())
     if key not in _CHECKED:
         gen = torch.Generator().manual_seed(rows)
         x = torch.randn(rows, layer.in_features, generator=gen)
