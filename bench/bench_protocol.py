@@ -304,6 +304,13 @@ def _measure(
         if name not in best or clock.wall < best[name][0].wall:
             best[name] = (clock, out)
 
+    def ours(name: str, part: Any) -> Any:
+        with metered() as meter, Clock() as clock, protocol_session(loaded.model, config):
+            out = part(loaded, items, config)
+            _sync(args.device)
+        keep(name, clock, meter)
+        return out
+
     rates = []
     for _ in range(args.repeats):
         before = matmul_rate(args.device)
@@ -311,16 +318,10 @@ def _measure(
         after = matmul_rate(args.device)
         rates += [before, after]
         keep("whole", clock, meter)
-        with metered() as meter, Clock() as clock, protocol_session(loaded.model, config):
-            our_lls = _ours_mc(loaded, items, config)
-            _sync(args.device)
-        keep("mc", clock, meter)
+        our_lls = ours("mc", _ours_mc)
         if le is not None:
             keep("lm_eval_mc", *le.mc())
-        with metered() as meter, Clock() as clock, protocol_session(loaded.model, config):
-            our_texts = _ours_generation(loaded, items, config)
-            _sync(args.device)
-        keep("gen", clock, meter)
+        our_texts = ours("gen", _ours_generation)
         if le is not None:
             keep("lm_eval_gen", *le.gen())
     # the machine's rate: the best of the matmuls measured before and after each whole protocol

@@ -18,9 +18,13 @@ from typing import Any
 import torch
 
 
+def _cpu_linears(model: Any) -> list[torch.nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.device.type == "cpu"]
+
+
 @contextlib.contextmanager
 def transposed_linears(model: Any) -> Iterator[None]:
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.device.type == "cpu"]
+    linears = _cpu_linears(model)
     params = list({id(m.weight): m.weight for m in linears}.values())  # tied weights once
     todo = [p for p in params if p.dim() == 2 and p.is_contiguous()]
     with torch.no_grad():
@@ -55,14 +59,7 @@ def packed_linears(model: Any, rows: Sequence[int]) -> Iterator[None]:
     bit-identical to `torch.nn.functional.linear`'s (`_same_numbers`). Done only when MKL is there and
     the packed copies take at most a quarter of the memory available; otherwise nothing changes."""
     sizes = sorted({int(r) for r in rows if r > 0})
-    linears = [
-        m
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear)
-        and m.weight.device.type == "cpu"
-        and m.weight.dtype == torch.float32
-        and "forward" not in m.__dict__
-    ]
+    linears = [m for m in _cpu_linears(model) if m.weight.dtype == torch.float32 and "forward" not in m.__dict__]
     need = len(sizes) * sum(m.weight.numel() * m.weight.element_size() for m in linears)
     if not sizes or not linears or not _mkl_packs() or need > _available_bytes() // 4:
         yield
