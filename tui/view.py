@@ -208,12 +208,9 @@ def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: 
     p = study.pairs
     if not len(idx):
         return idx
-    if key == "run":
-        vals: Any = p.run[idx]
-    elif key == "transition":
-        vals = p.transition[idx]
-    elif key == "language":
-        vals = p.lang[idx]  # codes follow the sorted language names
+    if key in ("run", "transition", "language"):  # language codes follow the sorted language names
+        codes = {"run": p.run, "transition": p.transition, "language": p.lang}[key]
+        order = np.argsort(codes[idx], kind="stable")
     else:
         if key == "item":
             arr = pair_values(study, idx, "item_uid")
@@ -223,10 +220,7 @@ def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: 
             arr = pc.fill_null(pair_values(study, idx, "open_text"), "")
         else:  # flag: flagged first
             arr = pa.array(~_is_in(pair_values(study, idx, "item_uid"), flagged))
-        vals = None
         order = pc.sort_indices(arr, sort_keys=[("", "ascending")]).to_numpy()
-    if vals is not None:
-        order = np.argsort(vals, kind="stable")
     return idx[order[::-1] if reverse else order]
 
 
