@@ -118,7 +118,7 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
     if flt.flagged:
         mask &= _per_run(study, lambda r: _is_in(study.column(r, "item_uid"), flagged))
     if flt.regex is not None:
-        mask &= _text_match(study, flt.regex, mask)
+        mask &= _text_match(study, flt.regex)
     return np.flatnonzero(mask).astype(np.int64)
 
 
@@ -157,7 +157,7 @@ def _regex_mask(col: pa.ChunkedArray | pa.Array, regex: re.Pattern[str]) -> np.n
         return np.fromiter((bool(v and regex.search(v)) for v in col.to_pylist()), dtype=bool, count=len(col))
 
 
-def _text_match(study: Study, regex: re.Pattern[str], candidates: np.ndarray) -> np.ndarray:
+def _text_match(study: Study, regex: re.Pattern[str]) -> np.ndarray:
     """Pairs whose uid, item text (question, gold, aliases) or run's answer matches."""
     item_hits: dict[int, np.ndarray] = {}
 
@@ -172,7 +172,7 @@ def _text_match(study: Study, regex: re.Pattern[str], candidates: np.ndarray) ->
             hit |= np.where(rows >= 0, item_hits[key][np.maximum(rows, 0)], False)
         return hit
 
-    return _per_run(study, per_line) & candidates
+    return _per_run(study, per_line)
 
 
 def pair_values(study: Study, idx: np.ndarray, name: str, items: bool = False) -> pa.Array:
