@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from engine.contract.labels import (
     CATEGORIES,
     CATEGORY_SHORT,
+    DEMOTIONS,
     N_TRANSITIONS,
     TRANSITION_LABELS,
     category_from_short,
@@ -71,8 +72,8 @@ class Filter:
                 f.runs.append(val)
             elif sep and key == "demotion":
                 for v in val.replace("|", ",").split(","):
-                    if v not in ("demoted", "erased"):
-                        raise ValueError(f"demotion:{v}: one of demoted, erased (e.g. demotion:demoted)")
+                    if v not in DEMOTIONS:
+                        raise ValueError(f"demotion:{v}: one of {', '.join(DEMOTIONS)} (e.g. demotion:demoted)")
                     f.demotion.append(v)
             elif sep and key == "recovered":
                 if val not in ("yes", "no"):
