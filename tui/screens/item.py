@@ -58,9 +58,6 @@ class ItemScreen(LinesScreen):
         if self.is_current:
             self.refresh_data()
 
-    def _width(self) -> int:
-        return max(40, (self.size.width or self.app.size.width) - 2)
-
     def _key(self, index: int, width: int) -> tuple[int, int, int]:
         study = self.papp.study
         return (index, width, study.generation if study else 0)
@@ -88,9 +85,9 @@ class ItemScreen(LinesScreen):
 
     def prefetch(self, index: int) -> None:
         """Draw pair `index` in the background, so that opening it later shows it at once."""
-        study = self.papp.study
-        if study is not None and index < len(study.pairs) and self._key(index, self._width()) not in self._drawn_items:
-            self._prefetch(self.app, study, index, self._width())
+        study, width = self.papp.study, self._width()
+        if study is not None and index < len(study.pairs) and self._key(index, width) not in self._drawn_items:
+            self._prefetch(self.app, study, index, width)
 
     def _draw(self, index: int, width: int) -> None:
         assert self.papp.study is not None
