@@ -175,19 +175,10 @@ class Study:
                 tr = transition_code(NO_REFERENCE, arr.category)
             else:
                 ref = self.runs[ref_i]
-                m = pairing.match_rows(
-                    self.column(r, "item_uid").combine_chunks(),
-                    run.numpy("hash64"),
-                    self.column(ref_i, "item_uid").combine_chunks(),
-                    ref.numpy("hash64"),
-                )
-                self.pair_problems += m.problems(
-                    run.name,
-                    ref.name,
-                    self.column(r, "item_uid").combine_chunks(),
-                    self.column(ref_i, "item_uid").combine_chunks(),
-                    run.running or ref.running,
-                )
+                uids = self.column(r, "item_uid").combine_chunks()
+                ref_uids = self.column(ref_i, "item_uid").combine_chunks()
+                m = pairing.match_rows(uids, run.numpy("hash64"), ref_uids, ref.numpy("hash64"))
+                self.pair_problems += m.problems(run.name, ref.name, uids, ref_uids, run.running or ref.running)
                 rows = m.paired.astype(np.int32)
                 refrows = m.ref_row[rows].astype(np.int32)
                 tr = transition_code(self.arrays[ref_i].category[refrows], arr.category[rows])

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from engine.contract.labels import (
     CATEGORIES,
     CATEGORY_SHORT,
+    DEMOTIONS,
     N_TRANSITIONS,
     TRANSITION_LABELS,
     category_from_short,
@@ -71,8 +72,8 @@ class Filter:
                 f.runs.append(val)
             elif sep and key == "demotion":
                 for v in val.replace("|", ",").split(","):
-                    if v not in ("demoted", "erased"):
-                        raise ValueError(f"demotion:{v}: one of demoted, erased (e.g. demotion:demoted)")
+                    if v not in DEMOTIONS:
+                        raise ValueError(f"demotion:{v}: one of {', '.join(DEMOTIONS)} (e.g. demotion:demoted)")
                     f.demotion.append(v)
             elif sep and key == "recovered":
                 if val not in ("yes", "no"):
@@ -118,7 +119,7 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
     if flt.flagged:
         mask &= _per_run(study, lambda r: _is_in(study.column(r, "item_uid"), flagged))
     if flt.regex is not None:
-        mask &= _text_match(study, flt.regex, mask)
+        mask &= _text_match(study, flt.regex)
     return np.flatnonzero(mask).astype(np.int64)
 
 
@@ -157,7 +158,7 @@ def _regex_mask(col: pa.ChunkedArray | pa.Array, regex: re.Pattern[str]) -> np.n
         return np.fromiter((bool(v and regex.search(v)) for v in col.to_pylist()), dtype=bool, count=len(col))
 
 
-def _text_match(study: Study, regex: re.Pattern[str], candidates: np.ndarray) -> np.ndarray:
+def _text_match(study: Study, regex: re.Pattern[str]) -> np.ndarray:
     """Pairs whose uid, item text (question, gold, aliases) or run's answer matches."""
     item_hits: dict[int, np.ndarray] = {}
 
@@ -172,7 +173,7 @@ def _text_match(study: Study, regex: re.Pattern[str], candidates: np.ndarray) ->
             hit |= np.where(rows >= 0, item_hits[key][np.maximum(rows, 0)], False)
         return hit
 
-    return _per_run(study, per_line) & candidates
+    return _per_run(study, per_line)
 
 
 def pair_values(study: Study, idx: np.ndarray, name: str, items: bool = False) -> pa.Array:
@@ -208,12 +209,9 @@ def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: 
     p = study.pairs
     if not len(idx):
         return idx
-    if key == "run":
-        vals: Any = p.run[idx]
-    elif key == "transition":
-        vals = p.transition[idx]
-    elif key == "language":
-        vals = p.lang[idx]  # codes follow the sorted language names
+    if key in ("run", "transition", "language"):  # language codes follow the sorted language names
+        codes = {"run": p.run, "transition": p.transition, "language": p.lang}[key]
+        order = np.argsort(codes[idx], kind="stable")
     else:
         if key == "item":
             arr = pair_values(study, idx, "item_uid")
@@ -223,10 +221,7 @@ def sort_order(study: Study, idx: np.ndarray, key: str, reverse: bool, flagged: 
             arr = pc.fill_null(pair_values(study, idx, "open_text"), "")
         else:  # flag: flagged first
             arr = pa.array(~_is_in(pair_values(study, idx, "item_uid"), flagged))
-        vals = None
         order = pc.sort_indices(arr, sort_keys=[("", "ascending")]).to_numpy()
-    if vals is not None:
-        order = np.argsort(vals, kind="stable")
     return idx[order[::-1] if reverse else order]
 
 

@@ -80,6 +80,10 @@ class LinesScreen(DataScreen):
     def on_mount(self) -> None:
         self.query_one(LinesView).focus()
 
+    def _width(self) -> int:
+        """Cells the body's lines are drawn for: the screen's width (the app's before its first layout)."""
+        return max(40, (self.size.width or self.app.size.width) - 2)
+
 
 def key_hints(screen: Screen) -> Text:
     """'/ filter  e export  …': the shown bindings active on the screen (its own, the focused widget's,

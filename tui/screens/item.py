@@ -58,9 +58,6 @@ class ItemScreen(LinesScreen):
         if self.is_current:
             self.refresh_data()
 
-    def _width(self) -> int:
-        return max(40, (self.size.width or self.app.size.width) - 2)
-
     def _key(self, index: int, width: int) -> tuple[int, int, int]:
         study = self.papp.study
         return (index, width, study.generation if study else 0)
@@ -84,21 +81,17 @@ class ItemScreen(LinesScreen):
         if cached is not None:
             self._drawn(self.pair_index, width, cached)
         else:
-            self._draw(self.pair_index, width)
+            self._draw(self.app, study, self.pair_index, width)
 
     def prefetch(self, index: int) -> None:
         """Draw pair `index` in the background, so that opening it later shows it at once."""
-        study = self.papp.study
-        if study is not None and index < len(study.pairs) and self._key(index, self._width()) not in self._drawn_items:
-            self._prefetch(self.app, study, index, self._width())
-
-    def _draw(self, index: int, width: int) -> None:
-        assert self.papp.study is not None
-        self._draw_worker(self.app, self.papp.study, index, width)
+        study, width = self.papp.study, self._width()
+        if study is not None and index < len(study.pairs) and self._key(index, width) not in self._drawn_items:
+            self._prefetch(self.app, study, index, width)
 
     # Workers get the app from the caller: the app context is not set in their threads.
     @work(thread=True, exclusive=True, group="item", description="item")
-    def _draw_worker(self, app: App[None], study: Study, index: int, width: int) -> None:
+    def _draw(self, app: App[None], study: Study, index: int, width: int) -> None:
         drawn = _render(study, index, width)
         app.call_from_thread(self._drawn, index, width, drawn)
 

@@ -57,7 +57,7 @@ class StatsTablesScreen(LinesScreen):
             msg.update(Text(self.LEAD + command + self.TAIL, style="dim"))
         tables = self.tables() if app.run_stats else []
         note = self.note()
-        width = max(40, (self.size.width or app.size.width) - 2)
+        width = self._width()
         drawn = (id(stats), self.choice(), len(tables), note.plain if note is not None else "", width)
         if drawn != self._drawn:
             self._drawn = drawn
