@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from engine.contract import pairing
 from engine.contract.index import OUTCOME_COLUMNS
-from engine.contract.labels import CATEGORIES, category_codes
+from engine.contract.labels import CATEGORIES, category_codes, transition_code
 from engine.contract.runs import RunSource, open_runs
 from engine.errors import UserError
 
@@ -308,7 +308,7 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         ]
         cat = [pd.Series(res[f"category_{side}"]).cat.codes.to_numpy() for side in ("dense", "pruned")]
         labels = [f"{a}→{b}" for a in CATEGORIES for b in CATEGORIES]
-        res["transition"] = pd.Categorical.from_codes(4 * cat[0] + cat[1], categories=labels)
+        res["transition"] = pd.Categorical.from_codes(transition_code(cat[0], cat[1]), categories=labels)
     else:
         res = pd.DataFrame(columns=[*_META[:5], "reference_run", *_META[5:], "item_uid", "content_key", *_CARRY[:3]])
     res.attrs["unfinished"] = unfinished
