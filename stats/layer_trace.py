@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import UserError
+from stats.cells import key_columns
 from stats.report import Column, ReportTable
 
 BOOT_CHUNK = 500  # bootstrap draws at a time (memory: chunk × items × entries)
@@ -220,13 +221,12 @@ def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> 
         f"(B = {n_boot}, seed {seed}). A pruned curve leaves the dense one where its median lies outside "
         f"the dense {ci} (worse: a higher rank than the dense CI; better: a lower one)."
     )
+    records = departures(pairs).to_dict("records")
     summary = ReportTable(
         key="layer-trace",
         title="Layer trace: where the pruned model leaves the dense curve",
         columns=[
-            Column("model", "model", "text", "left"),
-            Column("condition", "condition", "text", "left"),
-            Column("language", "language", "text", "left"),
+            *key_columns(records),
             Column("items", "items", "int"),
             Column("first entry outside", "first_outside", "int"),
             Column("direction", "direction", "text", "left"),
@@ -235,16 +235,14 @@ def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> 
             Column(f"dense last entry ({ci})", "dense_last", "rank_ci"),
             Column(f"pruned last entry ({ci})", "pruned_last", "rank_ci"),
         ],
-        records=departures(pairs).to_dict("records"),
+        records=records,
         notes=[how],
     )
     by_layer = ReportTable(
         key=BY_LAYER,
         title="Layer trace by layer: median gold rank, dense vs pruned (entries outside the dense CI)",
         columns=[
-            Column("model", "model", "text", "left"),
-            Column("condition", "condition", "text", "left"),
-            Column("language", "language", "text", "left"),
+            *key_columns(rows),
             Column("entry", "layer", "int"),
             Column(f"dense median ({ci})", "dense_median", "rank_ci"),
             Column(f"pruned median ({ci})", "pruned_median", "rank_ci"),

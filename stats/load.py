@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from engine.contract import pairing
 from engine.contract.index import OUTCOME_COLUMNS
-from engine.contract.labels import CATEGORIES, category_codes
+from engine.contract.labels import CATEGORIES, category_codes, transition_code
 from engine.contract.runs import RunSource, open_runs
 from engine.errors import UserError
 
@@ -240,8 +240,11 @@ def _check_pooled(df: pd.DataFrame) -> None:
 
 
 _PAIRED_TRACES = ("first_token_rank", "seq_logprob", "demotion", "beam_top", "beam_any", "sample_hits", "one_shot")
-_CARRY = ("parallel_id", "language", "dataset", *FORMATS, "category", *_PAIRED_TRACES)
-_META = ("study", "model", "n_params", "log_params", "run_id", "method", "sparsity", "pattern", "condition")
+_PAIRED = (*FORMATS, "category", *_PAIRED_TRACES)  # a `_pruned` and a `_dense` column each
+_LEAD = (  # one column each, in this order, before the paired ones; all but reference_run from the run's rows
+    *("study", "model", "n_params", "log_params", "run_id", "reference_run", "method", "sparsity", "pattern"),
+    *("condition", "item_uid", "content_key", "parallel_id", "language", "dataset"),
+)
 
 
 def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
@@ -293,24 +296,19 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         pr = np.concatenate([p for p, _, _ in parts])
         dn = np.concatenate([d for _, d, _ in parts])
         names = [name for _, _, name in parts]
-        cols: dict[str, Any] = {c: df[c].array.take(pr) for c in _META}
         refs_named = sorted(set(names))
         ref_codes = np.repeat([refs_named.index(n) for n in names], [len(p) for p, _, _ in parts])
-        cols["reference_run"] = pd.Categorical.from_codes(ref_codes, categories=refs_named)
-        for c in ("item_uid", "content_key", *_CARRY[:3]):
-            cols[c] = df[c].array.take(pr)
-        for c in _CARRY[3:]:
+        ref_run = pd.Categorical.from_codes(ref_codes, categories=refs_named)
+        cols: dict[str, Any] = {c: ref_run if c == "reference_run" else df[c].array.take(pr) for c in _LEAD}
+        for c in _PAIRED:
             cols[f"{c}_pruned"] = df[c].array.take(pr)
             cols[f"{c}_dense"] = df[c].array.take(dn)
         res = pd.DataFrame(cols)
-        res = res[
-            [*_META[:5], "reference_run", *_META[5:], *[c for c in cols if c not in _META and c != "reference_run"]]
-        ]
         cat = [pd.Series(res[f"category_{side}"]).cat.codes.to_numpy() for side in ("dense", "pruned")]
         labels = [f"{a}→{b}" for a in CATEGORIES for b in CATEGORIES]
-        res["transition"] = pd.Categorical.from_codes(4 * cat[0] + cat[1], categories=labels)
+        res["transition"] = pd.Categorical.from_codes(transition_code(cat[0], cat[1]), categories=labels)
     else:
-        res = pd.DataFrame(columns=[*_META[:5], "reference_run", *_META[5:], "item_uid", "content_key", *_CARRY[:3]])
+        res = pd.DataFrame(columns=list(_LEAD))
     res.attrs["unfinished"] = unfinished
     res.attrs["no_reference"] = refs.no_reference
     res.attrs["baseline"] = refs.baseline

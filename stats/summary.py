@@ -14,7 +14,7 @@ import pandas as pd
 
 from stats.analysis import cell_label
 from stats.intervals import Interval, wilson
-from stats.report import ReportTable
+from stats.report import ReportTable, baseline_wording
 
 
 def _pct(x: float) -> str:
@@ -100,9 +100,12 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
     sig = [r for r in recs if r.get("p_adjusted") is not None and r["p_adjusted"] < alpha]
     deltas = [100 * r["delta"] for r in recs]
     correction = CORRECTIONS.get(adjust, adjust)
+    compared = "pruned vs dense"
+    if "baseline" in table.title:  # the table is worded for runs paired with a baseline (analysis.test_labels)
+        compared = baseline_wording(compared)
 
     text = (
-        f"Recognition-only rate, {'each run vs the baseline' if 'baseline' in table.title else 'pruned vs dense'}, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
+        f"Recognition-only rate, {compared}, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
         f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; "
     )
     if not sig:

@@ -58,6 +58,6 @@ def separation_warnings(terms: list[str], est: np.ndarray) -> list[str]:
     big = [t for t, b in zip(terms, est) if abs(b) > SEPARATION_LOG_ODDS]
     if big:
         return [
-            f"|log-odds| > 10 for {', '.join(big)}: likely (quasi-)complete separation; these estimates and tests are unreliable"
+            f"|log-odds| > {SEPARATION_LOG_ODDS:g} for {', '.join(big)}: likely (quasi-)complete separation; these estimates and tests are unreliable"
         ]
     return []
