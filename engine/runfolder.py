@@ -35,9 +35,9 @@ from engine.contract.index import (
     OUTCOMES_INDEX,
     LineIndex,
     append_batch,
-    index_bytes,
     open_index,
     row_batch,
+    write_index,
 )
 from engine.contract.pairing import first_rows
 from engine.contract.reader import (
@@ -191,9 +191,7 @@ def repair_outcomes(run_dir: Path) -> Repair:
 def write_outcome_index(run_dir: Path, index: LineIndex | None) -> None:
     """Replace a run's `outcomes.index.arrow` with `index` (an empty one when None)."""
     batches = [] if index is None else index.table.combine_chunks().to_batches()
-    meta = {} if index is None else index.meta()
-    data = index_bytes(OUTCOME_LAYOUT, batches, meta)
-    replace_file(Path(run_dir) / OUTCOMES_INDEX, lambda f: f.write(data), durable=False)
+    write_index(Path(run_dir) / OUTCOMES_INDEX, OUTCOME_LAYOUT, batches, {} if index is None else index.meta())
 
 
 class OutcomeWriter:
