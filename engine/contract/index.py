@@ -166,7 +166,7 @@ OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 def hash64s(hashes: list[str]) -> list[int]:
     """`hash64` of many content hashes (the well-formed ones parsed in one pass)."""
     try:
-        if all(h.startswith("sha256:") for h in hashes):
+        if all(h.startswith("sha256:") and len(h) >= 23 for h in hashes):
             return [int(h[7:23], 16) for h in hashes]
     except ValueError:
         pass
