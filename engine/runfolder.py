@@ -84,6 +84,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def jsonl_bytes(records: Iterable[dict[str, Any]]) -> bytes:
+    """A whole JSONL file's bytes, as `write_jsonl_atomic` writes them (to compare a file with records)."""
+    return "".join(dumps_line(r) for r in records).encode("utf-8")
+
+
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file atomically (used for items.jsonl)."""
     replace_file(path, lambda f: f.writelines(dumps_line(r).encode("utf-8") for r in records))
