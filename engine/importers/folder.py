@@ -17,7 +17,7 @@ from typing import Any
 
 import engine
 from engine.atomic import write_bytes_atomic
-from engine.contract.reader import ITEMS, MANIFEST
+from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION
 from engine.errors import UserError
 from engine.runfolder import (
     OutcomeWriter,
@@ -59,7 +59,7 @@ def finite_json(value: Any) -> Any:
 def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
     languages = sorted({i["language"] for i in run.items})
     manifest = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
         "status": "running",
         "error": None,
