@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +219,24 @@ def outcome(item: Mapping[str, Any], mc: McSample, gen: GenSample, options: Impo
         "demotion": None,
         "probes": None,
     }
+
+
+def pair_lines(
+    harness: str,
+    tasks: tuple[str, str],
+    samples: Iterable[tuple[ItemSource, McSample, GenSample]],
+    options: ImportOptions,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Items and outcome lines of one (MC task, generation task) pair, from each item's source, MC request
+    and generation, in order; each item's `meta` names the harness and the two tasks."""
+    items: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    for src, mc, gen in samples:
+        src.meta = {"harness": harness, "tasks": {"mc": tasks[0], "open": tasks[1]}}
+        item = make_item(src, mc, gen)
+        items.append(item)
+        outcomes.append(outcome(item, mc, gen, options))
+    return items, outcomes
 
 
 @dataclass(frozen=True)
