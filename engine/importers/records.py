@@ -28,7 +28,7 @@ from typing import Any
 from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import generation_fields
-from engine.items.build import content_hash, make_uid
+from engine.items.build import make_item as build_item
 from engine.matching import AnswerKey, Scoring
 
 # Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
@@ -79,10 +79,6 @@ class ItemSource:
     parallel_id: str | None = None  # the same item in other languages
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def uid(self) -> str:
-        return make_uid(self.dataset, self.config, self.split, self.native_id, self.language)
-
 
 def language_of(fields: Mapping[str, Any], default: str, where: str) -> str:
     """The language a document (or sample metadata) names, else `default`; UserError naming `where` when
@@ -119,23 +115,20 @@ def join_pairs(model: str, parts: Sequence[tuple[list[dict[str, Any]], list[dict
 
 def make_item(src: ItemSource, mc: McSample, gen: GenSample) -> dict[str, Any]:
     """The items.jsonl record: options and gold from the MC request, the answer from the generation's target."""
-    answer = gen.target.strip() or mc.options[mc.gold]
-    aliases = [a for a in dict.fromkeys([*src.aliases, mc.options[mc.gold].strip()]) if a and a != answer]
-    item: dict[str, Any] = {
-        "item_uid": src.uid,
-        "language": src.language,
-        "question": src.question,
-        "context": None,
-        "answer": answer,
-        "aliases": aliases,
-        "options": list(mc.options),
-        "gold_index": mc.gold,
-        "parallel_id": src.parallel_id,
-        "source": {"dataset": src.dataset, "config": src.config, "split": src.split, "native_id": src.native_id},
-        "meta": src.meta,
-    }
-    item["content_hash"] = content_hash(item)
-    return item
+    return build_item(
+        dataset=src.dataset,
+        config=src.config,
+        split=src.split,
+        native_id=src.native_id,
+        language=src.language,
+        question=src.question,
+        answer=gen.target.strip() or mc.options[mc.gold],
+        aliases=[*src.aliases, mc.options[mc.gold].strip()],
+        options=mc.options,
+        gold_index=mc.gold,
+        parallel_id=src.parallel_id,
+        meta=src.meta,
+    )
 
 
 def mc_record(mc: McSample, rule: str) -> dict[str, Any]:
