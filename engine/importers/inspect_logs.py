@@ -257,7 +257,8 @@ def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tup
     """Items and outcome lines of one (MC task, generation task) pair, in the MC log's sample order."""
     gen_by = {str(s["id"]): (where, s) for where, s in gen.samples}
     mc_ids = [str(s["id"]) for _, s in mc.samples]
-    only_mc, only_gen = [i for i in mc_ids if i not in gen_by], [i for i in gen_by if i not in set(mc_ids)]
+    in_mc = set(mc_ids)
+    only_mc, only_gen = [i for i in mc_ids if i not in gen_by], [i for i in gen_by if i not in in_mc]
     if only_mc or only_gen:
         raise UserError(
             f"tasks {mc.name} ({mc.path.name}) and {gen.name} ({gen.path.name}) do not ask the same sample ids: "
