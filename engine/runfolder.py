@@ -35,9 +35,9 @@ from engine.contract.index import (
     OUTCOMES_INDEX,
     LineIndex,
     append_batch,
-    index_bytes,
     open_index,
     row_batch,
+    write_index,
 )
 from engine.contract.pairing import first_rows
 from engine.contract.reader import (
@@ -82,6 +82,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace `path` with `obj` as JSON so that readers see the old or the new file, never half."""
     text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False) + "\n"
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def jsonl_bytes(records: Iterable[dict[str, Any]]) -> bytes:
+    """A whole JSONL file's bytes, as `write_jsonl_atomic` writes them (to compare a file with records)."""
+    return "".join(dumps_line(r) for r in records).encode("utf-8")
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -191,9 +196,7 @@ def repair_outcomes(run_dir: Path) -> Repair:
 def write_outcome_index(run_dir: Path, index: LineIndex | None) -> None:
     """Replace a run's `outcomes.index.arrow` with `index` (an empty one when None)."""
     batches = [] if index is None else index.table.combine_chunks().to_batches()
-    meta = {} if index is None else index.meta()
-    data = index_bytes(OUTCOME_LAYOUT, batches, meta)
-    replace_file(Path(run_dir) / OUTCOMES_INDEX, lambda f: f.write(data), durable=False)
+    write_index(Path(run_dir) / OUTCOMES_INDEX, OUTCOME_LAYOUT, batches, {} if index is None else index.meta())
 
 
 class OutcomeWriter:

@@ -21,8 +21,8 @@ from engine.errors import UserError
 from engine.matching import MATCHING_VERSION
 from engine.runfolder import (
     OutcomeWriter,
-    dumps_line,
     items_hash,
+    jsonl_bytes,
     write_json_atomic,
     write_jsonl_atomic,
     writer_lock,
@@ -118,7 +118,7 @@ def one_shot_pool(items: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
 
 def _check_items_file(path: Path, items: list[dict[str, Any]]) -> None:
     """A resumed run's items.jsonl must be exactly the study's items (content, not only the hashes)."""
-    if path.read_bytes() == "".join(dumps_line(i) for i in items).encode("utf-8"):
+    if path.read_bytes() == jsonl_bytes(items):
         return
     have = read_items(path.parent)
     for n, (old, new) in enumerate(zip(have, items), 1):

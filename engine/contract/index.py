@@ -166,7 +166,7 @@ OUTCOME_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 def hash64s(hashes: list[str]) -> list[int]:
     """`hash64` of many content hashes (the well-formed ones parsed in one pass)."""
     try:
-        if all(h.startswith("sha256:") for h in hashes):
+        if all(h.startswith("sha256:") and len(h) >= 23 for h in hashes):
             return [int(h[7:23], 16) for h in hashes]
     except ValueError:
         pass
@@ -491,6 +491,15 @@ def _check(loaded: _Loaded, jsonl: Path, size: int) -> tuple[int, int] | None:
     return end, n_lines
 
 
+def _checked(path: Path | None, layout: Layout, jsonl: Path, size: int) -> tuple[_Loaded, tuple[int, int]] | None:
+    """The index file at `path` and the (end, n_lines) of `jsonl` it covers, when it exists and checks out."""
+    if path is None or not path.exists():
+        return None
+    loaded = _load(path, layout)
+    covered = _check(loaded, jsonl, size) if loaded is not None else None
+    return None if loaded is None or covered is None else (loaded, covered)
+
+
 def cached_path(jsonl: Path) -> Path:
     key = hashlib.sha256(str(Path(jsonl).resolve()).encode("utf-8")).hexdigest()[:32]
     return cache_dir() / f"{key}.arrow"
@@ -506,15 +515,13 @@ def open_index(jsonl: Path, layout: Layout, beside: Path | None = None, cache: b
     size = jsonl.stat().st_size
     best: LineIndex | None = None
     for where, path in (("run folder", beside), ("cache", cached_path(jsonl) if cache else None)):
-        if path is None or not path.exists():
+        found = _checked(path, layout, jsonl, size)
+        if found is None:
             continue
-        loaded = _load(path, layout)
-        covered = _check(loaded, jsonl, size) if loaded is not None else None
-        if loaded is None or covered is None:
-            continue
-        if best is None or covered[0] > best.end:
-            problems = list(loaded.meta.get("problems", []))
-            best = LineIndex(jsonl, layout, loaded.table, covered[0], covered[1], False, problems, where)
+        on_disk, (end, n_lines) = found
+        if best is None or end > best.end:
+            problems = list(on_disk.meta.get("problems", []))
+            best = LineIndex(jsonl, layout, on_disk.table, end, n_lines, False, problems, where)
     if best is not None and best.end == size:
         return best
     if best is None:
@@ -541,11 +548,8 @@ def is_current(jsonl: Path, layout: Layout, beside: Path | None = None) -> bool:
     except FileNotFoundError:
         return True  # nothing to build
     for path in (beside, cached_path(jsonl)):
-        if path is None or not path.exists():
-            continue
-        loaded = _load(path, layout)
-        covered = _check(loaded, jsonl, size) if loaded is not None else None
-        if covered is not None and covered[0] == size:
+        found = _checked(path, layout, jsonl, size)
+        if found is not None and found[1][0] == size:
             return True
     return False
 

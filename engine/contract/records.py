@@ -12,16 +12,12 @@ Decoding errors name the JSON path of the bad field (`msgspec.ValidationError`:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import Struct
 
 from engine.contract.labels import condition_label
-
-Status = Literal["running", "complete", "failed"]
-Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
-
 
 # ------------------------------------------------------------------ items.jsonl
 

@@ -33,7 +33,7 @@ from engine.contract.index import (
     open_outcomes,
 )
 from engine.contract.pairing import RunKey, first_rows
-from engine.contract.reader import ITEMS, OUTCOMES, RunFolderError, discover_runs, is_run_dir, read_manifest
+from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, RunFolderError, discover_runs, is_run_dir, read_manifest
 from engine.contract.records import RunMeta, run_meta
 
 Progress = Callable[[str], None]
@@ -136,7 +136,7 @@ class RunSource:
         before = self.status
         try:
             manifest = read_manifest(self.path)
-            meta = run_meta(manifest, str(self.path / "manifest.json"))
+            meta = run_meta(manifest, str(self.path / MANIFEST))
         except (RunFolderError, ValueError):
             return False
         self.manifest, self.meta = manifest, meta
@@ -233,7 +233,7 @@ def open_run(
     run = RunSource(Path(path))
     try:
         run.manifest = read_manifest(run.path)
-        run.meta = run_meta(run.manifest, str(run.path / "manifest.json"))
+        run.meta = run_meta(run.manifest, str(run.path / MANIFEST))
     except (RunFolderError, ValueError) as exc:
         run.errors.append(str(exc))
     run.items = _items(run, {} if item_sets is None else item_sets, cache)

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from engine.contract.reader import ITEMS, MANIFEST
+from engine.atomic import write_bytes_atomic
+from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION
 from engine.errors import UserError
 from engine.runfolder import (
     OutcomeWriter,
-    dumps_line,
     items_hash,
+    jsonl_bytes,
     write_json_atomic,
-    write_jsonl_atomic,
     writer_lock,
 )
 
@@ -59,7 +59,7 @@ def finite_json(value: Any) -> Any:
 def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
     languages = sorted({i["language"] for i in run.items})
     manifest = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
         "status": "running",
         "error": None,
@@ -94,9 +94,9 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
             )
     if baseline is not None and baseline not in ids:
         raise UserError(f"--baseline {baseline!r}: not among the imported runs ({', '.join(ids)})")
-    items_bytes = "".join(dumps_line(i) for i in runs[0].items).encode("utf-8")
+    items_bytes = jsonl_bytes(runs[0].items)
     for r in runs[1:]:
-        if "".join(dumps_line(i) for i in r.items).encode("utf-8") != items_bytes:
+        if jsonl_bytes(r.items) != items_bytes:
             raise UserError(
                 f"runs {runs[0].run_id} and {r.run_id} ask different items (different tasks or documents): "
                 "the runs of one study share one item set; import them into separate studies"
@@ -112,7 +112,7 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
         path = out / r.run_id
         path.mkdir(parents=True)
         with writer_lock(path):
-            write_jsonl_atomic(path / ITEMS, r.items)
+            write_bytes_atomic(path / ITEMS, items_bytes)  # every run asks these items
             manifest = manifest_of(r, r.run_id == baseline)
             write_json_atomic(path / MANIFEST, manifest)
             with OutcomeWriter(path) as writer:

@@ -39,8 +39,7 @@ from engine.importers.records import (
     McSample,
     join_pairs,
     language_of,
-    make_item,
-    outcome,
+    pair_lines,
 )
 from engine.runfolder import sha256_text
 
@@ -258,13 +257,14 @@ def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tup
     """Items and outcome lines of one (MC task, generation task) pair, in the MC log's sample order."""
     gen_by = {str(s["id"]): (where, s) for where, s in gen.samples}
     mc_ids = [str(s["id"]) for _, s in mc.samples]
-    only_mc, only_gen = [i for i in mc_ids if i not in gen_by], [i for i in gen_by if i not in set(mc_ids)]
+    in_mc = set(mc_ids)
+    only_mc, only_gen = [i for i in mc_ids if i not in gen_by], [i for i in gen_by if i not in in_mc]
     if only_mc or only_gen:
         raise UserError(
             f"tasks {mc.name} ({mc.path.name}) and {gen.name} ({gen.path.name}) do not ask the same sample ids: "
             f"{len(only_mc)} only in the first, {len(only_gen)} only in the second (e.g. {(only_mc or only_gen)[:3]})"
         )
-    items, outcomes = [], []
+    samples = []
     for where, s in mc.samples:
         src = _source(mc, s, where, options)
         if not src.question:
@@ -272,11 +272,8 @@ def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tup
         gwhere, g = gen_by[str(s["id"])]
         mc_sample, gen_sample = _mc(mc, s, where), _gen(gen, g, gwhere)
         src.aliases = [*src.aliases, *_targets(g)[1:]]
-        src.meta = {"harness": "inspect", "tasks": {"mc": mc.name, "open": gen.name}}
-        item = make_item(src, mc_sample, gen_sample)
-        items.append(item)
-        outcomes.append(outcome(item, mc_sample, gen_sample, options))
-    return items, outcomes
+        samples.append((src, mc_sample, gen_sample))
+    return pair_lines("inspect", (mc.name, gen.name), samples, options)
 
 
 def _run(model: str, pairs: list[tuple[InspectTask, InspectTask]], options: ImportOptions) -> ImportedRun:

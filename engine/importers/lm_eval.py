@@ -37,8 +37,7 @@ from engine.importers.records import (
     McSample,
     join_pairs,
     language_of,
-    make_item,
-    outcome,
+    pair_lines,
 )
 from engine.runfolder import dumps_line, sha256_text
 
@@ -331,14 +330,8 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
             f"tasks {mc_log.name} and {gen_log.name} do not ask the same documents: {len(only_mc)} only in "
             f"{mc_log.samples_path.name}, {len(only_gen)} only in {gen_log.samples_path.name} (e.g. {ex})"
         )
-    items, outcomes = [], []
-    for key, (src, mc) in mc_by.items():
-        src.meta = {"harness": "lm-eval", "tasks": {"mc": mc_log.name, "open": gen_log.name}}
-        gen = gen_by[key][1]
-        item = make_item(src, mc, gen)
-        items.append(item)
-        outcomes.append(outcome(item, mc, gen, options))
-    return items, outcomes
+    samples = ((src, mc, gen_by[key][1]) for key, (src, mc) in mc_by.items())
+    return pair_lines("lm-eval", (mc_log.name, gen_log.name), samples, options)
 
 
 def _run(model: str, pairs: list[tuple[TaskLog, TaskLog]], options: ImportOptions) -> ImportedRun:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import generation_fields
-from engine.items.build import content_hash, make_uid
+from engine.items.build import make_item as build_item
 from engine.matching import AnswerKey, Scoring
 
 # Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
@@ -79,10 +79,6 @@ class ItemSource:
     parallel_id: str | None = None  # the same item in other languages
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def uid(self) -> str:
-        return make_uid(self.dataset, self.config, self.split, self.native_id, self.language)
-
 
 def language_of(fields: Mapping[str, Any], default: str, where: str) -> str:
     """The language a document (or sample metadata) names, else `default`; UserError naming `where` when
@@ -119,23 +115,20 @@ def join_pairs(model: str, parts: Sequence[tuple[list[dict[str, Any]], list[dict
 
 def make_item(src: ItemSource, mc: McSample, gen: GenSample) -> dict[str, Any]:
     """The items.jsonl record: options and gold from the MC request, the answer from the generation's target."""
-    answer = gen.target.strip() or mc.options[mc.gold]
-    aliases = [a for a in dict.fromkeys([*src.aliases, mc.options[mc.gold].strip()]) if a and a != answer]
-    item: dict[str, Any] = {
-        "item_uid": src.uid,
-        "language": src.language,
-        "question": src.question,
-        "context": None,
-        "answer": answer,
-        "aliases": aliases,
-        "options": list(mc.options),
-        "gold_index": mc.gold,
-        "parallel_id": src.parallel_id,
-        "source": {"dataset": src.dataset, "config": src.config, "split": src.split, "native_id": src.native_id},
-        "meta": src.meta,
-    }
-    item["content_hash"] = content_hash(item)
-    return item
+    return build_item(
+        dataset=src.dataset,
+        config=src.config,
+        split=src.split,
+        native_id=src.native_id,
+        language=src.language,
+        question=src.question,
+        answer=gen.target.strip() or mc.options[mc.gold],
+        aliases=[*src.aliases, mc.options[mc.gold].strip()],
+        options=mc.options,
+        gold_index=mc.gold,
+        parallel_id=src.parallel_id,
+        meta=src.meta,
+    )
 
 
 def mc_record(mc: McSample, rule: str) -> dict[str, Any]:
@@ -219,6 +212,24 @@ def outcome(item: Mapping[str, Any], mc: McSample, gen: GenSample, options: Impo
         "demotion": None,
         "probes": None,
     }
+
+
+def pair_lines(
+    harness: str,
+    tasks: tuple[str, str],
+    samples: Iterable[tuple[ItemSource, McSample, GenSample]],
+    options: ImportOptions,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Items and outcome lines of one (MC task, generation task) pair, from each item's source, MC request
+    and generation, in order; each item's `meta` names the harness and the two tasks."""
+    items: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    for src, mc, gen in samples:
+        src.meta = {"harness": harness, "tasks": {"mc": tasks[0], "open": tasks[1]}}
+        item = make_item(src, mc, gen)
+        items.append(item)
+        outcomes.append(outcome(item, mc, gen, options))
+    return items, outcomes
 
 
 @dataclass(frozen=True)
