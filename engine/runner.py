@@ -269,7 +269,7 @@ def _run_locked(
         t_eval = time.time()
         if progress:
             progress(len(writer.done), len(items))
-        with protocol_session(loaded.model, protocol):
+        with protocol_session(loaded.model):
             for batch in batches:
                 todo = [it for it in batch if it["item_uid"] not in writer.done]
                 if not todo:

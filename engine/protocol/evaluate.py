@@ -73,7 +73,7 @@ def evaluate_batches(
     loaded: LoadedModel, items: list[dict], config: ProtocolConfig, one_shot_pool: dict[str, list[dict]]
 ) -> Iterator[list[dict]]:
     """Outcome records, batch by batch, in the planned order."""
-    with protocol_session(loaded.model, config):
+    with protocol_session(loaded.model):
         for batch in plan_batches(loaded, items, config):
             yield evaluate_batch(loaded, batch, config, one_shot_pool)
 
@@ -132,7 +132,7 @@ def evaluate_batch(
     check_config(config)
     for item in batch:
         check_item(item, config)
-    with torch.inference_mode(), protocol_session(loaded.model, config, pack=False):
+    with torch.inference_mode(), protocol_session(loaded.model):
         return _evaluate(loaded, batch, config, one_shot_pool, plain)
 
 

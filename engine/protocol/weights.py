@@ -1,45 +1,33 @@
-"""Linear weights stored transposed on the CPU while the protocol runs.
+"""Linear layers multiplied through oneDNN, their weights packed once, while the protocol runs.
 
-`torch.nn.functional.linear(x, W)` multiplies by W^T. With W stored row-major (as loaded) MKL takes
-its transposed-operand path, which for the few rows of a decoding step ran at about half the speed
-of the plain path (8 rows, 1536x576: 0.52 ms vs 0.27 ms; for many rows the two are equal). Storing
-each weight as a transposed view of a contiguous W^T gives the same values and the plain path.
-`transposed_linears` does this for the block and restores the loaded layout after (on other devices
-it does nothing); nested blocks are free.
+On the CPU, `torch.nn.functional.linear` on float32 goes to the BLAS torch was built with (MKL on
+x86). For the shapes of a decoding step (a few rows against a wide weight) and of the prompt passes,
+oneDNN's GEMM on a weight reordered once into its blocked layout was 2 to 4 times as fast on an AMD
+EPYC (SmolLM2's output layer at 16 rows: 3.7 ms vs 17.5 ms; a 1536 x 576 layer at 16 rows: 0.11 ms
+vs 0.29 ms), and its rows do not depend on how many rows a call has or on the thread count, so a
+record does not depend on which other items shared its batch's passes or on `--threads`.
+
+The values differ from MKL's in the last bits (another summation order: about 1e-4 absolute on
+sums of 576 unit-variance products), as those of another machine would; runs on one machine
+configuration stay byte-identical because the path is a function of that configuration: it is taken
+for every float32 CPU linear layer whenever oneDNN is available and enabled
+(`hardware.numerics.mkldnn` in the manifest), and never under autograd.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 
-def _cpu_linears(model: Any) -> list[torch.nn.Linear]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.device.type == "cpu"]
-
-
-@contextlib.contextmanager
-def transposed_linears(model: Any) -> Iterator[None]:
-    linears = _cpu_linears(model)
-    params = list({id(m.weight): m.weight for m in linears}.values())  # tied weights once
-    todo = [p for p in params if p.dim() == 2 and p.is_contiguous()]
-    with torch.no_grad():
-        for p in todo:
-            p.data = p.data.t().contiguous().t()
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for p in todo:
-                p.data = p.data.contiguous()
-
-
-def _mkl_packs() -> bool:
-    return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear")
+def onednn_enabled() -> bool:
+    """Whether this torch can and may use oneDNN (what `hardware.numerics.mkldnn` records)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
 def _available_bytes() -> int:
@@ -50,25 +38,37 @@ def _available_bytes() -> int:
 
 
 @contextlib.contextmanager
-def packed_linears(model: Any, rows: Sequence[int]) -> Iterator[None]:
-    """Within the block, a CPU float32 linear layer fed `m` rows, where `rows` has a P with P/2 <= m <= P,
-    multiplies through MKL's packed GEMM: its weight packed once for P rows, the input padded to P
-    rows. Decoding steps feed the same few row counts (a batch's lanes) hundreds of times; an
-    unpacked GEMM repacks the weight at every call, which at 16 rows made it about a third slower.
-    A row count takes the packed path only where a check at packing time finds its outputs
-    bit-identical to `torch.nn.functional.linear`'s (`_same_numbers`). Done only when MKL is there and
-    the packed copies take at most a quarter of the memory available; otherwise nothing changes."""
-    sizes = sorted({int(r) for r in rows if r > 0})
-    linears = [m for m in _cpu_linears(model) if m.weight.dtype == torch.float32 and "forward" not in m.__dict__]
-    need = len(sizes) * sum(m.weight.numel() * m.weight.element_size() for m in linears)
-    if not sizes or not linears or not _mkl_packs() or need > _available_bytes() // 4:
+def packed_linears(model: Any) -> Iterator[None]:
+    """Within the block, every CPU float32 `nn.Linear` of `model` multiplies through oneDNN with its
+    weight packed once at the start (tied weights once); the loaded weights are untouched and the
+    layers are restored after. Nested blocks are free. The packed copies take as much memory as the
+    weights; when that is more than half the memory available, the layers are left as they are, with
+    a warning (their numbers are then MKL's)."""
+    linears = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+        and m.weight.device.type == "cpu"
+        and m.weight.dtype == torch.float32
+        and "forward" not in m.__dict__
+    ]
+    if not linears or not onednn_enabled():
+        yield
+        return
+    weights = {id(m.weight): m.weight for m in linears}
+    need = sum(w.numel() * w.element_size() for w in weights.values())
+    if need > _available_bytes() // 2:
+        warnings.warn(
+            f"packing the linear weights for oneDNN needs {need / 2**30:.1f} GiB, more than half the memory "
+            "available: the linear layers use torch's default path, whose float32 results differ in the last bits",
+            stacklevel=3,
+        )
         yield
         return
     with torch.no_grad():
-        for m in linears:
-            packs = {p: torch.ops.mkl._mkl_reorder_linear_weight(m.weight, p) for p in sizes}
-            same = {(p, r) for p in sizes for r in range((p + 1) // 2, p + 1) if _same_numbers(m, packs[p], p, r)}
-            m.forward = _packed_forward(m, packs, same)  # type: ignore[method-assign]
+        packs = {key: torch.ops.mkldnn._reorder_linear_weight(w.detach()) for key, w in weights.items()}
+    for m in linears:
+        m.forward = _packed_forward(m, packs[id(m.weight)])  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -76,38 +76,10 @@ def packed_linears(model: Any, rows: Sequence[int]) -> Iterator[None]:
             del m.forward
 
 
-_CHECKED: dict[tuple[Any, ...], bool] = {}
-
-
-def _same_numbers(layer: torch.nn.Linear, pack: torch.Tensor, p: int, rows: int) -> bool:
-    """Whether `rows` rows padded to `p` through the packed GEMM give exactly what `linear` gives for
-    them. MKL picks its blocking of the inner dimension by shape and path (a 1536-wide inner
-    dimension at 32 rows is summed in another order), and the blocking, not the values, decides
-    whether the sums agree; so random rows show it, once per shape, layout and thread count."""
-    w = layer.weight
-    key = (tuple(w.shape), w.stride(), layer.bias is not None, p, rows, torch.get_num_threads())
-    if key not in _CHECKED:
-        gen = torch.Generator().manual_seed(rows)
-        x = torch.randn(rows, layer.in_features, generator=gen)
-        padded = torch.cat([x, x.new_zeros(p - rows, layer.in_features)])
-        got = torch.ops.mkl._mkl_linear(padded, pack, w, layer.bias, p)[:rows]
-        _CHECKED[key] = bool(torch.equal(got, torch.nn.functional.linear(x, w, layer.bias)))
-    return _CHECKED[key]
-
-
-def _packed_forward(layer: torch.nn.Linear, packs: dict[int, torch.Tensor], same: set[tuple[int, int]]) -> Any:
-    sizes = sorted(packs)
-
+def _packed_forward(layer: torch.nn.Linear, pack: torch.Tensor) -> Any:
     def forward(x: torch.Tensor) -> torch.Tensor:
-        k = layer.in_features
-        m = x.numel() // k if k else 0
-        p = next((s for s in sizes if m <= s), 0)
-        if (p, m) not in same:
+        if torch.is_grad_enabled() or x.dtype != torch.float32:
             return torch.nn.functional.linear(x, layer.weight, layer.bias)
-        flat = x.reshape(m, k)
-        if m < p:
-            flat = torch.cat([flat, flat.new_zeros(p - m, k)])
-        out = torch.ops.mkl._mkl_linear(flat, packs[p], layer.weight, layer.bias, p)
-        return out[:m].reshape(*x.shape[:-1], layer.out_features)
+        return torch.ops.mkldnn._linear_pointwise(x, pack, layer.bias, "none", [], "")
 
     return forward

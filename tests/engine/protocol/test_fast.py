@@ -203,26 +203,3 @@ def test_fast_equals_plain_on_the_demo_model_and_bundled_items() -> None:
     assert all(len(r["layer_trace"]["ranks"]) == 31 for r in fast)
     for a, b in zip(plain, fast):
         assert outcome_differences(a, b, same_config=False) == [], a["item_uid"]
-
-
-def test_transposed_linears_keep_values_and_restore_the_layout(chat_model) -> None:
-    from engine.protocol.weights import transposed_linears
-
-    model = chat_model.model
-    ids = torch.tensor([[5, 9, 3, 7, 2, 8]])
-    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
-    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    with torch.inference_mode():
-        before = model(ids).logits
-        with transposed_linears(model):
-            inner = model.get_decoder().layers[0].mlp.down_proj.weight
-            assert not inner.is_contiguous() and inner.t().is_contiguous()
-            with transposed_linears(model):  # nested: nothing more to do
-                assert not inner.is_contiguous()
-            assert not inner.is_contiguous()
-            during = model(ids).logits
-        after = model(ids).logits
-    assert torch.allclose(before, during, atol=1e-5) and torch.equal(before, after)
-    for n, p in model.named_parameters():
-        assert p.is_contiguous() and torch.equal(p, weights[n]), n
-    assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) == tied
