@@ -64,7 +64,7 @@ def test_identical_lines_keep_the_contract_on_any_configuration(line: dict) -> N
         ("gold_trace.token_ids.1", 236),  # a token id
         ("open.n_new_tokens", 15),  # a count
         ("demotion", "demoted"),
-        ("probes.sampling.samples.2.text", "でまたととどな"),
+        ("probes.beam.beams.0.text", "でまたととどな"),
     ],
 )
 def test_a_changed_text_decision_rank_or_count_breaks_it_everywhere(line: dict, path: str, value: object) -> None:
@@ -89,6 +89,29 @@ def test_floats_within_the_tolerance_only_across_configurations(line: dict) -> N
     zero["gold_trace"]["margin"] = 0.0
     assert outcome_differences(zero, _changed(zero, "gold_trace.margin", ATOL / 2), same_config=False) == []
     assert outcome_differences(zero, _changed(zero, "gold_trace.margin", 3 * ATOL), same_config=False) != []
+
+
+def test_one_sampled_draw_may_move_only_across_configurations(line: dict) -> None:
+    one = _changed(line, "probes.sampling.samples.2.text", "でまたととどな")
+    assert outcome_differences(line, one, same_config=False) == []
+    (problem,) = outcome_differences(line, one, same_config=True)
+    assert problem.startswith("probes.sampling.samples[2].text: ")
+    # the moved draw now matches the gold answer: its hit moves with it, and only with it
+    hit = json.loads(one)
+    hit["probes"]["sampling"]["samples"][2]["correct"] = True
+    assert [p.split(":")[0] for p in outcome_differences(line, hit, same_config=False)] == [
+        "probes.sampling.samples[2].correct",
+        "probes.sampling.samples[2].text",
+    ]
+    hit["probes"]["sampling"]["hits"] += 1
+    assert outcome_differences(line, hit, same_config=False) == []
+    two = json.loads(_changed(json.loads(one), "probes.sampling.samples.0.text", "Venus"))
+    problems = outcome_differences(line, two, same_config=False)
+    assert [p.split(":")[0] for p in problems] == ["probes.sampling.samples[0].text", "probes.sampling.samples[2].text"]
+    moved_seed = _changed(json.loads(one), "probes.sampling.seed", 1)
+    assert [p.split(":")[0] for p in outcome_differences(line, moved_seed, same_config=False)] == [
+        "probes.sampling.seed"
+    ]
 
 
 def test_structure_changes_are_named(line: dict) -> None:
