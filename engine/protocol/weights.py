@@ -4,8 +4,8 @@ On the CPU, `torch.nn.functional.linear` on float32 goes to the BLAS torch was b
 x86). For the shapes of a decoding step (a few rows against a wide weight) and of the prompt passes,
 oneDNN's GEMM on a weight reordered once into its blocked layout was 2 to 4 times as fast on an AMD
 EPYC (SmolLM2's output layer at 16 rows: 3.7 ms vs 17.5 ms; a 1536 x 576 layer at 16 rows: 0.11 ms
-vs 0.29 ms), and its rows do not depend on how many rows a call has or on the thread count, so a
-record does not depend on which other items shared its batch's passes or on `--threads`.
+vs 0.29 ms). In our checks a row's result did not depend on how many rows the call had (but for
+single rows against a 1536-wide input) or on the thread count (1 or 2).
 
 The values differ from MKL's in the last bits (another summation order: about 1e-4 absolute on
 sums of 576 unit-variance products), as those of another machine would; runs on one machine
