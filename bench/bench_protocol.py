@@ -118,7 +118,7 @@ def matmul_rate(device: str, n: int = 2048, reps: int = 5) -> dict[str, Any]:
     are kept too."""
     import torch
 
-    from engine.protocol.weights import onednn_enabled, packed_linears
+    from engine.onednn import onednn_enabled, packed_linears
 
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
@@ -277,7 +277,7 @@ def run_one_size(loaded: Any, items: list[dict], batch_size: int, args: argparse
     import torch
 
     from engine.config import ProtocolConfig
-    from engine.protocol.weights import packed_linears
+    from engine.onednn import packed_linears
     from engine.runner import one_shot_pool
 
     config = ProtocolConfig(batch_size=batch_size, max_new_tokens=args.max_new_tokens, probes=args.probes)

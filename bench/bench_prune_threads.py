@@ -1,12 +1,15 @@
 """`prunescope prune` (Wanda, SparseGPT on the demo model) with the machine as it is and under a CPU load
-this benchmark starts itself, with the default thread policy and with a fixed thread count.
+this benchmark starts itself, with the default thread policy and with fixed thread counts.
 
-For each method it runs the command (a fresh process each time, the pruned-weights cache off) four
-ways: default policy without and with the competing load (--load-procs processes spinning on the
-CPU, default one per physical core), then `--threads` = the physical cores (torch's own default,
-what `prune` did before it had a policy) without and with the load (`--policies default` skips
-the second pair). It reports the command's wall time, the pruning time from pruning_report.json,
-the threads each run chose, the load average around each run, and the ratio loaded / unloaded.
+For each method and policy it runs the command (a fresh process each time, the pruned-weights cache
+off) twice: without and with the competing load (--load-procs processes spinning on the CPU, default
+one per physical core). Policies: `default` (engine/threads.py: on busy cores, all of them with
+threads that sleep when they wait), `fixed` (`--threads` = the physical cores: torch's own default,
+what `prune` did before it had a policy) and `single` (`--threads 1`, what the policy chose on busy
+cores before it slept). It reports the command's wall time, the pruning time from
+pruning_report.json, the threads each run chose (and GOMP_SPINCOUNT where the policy set it), the
+load average around each run, and the ratio loaded / unloaded. The runs inherit no OMP_NUM_THREADS,
+MKL_NUM_THREADS, GOMP_SPINCOUNT or OMP_WAIT_POLICY.
 
     .venv/bin/python bench/bench_prune_threads.py --out bench/results/prune_threads.json
 """
@@ -25,6 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+WAIT_ENV = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")  # left to the policy, as thread counts are
 
 
 class Spinners:
@@ -52,7 +56,7 @@ def prune_once(method: str, args: argparse.Namespace, threads: int | None, work:
     cmd += ["--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--out", str(out)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", *WAIT_ENV)}
     load_before = os.getloadavg()
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -69,6 +73,11 @@ def prune_once(method: str, args: argparse.Namespace, threads: int | None, work:
     }
 
 
+def _threads(run: dict[str, Any]) -> str:
+    t = run["threads"]
+    return f"{t['threads']} thr" + (f", GOMP_SPINCOUNT={t['gomp_spincount']}" if t.get("gomp_spincount") else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     from engine.threads import physical_cores
 
@@ -78,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seqlen", type=int, default=128)
     ap.add_argument("--load-procs", type=int, default=None, help="spinning processes (default: physical cores)")
     ap.add_argument(
-        "--policies", default="default,fixed", help="default: the thread policy; fixed: --threads = physical cores"
+        "--policies",
+        default="default,fixed",
+        help="default: the thread policy; fixed: --threads = physical cores; single: --threads 1",
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for method in args.methods.split(","):
-            ways = {"default": ("default", None), "fixed": (f"--threads {cores}", cores)}
+            ways = {"default": ("default", None), "fixed": (f"--threads {cores}", cores), "single": ("--threads 1", 1)}
             for policy, threads in (ways[w] for w in args.policies.split(",")):
                 unloaded = prune_once(method, args, threads, work)
                 with Spinners(spin):
@@ -106,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 r = rows[-1]
                 print(
                     f"{method:9} {policy:12} unloaded {unloaded['prune_s']:7.1f} s prune / {unloaded['wall_s']:6.1f} s "
-                    f"command ({unloaded['threads']['threads']} thr, load {unloaded['load_average_before'][0]:.1f}); "
+                    f"command ({_threads(unloaded)}, load {unloaded['load_average_before'][0]:.1f}); "
                     f"+{spin} spinning: {loaded['prune_s']:7.1f} s / {loaded['wall_s']:6.1f} s "
-                    f"({loaded['threads']['threads']} thr, load {loaded['load_average_before'][0]:.1f}); "
+                    f"({_threads(loaded)}, load {loaded['load_average_before'][0]:.1f}); "
                     f"ratio {r['ratio_prune']:.2f} (prune) {r['ratio_wall']:.2f} (command)",
                     flush=True,
                 )

@@ -8,8 +8,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from engine.onednn import packed_linears
 from engine.protocol.rows import shared_prefixes
-from engine.protocol.weights import packed_linears
 
 
 @contextlib.contextmanager

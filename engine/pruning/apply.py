@@ -13,12 +13,17 @@ from torch import nn
 from engine.config import CalibrationSpec, Condition
 from engine.contract.labels import parse_pattern
 from engine.errors import UserError
+from engine.onednn import onednn_enabled
 from engine.pruning import cache as pcache
 from engine.pruning.calibration import load_calibration
 from engine.pruning.driver import METHODS, PruneSettings, prune_layers
 from engine.terminal import StepProgress
 
 DRIVER_VERSION = "1"
+# How Wanda and SparseGPT compute, in their cache keys and reports only (magnitude's keys stay): "2" =
+# layer forwards and Hessians through oneDNN on the CPU where torch has it (engine/onednn.py), and
+# SparseGPT's factor from one Cholesky factorization; "1" (no record) = torch's BLAS and three steps.
+CALIBRATED_NUMERICS_VERSION = "2"
 
 
 def effective_sparsity(condition: Condition) -> float:
@@ -64,6 +69,14 @@ def _algorithm_version() -> str:
     from engine.pruning import algorithms
 
     return str(getattr(algorithms, "ALGORITHM_VERSION", "1"))
+
+
+def calibrated_numerics(condition: Condition, device: str | torch.device) -> dict[str, Any] | None:
+    """What decides a calibrated method's floats beyond its inputs (None for magnitude)."""
+    if not condition.uses_calibration:
+        return None
+    cpu = torch.device(device).type == "cpu"
+    return {"version": CALIBRATED_NUMERICS_VERSION, "onednn": cpu and onednn_enabled()}
 
 
 def _sparsity_totals(model: nn.Module, modules: list[str]) -> dict[str, float]:
@@ -113,6 +126,7 @@ def prune_model(
         calib = load_calibration(spec, tokenizer, vocab_size=vocab)
     model_id = model_id or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
     key = None
+    numerics = calibrated_numerics(condition, device)
     if cache_dir is not None:
         key = pcache.cache_key(
             {
@@ -128,6 +142,7 @@ def prune_model(
                 "calibration": calib.sha256 if calib else None,
                 "algorithm_version": _algorithm_version(),
                 "driver_version": DRIVER_VERSION,
+                **({"calibrated_numerics": numerics} if numerics else {}),
             }
         )
         cached = pcache.load_entry(Path(cache_dir), key, model)
@@ -169,6 +184,7 @@ def prune_model(
         "device": str(device),
         "algorithm_version": _algorithm_version(),
         "driver_version": DRIVER_VERSION,
+        "calibrated_numerics": numerics,
         "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
         "cache": {"hit": False, "key": key},
     }

@@ -61,7 +61,7 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch threads (default: the physical cores, no more than are idle at the start)",
+        help="torch threads (default: the physical cores; perplexity takes no more than are idle at the start)",
     )
 
 
@@ -75,6 +75,9 @@ def _threads(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def prune_command(args: argparse.Namespace) -> int:
+    from engine.threads import apply_threads, choose_threads
+
+    threads = choose_threads(args.threads, bulk=True)  # before torch loads: it may set how threads wait
     from engine.config import CALIBRATED_METHODS, CalibrationSpec, Condition, ModelSpec
     from engine.models import check_model_source, load_model, resolve_device
     from engine.preflight import check_calibration_source, check_out_dir
@@ -108,7 +111,7 @@ def prune_command(args: argparse.Namespace) -> int:
     settings_for(condition, batch_size=args.batch_size)  # bad sparsity/pattern fails before loading the model
     device = resolve_device(args.device, "--device")
     check_model_source(ModelSpec(id=args.model), "MODEL")
-    threads = _threads(args)
+    apply_threads(threads)
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     with layer_progress(f"pruning {args.method}") as progress:
@@ -124,7 +127,7 @@ def prune_command(args: argparse.Namespace) -> int:
             revision=loaded.info.get("revision"),
         )
     report["model"] = loaded.info
-    report["threads"] = threads
+    report["threads"] = threads.as_dict()
     out.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)

@@ -33,6 +33,7 @@ from torch import nn
 
 from engine.config import CALIBRATED_METHODS
 from engine.errors import UserError
+from engine.onednn import gram, packed_linears
 from engine.terminal import StepProgress
 
 if TYPE_CHECKING:
@@ -174,8 +175,7 @@ class HessianStat:
 
     def add(self, x: torch.Tensor, nseq: int) -> None:
         self.nseq += nseq
-        x = x.reshape(-1, x.shape[-1]).to(torch.float32)
-        self.h.addmm_(x.t(), x)
+        self.h += gram(x.reshape(-1, x.shape[-1]).to(torch.float32))
 
     def value(self) -> torch.Tensor:
         if not self._final:
@@ -385,7 +385,7 @@ def run_layer(
 ) -> list[torch.Tensor]:
     """Layer ``idx`` over every batch (its outputs, or only statistics when ``collector`` is given)."""
     outs = []
-    with torch.no_grad():
+    with torch.no_grad(), packed_linears(layer):
         for h in hidden:
             rest, kw = captured.call(idx, h)
             if collector is not None:

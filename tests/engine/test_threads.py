@@ -1,5 +1,6 @@
 """The thread policy: an explicit count wins, then OMP_NUM_THREADS, then a resumed run's count; else
-the physical cores shared among the processes, capped by the idle cores measured at the start."""
+the physical cores shared among the processes, capped by the idle cores measured at the start (not
+for bulk work, whose threads sleep when they wait: `prunescope prune`)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,49 @@ def test_default_shares_the_cores_and_leaves_busy_ones(four_cores, monkeypatch, 
     choice = choose_threads(None, processes=processes)
     assert (choice.threads, choice.source, choice.processes) == (expected, "auto", processes)
     assert choice.as_dict()["physical_cores"] == 4
+
+
+@pytest.mark.parametrize(("idle", "sleeps"), [(0.0, True), (1.0, True), (2.0, False), (None, False)])
+def test_bulk_work_takes_its_share_of_busy_cores_with_sleeping_waits(four_cores, monkeypatch, idle, sleeps) -> None:
+    monkeypatch.setattr(threads, "idle_cores", lambda window=0.2: idle)
+    calls = []
+    monkeypatch.setattr(threads, "sleeping_waits", lambda: calls.append(1))
+    choice = choose_threads(None, processes=2, bulk=True)
+    assert (choice.threads, choice.source, choice.idle_cores) == (2, "auto", idle)
+    assert bool(calls) is sleeps
+
+
+def test_sleeping_waits_only_before_torch_and_never_over_the_users_choice(monkeypatch) -> None:
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    threads.sleeping_waits()  # torch is loaded in this process: too late to matter, so nothing is set
+    assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.delitem(sys.modules, "torch")
+    threads.sleeping_waits()
+    assert os.environ["GOMP_SPINCOUNT"] == "1000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50000")
+    threads.sleeping_waits()
+    assert os.environ["GOMP_SPINCOUNT"] == "50000"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.sleeping_waits()
+    assert "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_the_prune_command_sets_sleeping_waits_before_torch_loads(tmp_path) -> None:
+    """On busy cores, `prune` sets GOMP_SPINCOUNT while torch is not loaded (sleeping_waits does
+    nothing after)."""
+    code = (
+        "import os, sys\n"
+        "import engine.threads as t\n"
+        "t.physical_cores, t.idle_cores = (lambda: 2), (lambda window=0.2: 0.0)\n"  # a busy 2-core machine
+        "from engine.cli import main\n"
+        f"rc = main(['prune', 'demo', '--method', 'wanda', '--nsamples', '0', '--out', {str(tmp_path / 'o')!r}])\n"
+        "print(rc, 'torch' in sys.modules, os.environ.get('GOMP_SPINCOUNT'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "True", "1000"], out.stderr  # the bad --nsamples came after torch loaded
 
 
 def test_machine_measures_are_sane() -> None:

@@ -1,69 +1,24 @@
-"""A protocol session (linear weights packed for oneDNN, shared prefixes kept for the run): packed
-linears agree with `linear` to float noise and leave the layers as they were; a kept prefix gives
-exactly a recomputed one, the attention mask made once per pass exactly sdpa's own conversion."""
+"""A protocol session (linear weights packed for oneDNN, shared prefixes kept for the run): a model's
+logits with packed linears agree with `linear`'s to float noise; a kept prefix gives exactly a
+recomputed one, the attention mask made once per pass exactly sdpa's own conversion."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from engine.config import ProtocolConfig
-from engine.protocol import plan_batches, weights
+from engine.onednn import packed_linears
+from engine.protocol import plan_batches
 from engine.protocol.evaluate import evaluate_batch
 from engine.protocol.kvcache import _packed_mask, packed_sdpa
 from engine.protocol.rows import metered, shared_prefixes
 from engine.protocol.session import protocol_session
-from engine.protocol.weights import onednn_enabled, packed_linears
 
 from .conftest import ITEMS, pool_of
 
 CONFIG = ProtocolConfig(max_new_tokens=5, batch_size=3, probes="all", beam_width=2, n_samples=2)
-
-
-def test_packed_linears_match_linear_and_restore_the_layers() -> None:
-    torch.manual_seed(0)
-    layers = torch.nn.ModuleList(
-        [torch.nn.Linear(64, 96, bias=False), torch.nn.Linear(1536, 64, bias=True), torch.nn.Linear(96, 48)]
-    )
-    xs = {layer: [torch.randn(m, layer.in_features) for m in (1, 2, 7, 16, 33)] for layer in layers}
-    with torch.inference_mode():
-        want = {layer: [torch.nn.functional.linear(x, layer.weight, layer.bias) for x in xs[layer]] for layer in layers}
-        with packed_linears(layers):
-            replaced = ["forward" in layer.__dict__ for layer in layers]
-            with packed_linears(layers):  # nested: nothing more to do
-                pass
-            assert ["forward" in layer.__dict__ for layer in layers] == replaced
-            got = {layer: [layer(x) for x in xs[layer]] for layer in layers}
-            got3d = layers[0](xs[layers[0]][4].reshape(3, 11, 64))
-    assert all(replaced) == onednn_enabled()  # without oneDNN the block changes nothing
-    assert not any("forward" in layer.__dict__ for layer in layers)  # restored
-    for layer in layers:
-        for a, b in zip(got[layer], want[layer]):
-            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5), layer
-    assert torch.equal(got3d.reshape(33, 96), got[layers[0]][4])
-
-
-def test_packed_linears_leave_autograd_and_other_dtypes_to_linear() -> None:
-    layer = torch.nn.Linear(32, 8)
-    x = torch.randn(4, 32)
-    with packed_linears(layer):
-        with torch.enable_grad():
-            y = layer(x)
-        assert torch.equal(y, torch.nn.functional.linear(x, layer.weight, layer.bias))
-        y.sum().backward()  # a graph was built: the packed path is inference-only
-    assert layer.weight.grad is not None
-    half = torch.nn.Linear(32, 8).to(torch.bfloat16)
-    with torch.inference_mode(), packed_linears(half):
-        assert "forward" not in half.__dict__
-
-
-def test_packed_linears_warn_and_do_nothing_without_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(weights, "_available_bytes", lambda: 1000)
-    layer = torch.nn.Linear(32, 8)
-    with pytest.warns(UserWarning, match="more than half the memory"), packed_linears(layer):
-        assert "forward" not in layer.__dict__
 
 
 def test_packed_linears_keep_a_models_logits(chat_model) -> None:

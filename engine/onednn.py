@@ -1,16 +1,18 @@
-"""Linear layers multiplied through oneDNN, their weights packed once, while the protocol runs.
+"""Float32 products on the CPU through oneDNN: linear layers with their weights packed once, and the
+Gram matrix `x^T x` of SparseGPT's Hessian.
 
-On the CPU, `torch.nn.functional.linear` on float32 goes to the BLAS torch was built with (MKL on
-x86). For the shapes of a decoding step (a few rows against a wide weight) and of the prompt passes,
-oneDNN's GEMM on a weight reordered once into its blocked layout was 2 to 4 times as fast on an AMD
-EPYC (SmolLM2's output layer at 16 rows: 3.7 ms vs 17.5 ms; a 1536 x 576 layer at 16 rows: 0.11 ms
-vs 0.29 ms). In our checks a row's result did not depend on how many rows the call had (but for
-single rows against a 1536-wide input) or on the thread count (1 or 2).
+On the CPU, `torch.nn.functional.linear` and `torch.mm` on float32 go to the BLAS torch was built
+with (MKL on x86). For the shapes of a decoding step (a few rows against a wide weight) and of the
+prompt passes, oneDNN's GEMM on a weight reordered once into its blocked layout was 2 to 4 times as
+fast on an AMD EPYC (SmolLM2's output layer at 16 rows: 3.7 ms vs 17.5 ms; a 1536 x 576 layer at 16
+rows: 0.11 ms vs 0.29 ms); for calibration's products (2,048 tokens) about 1.8 times. In our checks a
+row's result did not depend on how many rows the call had (but for single rows against a 1536-wide
+input) or on the thread count (1 or 2).
 
 The values differ from MKL's in the last bits (another summation order: about 1e-4 absolute on
 sums of 576 unit-variance products), as those of another machine would; runs on one machine
 configuration stay byte-identical because the path is a function of that configuration: it is taken
-for every float32 CPU linear layer whenever oneDNN is available and enabled
+for every float32 CPU product named here whenever oneDNN is available and enabled
 (`hardware.numerics.mkldnn` in the manifest), and never under autograd.
 """
 
@@ -83,3 +85,12 @@ def _packed_forward(layer: torch.nn.Linear, pack: torch.Tensor) -> Any:
         return torch.ops.mkldnn._linear_pointwise(x, pack, layer.bias, "none", [], "")
 
     return forward
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """`x^T x` for a 2-D `x` (tokens, features): through oneDNN for CPU float32 without autograd, else
+    `torch.mm`."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() or not onednn_enabled():
+        return x.t() @ x
+    xt = x.t().contiguous()
+    return torch.ops.mkldnn._linear_pointwise(xt, xt, None, "none", [], "")
