@@ -14,10 +14,11 @@ machine is. When the cores are busy at the start, its OpenMP threads also sleep 
 when they wait for each other (`sleeping_waits`: GOMP_SPINCOUNT=1000, set before torch loads, unless
 the user set it or OMP_WAIT_POLICY): a waiting thread then gives its core back instead of spinning,
 and the second thread adds to the process's share of the busy CPU. With two other processes spinning
-on this 2-core machine, SparseGPT pruned in 53.5 s that way against 63.2 s on one thread, Wanda in
-31.9 s against 37.0 s (bench/README.md). On an idle machine the short spin made Wanda 20% slower
-(the small regions of a layer's forward pay a wake-up each), so it is set only when the cores are
-busy; decoding (`run`) never sets it.
+on this 2-core machine, `prune demo` took 43.6 s that way with SparseGPT against 57.0 s on one
+thread, 25.2 s with Wanda against 30.0 s (bench/README.md). On an idle machine the short spin made
+Wanda 20% slower (the small regions of a layer's forward pay a wake-up each), so it is set only when
+the cores are busy; decoding (`run`) never sets it. Where the threads would spin (torch loaded
+already, OMP_WAIT_POLICY=active), the idle cores cap the count as for other commands.
 
 `reproducible_blas` (called by the `prunescope` command before torch loads) puts MKL in its strict
 conditional-numerical-reproducibility mode (MKL_CBWR=AUTO,STRICT: the fastest code path of this
@@ -93,8 +94,8 @@ def choose_threads(
     requested: int | None = None, processes: int = 1, resumed: int | None = None, bulk: bool = False
 ) -> ThreadChoice:
     """The thread count for a process that runs beside `processes - 1` others like it. `bulk` work
-    (large parallel regions) takes its share of the cores even when they are busy, and then calls
-    `sleeping_waits` (so it must be chosen before torch loads)."""
+    (large parallel regions) takes its share of the cores even when they are busy, if its threads
+    sleep when they wait (`sleeping_waits`: so choose before torch loads)."""
     cores = physical_cores()
     spin = os.environ.get("GOMP_SPINCOUNT")  # recorded as the process's OpenMP threads were started
     if requested is not None:
@@ -109,20 +110,21 @@ def choose_threads(
     share = max(1, cores // max(1, processes))
     idle = idle_cores() if share > 1 else None
     n = share if idle is None else max(1, min(share, int(idle + 0.5)))
-    if bulk and n < share:
-        sleeping_waits()
+    if bulk and n < share and sleeping_waits():
         n = share
     return ThreadChoice(
         n, "auto", cores, processes, None if idle is None else round(idle, 2), os.environ.get("GOMP_SPINCOUNT")
     )
 
 
-def sleeping_waits() -> None:
+def sleeping_waits() -> bool:
     """OpenMP threads that sleep after 1000 spins when they wait (libgomp's GOMP_SPINCOUNT; torch's
     CPU builds use libgomp for ATen, MKL and oneDNN), unless the user chose a wait policy; has effect
-    only before torch is imported, and none after."""
+    only before torch is imported. Returns whether waiting threads sleep soon (a spin count set, or
+    OMP_WAIT_POLICY=passive)."""
     if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    return "GOMP_SPINCOUNT" in os.environ or os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
 
 
 def reproducible_blas() -> None:

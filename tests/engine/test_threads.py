@@ -49,31 +49,38 @@ def test_default_shares_the_cores_and_leaves_busy_ones(four_cores, monkeypatch, 
     assert choice.as_dict()["physical_cores"] == 4
 
 
-@pytest.mark.parametrize(("idle", "sleeps"), [(0.0, True), (1.0, True), (2.0, False), (None, False)])
-def test_bulk_work_takes_its_share_of_busy_cores_with_sleeping_waits(four_cores, monkeypatch, idle, sleeps) -> None:
+@pytest.mark.parametrize(
+    ("idle", "asked", "sleep", "expected"),
+    [(0.0, True, True, 2), (1.0, True, True, 2), (0.0, True, False, 1), (2.0, False, True, 2), (None, False, True, 2)],
+)
+def test_bulk_work_takes_its_share_of_busy_cores_when_its_threads_sleep(
+    four_cores, monkeypatch, idle, asked, sleep, expected
+) -> None:
     monkeypatch.setattr(threads, "idle_cores", lambda window=0.2: idle)
     calls = []
-    monkeypatch.setattr(threads, "sleeping_waits", lambda: calls.append(1))
+    monkeypatch.setattr(threads, "sleeping_waits", lambda: calls.append(1) or sleep)
     choice = choose_threads(None, processes=2, bulk=True)
-    assert (choice.threads, choice.source, choice.idle_cores) == (2, "auto", idle)
-    assert bool(calls) is sleeps
+    assert (choice.threads, choice.source, choice.idle_cores) == (expected, "auto", idle)
+    assert bool(calls) is asked  # only when the cores are busy
 
 
 def test_sleeping_waits_only_before_torch_and_never_over_the_users_choice(monkeypatch) -> None:
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    threads.sleeping_waits()  # torch is loaded in this process: too late to matter, so nothing is set
+    assert threads.sleeping_waits() is False  # torch is loaded in this process: too late, nothing set
     assert "GOMP_SPINCOUNT" not in os.environ
     monkeypatch.delitem(sys.modules, "torch")
-    threads.sleeping_waits()
+    assert threads.sleeping_waits() is True
     assert os.environ["GOMP_SPINCOUNT"] == "1000"
     monkeypatch.setenv("GOMP_SPINCOUNT", "50000")
-    threads.sleeping_waits()
+    assert threads.sleeping_waits() is True
     assert os.environ["GOMP_SPINCOUNT"] == "50000"
     monkeypatch.delenv("GOMP_SPINCOUNT")
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.sleeping_waits()
+    assert threads.sleeping_waits() is False
     assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert threads.sleeping_waits() is True
 
 
 def test_the_prune_command_sets_sleeping_waits_before_torch_loads(tmp_path) -> None:
