@@ -127,16 +127,20 @@ async def _open(paths: list[Path], *keys: str) -> tuple[PrunescopeApp, list[str]
     return app, texts
 
 
-async def _settled_text(pilot) -> str:
-    """The screen's text once two looks in a row agree (a table filled from a worker's result lands
-    on the event loop after the worker ends; a busy machine can take a few frames for that)."""
-    text = svg_text(pilot.app.export_screenshot())
-    for _ in range(50):
+async def _settled_text(pilot, looks: int = 3) -> str:
+    """The screen's text once `looks` looks in a row agree, each after the app went idle (a table
+    filled from a worker's result lands on the event loop after the worker ends, and a DataTable
+    sizes its new rows when it is next idle; a busy machine can take a few frames for either: two
+    looks 20 ms apart once agreed on an overview that lacked a run's row label)."""
+    text, same = "", 0
+    for _ in range(100):
+        await pilot.pause()
         await pilot.pause(0.02)
         again = svg_text(pilot.app.export_screenshot())
-        if again == text:
-            return text
+        same = same + 1 if again == text else 1
         text = again
+        if same >= looks:
+            break
     return text
 
 
