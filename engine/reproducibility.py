@@ -75,6 +75,8 @@ def numerics(device: str, dtype: str) -> dict[str, Any]:
     import torch
     import transformers
 
+    from engine.onednn import onednn_enabled
+
     rec: dict[str, Any] = {
         "device": "cuda" if device.startswith("cuda") else device,
         "dtype": dtype,
@@ -84,7 +86,7 @@ def numerics(device: str, dtype: str) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "blas": _build_setting("BLAS_INFO"),
-        "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+        "mkldnn": onednn_enabled(),
         "env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
     }
     if rec["device"] == "cuda" and torch.cuda.is_available():

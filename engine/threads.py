@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ class ThreadChoice:
     physical_cores: int
     processes: int = 1
     idle_cores: float | None = None  # measured at the start ('auto' only)
-    gomp_spincount: str | None = None  # GOMP_SPINCOUNT when the process started (see sleeping_waits)
+    # GOMP_SPINCOUNT as the choice is made (before torch loads, for `prune`: see sleeping_waits)
+    gomp_spincount: str | None = field(default_factory=lambda: os.environ.get("GOMP_SPINCOUNT"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,24 +98,21 @@ def choose_threads(
     (large parallel regions) takes its share of the cores even when they are busy, if its threads
     sleep when they wait (`sleeping_waits`: so choose before torch loads)."""
     cores = physical_cores()
-    spin = os.environ.get("GOMP_SPINCOUNT")  # recorded as the process's OpenMP threads were started
     if requested is not None:
         if requested < 1:
             raise UserError(f"--threads must be at least 1 (got {requested})")
-        return ThreadChoice(requested, "--threads", cores, processes, gomp_spincount=spin)
+        return ThreadChoice(requested, "--threads", cores, processes)
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
-        return ThreadChoice(int(env), "OMP_NUM_THREADS", cores, processes, gomp_spincount=spin)
+        return ThreadChoice(int(env), "OMP_NUM_THREADS", cores, processes)
     if resumed is not None:
-        return ThreadChoice(resumed, "resumed run", cores, processes, gomp_spincount=spin)
+        return ThreadChoice(resumed, "resumed run", cores, processes)
     share = max(1, cores // max(1, processes))
     idle = idle_cores() if share > 1 else None
     n = share if idle is None else max(1, min(share, int(idle + 0.5)))
     if bulk and n < share and sleeping_waits():
         n = share
-    return ThreadChoice(
-        n, "auto", cores, processes, None if idle is None else round(idle, 2), os.environ.get("GOMP_SPINCOUNT")
-    )
+    return ThreadChoice(n, "auto", cores, processes, None if idle is None else round(idle, 2))
 
 
 def sleeping_waits() -> bool:
