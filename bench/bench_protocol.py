@@ -13,7 +13,10 @@ by item. It counts the floating-point work of prunescope's passes (decoder linea
 per token, attention 4 x hidden per query and key it sees per layer, the output layer 2 x vocab x
 hidden per logit row; padding counted apart) and measures the machine's fp32 matmul rate (2048^3, same
 threads, the faster of `torch.mm` and the oneDNN GEMM the engine uses) before and after each whole
-protocol, so the achieved rate is a fraction of the best this machine did in the run. The linear
+protocol, so the achieved rate is a fraction of the best this machine did in the run. It then replays
+the linear products alone of the fastest whole protocol's passes, at their shapes: their time is a
+floor for any implementation of those passes, so it gives the highest fraction the protocol could reach
+with attention, normalisation and everything else free (`linear_only`). The linear
 weights are packed for the protocol once per batch size,
 outside the timings (a run does it once, like lm-eval's model loading; `setup_s`), and each measured
 part opens its own session, so no part reuses another's prompt prefixes. Every measure runs
@@ -135,11 +138,15 @@ def matmul_rate(device: str, n: int = 2048, reps: int = 5) -> dict[str, Any]:
     }
 
 
+def _decoder_linears(model: Any) -> list[Any]:
+    """The linear layers of the model's decoder layers (the output layer is apart)."""
+    return [m for layer in model.get_decoder().layers for m in layer.modules() if m.__class__.__name__ == "Linear"]
+
+
 def flops(model: Any, meter: Any) -> dict[str, float]:
     """GFLOP of the metered passes, real work and as computed (padding included)."""
     c = model.config
-    layers = model.get_decoder().layers
-    linear = sum(m.weight.numel() for layer in layers for m in layer.modules() if m.__class__.__name__ == "Linear")
+    linear = sum(m.weight.numel() for m in _decoder_linears(model))
     hidden = c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
     attention = 4 * hidden * c.num_hidden_layers
     head = 2 * c.vocab_size * c.hidden_size
@@ -150,6 +157,49 @@ def flops(model: Any, meter: Any) -> dict[str, float]:
     return {
         "real_gflop": total(meter.real_tokens, meter.real_key_reads, meter.real_logit_rows),
         "computed_gflop": total(meter.computed_tokens, meter.computed_key_reads, meter.computed_logit_rows),
+    }
+
+
+def linear_only(
+    model: Any, meter: Any, work: dict[str, float], peak: dict[str, float], device: str, repeats: int = 2
+) -> dict[str, float]:
+    """The metered passes' linear products alone, replayed at their shapes: every decoder linear layer on
+    each pass's computed tokens and the output layer on its computed logit rows (random inputs, the
+    weights as the protocol used them). Their time bounds any implementation of the same passes from
+    below, so `ceiling_of_matmul_*` (the whole protocol's real work over that time, as a fraction of the
+    matmul rate) is the most it could reach with attention, normalisation and the rest free. The fastest
+    of `repeats` replays counts."""
+    import torch
+
+    linears = _decoder_linears(model)
+    head = model.get_output_embeddings()
+    w = head.weight
+    rows = max(max(t, r) for t, r in meter.shapes)
+    inputs = {k: torch.randn(rows, k, device=w.device, dtype=w.dtype) for k in {m.in_features for m in linears}}
+    inputs.setdefault(head.in_features, torch.randn(rows, head.in_features, device=w.device, dtype=w.dtype))
+    clocks = []
+    for _ in range(repeats):
+        with torch.inference_mode(), Clock() as clock:
+            for tokens, logit_rows in meter.shapes:
+                for m in linears:
+                    m(inputs[m.in_features][:tokens])
+                if logit_rows:
+                    head(inputs[head.in_features][:logit_rows])
+            _sync(device)
+        clocks.append(clock)
+    clock = min(clocks, key=lambda c: c.wall)
+    params = sum(m.weight.numel() for m in linears)
+    tokens = sum(t for t, _ in meter.shapes)
+    logit_rows = sum(r for _, r in meter.shapes)
+    gflop = (2 * params * tokens + 2 * head.weight.numel() * logit_rows) / 1e9
+    return {
+        "wall_s": clock.wall,
+        "cpu_s": clock.cpu,
+        "computed_gflop": gflop,
+        "gflops_wall": gflop / clock.wall,
+        "of_matmul_wall": gflop / clock.wall / peak["wall_gflops"],
+        "ceiling_of_matmul_wall": work["real_gflop"] / clock.wall / peak["wall_gflops"],
+        "ceiling_of_matmul_cpu": work["real_gflop"] / clock.cpu / peak["cpu_gflops"],
     }
 
 
@@ -354,6 +404,7 @@ def _measure(
     res["whole"] = _rates(n, clock, flops(loaded.model, meter), peak)
     res["whole"]["probed_items"] = sum(r["probes"] is not None for r in records.values())
     res["whole"]["meter"] = meter.as_dict()
+    res["whole"]["linear_only"] = linear_only(loaded.model, meter, res["whole"], peak, args.device)
     if args.with_plain:
         plain_clock, plain_records, _ = whole(plain=True)
         res["whole_plain"] = _rates(n, plain_clock, None, peak)
@@ -455,6 +506,13 @@ def _print(result: dict[str, Any]) -> None:
         print(
             f"whole protocol: {w['probed_items']} of {result['n_items']} items probed; {w['real_gflop']:.0f} GFLOP of "
             f"work, {w['computed_gflop']:.0f} computed (padding and masked attention)"
+        )
+        lo = w["linear_only"]
+        print(
+            f"its linear products alone, replayed at its passes' shapes: {lo['wall_s']:.1f} s, "
+            f"{lo['gflops_wall']:.1f} GFLOP/s ({100 * lo['of_matmul_wall']:.0f}% of matmul); with nothing else taking "
+            f"time the whole protocol would reach {100 * lo['ceiling_of_matmul_wall']:.0f}% of matmul (wall), "
+            f"{100 * lo['ceiling_of_matmul_cpu']:.0f}% (CPU)"
         )
         if "agreement" in res:
             a = res["agreement"]

@@ -51,8 +51,9 @@ class Meter:
     computed_logit_rows: int = 0
     forward_s: float = 0.0  # wall time inside the passes
     forward_cpu_s: float = 0.0  # process CPU time inside the passes
+    shapes: list[tuple[int, int]] = field(default_factory=list)  # per pass: (computed tokens, logit rows)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -130,6 +131,7 @@ def run_pass(
         m.computed_key_reads += allowed.numel()
         m.computed_logit_rows += logits.shape[0] * logits.shape[1]
         m.real_logit_rows += real_logit_rows
+        m.shapes.append((real.numel(), logits.shape[0] * logits.shape[1]))
     return logits
 
 

@@ -141,6 +141,7 @@ def test_finished_rows_are_not_computed(chat_model) -> None:
     fed = sum(n - 1 for n in lengths)  # every token but the last of each answer is fed back
     assert meter.real_tokens == meter.computed_tokens == fed < len(ids) * (max(lengths) - 1)
     assert meter.passes == max(lengths) - 1
+    assert len(meter.shapes) == meter.passes and sum(t for t, _ in meter.shapes) == meter.computed_tokens
 
 
 def test_inverse_cdf_draws_the_softmax_distribution() -> None:
