@@ -143,16 +143,20 @@ def _decoder_linears(model: Any) -> list[Any]:
     return [m for layer in model.get_decoder().layers for m in layer.modules() if m.__class__.__name__ == "Linear"]
 
 
+def _linear_gflop(model: Any, tokens: int, logit_rows: int) -> float:
+    """GFLOP of the decoder's linear layers on `tokens` tokens and the output layer on `logit_rows` rows."""
+    linear = sum(m.weight.numel() for m in _decoder_linears(model))
+    return (2 * linear * tokens + 2 * model.config.vocab_size * model.config.hidden_size * logit_rows) / 1e9
+
+
 def flops(model: Any, meter: Any) -> dict[str, float]:
     """GFLOP of the metered passes, real work and as computed (padding included)."""
     c = model.config
-    linear = sum(m.weight.numel() for m in _decoder_linears(model))
     hidden = c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
     attention = 4 * hidden * c.num_hidden_layers
-    head = 2 * c.vocab_size * c.hidden_size
 
     def total(tokens: int, keys: int, logits: int) -> float:
-        return (2 * linear * tokens + attention * keys + head * logits) / 1e9
+        return _linear_gflop(model, tokens, logits) + attention * keys / 1e9
 
     return {
         "real_gflop": total(meter.real_tokens, meter.real_key_reads, meter.real_logit_rows),
@@ -161,7 +165,7 @@ def flops(model: Any, meter: Any) -> dict[str, float]:
 
 
 def linear_only(
-    model: Any, meter: Any, work: dict[str, float], peak: dict[str, float], device: str, repeats: int = 2
+    model: Any, meter: Any, real_gflop: float, peak: dict[str, float], device: str, repeats: int = 2
 ) -> dict[str, float]:
     """The metered passes' linear products alone, replayed at their shapes: every decoder linear layer on
     each pass's computed tokens and the output layer on its computed logit rows (random inputs, the
@@ -175,8 +179,8 @@ def linear_only(
     head = model.get_output_embeddings()
     w = head.weight
     rows = max(max(t, r) for t, r in meter.shapes)
-    inputs = {k: torch.randn(rows, k, device=w.device, dtype=w.dtype) for k in {m.in_features for m in linears}}
-    inputs.setdefault(head.in_features, torch.randn(rows, head.in_features, device=w.device, dtype=w.dtype))
+    widths = {m.in_features for m in [*linears, head]}
+    inputs = {k: torch.randn(rows, k, device=w.device, dtype=w.dtype) for k in widths}
     clocks = []
     for _ in range(repeats):
         with torch.inference_mode(), Clock() as clock:
@@ -188,18 +192,15 @@ def linear_only(
             _sync(device)
         clocks.append(clock)
     clock = min(clocks, key=lambda c: c.wall)
-    params = sum(m.weight.numel() for m in linears)
-    tokens = sum(t for t, _ in meter.shapes)
-    logit_rows = sum(r for _, r in meter.shapes)
-    gflop = (2 * params * tokens + 2 * head.weight.numel() * logit_rows) / 1e9
+    gflop = _linear_gflop(model, meter.computed_tokens, meter.computed_logit_rows)
     return {
         "wall_s": clock.wall,
         "cpu_s": clock.cpu,
         "computed_gflop": gflop,
         "gflops_wall": gflop / clock.wall,
         "of_matmul_wall": gflop / clock.wall / peak["wall_gflops"],
-        "ceiling_of_matmul_wall": work["real_gflop"] / clock.wall / peak["wall_gflops"],
-        "ceiling_of_matmul_cpu": work["real_gflop"] / clock.cpu / peak["cpu_gflops"],
+        "ceiling_of_matmul_wall": real_gflop / clock.wall / peak["wall_gflops"],
+        "ceiling_of_matmul_cpu": real_gflop / clock.cpu / peak["cpu_gflops"],
     }
 
 
@@ -404,7 +405,7 @@ def _measure(
     res["whole"] = _rates(n, clock, flops(loaded.model, meter), peak)
     res["whole"]["probed_items"] = sum(r["probes"] is not None for r in records.values())
     res["whole"]["meter"] = meter.as_dict()
-    res["whole"]["linear_only"] = linear_only(loaded.model, meter, res["whole"], peak, args.device)
+    res["whole"]["linear_only"] = linear_only(loaded.model, meter, res["whole"]["real_gflop"], peak, args.device)
     if args.with_plain:
         plain_clock, plain_records, _ = whole(plain=True)
         res["whole_plain"] = _rates(n, plain_clock, None, peak)

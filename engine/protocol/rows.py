@@ -124,14 +124,15 @@ def run_pass(
         m = METER
         m.forward_s += time.perf_counter() - t0
         m.forward_cpu_s += time.process_time() - c0
+        tokens, logit_rows = real.numel(), logits.shape[0] * logits.shape[1]
         m.passes += 1
         m.real_tokens += int(real.sum())
-        m.computed_tokens += real.numel()
+        m.computed_tokens += tokens
         m.real_key_reads += int(allowed[real].sum())
         m.computed_key_reads += allowed.numel()
-        m.computed_logit_rows += logits.shape[0] * logits.shape[1]
+        m.computed_logit_rows += logit_rows
         m.real_logit_rows += real_logit_rows
-        m.shapes.append((real.numel(), logits.shape[0] * logits.shape[1]))
+        m.shapes.append((tokens, logit_rows))
     return logits
 
 
