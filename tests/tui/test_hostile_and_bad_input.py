@@ -114,7 +114,7 @@ async def test_hostile_strings_render_inert(study: Path) -> None:
         assert_inert(app.export_screenshot(), escapes_shown=False)
 
 
-async def _open(paths: list[Path], *keys: str) -> tuple[PrunescopeApp, list[str]]:
+async def _open(paths: list[Path]) -> tuple[PrunescopeApp, list[str]]:
     """Open the app, visit every screen, return the screen text of each."""
     app = PrunescopeApp(paths, stats_glmm=False)
     texts = []
@@ -130,8 +130,7 @@ async def _open(paths: list[Path], *keys: str) -> tuple[PrunescopeApp, list[str]
 async def _settled_text(pilot, looks: int = 3) -> str:
     """The screen's text once `looks` looks in a row agree, each after the app went idle (a table
     filled from a worker's result lands on the event loop after the worker ends, and a DataTable
-    sizes its new rows when it is next idle; a busy machine can take a few frames for either: two
-    looks 20 ms apart once agreed on an overview that lacked a run's row label)."""
+    sizes its new rows when it is next idle; a busy machine can take a few frames for either)."""
     text, same = "", 0
     for _ in range(100):
         await pilot.pause()
@@ -171,7 +170,7 @@ async def test_torn_and_corrupt_lines(study: Path) -> None:
 async def test_missing_manifest(study: Path) -> None:
     (study / "tiny-llama__wanda-s50" / "manifest.json").unlink()
     _, (overview, _items, sig, runs) = await _open([study])
-    assert "manifest.json: missing" in overview and "(no manifest)" in overview
+    assert "manifest.json: missing" in overview and "(no manifest)" in overview, overview
     assert "Significance tests unavailable" in sig and "manifest.json" in sig
     assert "missing or unreadable" in runs or "manifest.json: missing" in runs
 

@@ -51,6 +51,22 @@ async def test_overview_grid_and_drill_in(study: Path) -> None:
         assert app.items_state.query == "" and len(app.screen.query_one(ItemTable).rows) == 48
 
 
+async def test_overview_drawn_before_the_grid_is_idle_has_full_columns(study: Path) -> None:
+    """A refill drawn at once (a busy machine renders before the table's idle pass measures its new
+    rows) shows whole labels, and keeps showing them: a cell drawn narrow would stay cached."""
+    app = PrunescopeApp([study], stats_glmm=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        assert isinstance(screen, OverviewScreen)
+        screen._drawn = None
+        screen.refresh_data()
+        first = screen_text(app)  # before any idle
+        await pilot.pause()
+        for text in (first, screen_text(app)):
+            assert "wanda-s70" in text and "complete" in text and "R 0." in text, text
+
+
 async def test_items_keys_sort_discordant_and_item(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -118,6 +134,27 @@ async def test_item_screen_steps_discordant_and_flags(study: Path) -> None:
         table = app.screen.query_one(ItemTable)
         assert len(table.rows) == 2  # the item in both pruned runs
         assert "⚑" in screen_text(app)
+
+
+async def test_back_on_the_list_the_cursor_is_on_the_item_left_open(study: Path) -> None:
+    app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await loaded(pilot)
+        table = app.screen.query_one(ItemTable)
+        rows = table.rows
+        await pilot.press("enter")
+        await pilot.pause()
+        item = app.screen
+        assert isinstance(item, ItemScreen)
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        stepped = item.pair_index
+        await pilot.press("escape")
+        await loaded(pilot)
+        assert isinstance(app.screen, ItemsScreen)
+        assert table.rows is rows  # the same list: nothing changed, so nothing was selected again
+        assert table.current == stepped != rows[0]
 
 
 async def test_filter_dialog(study: Path) -> None:

@@ -116,7 +116,7 @@ class ItemScreen(LinesScreen):
         if drawn.problems:
             self.query_one("#message", Static).update(Text(inert("; ".join(drawn.problems), 600), style="bold red"))
         rows = self.papp.items_state.rows
-        if rows is not None:  # the next discordant item, ready for ]
+        if rows is not None and self.is_current:  # the next discordant item, ready for ] (not once the user left)
             here = np.flatnonzero(rows == index)
             n = self.papp.next_discordant(rows, int(here[0]) if len(here) else -1, 1)
             if n is not None:

@@ -23,6 +23,7 @@ class ItemsScreen(DataScreen):
     """The item list (virtual: only visible rows are rendered)."""
 
     _prefetch_timer: Timer | None = None
+    _shown_for: tuple | None = None  # what the rows on show were selected from (`_inputs`)
 
     SCREEN_NAME = "2 Items"
     BINDINGS = [
@@ -60,10 +61,35 @@ class ItemsScreen(DataScreen):
         if table.reference != reference:
             table.reference = reference
             table.refresh()
-        self._select()
+        if self._shown_for != self._inputs():
+            self._select()
+            return
+        # Back on an unchanged list (from an item): no new selection, the cursor on the item left open.
+        current = app.items_state.current
+        if current is not None and table.current != current:
+            hit = np.flatnonzero(table.rows == current)
+            if len(hit):
+                table.move_to(int(hit[0]))
+
+    def _inputs(self) -> tuple:
+        """What the selection depends on: the study's state, the filter, the sort and the flagged items."""
+        app = self.papp
+        state, study = app.items_state, app.study
+        return (
+            id(study),
+            study.generation if study else 0,
+            state.query,
+            state.sort_key,
+            state.reverse,
+            len(app.flags.notes),
+        )
+
+    def _select(self) -> None:
+        """Select and sort the rows in a worker (a sort of 100k rows would hold up the keys)."""
+        self._selection(self._inputs())
 
     @work(exclusive=True, group="select", thread=True, description="select")
-    def _select(self) -> None:
+    def _selection(self, inputs: tuple) -> None:
         app = self.papp
         study, state = app.study, app.items_state
         if study is None:
@@ -71,16 +97,17 @@ class ItemsScreen(DataScreen):
         try:
             flt = Filter.parse(state.query)
         except ValueError as exc:
-            self.app.call_from_thread(self._show, np.zeros(0, dtype=np.int64), f"filter error: {exc}")
+            self.app.call_from_thread(self._show, np.zeros(0, dtype=np.int64), f"filter error: {exc}", inputs)
             return
         idx = select(study, flt, app.flags.flagged)
         if state.sort_key:
             idx = sort_order(study, idx, state.sort_key, state.reverse, app.flags.flagged)
-        self.app.call_from_thread(self._show, idx, "")
+        self.app.call_from_thread(self._show, idx, "", inputs)
 
-    def _show(self, idx: np.ndarray, error: str) -> None:
+    def _show(self, idx: np.ndarray, error: str, inputs: tuple) -> None:
         if not self.is_attached:  # the screen was closed while the selection ran
             return
+        self._shown_for = inputs
         app = self.papp
         state = app.items_state
         table = self.query_one(ItemTable)

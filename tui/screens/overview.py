@@ -24,6 +24,11 @@ HEAT = (
 )
 
 
+def _width(text: Text) -> int:
+    """Cells the widest line of `text` takes."""
+    return max(line.cell_len for line in text.split("\n", allow_blank=True))
+
+
 def heat_style(rate: float) -> str:
     for upper, style in HEAT:
         if rate < upper:
@@ -102,14 +107,11 @@ class OverviewScreen(DataScreen):
             return
         self._drawn = drawn
         cursor = grid.cursor_coordinate
-        grid.clear(columns=True)
-        grid.add_column("run", key="run")
-        grid.add_column("status", key="status")
-        for lang in study.languages:
-            grid.add_column(inert(lang, 12), key=f"lang:{lang}")
-        grid.add_column("all", key="all")
+        columns = [("run", "run"), ("status", "status")]
+        columns += [(inert(lang, 12), f"lang:{lang}") for lang in study.languages] + [("all", "all")]
         counts = study.cell_counts()
         multi_model = len({r.model for r in study.runs}) > 1
+        rows: list[list[Text]] = []
         for r, run in enumerate(study.runs):
             label = inert(run.label, 60) + (" · baseline" if study.baseline and r in study.reference else "")
             if multi_model:  # each part made inert on its own, so the line break stays one
@@ -118,6 +120,13 @@ class OverviewScreen(DataScreen):
             for lang in study.languages:
                 cells.append(self._cell(counts.get((r, lang)), app.cell_p(r, lang)))
             cells.append(self._cell(counts.get((r, None)), app.cell_p(r, None)))
+            rows.append(cells)
+        grid.clear(columns=True)
+        # Widths given, not measured: DataTable measures new rows when it is next idle, and a cell
+        # drawn before that stays cached at the header's width (seen on a busy machine).
+        for c, (header, key) in enumerate(columns):
+            grid.add_column(header, key=key, width=max([_width(Text(header)), *(_width(row[c]) for row in rows)]))
+        for r, cells in enumerate(rows):
             grid.add_row(*cells, height=4, key=str(r))
         grid.move_cursor(row=cursor.row, column=cursor.column)
         legend.update(

@@ -33,9 +33,12 @@ class PaperScreen(StatsTablesScreen):
         self.model = ALL
 
     def _tables(self) -> list[Any]:
-        from stats.paper import KEYS
+        tables = self.papp.stats.tables
+        if not tables:  # none yet: no import of stats.paper (seconds, the first time) on the event loop
+            return []
+        from stats.paper import KEYS  # loaded already by the worker that made the tables
 
-        return [t for t in (self.papp.stats.tables or []) if t.key in KEYS]
+        return [t for t in tables if t.key in KEYS]
 
     def _choices(self, key: str) -> list[str]:
         seen = sorted({str(r[key]) for t in self._tables() for r in t.all_records() if r.get(key) not in (None, ALL)})

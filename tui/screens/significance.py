@@ -24,10 +24,13 @@ class SignificanceScreen(StatsTablesScreen):
         super().refresh_data()
 
     def tables(self) -> list[Any]:
-        from stats.paper import KEYS
-
         stats = self.papp.stats
-        return [t for t in stats.tables or [] if t.key not in KEYS] + ([stats.glmm] if stats.glmm is not None else [])
+        glmm = [stats.glmm] if stats.glmm is not None else []
+        if not stats.tables:  # none yet: no import of stats.paper (seconds, the first time) on the event loop
+            return glmm
+        from stats.paper import KEYS  # loaded already by the worker that made the tables
+
+        return [t for t in stats.tables if t.key not in KEYS] + glmm
 
     def note(self) -> Text | None:
         app, stats = self.papp, self.papp.stats
