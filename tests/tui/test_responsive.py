@@ -6,9 +6,7 @@ the bound is 200 ms. On a shared, oversubscribed machine a process gets a fracti
 bound is scaled by that fraction, measured meanwhile by a separate process (`MachineShare`: the median
 wall seconds per CPU second of a short busy loop; 1 on an idle machine, whatever its CPU). Being
 measured outside this process, it does not excuse waits the app causes itself (a thread of its own
-holding the GIL, a collector pause). That share is sampled (20 ms of every 320), so a burst of load
-between samples goes unseen: one key of the ~70 may take up to twice the bound, no more, and no
-other key may pass it (CI once saw a single key at 1.17x the bound while the rest stayed under it).
+holding the GIL, a collector pause).
 """
 
 from __future__ import annotations
@@ -75,9 +73,9 @@ async def test_keys_on_every_screen_while_a_100k_line_study_loads(
     visited = {screen for screen, *_ in timings}
     for screen in (OverviewScreen, ItemsScreen, ItemScreen, SignificanceScreen, RunInfoScreen, PaperScreen):
         assert screen.__name__ in visited
+    slow = [(screen, key, round(s, 3), loading) for screen, key, s, loading in timings if s > limit]
     worst = sorted(timings, key=lambda t: -t[2])[:5]
     print(f"bound {limit:.3f} s (starvation {share.starvation:.1f}); slowest keys: {worst}")  # shown with -s
-    slow = [(screen, key, round(s, 3), loading) for screen, key, s, loading in timings if s > limit]
-    why = f"{LIMIT_S} s x starvation {share.starvation:.1f}"
-    assert len(slow) <= 1, f"keys handled in more than {limit:.3f} s ({why}): {slow}; slowest: {worst}"
-    assert worst[0][2] <= 2 * limit, f"a key took more than twice {limit:.3f} s ({why}): {worst}"
+    assert not slow, (
+        f"keys handled in more than {limit:.3f} s ({LIMIT_S} s x starvation {share.starvation:.1f}): {slow}; slowest: {worst}"
+    )

@@ -7,6 +7,7 @@ body shows them through the Line API (only the visible lines are drawn).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.strip import Strip
 from textual.widgets import Static
+from textual.worker import get_current_worker
 
 from engine.safe_text import inert
 from tui import render, view
@@ -89,16 +91,26 @@ class ItemScreen(LinesScreen):
         if study is not None and index < len(study.pairs) and self._key(index, width) not in self._drawn_items:
             self._prefetch(self.app, study, index, width)
 
-    # Workers get the app from the caller: the app context is not set in their threads.
+    def on_screen_suspend(self) -> None:
+        """Left (or covered by a dialog): a drawing in progress stops at its next part, as nobody would
+        see it; its thread would only hold up the keys of the screen now shown."""
+        self.workers.cancel_group(self, "item")
+
+    # Workers get the app from the caller: the app context is not set in their threads. A worker
+    # replaced by a newer one of its group (exclusive) is cancelled, and stops at its next part.
     @work(thread=True, exclusive=True, group="item", description="item")
     def _draw(self, app: App[None], study: Study, index: int, width: int) -> None:
-        drawn = _render(study, index, width)
-        app.call_from_thread(self._drawn, index, width, drawn)
+        worker = get_current_worker()
+        drawn = _render(study, index, width, lambda: worker.is_cancelled)
+        if drawn is not None:
+            app.call_from_thread(self._drawn, index, width, drawn)
 
     @work(thread=True, exclusive=True, group="item-prefetch", description="item-prefetch")
     def _prefetch(self, app: App[None], study: Study, index: int, width: int) -> None:
-        drawn = _render(study, index, width)
-        app.call_from_thread(self._keep, index, width, drawn)
+        worker = get_current_worker()
+        drawn = _render(study, index, width, lambda: worker.is_cancelled)
+        if drawn is not None:
+            app.call_from_thread(self._keep, index, width, drawn)
 
     def _keep(self, index: int, width: int, drawn: Drawn) -> None:
         self._drawn_items[self._key(index, width)] = drawn
@@ -150,8 +162,9 @@ def _uid(study: Study, index: int) -> str:
     return study.uid(int(study.pairs.run[index]), int(study.pairs.row[index]))
 
 
-def _render(study: Study, index: int, width: int) -> Drawn:
-    """The item of pair `index`: its records and its body as lines (in a worker thread)."""
+def _render(study: Study, index: int, width: int, cancelled: Callable[[], bool] = lambda: False) -> Drawn | None:
+    """The item of pair `index`: its records and its body as lines (in a worker thread); None once
+    `cancelled()`, which is asked before each part is drawn."""
     uid = _uid(study, index)
     records, problems = view.item_records(study, uid)
     item = study.item(uid)
@@ -164,5 +177,9 @@ def _render(study: Study, index: int, width: int) -> Drawn:
         if layers is not None:
             parts += [layers, Text("")]
         parts.append(render.probes_block(named))
-    lines = render_strips(parts, width, [WIDE if isinstance(p, Table) else None for p in parts])
+    lines: list[Strip] = []
+    for part in parts:
+        if cancelled():
+            return None
+        lines += render_strips([part], width, [WIDE if isinstance(part, Table) else None])
     return Drawn(records, problems, lines)
