@@ -62,6 +62,19 @@ class StatsState:
     glmm_error: str = ""
     cell_p: dict[tuple[str, str, str], float] = field(default_factory=dict)
     run_p: dict[tuple[str, str], float] = field(default_factory=dict)
+    # keys of the paper's analyses (`stats.paper.KEYS`), set by the worker: importing `stats` takes
+    # seconds the first time, which the screens must not spend on the event loop
+    paper_keys: frozenset[str] = frozenset()
+
+    @property
+    def paper_tables(self) -> list[Any]:
+        """The paper's analyses among `tables` (screen 6)."""
+        return [t for t in self.tables or [] if t.key in self.paper_keys]
+
+    @property
+    def test_tables(self) -> list[Any]:
+        """The significance tests among `tables` (screen 4)."""
+        return [t for t in self.tables or [] if t.key not in self.paper_keys]
 
 
 class PrunescopeApp(App[None]):
@@ -180,8 +193,9 @@ class PrunescopeApp(App[None]):
     def _run_stats(self) -> None:
         from engine.errors import UserError
         from stats import api
+        from stats.paper import KEYS
 
-        state = StatsState()
+        state = StatsState(paper_keys=frozenset(KEYS))
         options = self.stats_options()
         paths = [r.path for r in self.study.runs] if self.study else self.sources
         try:

@@ -255,6 +255,14 @@ def is_discordant(study: Study, i: int) -> bool:
     return bool(discordant(int(study.pairs.transition[i])))
 
 
+def position(rows: np.ndarray, index: int | None) -> int | None:
+    """Where pair `index` first stands in `rows`, or None (not there, or no index)."""
+    if index is None:
+        return None
+    hit = np.flatnonzero(rows == index)
+    return int(hit[0]) if len(hit) else None
+
+
 def next_discordant(study: Study, rows: np.ndarray, pos: int, step: int, include_current: bool = False) -> int | None:
     """Position in `rows` of the next (step 1) or previous (step -1) discordant row from `pos`.
 

@@ -29,6 +29,13 @@ def screen_text(app: PrunescopeApp) -> str:
     return svg_text(app.export_screenshot())
 
 
+async def items_list(pilot) -> ItemTable:
+    """Screen 2, its rows selected: the item table."""
+    await pilot.press("2")
+    await loaded(pilot)
+    return pilot.app.screen.query_one(ItemTable)
+
+
 async def test_overview_grid_and_drill_in(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -71,9 +78,7 @@ async def test_items_keys_sort_discordant_and_item(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await loaded(pilot)
-        table = app.screen.query_one(ItemTable)
+        table = await items_list(pilot)
         assert len(table.rows) == 48 and table.cursor == 0
         await pilot.press("j", "j", "down", "k")
         assert table.cursor == 2
@@ -109,8 +114,7 @@ async def test_item_screen_steps_discordant_and_flags(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await loaded(pilot)
+        await items_list(pilot)
         await pilot.press("enter")
         await pilot.pause()
         screen = app.screen
@@ -140,9 +144,7 @@ async def test_back_on_the_list_the_cursor_is_on_the_item_left_open(study: Path)
     app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await loaded(pilot)
-        table = app.screen.query_one(ItemTable)
+        table = await items_list(pilot)
         rows = table.rows
         await pilot.press("enter")
         await pilot.pause()

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -100,15 +99,13 @@ class ItemScreen(LinesScreen):
     # replaced by a newer one of its group (exclusive) is cancelled, and stops at its next part.
     @work(thread=True, exclusive=True, group="item", description="item")
     def _draw(self, app: App[None], study: Study, index: int, width: int) -> None:
-        worker = get_current_worker()
-        drawn = _render(study, index, width, lambda: worker.is_cancelled)
+        drawn = _render_in_worker(study, index, width)
         if drawn is not None:
             app.call_from_thread(self._drawn, index, width, drawn)
 
     @work(thread=True, exclusive=True, group="item-prefetch", description="item-prefetch")
     def _prefetch(self, app: App[None], study: Study, index: int, width: int) -> None:
-        worker = get_current_worker()
-        drawn = _render(study, index, width, lambda: worker.is_cancelled)
+        drawn = _render_in_worker(study, index, width)
         if drawn is not None:
             app.call_from_thread(self._keep, index, width, drawn)
 
@@ -129,8 +126,8 @@ class ItemScreen(LinesScreen):
             self.query_one("#message", Static).update(Text(inert("; ".join(drawn.problems), 600), style="bold red"))
         rows = self.papp.items_state.rows
         if rows is not None and self.is_current:  # the next discordant item, ready for ] (not once the user left)
-            here = np.flatnonzero(rows == index)
-            n = self.papp.next_discordant(rows, int(here[0]) if len(here) else -1, 1)
+            here = view.position(rows, index)
+            n = self.papp.next_discordant(rows, -1 if here is None else here, 1)
             if n is not None:
                 self.prefetch(int(rows[n]))
 
@@ -144,8 +141,10 @@ class ItemScreen(LinesScreen):
         if rows is None or not len(rows) or self.pair_index is None:
             self.notify("no item list to step through (open one from the Items screen)", timeout=2)
             return
-        here = np.flatnonzero(rows == self.pair_index)
-        n = app.next_discordant(rows, int(here[0]) if len(here) else -1 if step > 0 else len(rows), step)
+        here = view.position(rows, self.pair_index)
+        if here is None:  # not in the list: step from its start or end
+            here = -1 if step > 0 else len(rows)
+        n = app.next_discordant(rows, here, step)
         if n is None:
             self.notify("no further discordant item in this list", timeout=2)
             return
@@ -160,6 +159,12 @@ class ItemScreen(LinesScreen):
 
 def _uid(study: Study, index: int) -> str:
     return study.uid(int(study.pairs.run[index]), int(study.pairs.row[index]))
+
+
+def _render_in_worker(study: Study, index: int, width: int) -> Drawn | None:
+    """`_render` in a worker thread, given up once the worker is cancelled."""
+    worker = get_current_worker()
+    return _render(study, index, width, lambda: worker.is_cancelled)
 
 
 def _render(study: Study, index: int, width: int, cancelled: Callable[[], bool] = lambda: False) -> Drawn | None:

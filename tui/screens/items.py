@@ -13,7 +13,7 @@ from textual.widgets import Static
 from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
 from tui.screens.base import DataScreen, Export
-from tui.view import SORT_KEYS, Filter, pair_values, select, sort_order
+from tui.view import SORT_KEYS, Filter, pair_values, position, select, sort_order
 from tui.widgets.item_table import ItemTable
 
 PREFETCH_AFTER_S = 0.2
@@ -65,11 +65,9 @@ class ItemsScreen(DataScreen):
             self._select()
             return
         # Back on an unchanged list (from an item): no new selection, the cursor on the item left open.
-        current = app.items_state.current
-        if current is not None and table.current != current:
-            hit = np.flatnonzero(table.rows == current)
-            if len(hit):
-                table.move_to(int(hit[0]))
+        at = position(table.rows, app.items_state.current)
+        if at is not None and at != table.cursor:
+            table.move_to(at)
 
     def _inputs(self) -> tuple:
         """What the selection depends on: the study's state, the filter, the sort and the flagged items."""
@@ -112,8 +110,8 @@ class ItemsScreen(DataScreen):
         state = app.items_state
         table = self.query_one(ItemTable)
         table.sort_key, table.sort_reverse = state.sort_key, state.reverse
-        hit = np.flatnonzero(idx == state.current) if state.current is not None else np.zeros(0, dtype=np.int64)
-        table.set_rows(idx, int(hit[0]) if len(hit) else 0, fresh=not len(hit))
+        at = position(idx, state.current)
+        table.set_rows(idx, 0 if at is None else at, fresh=at is None)
         state.rows = idx
         total = len(app.study.pairs) if app.study else 0
         bar = Text.assemble(

@@ -17,7 +17,7 @@ ALL = "all"
 
 
 class PaperScreen(StatsTablesScreen):
-    """The paper's tables from `app.stats.tables`; `L` cycles the language, `M` the model."""
+    """The paper's tables from `app.stats.paper_tables`; `L` cycles the language, `M` the model."""
 
     SCREEN_NAME = "6 Paper analyses"
     WHAT = "The paper's analyses"
@@ -33,12 +33,7 @@ class PaperScreen(StatsTablesScreen):
         self.model = ALL
 
     def _tables(self) -> list[Any]:
-        tables = self.papp.stats.tables
-        if not tables:  # none yet: no import of stats.paper (seconds, the first time) on the event loop
-            return []
-        from stats.paper import KEYS  # loaded already by the worker that made the tables
-
-        return [t for t in tables if t.key in KEYS]
+        return self.papp.stats.paper_tables
 
     def _choices(self, key: str) -> list[str]:
         seen = sorted({str(r[key]) for t in self._tables() for r in t.all_records() if r.get(key) not in (None, ALL)})

@@ -25,12 +25,7 @@ class SignificanceScreen(StatsTablesScreen):
 
     def tables(self) -> list[Any]:
         stats = self.papp.stats
-        glmm = [stats.glmm] if stats.glmm is not None else []
-        if not stats.tables:  # none yet: no import of stats.paper (seconds, the first time) on the event loop
-            return glmm
-        from stats.paper import KEYS  # loaded already by the worker that made the tables
-
-        return [t for t in stats.tables if t.key not in KEYS] + glmm
+        return stats.test_tables + ([stats.glmm] if stats.glmm is not None else [])
 
     def note(self) -> Text | None:
         app, stats = self.papp, self.papp.stats
