@@ -331,7 +331,7 @@ def language_report(
         [r["p_clustered"] for r in records],
         [f"{r['model']} / {r['condition']}" for r in records],
         adjust_method,
-        family=f"pooled {test} tests, one per pruned condition ({len(records)})",
+        family=f"cluster-adjusted pooled {test} tests, one per pruned condition ({len(records)})",
     )
     for r, padj in zip(records, fam.adjusted):
         r["p_clustered_adjusted"] = padj

@@ -39,7 +39,7 @@ class StatsOptions:
     boot: int = 10_000
     seed: int = 0
     demotion_rank: int | None = None  # None: the threshold the runs recorded, else 10
-    demotion_probes: str = "beam,sampling,one_shot"  # probes whose recovery counts as demoted, or 'none'
+    demotion_probes: str = "auto"  # probes whose recovery counts as demoted, 'none', or 'auto' (those the runs ran)
     strict: bool = False  # a corrupt outcome line is an error, not a warning
     baseline: str | None = None  # a run every other run is paired with (None: the manifests' rule)
 
@@ -59,7 +59,7 @@ class StatsOptions:
         from stats import demotion
 
         demotion.DemotionRule(
-            10 if self.demotion_rank is None else self.demotion_rank, demotion.parse_probes(self.demotion_probes)
+            10 if self.demotion_rank is None else self.demotion_rank, demotion.parse_probes(self.demotion_probes) or ()
         )  # validates
         if self.did is not None:
             pair = [s.strip() for s in self.did.split(",")]

@@ -87,8 +87,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="add a difference-in-differences table: change of the recognition-only rate under pruning "
         "in LANG_A minus in LANG_B, item-cluster bootstrap CI",
     )
-    p.add_argument("--boot", type=int, default=d.boot, help=f"bootstrap resamples for --did (default {d.boot})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed for --did (default {d.seed})")
+    p.add_argument(
+        "--boot", type=int, default=d.boot, help=f"bootstrap resamples for --did and the layer trace (default {d.boot})"
+    )
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help=f"bootstrap seed for --did and the layer trace (default {d.seed})"
+    )
     p.add_argument(
         "--demotion-rank",
         type=int,
@@ -101,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--demotion-probes",
         default=d.demotion_probes,
         help="probes whose recovery counts as demoted, comma-separated from beam,sampling,one_shot, or none "
-        "(default all three)",
+        "(rank alone); default auto: all three, or none when no run ran probes",
     )
     p.add_argument("--strict", action="store_true", help="a corrupt outcome line is an error, not a warning")
     p.add_argument(

@@ -3,7 +3,13 @@
 An item whose open generation failed is *demoted* when the gold answer's first token is still near
 the top (rank ≤ the threshold) or a probe recovered the gold answer, and *erased* otherwise. The
 rule is a stats option (`--demotion-rank`, `--demotion-probes`), so the analysis is redone from the
-stored ranks and probe results without re-running models.
+stored ranks and probe results without re-running models. By default the rule counts the probes the
+runs ran: all three, or none (rank alone) when no run ran probes.
+
+A failure that the rank does not demote and on which none of the rule's probes ran (a run with
+`probes = "none"` under a rule with probes, or an answer that fails only after `prunescope rescore`)
+is `not_probed`, as the engine labels it: its recovery is unknown, so it is counted apart and left
+out of the shares and the paired tests rather than counted as erased.
 
 An item with neither a gold rank nor a probe result (runs imported from another harness) cannot be
 told apart: it is `untraced`, and left out of the demotion table and figure rather than counted as
@@ -54,19 +60,38 @@ class DemotionRule:
         )
 
 
-def parse_probes(text: str) -> tuple[str, ...]:
-    """'beam,sampling' → ('beam', 'sampling'); 'none' → ()."""
+def parse_probes(text: str) -> tuple[str, ...] | None:
+    """'beam,sampling' → ('beam', 'sampling'); 'none' → (); 'auto' → None (the probes the runs ran)."""
+    if text.strip() == "auto":
+        return None
     if text.strip() == "none":
         return ()
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def default_rule(runs: Sequence[dict], max_rank: int | None = None, probes: Sequence[str] = PROBES) -> DemotionRule:
-    """The threshold given, else the one the runs recorded (all alike), else 10."""
+def default_rule(
+    runs: Sequence[dict], max_rank: int | None = None, probes: Sequence[str] | None = None
+) -> DemotionRule:
+    """The threshold given, else the one the runs recorded (all alike), else 10; the probes given, else
+    the ones the runs ran: none when every run that records its probe mode ran none, else all three."""
     if max_rank is None:
         recorded = {int(r["demotion_max_rank"]) for r in runs if r.get("demotion_max_rank") is not None}
         max_rank = recorded.pop() if len(recorded) == 1 else 10
+    if probes is None:
+        modes = {r.get("probes_mode") for r in runs} - {None}
+        probes = () if modes == {"none"} else PROBES
     return DemotionRule(int(max_rank), tuple(probes))
+
+
+_PROBE_COLUMNS = {"beam": "beam_any", "sampling": "sample_hits", "one_shot": "one_shot"}
+
+
+def probed(frame: pd.DataFrame, suffix: str, probes: Sequence[str]) -> np.ndarray:
+    """Did at least one of `probes` run on the row?"""
+    out = np.zeros(len(frame), dtype=bool)
+    for p in probes:
+        out |= frame[f"{_PROBE_COLUMNS[p]}{suffix}"].notna().to_numpy(bool)
+    return out
 
 
 def recovered(frame: pd.DataFrame, suffix: str, probes: Sequence[str]) -> np.ndarray:
@@ -83,18 +108,20 @@ def recovered(frame: pd.DataFrame, suffix: str, probes: Sequence[str]) -> np.nda
 
 def traced(frame: pd.DataFrame, suffix: str = "") -> np.ndarray:
     """Rows with a gold first-token rank or a probe result (False for runs imported without either)."""
-    cols = [f"first_token_rank{suffix}", f"beam_any{suffix}", f"sample_hits{suffix}", f"one_shot{suffix}"]
+    cols = [f"first_token_rank{suffix}"] + [f"{c}{suffix}" for c in _PROBE_COLUMNS.values()]
     return frame[[c for c in cols if c in frame]].notna().any(axis=1).to_numpy(bool)
 
 
 def label(frame: pd.DataFrame, rule: DemotionRule, suffix: str = "") -> np.ndarray:
-    """'demoted' / 'erased' for failed open generations, 'untraced' for failed ones with neither a rank nor
-    a probe result, '' for correct ones (object array)."""
+    """'demoted' / 'erased' / 'not_probed' (neither demoted by the rank nor probed by any of the rule's
+    probes: recovery unknown) for failed open generations, 'untraced' for failed ones with neither a rank
+    nor a probe result, '' for correct ones (object array)."""
     failed = ~frame[f"open_correct{suffix}"].to_numpy(bool)
     rank = frame[f"first_token_rank{suffix}"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
     demoted = (rank <= rule.max_rank) | recovered(frame, suffix, rule.probes)
-    verdict = np.where(traced(frame, suffix), np.where(demoted, "demoted", "erased"), "untraced")
-    return np.where(failed, verdict, "")
+    known = probed(frame, suffix, rule.probes) if rule.probes else np.ones(len(frame), dtype=bool)
+    verdict = np.where(demoted, "demoted", np.where(known, "erased", "not_probed"))
+    return np.where(failed, np.where(traced(frame, suffix), verdict, "untraced"), "")
 
 
 def demotion_report(
@@ -108,6 +135,7 @@ def demotion_report(
     """Per cell: demoted / erased among pruned failures and RO items, dense vs pruned paired tests."""
     records = []
     untraced: list[str] = []
+    unknown = 0  # items left out of the paired tests: not probed on either side
     for keys, sub in iter_cells(tr):
         both = traced(sub, "_pruned") & traced(sub, "_dense")
         if not both.any():  # nothing to tell demoted from erased (imported runs): absent, not erased
@@ -117,29 +145,34 @@ def demotion_report(
         sub = sub[both]
         lp, ld = label(sub, rule, "_pruned"), label(sub, rule, "_dense")
         ro = sub["recognition_only_pruned"].to_numpy(bool)
-        n_fail, n_dem = int((lp != "").sum()), int((lp == "demoted").sum())
-        nd_fail, nd_dem = int((ld != "").sum()), int((ld == "demoted").sum())
-        n_ro, n_ro_dem = int(ro.sum()), int((ro & (lp == "demoted")).sum())
+        n_dem, n_era = int((lp == "demoted").sum()), int((lp == "erased").sum())
+        nd_dem, nd_era = int((ld == "demoted").sum()), int((ld == "erased").sum())
+        n_ro_dem, n_ro_era = int((ro & (lp == "demoted")).sum()), int((ro & (lp == "erased")).sum())
+        known = (lp != "not_probed") & (ld != "not_probed")
+        if keys.get("language") == "all":
+            unknown += int((~known).sum())
         rec = {
             **keys,
             "n": len(sub),
-            "failed": n_fail,
+            "failed": int((lp != "").sum()),
             "demoted": n_dem,
-            "erased": n_fail - n_dem,
-            **wilson_fields(n_dem, n_fail, level, "demoted_share"),
-            "dense_failed": nd_fail,
+            "erased": n_era,
+            "not_probed": int((lp == "not_probed").sum()),
+            **wilson_fields(n_dem, n_dem + n_era, level, "demoted_share"),
+            "dense_failed": int((ld != "").sum()),
             "dense_demoted": nd_dem,
-            **wilson_fields(nd_dem, nd_fail, level, "dense_demoted_share"),
-            "ro": n_ro,
+            "dense_not_probed": int((ld == "not_probed").sum()),
+            **wilson_fields(nd_dem, nd_dem + nd_era, level, "dense_demoted_share"),
+            "ro": int(ro.sum()),
             "ro_demoted": n_ro_dem,
-            "ro_erased": n_ro - n_ro_dem,
-            **wilson_fields(n_ro_dem, n_ro, level, "ro_demoted_share"),
-            "p_ro_majority": binomtest(n_ro_dem, n_ro, 0.5).pvalue if n_ro else math.nan,
+            "ro_erased": n_ro_era,
+            **wilson_fields(n_ro_dem, n_ro_dem + n_ro_era, level, "ro_demoted_share"),
+            "p_ro_majority": binomtest(n_ro_dem, n_ro_dem + n_ro_era, 0.5).pvalue if n_ro_dem + n_ro_era else math.nan,
             "rule": rule.describe(),
         }
         for what in ("erased", "demoted"):
             res = mcnemar(
-                PairedTable.from_pairs(lp == what, ld == what, ("pruned", "dense")),
+                PairedTable.from_pairs(lp[known] == what, ld[known] == what, ("pruned", "dense")),
                 method,
                 level=level,
                 diff_ci=diff_ci,
@@ -163,6 +196,11 @@ def demotion_report(
         Column("failed", "failed", "int"),
         Column("demoted", "demoted", "int"),
         Column("erased", "erased", "int"),
+        *(
+            [Column("not probed", "not_probed", "int")]
+            if any(r["not_probed"] or r["dense_not_probed"] for r in records)
+            else []
+        ),
         Column(f"demoted share [{100 * level:g}% CI]", "demoted_share", "ci"),
         Column("dense: demoted share", "dense_demoted_share", "rate"),
         Column("RO", "ro", "int"),
@@ -174,16 +212,23 @@ def demotion_report(
         Column(f"p demoted adj. ({adjust_method})", "p_demoted_adjusted", "p"),
     ]
     notes = [
-        f"Rule: {rule.describe()} (set with --demotion-rank and --demotion-probes; a probe that was not run "
-        "recovers nothing).",
-        "failed / demoted / erased: pruned run, items whose open generation failed; demoted share with a "
-        f"{100 * level:g}% Wilson CI; dense: the same share among the dense run's failures on the same items.",
+        f"Rule: {rule.describe()} (set with --demotion-rank and --demotion-probes; by default the probes the "
+        "runs ran).",
+        "failed / demoted / erased: pruned run, items whose open generation failed; demoted share (of the "
+        f"demoted and erased) with a {100 * level:g}% Wilson CI; dense: the same share among the dense run's "
+        "failures on the same items.",
         "RO: items recognition-only after pruning; p (RO share = ½): exact two-sided binomial test of "
         "'most recognition-only errors are demoted' against an even split.",
         f"Δ erased / Δ demoted: paired difference of the share of all items erased (demoted), pruned − dense, "
         f"{DIFF_NAMES[diff_ci]} CI; p: {METHOD_NAMES[method]}.",
         "Multiple comparisons: " + fams["erased"].describe() + "; the same for the demoted tests.",
     ]
+    if any(r["not_probed"] or r["dense_not_probed"] for r in records):
+        notes.append(
+            "not probed: failures the rank does not demote and on which none of the rule's probes ran (the "
+            "engine's `not_probed`): recovery unknown, so they are left out of the shares, and items not probed "
+            f"in either run out of the paired tests ({unknown} item pairs in the all-language rows)."
+        )
     if untraced:
         notes.append(
             "Left out, with neither gold ranks nor probe results recorded (runs imported from another harness): "

@@ -145,6 +145,7 @@ def _runs_info(run: RunSource) -> dict[str, Any]:
         "corrupt_lines": len(run.outcomes.problems) if run.outcomes else 0,
         "matching": manifest.get("matching"),
         "demotion_max_rank": _get(manifest, "demotion_rule", "max_rank"),
+        "probes_mode": _get(manifest, "probes", "mode"),
         "sampling_n": _get(manifest, "probes", "sampling", "n") or _get(manifest, "probes", "n_samples"),
     }
 

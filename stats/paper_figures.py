@@ -15,7 +15,12 @@ from stats.demotion import DemotionRule, label, traced
 from stats.figures import _plt, _save
 from stats.intervals import wilson
 
-_SHARES = (("open correct", "#4c72b0"), ("demoted", "#dd8452"), ("erased", "#c44e52"))
+_SHARES = (
+    ("open correct", "#4c72b0", ""),
+    ("demoted", "#dd8452", "demoted"),
+    ("erased", "#c44e52", "erased"),
+    ("not probed", "#9a9a9a", "not_probed"),
+)
 _FORMATS = (("open_correct", "open"), ("shown_correct", "shown"), ("mc_correct", "mc"))
 _FORMAT_TITLES = {"open": "open generation", "shown": "candidates shown", "mc": "multiple choice"}
 
@@ -40,8 +45,9 @@ def _grid(plt, n: int, width: float, height: float, ncol: int = 3, **kw):
 
 
 def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Path]:
-    """Stacked shares of all items: open correct / demoted / erased, dense and each condition, per model
-    (items without ranks or probe results left out; no figure when none has them)."""
+    """Stacked shares of all items: open correct / demoted / erased (/ not probed, where some failure had
+    none of the rule's probes), dense and each condition, per model (items without ranks or probe results
+    left out; no figure when none has them)."""
     tr = tr[traced(tr, "_pruned") & traced(tr, "_dense")]
     if tr.empty:
         return []
@@ -56,7 +62,8 @@ def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Pa
         bars += [(c, label(sub[sub["condition"].astype(str) == c], rule, "_pruned")) for c in conds]
         x = np.arange(len(bars))
         bottom = np.zeros(len(bars))
-        for (name, color), key in zip(_SHARES, ("", "demoted", "erased")):
+        shown = [s for s in _SHARES if s[2] != "not_probed" or any((lab == "not_probed").any() for _, lab in bars)]
+        for name, color, key in shown:
             share = np.array([(lab == key).mean() if len(lab) else 0.0 for _, lab in bars])
             ax.bar(x, share, bottom=bottom, color=color, label=name, width=0.7)
             bottom += share
@@ -67,7 +74,8 @@ def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Pa
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_ylabel("share of items")
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(inert(f"Rank ≤ {rule.max_rank} or a probe recovered → demoted", 100), fontsize=9)
+    probe = " or a probe recovered" if rule.probes else ""
+    fig.suptitle(inert(f"Rank ≤ {rule.max_rank}{probe} → demoted", 100), fontsize=9)
     fig.tight_layout()
     return _save(fig, stem)
 

@@ -130,10 +130,12 @@ def demotion_findings(table: ReportTable, level: float) -> list[str]:
         below = [r for r in recs if r["ro"] and r["p_ro_majority"] < alpha and r["ro_demoted_share"] < 0.5]
         above = [r for r in recs if r["ro"] and r["p_ro_majority"] < alpha and r["ro_demoted_share"] > 0.5]
         dense = [r["dense_demoted_share"] for r in recs if r["dense_failed"]]
+        unknown = any(r.get("not_probed") or r.get("dense_not_probed") for r in recs)
         lines.append(
             f"{model}, demoted vs erased ({recs[0]['rule']}): "
-            f"{_span([r['demoted_share'] for r in recs])} of the pruned runs' open-generation failures are "
-            f"demoted ({_span(dense) if dense else '–'} of the dense run's); among recognition-only items "
+            f"{_span([r['demoted_share'] for r in recs])} of the pruned runs' open-generation failures "
+            + ("with a verdict (some were not probed) " if unknown else "")
+            + f"are demoted ({_span(dense) if dense else '–'} of the dense run's); among recognition-only items "
             f"the demoted share is significantly above one half in {len(above)} and below it in {len(below)} of "
             f"{len(recs)} conditions (exact binomial test, α = {alpha:g}, unadjusted)."
         )

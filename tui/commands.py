@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tui",
         help="browse a study in a terminal UI (works over SSH)",
         description="Step through paired items, gold-answer traces and significance summaries. Keys: j/k, g/G, "
-        "enter/escape, / filter, ? help, ctrl+p commands, 1-5 screens, e export, f flag, q quit.",
+        "enter/escape, / filter, ? help, ctrl+p commands, 1-6 screens, e export, f flag, q quit.",
     )
     p.add_argument("study", type=Path, help="a study folder, or a run folder")
     p.add_argument(
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         nargs="?",
         default=None,
-        help="a second run folder: pair STUDY (the reference) with it directly",
+        help="a second run folder: pair STUDY (the reference) with it directly; or a second study to pool",
     )
     p.add_argument(
         "--keymap", type=Path, default=None, help='JSON file {"binding id": "keys"} to remap keys (ids are listed by ?)'

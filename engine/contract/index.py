@@ -12,7 +12,8 @@ Where an index lives:
 - a copy a reader built, under `<cache_root>/index/` (run folders are never written by readers).
 
 An index is trusted only after a check against its JSONL file: the file must be at least as long
-as the bytes the index covers, and the first and last indexed lines must have the recorded CRC.
+as the bytes the index covers, and the first, the last and 15 evenly spaced indexed lines between
+them must have the recorded length and CRC.
 A torn index (a kill during an append) is read up to its last complete batch. A stale index (the
 file was rewritten) is rebuilt; an index behind its file (a run in progress, or a kill between the
 two appends) is extended from where it ends. A rebuilt or extended copy is cached.

@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import binomtest
 
 from engine.cli import main
+from engine.grading import demotion as demotion_of
 from stats import analysis, demotion, ladder, rank_shift, recovery, transition_rates
 from stats.load import load_study, transitions
 from tests.stats.planted import Outcome, write_study
@@ -123,6 +124,43 @@ def test_demoted_and_erased_with_paired_tests(pairs) -> None:
     assert (strict["demoted"], strict["erased"]) == (5, 12)
     no_probe = _row(demotion.demotion_report(tr, demotion.DemotionRule(2, ())), language="all")
     assert no_probe["demoted"] == 0
+
+
+def test_failures_no_probe_ran_on_are_not_probed_not_erased(pairs) -> None:
+    _, tr = pairs
+    tr = tr.copy()
+    blank = (tr["first_token_rank_pruned"] == 500).to_numpy()  # the 4 RO items erased: their probes never ran
+    for col in ("beam_top_pruned", "beam_any_pruned", "sample_hits_pruned", "one_shot_pruned"):
+        tr[col] = tr[col].astype(object).where(~blank, None)
+    labels = demotion.label(tr, demotion.DemotionRule(10), "_pruned")
+    assert (labels[blank] == "not_probed").all() and blank.sum() == 4
+    assert (demotion.label(tr, demotion.DemotionRule(10, ()), "_pruned")[blank] == "erased").all()  # rank alone
+    table = demotion.demotion_report(tr, demotion.DemotionRule(10))
+    r = _row(table, language="all")
+    assert (r["failed"], r["demoted"], r["erased"], r["not_probed"]) == (17, 10, 3, 4)
+    assert r["demoted_share"] == pytest.approx(10 / 13)  # of the known verdicts, not of all 17 failures
+    assert (r["ro"], r["ro_demoted"], r["ro_erased"]) == (14, 10, 0)
+    assert r["p_ro_majority"] == pytest.approx(binomtest(10, 10, 0.5).pvalue)
+    # the paired test leaves the 4 unknown items out: erased pruned {14, 15, 16} = dense {14, 15, 16}
+    assert (r["b_erased"], r["c_erased"], r["delta_erased"]) == (0, 0, 0.0)
+    assert "not probed" in [c.header for c in table.columns]
+    assert any("not probed" in n and "4 item pairs" in n for n in table.notes)
+    plain = demotion.demotion_report(pairs[1], demotion.DemotionRule(10))
+    assert "not probed" not in [c.header for c in plain.columns]  # the column only where some failure has it
+    # the engine's stored label for such a line says the same
+    record = {"open": {"correct": False}, "gold_trace": {"first_token_rank": 500}, "probes": None}
+    assert demotion_of(record, 10) == "not_probed"
+
+
+def test_the_default_rule_counts_the_probes_the_runs_ran() -> None:
+    def rule(*modes: str | None) -> tuple[str, ...]:
+        return demotion.default_rule([{"probes_mode": m} for m in modes]).probes
+
+    assert rule("none", "none") == ()
+    assert rule("failed", "none") == rule("all") == rule() == demotion.PROBES
+    assert rule("none", None) == ()  # an imported run records no mode: it decides nothing
+    assert demotion.default_rule([{"probes_mode": "none"}], probes=("beam",)).probes == ("beam",)
+    assert demotion.parse_probes("auto") is None and demotion.parse_probes("none") == ()
 
 
 def test_stored_labels_agree_with_the_relabelling(pairs) -> None:
