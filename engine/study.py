@@ -312,6 +312,12 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         raise UserError(f"{path}: [pruning].methods is set but neither sparsities nor patterns: no run would prune")
     if (sparsities or patterns) and not methods:
         raise UserError(f'{path}: [pruning] has sparsities or patterns but no methods (e.g. methods = ["wanda"])')
+    for method in methods:
+        if method not in METHODS:
+            raise UserError(
+                f"{path}: [pruning].methods: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is "
+                "added by include_dense)"
+            )
     conditions: list[Condition] = []
     if _bool(pruning, "include_dense", True, "[pruning]", path):
         conditions.append(Condition())
@@ -360,16 +366,18 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
 def plan_runs(study: Study) -> list[RunPlan]:
     """Every (model, condition) run of the study, dense first, in spec order."""
     plans = []
-    seen: set[str] = set()
-    for model in study.models:
+    seen: dict[str, int] = {}  # run folder → the [[models]] table it came from (1-based)
+    for m, model in enumerate(study.models, 1):
         for cond in study.conditions:
             run_id = f"{model.slug}__{cond.slug}"
             if cond.reference_compatible:
                 run_id += "-ref"
             if run_id in seen:
+                first = study.models[seen[run_id] - 1]
                 raise UserError(
-                    f"two runs of the study would share the folder {run_id!r}; give the models distinct ids"
+                    f"[[models]] #{seen[run_id]} (id {first.id!r}) and #{m} (id {model.id!r}) would both write the "
+                    f"run folder {run_id!r}; give the models distinct ids"
                 )
-            seen.add(run_id)
+            seen[run_id] = m
             plans.append(RunPlan(run_id=run_id, model=model, condition=cond))
     return plans

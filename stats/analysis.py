@@ -242,8 +242,8 @@ def paired_table_report(
                 + ", ".join(f"{k}: {v}" for k, v in sorted(tr.attrs["unfinished"].items()))
                 + ")."
             )
-        if tr.attrs.get("no_reference"):
-            notes.append("No dense reference run, left out: " + ", ".join(tr.attrs["no_reference"]) + ".")
+        if tr.attrs.get("unpaired"):
+            notes.append("Left out, with no reference run on their items: " + "; ".join(tr.attrs["unpaired"]) + ".")
     return ReportTable(f"mcnemar-{test}", title, cols, records, notes), results
 
 

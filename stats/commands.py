@@ -151,6 +151,8 @@ def run_stats(args: argparse.Namespace) -> int:
     result = analyse(args.study, options)
     for problem in result.df.attrs.get("problems", []):
         print(f"prunescope stats: warning: {problem}", file=sys.stderr)
+    for why in result.tr.attrs.get("unpaired", []):
+        print(f"prunescope stats: warning: left out of the paired tests: {why}", file=sys.stderr)
     title = "prunescope stats: " + ", ".join(p.name or str(p) for p in args.study)
     emit(result.tables, args.format, title, result.summary)
     if args.out is not None:

@@ -173,6 +173,7 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
             more = len(corrupt) - 1
             raise UserError(corrupt[0] + (f" (and {more} more corrupt lines)" if more else ""))
         problems += run.warnings
+        _check_complete(run, corrupt)
         infos.append(_runs_info(run))
         if run.outcomes is not None:
             tables.append(_run_table(run))
@@ -185,6 +186,26 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
     df.attrs["runs"] = infos
     df.attrs["problems"] = problems
     return df
+
+
+def _check_complete(run: RunSource, corrupt: list[str]) -> None:
+    """A run whose manifest says complete holds a line for every item; else name what is missing (and
+    the first corrupt line, when skipping corrupt lines is why)."""
+    if run.status != "complete" or run.items is None or run.outcomes is None or len(run) >= len(run.items):
+        return
+    missing = len(run.items) - len(run)
+    have = np.zeros(len(run.items), dtype=bool)
+    have[run.item_row[run.item_row >= 0]] = True
+    absent = np.flatnonzero(~have)
+    example = f" (e.g. {run.items.table.column('item_uid')[int(absent[0])].as_py()!r})" if len(absent) else ""
+    why = ""
+    if corrupt:
+        why = f"; skipped as corrupt: {corrupt[0]}" + (f" (and {len(corrupt) - 1} more)" if len(corrupt) > 1 else "")
+    raise UserError(
+        f"{run.outcomes.path}: the run is complete but {missing} of its {len(run.items)} items "
+        f"{'has' if missing == 1 else 'have'} no outcome line{example}{why} (`prunescope validate {run.path}` lists "
+        "every problem)"
+    )
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
@@ -312,6 +333,7 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         res = pd.DataFrame(columns=list(_LEAD))
     res.attrs["unfinished"] = unfinished
     res.attrs["no_reference"] = refs.no_reference
+    res.attrs["unpaired"] = refs.unpaired
     res.attrs["baseline"] = refs.baseline
     return res
 

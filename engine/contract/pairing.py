@@ -49,7 +49,24 @@ class References:
     of: list[int]
     problems: list[str] = field(default_factory=list)  # ambiguous references
     no_reference: list[str] = field(default_factory=list)  # models whose pruned runs have no dense run
+    unpaired: list[str] = field(default_factory=list)  # per run left without a reference: why
     baseline: bool = False  # paired with a baseline run, not dense with pruned
+
+
+def _short(items_hash: str) -> str:
+    return (items_hash[:19] + "…") if items_hash else "none recorded"
+
+
+def _why(run: RunKey, what: str, others: Sequence[RunKey]) -> str:
+    """Why `run` has no reference: no `what` at all, or only on another item set (`others`)."""
+    if not others:
+        return f"{run.name}: no {what}"
+    names = ", ".join(o.name for o in others)
+    hashes = ", ".join(sorted({_short(o.items_hash) for o in others}))
+    return (
+        f"{run.name}: the {what} ({names}) ran another item set (items.hash {hashes}; this run's "
+        f"{_short(run.items_hash)}; `prunescope validate` checks each against its items.jsonl)"
+    )
 
 
 def references(runs: Sequence[RunKey], direct: bool = False, baseline: str | None = None) -> References:
@@ -77,8 +94,11 @@ def references(runs: Sequence[RunKey], direct: bool = False, baseline: str | Non
         found = dense.get((run.model, run.items_hash), [])
         if len(found) == 1:
             out.of[i] = found[0]
-        elif not found and run.model not in out.no_reference:
-            out.no_reference.append(run.model)
+        elif not found:
+            if run.model not in out.no_reference:
+                out.no_reference.append(run.model)
+            others = [runs[j] for (m, _), js in dense.items() if m == run.model for j in js]
+            out.unpaired.append(_why(run, f"dense run of {run.model}", others))
     return out
 
 
@@ -108,8 +128,10 @@ def _baseline_references(runs: Sequence[RunKey], name: str | None) -> References
         found = by_items.get(run.items_hash, [])
         if len(found) == 1:
             out.of[i] = found[0]
-        elif not found and run.model not in out.no_reference:
-            out.no_reference.append(run.model)
+        elif not found:
+            if run.model not in out.no_reference:
+                out.no_reference.append(run.model)
+            out.unpaired.append(_why(run, "baseline run", [runs[j] for j in chosen]))
     return out
 
 

@@ -340,6 +340,12 @@ def _key(name: str, dense: bool, items: str = "h", model: str = "m") -> pairing.
 def test_reference_rule() -> None:
     refs = pairing.references([_key("d", True), _key("w", False), _key("x", False, model="other")])
     assert refs.of == [pairing.NONE, 0, pairing.NONE] and refs.no_reference == ["other"] and not refs.problems
+    assert refs.unpaired == ["x: no dense run of other"]
+    elsewhere = pairing.references([_key("d", True, items="sha256:aaaa"), _key("w", False, items="sha256:bbbb")])
+    assert elsewhere.of == [pairing.NONE] * 2 and len(elsewhere.unpaired) == 1  # a dense run, on other items
+    assert elsewhere.unpaired[0].startswith("w: the dense run of m (d) ran another item set (items.hash sha256:aaaa")
+    chosen = pairing.references([_key("d", True, items="a"), _key("w", False, items="b")], baseline="d")
+    assert chosen.unpaired[0].startswith("w: the baseline run (d) ran another item set")
     two = pairing.references([_key("d1", True), _key("d2", True), _key("w", False)])
     assert two.of == [pairing.NONE] * 3 and "2 dense runs on the same items (d1, d2)" in two.problems[0]
     # dense runs on different item sets are not ambiguous: each pruned run takes its own

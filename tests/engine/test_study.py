@@ -62,7 +62,10 @@ def test_overrides_replace_keys(tmp_path):
     [
         ("[[models]]\nid='demo'\n[items]\nn_per_languag = 3\n", r"unknown key\(s\) n_per_languag in \[items\]"),
         ("[items]\nn_per_language = 3\n", "needs at least one \\[\\[models\\]\\]"),
-        ("[[models]]\nid='demo'\n[pruning]\nmethods=['wandaa']\nsparsities=[0.5]\n", "unknown method 'wandaa'"),
+        (
+            "[[models]]\nid='demo'\n[pruning]\nmethods=['wandaa']\nsparsities=[0.5]\n",
+            r"\[pruning\]\.methods: unknown method 'wandaa'",
+        ),
         (
             "[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[1.5]\n",
             "sparsity must be a number in \\(0, 1\\)",
@@ -86,6 +89,12 @@ def test_bad_specs_name_the_key(tmp_path, text, message):
     with pytest.raises(UserError, match=message) as info:
         parse_study(path)
     assert str(path) in str(info.value)
+
+
+def test_two_models_with_one_run_folder_are_named(tmp_path):
+    study = parse_study(_spec(tmp_path, "[[models]]\nid='demo'\n[[models]]\nid='demo'\ndtype='bfloat16'\n"))
+    with pytest.raises(UserError, match=r"\[\[models\]\] #1 \(id 'demo'\) and #2 \(id 'demo'\) would both write"):
+        plan_runs(study)
 
 
 def test_guards_default_to_all_and_are_read_in_canonical_order(tmp_path):

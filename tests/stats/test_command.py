@@ -173,7 +173,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recs = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
     path.write_text("".join(dumps_line(r) for r in recs[:-1]), encoding="utf-8")
     rc, _, err = _run(capsys, str(root), "--no-glmm")
-    assert rc == 2 and "not paired" in err and recs[-1]["item_uid"] in err
+    assert rc == 2 and "complete but 1 of its 4 items has no outcome line" in err and recs[-1]["item_uid"] in err
     rc, _, err = _run(capsys, str(root), "--by", "colour")
     assert rc == 2 and "--by" in err
     path.write_text("".join(dumps_line(r) for r in recs), encoding="utf-8")
@@ -310,3 +310,14 @@ def test_markdown_starts_with_a_plain_summary(study: Path, capsys: pytest.Captur
         if n_sig
         else "no cell is significant" in summary
     )
+
+
+def test_a_run_left_unpaired_is_named_in_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "s"
+    make_synthetic_study(root, n_per_language=4, languages=("en",), conditions=CONDS[:2])
+    manifest = root / "tiny-llama__wanda-s50" / "manifest.json"
+    m = read_json(manifest)
+    write_json_atomic(manifest, {**m, "items": {**m["items"], "hash": "sha256:" + "0" * 64}})  # edited by hand
+    rc, _, err = _run(capsys, str(root), "--no-glmm", "--format", "csv")
+    assert rc == 0 and "left out of the paired tests: tiny-llama__wanda-s50: the dense run" in err
+    assert "ran another item set" in err and "prunescope validate" in err

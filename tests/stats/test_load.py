@@ -104,7 +104,7 @@ def test_unpaired_items_are_named(study: Path) -> None:
     with pytest.raises(UserError) as exc:
         transitions(load_study(study))
     msg = str(exc.value)
-    assert "tiny-llama__wanda-s50" in msg and "tiny-llama__dense" in msg and recs[0]["item_uid"] in msg
+    assert str(path) in msg and "complete but 1 of its" in msg and recs[0]["item_uid"] in msg
 
 
 def test_mismatched_item_content_is_named(study: Path) -> None:
@@ -168,9 +168,24 @@ def test_empty_and_missing_studies(tmp_path: Path) -> None:
     make_synthetic_study(
         tmp_path / "s", n_per_language=2, languages=("en",), conditions=(("dense", 0.0, "unstructured"),)
     )
-    (tmp_path / "s" / "tiny-llama__dense" / "outcomes.jsonl").write_text("", encoding="utf-8")
-    with pytest.raises(UserError, match="no outcomes"):
+    outcomes = tmp_path / "s" / "tiny-llama__dense" / "outcomes.jsonl"
+    outcomes.write_text("", encoding="utf-8")  # a complete run with no lines is damaged, not left out
+    with pytest.raises(UserError, match="complete but 2 of its 2 items have no outcome line"):
         load_study(tmp_path / "s")
+    manifest = json.loads((outcomes.parent / "manifest.json").read_text(encoding="utf-8"))
+    (outcomes.parent / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}), encoding="utf-8")
+    with pytest.raises(UserError, match="no outcomes"):  # one just started holds none yet
+        load_study(tmp_path / "s")
+
+
+def test_a_corrupt_line_of_a_complete_run_is_named(study: Path) -> None:
+    path = study / "tiny-llama__wanda-s50" / "outcomes.jsonl"
+    recs = _lines(path)
+    del recs[3]["open"]
+    _write(path, recs)
+    with pytest.raises(UserError) as exc:
+        load_study(study)  # not only "not paired": which line, and why
+    assert f"{path}:4: corrupt line" in str(exc.value) and "'open'" in str(exc.value).replace("`", "'")
 
 
 def test_no_dense_reference_is_reported(tmp_path: Path) -> None:
@@ -179,3 +194,4 @@ def test_no_dense_reference_is_reported(tmp_path: Path) -> None:
     )
     tr = transitions(load_study(tmp_path / "s"))
     assert len(tr) == 0 and tr.attrs["no_reference"] == ["synthetic/tiny-llama"]
+    assert tr.attrs["unpaired"] == ["tiny-llama__wanda-s50: no dense run of synthetic/tiny-llama"]
