@@ -321,8 +321,11 @@ def validate_run(run_dir: Path) -> list[str]:
         problems.append(f"{path}: torn last line in a run that is not running")
     seen: set[str | None] = set()
     for n, rec in zip(scan.lines, scan.records):
-        problems += [f"{path}:{n}: {e}" for e in schema_errors("outcome", rec)]
+        errors = schema_errors("outcome", rec)
+        problems += [f"{path}:{n}: {e}" for e in errors]
         uid: str | None = rec.get("item_uid")
+        if not errors:
+            problems += [f"{path}:{n}: {e}" for e in _inconsistencies(rec, by_uid.get(uid))]
         if uid in seen:
             problems.append(
                 f"{path}:{n}: duplicate item {uid!r} (`prunescope validate --repair` removes exact duplicates)"
@@ -336,6 +339,25 @@ def validate_run(run_dir: Path) -> list[str]:
     if manifest is not None and manifest.get("status") == "complete" and seen != set(by_uid):
         problems.append(f"{path}: run is complete but {len(set(by_uid) - seen)} items have no outcome")
     return problems
+
+
+def _inconsistencies(rec: dict[str, Any], item: dict[str, Any] | None) -> list[str]:
+    """What contradicts itself in a schema-valid outcome line (or its item): the MC verdict and its
+    choice, the category and the verdicts it is made of, the gold index and the language."""
+    from engine.contract.labels import category
+
+    out = []
+    mc = rec["mc"]
+    if mc["correct"] != (mc["choice"] == mc["gold_index"]):
+        out.append(f"mc.correct is {mc['correct']} but mc.choice {mc['choice']} vs mc.gold_index {mc['gold_index']}")
+    expected = category(rec["open"]["correct"], mc["correct"])
+    if rec["category"] != expected:
+        out.append(f"category is {rec['category']!r} but open.correct and mc.correct make it {expected!r}")
+    if item is not None and mc["gold_index"] != item.get("gold_index"):
+        out.append(f"mc.gold_index {mc['gold_index']} differs from the item's gold_index {item.get('gold_index')}")
+    if item is not None and rec["language"] != item.get("language"):
+        out.append(f"language {rec['language']!r} differs from the item's {item.get('language')!r}")
+    return out
 
 
 def repair_run(run_dir: Path) -> list[str]:

@@ -54,8 +54,9 @@ from engine.contract.reader import (
     decode_object,
     read_line,
 )
+from engine.contract.records import Index, Rank
 
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 OUTCOMES_INDEX = "outcomes.index.arrow"
 # Bytes decoded at a time: memory stays flat however large the file, and no single call holds the
 # GIL long (msgspec does not release it), so a UI thread beside the reader stays responsive.
@@ -93,13 +94,13 @@ class _Mc(Struct, frozen=True, gc=False):
 
 
 class _Trace(Struct, frozen=True, gc=False):
-    first_token_rank: int | None = None
+    first_token_rank: Rank | None = None
     seq_logprob: float | None = None
     margin: float | None = None
 
 
 class _LayerTrace(Struct, frozen=True, gc=False):
-    ranks: list[int] = []
+    ranks: list[Rank] = []
 
 
 class _Beam(Struct, frozen=True, gc=False):
@@ -108,7 +109,7 @@ class _Beam(Struct, frozen=True, gc=False):
 
 
 class _Sampling(Struct, frozen=True, gc=False):
-    hits: int | None = None
+    hits: Index | None = None
 
 
 class _OneShot(Struct, frozen=True, gc=False):

@@ -12,12 +12,15 @@ Decoding errors name the JSON path of the bad field (`msgspec.ValidationError`:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from engine.contract.labels import condition_label
+
+Rank = Annotated[int, Meta(ge=1)]  # 1 = argmax
+Index = Annotated[int, Meta(ge=0)]
 
 # ------------------------------------------------------------------ items.jsonl
 
@@ -111,13 +114,13 @@ class HarnessMetrics(Struct, frozen=True):
 
 
 class MultipleChoice(Struct, frozen=True):
-    gold_index: int
+    gold_index: Index
     options: list[Option]
     scores: Scores | None  # None: no option was scored (a generated letter answered)
     letter: Letter | None
     decisions: dict[str, int]
     rule: str
-    choice: int | None  # None: the answer named no option (a generated letter that is none of them)
+    choice: Index | None  # None: the answer named no option (a generated letter that is none of them)
     correct: bool
     harness: HarnessMetrics | None = None
 
@@ -127,8 +130,8 @@ class GoldTrace(Struct, frozen=True):
     token_ids: list[int]
     tokens: list[str]
     logprobs: list[float]
-    ranks: list[int]
-    first_token_rank: int
+    ranks: list[Rank]
+    first_token_rank: Rank
     seq_logprob: float
     greedy_seq_logprob: float
     margin: float
@@ -137,7 +140,7 @@ class GoldTrace(Struct, frozen=True):
 class LayerTrace(Struct, frozen=True):
     """The logit lens at the open prompt's last token, one entry per layer (engine/protocol/lens.py)."""
 
-    ranks: list[int]
+    ranks: Annotated[list[Rank], Meta(min_length=2)]
     logprobs: list[float]
     top1: list[int]
 
@@ -206,9 +209,9 @@ class ModelMeta(Struct, frozen=True):
 
 
 class ConditionMeta(Struct, frozen=True):
-    method: str
-    sparsity: float
-    pattern: str = "unstructured"
+    method: Literal["dense", "wanda", "sparsegpt", "magnitude"]
+    sparsity: Annotated[float, Meta(ge=0.0, lt=1.0)]
+    pattern: Annotated[str, Meta(pattern="^(unstructured|[0-9]+:[0-9]+)$")] = "unstructured"
 
 
 class ItemSetMeta(Struct, frozen=True):
@@ -222,7 +225,7 @@ class RunMeta(Struct, frozen=True):
     model: ModelMeta
     condition: ConditionMeta
     run_id: str = ""  # the folder name when the manifest has none
-    status: str = "unknown"
+    status: Literal["running", "complete", "failed", "unknown"] = "unknown"  # unknown: not recorded
     items: ItemSetMeta = ItemSetMeta()
     baseline: bool = False  # the reference of every other run on its item set
 

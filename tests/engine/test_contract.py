@@ -112,6 +112,29 @@ def test_run_meta_names_the_file_and_key(tmp_path: Path) -> None:
     manifest["condition"]["sparsity"] = "half"
     with pytest.raises(ValueError, match=r"m\.json: .*\$\.condition\.sparsity"):
         run_meta(manifest, "m.json")
+    # values the schema rejects are rejected by readers too, not reported as they are
+    for key, value, where in (
+        ("sparsity", 5.0, r"\$\.condition\.sparsity"),
+        ("method", "wandaa", r"\$\.condition\.method"),
+        ("pattern", "2-4", r"\$\.condition\.pattern"),
+    ):
+        with pytest.raises(ValueError, match=where):
+            run_meta({**manifest, "condition": {**read_manifest(run)["condition"], key: value}}, "m.json")
+    with pytest.raises(ValueError, match=r"'finished' - at `\$\.status`"):
+        run_meta({**read_manifest(run), "status": "finished"}, "m.json")
+
+
+def test_out_of_range_outcome_values_are_corrupt_lines(tmp_path: Path) -> None:
+    (run,) = make_synthetic_study(tmp_path, 2, ("en",), (("wanda", 0.5, "unstructured"),))
+    rec = json.loads((run / OUTCOMES).read_bytes().splitlines()[0])
+    for path, value in ((("gold_trace", "first_token_rank"), -5), (("mc", "gold_index"), -1)):
+        bad = json.loads(json.dumps(rec))
+        bad[path[0]][path[1]] = value
+        with pytest.raises(msgspec.ValidationError, match=rf"\$\.{path[0]}\.{path[1]}"):
+            msgspec.json.decode(json.dumps(bad), type=Outcome)
+    bad = {**rec, "gold_trace": {**rec["gold_trace"], "first_token_rank": 0}}
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.gold_trace\.first_token_rank"):
+        msgspec.json.decode(json.dumps(bad), type=OutcomeView)  # the index's view, which stats reads
 
 
 # ------------------------------------------------------------------ labels

@@ -102,6 +102,23 @@ def test_validate_run_finds_hash_mismatch_and_duplicates(tmp_path):
     assert "duplicate item" in problems
 
 
+def test_validate_run_finds_lines_that_contradict_themselves(tmp_path):
+    (run,) = make_synthetic_study(
+        tmp_path, n_per_language=3, languages=("en",), conditions=(("dense", 0.0, "unstructured"),)
+    )
+    lines = (run / OUTCOMES).read_text(encoding="utf-8").splitlines(keepends=True)
+    recs = [json.loads(x) for x in lines]
+    recs[0]["mc"]["correct"] = not recs[0]["mc"]["correct"]  # no longer choice == gold_index
+    recs[1]["category"] = "both_correct" if recs[1]["category"] != "both_correct" else "both_wrong"
+    recs[2]["language"] = "xx"
+    (run / OUTCOMES).write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    problems = validate_run(run)
+    assert any(":1: mc.correct is" in p for p in problems)
+    assert any(":2: category is" in p and "open.correct and mc.correct make it" in p for p in problems)
+    assert any(":3: language 'xx' differs from the item's 'en'" in p for p in problems)
+    assert len(problems) == 4  # line 1's category no longer follows its flipped mc.correct either
+
+
 def test_items_hash_depends_on_order_and_content():
     a = {"item_uid": "x", "content_hash": "sha256:" + "a" * 64}
     b = {"item_uid": "y", "content_hash": "sha256:" + "b" * 64}
