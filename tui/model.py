@@ -7,6 +7,7 @@ each run's memory-mapped index, and only the item on screen is read back from th
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class Study:
     pair_problems: list[str] = field(default_factory=list)  # runs that do not pair (redone with the pairs)
     counts: dict[tuple[int, str | None], dict[str, float]] = field(default_factory=dict)
     generation: int = 0  # bumped by every rebuild: what was drawn from older data is stale
+    labels: list[str] = field(default_factory=list)  # per run: `run_labels` (made by `rebuild`)
     _columns: dict[tuple[int, str], pa.ChunkedArray] = field(default_factory=dict)
 
     @property
@@ -94,9 +96,8 @@ class Study:
         return " + ".join(s.name for s in self.sources)
 
     def run_label(self, r: int) -> str:
-        """How lists name run `r`: its condition, or its run id when runs are compared with a baseline
-        (then the conditions need not tell them apart)."""
-        return self.runs[r].name if self.baseline else self.runs[r].label
+        """How lists and the item screen name run `r` (`run_labels`)."""
+        return self.labels[r] if r < len(self.labels) else self.runs[r].label
 
     @property
     def all_problems(self) -> list[str]:
@@ -156,6 +157,7 @@ class Study:
             if len(run):
                 langs.update(x for x in pc.unique(run.column("language")).to_pylist() if x is not None)
         self.languages = sorted(langs)
+        self.labels = run_labels(self.runs)
         self.arrays = [RunArrays.of(run, self.languages) for run in self.runs]
         self.pair_problems = []
         self.pairs = self._pairs()
@@ -214,6 +216,16 @@ class Study:
                     out[(r, lang)] = {"n": int(n[i]), **{key: _rate(v[i], over[key][i]) for key, v in sums.items()}}
             out[(r, None)] = {"n": len(arr.lang), **{key: _rate(v.sum(), over[key].sum()) for key, v in sums.items()}}
         return out
+
+
+def run_labels(runs: Sequence[RunSource]) -> list[str]:
+    """Short distinct names of `runs`: the condition, with the model's name ('wanda-s50 · Llama-3-8B')
+    when the runs are of more than one model, and the run id for runs that still share a name (two
+    imported runs of one condition, or the same run in two pooled studies)."""
+    multi_model = len({run.model for run in runs if run.meta}) > 1
+    labels = [f"{run.label} · {run.model.split('/')[-1]}" if multi_model and run.meta else run.label for run in runs]
+    counts = Counter(labels)
+    return [run.name if counts[label] > 1 else label for run, label in zip(runs, labels)]
 
 
 def _rate(count: float, n: float) -> float:

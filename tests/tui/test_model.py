@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from engine.contract.labels import discordant, transition_label
 from engine.contract.reader import read_manifest
 from engine.runfolder import write_json_atomic
-from tui.model import load_study
+from tui.model import load_study, run_labels
 from tui.view import Filter, row_text, select, sort_order
 
 
@@ -266,3 +267,14 @@ def test_two_studies_are_pooled_the_way_stats_pools_them(study: Path, tmp_path: 
     pairs = {(str(a), str(b)) for a, b in zip(tr["run_id"], tr["reference_run"])}
     assert pairs == {(names[i], names[s.reference[i]]) for i in (1, 2, 4, 5)}
     assert len(s.pairs) == len(tr)
+
+
+def test_labels_fall_back_to_run_ids_when_conditions_and_models_repeat() -> None:
+    class Run:
+        def __init__(self, name: str, label: str, model: str) -> None:
+            self.name, self.label, self.model, self.meta = name, label, model, object()
+
+    runs: list[Any] = [Run("a__dense", "dense", "org/M"), Run("b__dense", "dense", "org/M"), Run("s", "s50", "org/M")]
+    assert run_labels(runs) == ["a__dense", "b__dense", "s50"]
+    runs.append(Run("n", "s50", "other/N"))
+    assert run_labels(runs) == ["a__dense", "b__dense", "s50 · M", "s50 · N"]

@@ -15,15 +15,16 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import work
-from textual.app import App
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.strip import Strip
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
 from tui import render, view
-from tui.model import Study
+from tui.model import NO_REF, Study
 from tui.screens.base import Export, LinesScreen
 from tui.widgets.lines import WIDE, LinesView, render_strips
 
@@ -53,6 +54,13 @@ class ItemScreen(LinesScreen):
         self._shown: tuple[int, int] | None = None  # (pair index, width) on screen
         self._drawn_items: OrderedDict[tuple[int, int, int], Drawn] = OrderedDict()  # recent and prefetched
 
+    def compose(self) -> ComposeResult:
+        yield self.title_bar()
+        yield Static(id="row", classes="message")  # which run's row is open (`]` may step to another run)
+        yield Static(id="message", classes="message")
+        yield LinesView(id="body")
+        yield self.key_bar()
+
     def show(self, index: int) -> None:
         """Show pair `index` (now if the screen is on display, else when it is)."""
         self.pair_index = index
@@ -67,10 +75,13 @@ class ItemScreen(LinesScreen):
         app = self.papp
         study = app.study
         msg = self.query_one("#message", Static)
+        row = self.query_one("#row", Static)
         if study is None or self.pair_index is None or self.pair_index >= len(study.pairs):
             self.set_title()
+            row.update("")
             msg.update("No such item (the study is loading or changed).")
             return
+        row.update(row_text(study, self.pair_index))
         uid = _uid(study, self.pair_index)
         flag = app.flags.notes.get(uid)
         self.set_title(inert(uid, 120))
@@ -155,6 +166,19 @@ class ItemScreen(LinesScreen):
         if not self.records:
             return None
         return Export("item", records=[{"run": name, **rec} for name, _, rec in self.records])
+
+
+def row_text(study: Study, index: int) -> Text:
+    """'row of wanda-s50   dense→run BC→RO (discordant)': the run whose row of the list is open."""
+    r, transition = int(study.pairs.run[index]), int(study.pairs.transition[index])
+    paired = "no reference run:" if study.reference[r] == NO_REF else ("base" if study.baseline else "dense") + "→run"
+    return Text.assemble(
+        "row of ",
+        (inert(study.run_label(r), 200), "bold reverse"),
+        f"   {paired} ",
+        (transition_label(transition), "bold"),
+        " (discordant)" if discordant(transition) else "",
+    )
 
 
 def _uid(study: Study, index: int) -> str:

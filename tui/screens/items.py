@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -58,8 +59,9 @@ class ItemsScreen(DataScreen):
         msg.update(app.problem_text())
         table = self.query_one(ItemTable)
         reference = "base" if app.study.baseline else "dense"
-        if table.reference != reference:
-            table.reference = reference
+        label_width = max((cell_len(inert(label, 200)) for label in app.study.labels), default=0)
+        if (table.reference, table.label_width) != (reference, label_width):
+            table.reference, table.label_width = reference, label_width
             table.refresh()
         if self._shown_for != self._inputs():
             self._select()
@@ -100,6 +102,8 @@ class ItemsScreen(DataScreen):
         idx = select(study, flt, app.flags.flagged)
         if state.sort_key:
             idx = sort_order(study, idx, state.sort_key, state.reverse, app.flags.flagged)
+        elif state.reverse:  # file order, last line first
+            idx = idx[::-1].copy()
         self.app.call_from_thread(self._show, idx, "", inputs)
 
     def _show(self, idx: np.ndarray, error: str, inputs: tuple) -> None:

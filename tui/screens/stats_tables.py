@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from rich.console import RenderableType
+from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.app import App
@@ -19,7 +20,9 @@ from textual.widgets import Static
 from engine.safe_text import inert
 from tui import render
 from tui.screens.base import LinesScreen
-from tui.widgets.lines import LinesView, render_strips
+from tui.widgets.lines import LinesView, render_strips, text_line
+
+COMPUTING = "Computing the tables …"
 
 
 class StatsTablesScreen(LinesScreen):
@@ -60,18 +63,22 @@ class StatsTablesScreen(LinesScreen):
         width = self._width()
         drawn = (id(stats), self.choice(), len(tables), note.plain if note is not None else "", width)
         if drawn != self._drawn:
+            if tables and (self._drawn is None or drawn[:-1] != self._drawn[:-1]):  # not only resized
+                # the tables on show are of another choice: say so until the new ones replace them
+                self.query_one(LinesView).set_lines([text_line([(COMPUTING, Style(bold=True, italic=True))])])
             self._drawn = drawn
-            self._draw(self.app, tables, note, width)
+            self._draw(self.app, tables, note, width, drawn)
 
     @work(thread=True, exclusive=True, group="stats-tables", description="stats-tables")
-    def _draw(self, app: App[None], tables: list[Any], note: Text | None, width: int) -> None:
-        drawn = [render.report_table(t) for t in tables]
-        parts: list[RenderableType] = [r for r, _ in drawn] + ([note] if note is not None else [])
-        lines = render_strips(parts, width, [w for _, w in drawn])
-        app.call_from_thread(self._show, lines)
+    def _draw(self, app: App[None], tables: list[Any], note: Text | None, width: int, drawn: Hashable) -> None:
+        made = [render.report_table(t) for t in tables]
+        parts: list[RenderableType] = [r for r, _ in made] + ([note] if note is not None else [])
+        lines = render_strips(parts, width, [w for _, w in made])
+        app.call_from_thread(self._show, lines, drawn)
 
-    def _show(self, lines: list[Strip]) -> None:
-        self.query_one(LinesView).set_lines(lines)
+    def _show(self, lines: list[Strip], drawn: Hashable) -> None:
+        if drawn == self._drawn:  # not a drawing overtaken by a newer one (a key pressed meanwhile)
+            self.query_one(LinesView).set_lines(lines)
 
     def on_resize(self) -> None:
         if self.is_current:

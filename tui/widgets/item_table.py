@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-from rich.cells import set_cell_size
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
@@ -18,17 +18,19 @@ from textual.strip import Strip
 
 from engine.safe_text import inert
 
-# (header, sort key, width; 0 = takes the rest)
+# (header, sort key, width): -1 takes the rest; 0 is as wide as the longest run label (`label_width`), up
+# to a third of the table. Every column is at least as wide as its header with the sort arrow.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("run", "run", 16),
+    ("run", "run", 0),
     ("lang", "language", 5),
     ("item", "item", 22),
     ("{reference}→run", "transition", 10),
     ("gold", "gold", 18),
-    ("run's answer", "answer", 0),
+    ("run's answer", "answer", -1),
     ("⚑", "flag", 2),
 )
 CellsFn = Callable[[int], list[str]]
+ARROW = " ▲"  # after the header of the sort column (" ▼" reversed)
 
 
 class ItemTable(ScrollView, can_focus=True):
@@ -76,10 +78,11 @@ class ItemTable(ScrollView, can_focus=True):
         self.sort_reverse = False
         self.fresh = True  # the cursor sits where set_rows put it: nobody moved it yet
         self.reference = "dense"  # what each run is paired with: 'dense', or 'base' under --baseline
+        self.label_width = 16  # cells of the longest run label
 
     def set_rows(self, rows: np.ndarray, cursor: int = 0, fresh: bool = True) -> None:
         self.rows, self.fresh = rows, fresh
-        self.virtual_size = Size(self.size.width, len(rows) + 1)
+        self.virtual_size = Size(0, len(rows) + 1)  # rows fit the width: no sideways scrolling
         self.cursor = max(0, min(cursor, len(rows) - 1))
         self._follow_cursor()
         self.refresh()
@@ -91,20 +94,27 @@ class ItemTable(ScrollView, can_focus=True):
         return int(self.rows[self.cursor]) if len(self.rows) else None
 
     def _widths(self, width: int) -> list[int]:
-        fixed = sum(w + 1 for _, _, w in COLUMNS if w)
-        return [w if w else max(8, width - fixed - 1) for _, _, w in COLUMNS]
+        widths = []
+        for header, _, w in COLUMNS:
+            if w == 0:
+                w = min(self.label_width, max(16, width // 3))
+            widths.append(max(w, cell_len(header.format(reference=self.reference) + ARROW)))
+        fixed = sum(w + 1 for w, (_, _, c) in zip(widths, COLUMNS) if c >= 0)
+        return [w if c >= 0 else max(8, width - fixed - 1) for w, (_, _, c) in zip(widths, COLUMNS)]
 
     def _line(self, texts: list[str], width: int, style: Style) -> Strip:
         segs = []
         for text, w in zip(texts, self._widths(width)):
-            segs.append(Segment(set_cell_size(inert(text[: w + 1], max_len=None), w) + " ", style))
+            cell = inert(text[: w + 1], max_len=None)
+            cut = cell_len(cell) > w  # a cut cell ends in '…'
+            segs.append(Segment(set_cell_size(cell, w - 1) + "… " if cut else set_cell_size(cell, w) + " ", style))
         return Strip(segs).adjust_cell_length(width, style)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_size.width  # less the scrollbar, which would hide the last column
         base = self.rich_style
         if y == 0:
-            arrow = " ▼" if self.sort_reverse else " ▲"
+            arrow = " ▼" if self.sort_reverse else ARROW
             heads = [
                 h.format(reference=self.reference) + (arrow if key == self.sort_key else "") for h, key, _ in COLUMNS
             ]
@@ -125,7 +135,7 @@ class ItemTable(ScrollView, can_focus=True):
         return self._line(texts, width, style)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        self.virtual_size = Size(0, len(self.rows) + 1)
 
     def watch_cursor(self) -> None:
         self._follow_cursor()
