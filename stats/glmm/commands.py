@@ -6,6 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
 
@@ -40,13 +42,64 @@ def _read_table(path: str) -> pd.DataFrame:
     if not file.is_file():
         raise UserError(f"--data {path}: no such file")
     try:
-        df = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+        if file.suffix == ".parquet":
+            df = pd.read_parquet(file)
+        else:
+            _check_row_lengths(file, path)
+            df = pd.read_csv(file, index_col=False)  # a longer row is an error, never a row label
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(f"--data {path}: cannot read table ({first[:200]})") from None
     if df.empty or not len(df.columns):
         raise UserError(f"--data {path}: the table has no rows (a header row and one row per observation)")
+    _warn_mostly_numeric(df, path)
     return df
+
+
+def _check_row_lengths(file: Path, path: str) -> None:
+    """Every CSV row has as many cells as the header (pandas would pad a short row with missing values)."""
+    import csv
+    import gzip
+
+    from engine.errors import UserError
+
+    opener = gzip.open if file.suffix == ".gz" else open
+    with opener(file, "rt", encoding="utf-8", newline="") as fh:
+        rows = csv.reader(fh)
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                raise UserError(
+                    f"--data {path}: line {rows.line_num} has {len(row)} cells, the header has {len(header)}"
+                )
+
+
+def _warn_mostly_numeric(df: pd.DataFrame, path: str) -> None:
+    """Name a text column whose values are numbers but for a few (a typo turns a covariate into a factor)."""
+    import sys
+
+    import pandas as pd
+
+    from engine.safe_text import inert
+
+    for col in df.columns:
+        if not (pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])):
+            continue
+        values = df[col].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna()
+        if len(values) and 0 < bad.sum() <= 0.1 * len(values):
+            row = int(values.index[bad.to_numpy()][0])
+            print(
+                inert(
+                    f"prunescope glmm: warning: --data {path}: column {col!r} is read as a factor (text) because of "
+                    f"line {row + 2}: {values.loc[row]!r}"
+                    + (f" (and {int(bad.sum()) - 1} more)" if bad.sum() > 1 else "")
+                    + "; its other values are numbers",
+                    max_len=None,
+                ),
+                file=sys.stderr,
+            )
 
 
 def run_glmm(args: argparse.Namespace) -> int:

@@ -37,6 +37,20 @@ class VarianceComponent:
         }
 
 
+def format_ratio(x: float) -> str:
+    """An odds ratio in at most 9 cells: 1.234, or 2.5e+43 / 3.1e-07 far from 1 (separation), inf, nan."""
+    if not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return f"{x:.3f}" if x == 0 or 1e-3 <= abs(x) < 1e4 else f"{x:.2g}" if abs(x) < 1e100 else f"{x:.1e}"
+
+
+def _fixed(x: float, width: int, decimals: int) -> str:
+    """`x` right-aligned in `width` cells with `decimals` decimals, or in scientific notation when that
+    would not leave a space before it (a column never runs into the next)."""
+    text = f"{x:.{decimals}f}"
+    return f"{text:>{width}}" if len(text) < width else f"{x:>{width}.2e}"
+
+
 def _num(x: float | None) -> float | None:
     """JSON-safe float: NaN and ±inf become None."""
     if x is None:
@@ -164,14 +178,14 @@ class GlmmResult:
             lines.append(f"{'term':<28}{'estimate':>10}{'se':>9}{'z':>8}{'p':>11}{'OR':>9}{'OR 95% CI':>21}")
             for r in tab.itertuples():
                 lines.append(
-                    f"{r.term!s:<28}{r.estimate:>10.4f}{r.se:>9.4f}{r.z:>8.3f}{format_p(r.p):>11}"
-                    f"{r.odds_ratio:>9.3f}   [{r.or_low:.3f}, {r.or_high:.3f}]"
+                    f"{r.term!s:<28}{_fixed(r.estimate, 10, 4)}{_fixed(r.se, 9, 4)}{_fixed(r.z, 8, 3)}{format_p(r.p):>11}"
+                    f"{format_ratio(r.odds_ratio):>9}   [{format_ratio(r.or_low)}, {format_ratio(r.or_high)}]"
                 )
         else:
             lines.append("Fixed effects (exploratory point estimates; posterior means):")
             lines.append(f"{'term':<28}{'estimate':>10}{'OR':>9}")
             for r in tab.itertuples():
-                lines.append(f"{r.term!s:<28}{r.estimate:>10.4f}{r.odds_ratio:>9.3f}")
+                lines.append(f"{r.term!s:<28}{_fixed(r.estimate, 10, 4)}{format_ratio(r.odds_ratio):>9}")
         lines.append(f"Status: {self.status()}")
         lines += [f"Warning: {w}" for w in self.warnings]
         return lines
@@ -255,12 +269,14 @@ class GlmmResult:
             r = tab.loc[n]
             if self.inferential:
                 parts.append(
-                    f"{n}: log-OR {r.estimate:.3f} (SE {r.se:.3f}), OR {r.odds_ratio:.3f}, "
-                    f"95% Wald CI [{r.or_low:.3f}, {r.or_high:.3f}], z = {r.z:.2f}, p = {format_p(r.p)}"
+                    f"{n}: log-OR {r.estimate:.3f} (SE {r.se:.3f}), OR {format_ratio(r.odds_ratio)}, "
+                    f"95% Wald CI [{format_ratio(r.or_low)}, {format_ratio(r.or_high)}], z = {r.z:.2f}, "
+                    f"p = {format_p(r.p)}"
                 )
             else:
                 parts.append(
-                    f"{n}: exploratory point estimate log-OR {r.estimate:.3f} (OR {r.odds_ratio:.3f}); no p-value"
+                    f"{n}: exploratory point estimate log-OR {r.estimate:.3f} (OR {format_ratio(r.odds_ratio)}); "
+                    "no p-value"
                 )
         tail = f"; SEs: {self.se_method}; {self.status()}." if self.inferential else f"; {self.status()}."
         return head + ": " + "; ".join(parts) + tail

@@ -588,6 +588,18 @@ CASES: list[Case] = [
         setup=_write("t.csv", "y,x,g\n1,0.5,a\n0,0.1,b\n1,0.2,a\n0,0.9,b\n"),
     ),
     Case(
+        "glmm-row-too-long",  # pandas would take the extra cell as a row label and shift the columns
+        lambda ws: ["glmm", "--data", str(ws / "t.csv"), "--formula", "y ~ x + (1|g)"],
+        lambda ws: ["--data", str(ws / "t.csv"), "line 3 has 4 cells, the header has 3"],
+        setup=_write("t.csv", "y,x,g\n1,0.5,a\n0,0.1,b,c\n1,0.2,a\n"),
+    ),
+    Case(
+        "glmm-row-too-short",  # pandas would fill the missing cell with a missing value
+        lambda ws: ["glmm", "--data", str(ws / "t.csv"), "--formula", "y ~ x + (1|g)"],
+        lambda ws: ["--data", str(ws / "t.csv"), "line 4 has 2 cells, the header has 3"],
+        setup=_write("t.csv", "y,x,g\n1,0.5,a\n0,0.1,b\n1,0.2\n"),
+    ),
+    Case(
         "glmm-formula-syntax",
         lambda ws: ["glmm", "--data", str(ws / "t.csv"), "--formula", "y ~ x + (1|"],
         lambda ws: ["--data", str(ws / "t.csv"), "--formula 'y ~ x + (1|'", "unbalanced"],

@@ -163,3 +163,26 @@ def test_odds_ratio_limits_past_double_range_are_infinite_without_a_warning(cbpp
         warnings.simplefilter("error")
         tab = huge.coef_table()
     assert np.isinf(tab["or_high"]).all() and (tab["or_low"] >= 0).all()
+
+
+def test_odds_ratios_and_columns_stay_readable_far_from_one() -> None:
+    from stats.glmm.result import _fixed, format_ratio
+
+    assert [format_ratio(x) for x in (1.2345, 0.0, 1.3e44, 3.1e-7, math.inf, math.nan)] == [
+        "1.234",
+        "0.000",
+        "1.3e+44",
+        "3.1e-07",
+        "inf",
+        "nan",
+    ]
+    assert _fixed(0.5, 9, 4) == "   0.5000" and _fixed(122360.6789, 9, 4) == " 1.22e+05"  # never touches its neighbour
+
+
+def test_a_typo_in_a_numeric_column_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from stats.glmm.commands import _read_table
+
+    rows = "".join(f"{i % 2},0.{i % 7},g{i % 5}\n" for i in range(30))
+    (tmp_path / "t.csv").write_text("y,x,g\n" + rows + "1,abc,g1\n", encoding="utf-8")
+    _read_table(str(tmp_path / "t.csv"))
+    assert "column 'x' is read as a factor (text) because of line 32: 'abc'" in capsys.readouterr().err
