@@ -68,7 +68,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", default=None, help="comma-separated run ids to run (default: all)")
     p.add_argument("--n-per-language", type=int, default=None, help="override [items].n_per_language")
     p.add_argument("--languages", default=None, help="override [items].languages (comma-separated)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, items, conditions) and exit")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the study as a run would (items, devices, model files, --out) and print the plan; write nothing",
+    )
     p.add_argument(
         "--cache-dir",
         type=Path,
@@ -141,11 +145,14 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
         plans = [p for p in plans if p.run_id in wanted]
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {args.threads})")
+    try:
+        items = load_study_items(study)
+    except UserError as exc:
+        raise UserError(f"{spec_path}: [items]: {exc}") from None
+    preflight(study, spec_path, out, items)
     if args.dry_run:
         print_plan(study, plans, out, opts)
         return 0
-    items = load_study_items(study)
-    preflight(study, spec_path, out, items)
     out.mkdir(parents=True, exist_ok=True)
     recorded = spec_text
     if overrides:

@@ -72,7 +72,7 @@ def check_out_dir(out: Path, flag: str = "--out") -> None:
     out = Path(out)
     if out.exists():
         if not out.is_dir():
-            raise UserError(f"{flag} {out}: exists and is not a folder; give a folder for the study")
+            raise UserError(f"{flag} {out}: exists and is not a folder; give a folder")
         if not os.access(out, os.W_OK | os.X_OK):
             raise UserError(f"{flag} {out}: the folder is not writable (permission denied); choose another folder")
         return

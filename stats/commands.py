@@ -148,6 +148,10 @@ def run_stats(args: argparse.Namespace) -> int:
     from stats.api import analyse
 
     options = options_from_args(args)
+    if args.out is not None:
+        from engine.preflight import check_out_dir
+
+        check_out_dir(args.out)  # before the analysis, not after it
     result = analyse(args.study, options)
     for problem in result.df.attrs.get("problems", []):
         print(f"prunescope stats: warning: {problem}", file=sys.stderr)

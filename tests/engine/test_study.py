@@ -146,6 +146,15 @@ def test_dry_run_shows_calibration_only_where_the_method_reads_it(tmp_path, caps
         assert ("calibration=bundled n=8×64" in line) == calibrated, line
 
 
+def test_dry_run_checks_the_items_as_a_run_would(tmp_path, capsys):
+    from engine.cli import main
+
+    spec = _spec(tmp_path, "[items]\nlanguages = ['xx', 'en']\n[[models]]\nid = 'demo'\n")
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}: [items]: " in err and "xx" in err and not (tmp_path / "out").exists()
+
+
 def test_next_steps_call_prunescope_the_way_it_was_called(tmp_path, capsys, monkeypatch):
     from engine.commands import print_next_steps
 

@@ -321,3 +321,9 @@ def test_a_run_left_unpaired_is_named_in_every_format(tmp_path: Path, capsys: py
     rc, _, err = _run(capsys, str(root), "--no-glmm", "--format", "csv")
     assert rc == 0 and "left out of the paired tests: tiny-llama__wanda-s50: the dense run" in err
     assert "ran another item set" in err and "prunescope validate" in err
+
+
+def test_out_is_checked_before_the_analysis(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "report").write_text("in the way", encoding="utf-8")
+    rc, out, err = _run(capsys, str(study), "--no-glmm", "--out", str(tmp_path / "report"))
+    assert rc == 2 and "exists and is not a folder" in err and out == ""  # no tables computed and printed first
