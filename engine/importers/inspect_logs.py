@@ -31,7 +31,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.importers.folder import ImportedRun, run_id_of
-from engine.importers.pairs import GEN, MC, model_pairs
+from engine.importers.pairs import GEN, MC, check_explicit, model_pairs
 from engine.importers.records import (
     GenSample,
     ImportOptions,
@@ -332,6 +332,7 @@ def read_inspect(
                 f"task {task.name!r} of model {task.model!r} is in {tasks[task.name].path} and in {path}: give one"
             )
         tasks[task.name] = task
+    check_explicit(explicit_pairs, {n for tasks in by_model.values() for n in tasks})
     runs = []
     for model, tasks in by_model.items():
         names = model_pairs(model, {n: MC if t.is_mc else GEN for n, t in tasks.items()}, explicit_pairs)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.importers.folder import ImportedRun, run_id_of
-from engine.importers.pairs import model_pairs
+from engine.importers.pairs import check_explicit, model_pairs
 from engine.importers.records import (
     GenSample,
     ImportOptions,
@@ -306,9 +307,27 @@ def _keyed(items: list[tuple[ItemSource, Any]]) -> dict[tuple[str, str], tuple[I
     return out
 
 
+def _check_repeats(
+    a: TaskLog, a_src: list[ItemSource], a_where: list[str], b: TaskLog, b_src: list[ItemSource], b_where: list[str]
+) -> None:
+    """A document asked more often in one task than in its twin is named at its extra line (the pairing
+    by id would otherwise report a '#2' item that exists on one side only)."""
+    ka = [(s.native_id, s.language) for s in a_src]
+    kb = [(s.native_id, s.language) for s in b_src]
+    ca, cb = Counter(ka), Counter(kb)
+    for key in dict.fromkeys(ka + kb):
+        if ca[key] and cb[key] and ca[key] != cb[key]:
+            keys, wheres = (ka, a_where) if ca[key] > cb[key] else (kb, b_where)
+            extra = [w for k, w in zip(keys, wheres) if k == key][min(ca[key], cb[key])]
+            raise UserError(
+                f"{extra}: document {key[0]!r} ({key[1]}) is asked {ca[key]} time(s) in {a.samples_path.name} and "
+                f"{cb[key]} in {b.samples_path.name}; a document must be asked as often in both tasks"
+            )
+
+
 def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tuple[list[dict], list[dict]]:
     """Items and outcome lines of one (MC task, generation task) pair, in the MC task's document order."""
-    mc_items = []
+    mc_items, mc_where = [], []
     for where, rec in _samples(mc_log, None):
         src = _item_source(mc_log, _key(rec, "doc", where), where, options.language)
         mc, prompt = _mc_sample(mc_log, rec, where)
@@ -316,11 +335,19 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
         if not src.question:
             raise UserError(f"{where}: no question (the doc has no 'question' and the prompt is empty)")
         mc_items.append((src, mc))
-    gen_items = []
+        mc_where.append(where)
+    gen_items, gen_where = [], []
     for where, rec in _samples(gen_log, _gen_filter(gen_log)):
         gen_items.append(
             (_item_source(gen_log, _key(rec, "doc", where), where, options.language), _gen_sample(gen_log, rec, where))
         )
+        gen_where.append(where)
+    for log, got in ((mc_log, mc_items), (gen_log, gen_items)):
+        if not got:
+            raise UserError(
+                f"{log.samples_path}: no samples (task {log.name}); its twin has {len(mc_items or gen_items)}"
+            )
+    _check_repeats(mc_log, [s for s, _ in mc_items], mc_where, gen_log, [s for s, _ in gen_items], gen_where)
     mc_by, gen_by = _keyed(mc_items), _keyed(gen_items)
     only_mc = [k for k in mc_by if k not in gen_by]
     only_gen = [k for k in gen_by if k not in mc_by]
@@ -392,7 +419,9 @@ def read_lm_eval(
 ) -> list[ImportedRun]:
     """One imported run per model found under `paths` (see the module docstring)."""
     runs = []
-    for model, tasks in tasks_by_model(paths).items():
+    by_model = tasks_by_model(paths)
+    check_explicit(explicit_pairs, {n for tasks in by_model.values() for n in tasks})
+    for model, tasks in by_model.items():
         names = model_pairs(model, {n: t.output_type for n, t in tasks.items()}, explicit_pairs)
         runs.append(_run(model, [(tasks[a], tasks[b]) for a, b in names], options))
     return runs

@@ -18,6 +18,17 @@ HINT = "recognised pairs are X/X_generative, X_mc/X_gen and X_mc/X_generative, o
 MC, GEN = "multiple_choice", "generate_until"  # the two kinds of task (lm-eval's output types)
 
 
+def check_explicit(explicit: Sequence[tuple[str, str]], tasks: Collection[str]) -> None:
+    """Every task a `--pair` names is among the logs' tasks (of some model): a typo is an error, not a pair
+    silently left out."""
+    for a, b in explicit:
+        missing = [n for n in (a, b) if n not in tasks]
+        if missing:
+            raise UserError(
+                f"--pair {a}={b}: no task named {', '.join(missing)} in the logs (tasks: {', '.join(sorted(tasks))})"
+            )
+
+
 def pair_names(
     mc: Collection[str], gen: Collection[str], explicit: Sequence[tuple[str, str]] = ()
 ) -> list[tuple[str, str]]:

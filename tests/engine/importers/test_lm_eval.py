@@ -236,6 +236,21 @@ def test_malformed_logs_are_named_in_one_line(tmp_path: Path, capsys: pytest.Cap
     assert "task 'psqa_mc' has no samples_psqa_mc_" in line and "--log_samples" in line
 
 
+def test_repeated_documents_empty_files_and_unknown_pairs_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    logs = _copy(tmp_path)
+    (mc,) = logs.glob("samples_psqa_mc_*.jsonl")
+    lines = mc.read_text(encoding="utf-8").splitlines()
+    _write(mc, "\n".join([*lines, lines[2]]) + "\n")  # a document logged twice in one task only
+    err = _error(tmp_path, capsys, logs)
+    assert f"{mc}:{len(lines) + 1}: document" in err and f"is asked 2 time(s) in {mc.name} and 1 in" in err
+    _write(mc, "")
+    assert f"{mc}: no samples (task psqa_mc); its twin has" in _error(tmp_path, capsys, logs)
+    assert main(["import", "lm-eval", str(FIXTURES), "--out", str(tmp_path / "o"), "--pair", "psqa_mcq=psqa_gen"]) == 2
+    assert "--pair psqa_mcq=psqa_gen: no task named psqa_mcq in the logs (tasks: " in capsys.readouterr().err
+
+
 def test_a_task_without_its_twin_is_refused_with_the_recognised_pairs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
