@@ -115,7 +115,7 @@ _RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "lens": _one_of(LENSES),
         "beam_width": _at_least(1),
         "n_samples": _at_least(1),
-        "temperature": ((lambda v: v > 0), "> 0 (sampling at temperature <= 0 is not defined)"),
+        "temperature": ((lambda v: 0 < v < math.inf), "> 0 and finite (sampling at temperature <= 0 is not defined)"),
         "top_p": ((lambda v: 0 < v <= 1), "in (0, 1]"),
         "demotion_max_rank": _at_least(1),
         "seed": _at_least(0),

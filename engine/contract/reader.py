@@ -36,8 +36,19 @@ class RunFolderError(UserError, ValueError):
 
 
 def corrupt_line(path: Path, lineno: int, exc: Exception) -> str:
-    """The report of one bad line: 'file:line: corrupt line (why)'."""
-    return f"{path}:{lineno}: corrupt line ({exc.__class__.__name__}: {str(exc)[:160]})"
+    """The report of one bad line: 'file:line: corrupt line (why)'; a byte-order mark is named as such."""
+    why = f"{exc.__class__.__name__}: {str(exc)[:160]}"
+    if lineno == 1 and _starts_with_bom(path):
+        why += "; the file starts with a UTF-8 byte-order mark, which JSONL does not allow: save it without one"
+    return f"{path}:{lineno}: corrupt line ({why})"
+
+
+def _starts_with_bom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
 
 
 class JsonlChunks:

@@ -27,7 +27,7 @@ from engine.contract.labels import (
     parse_pattern,
     transition_code,
 )
-from engine.contract.reader import ITEMS, OUTCOMES, read_manifest
+from engine.contract.reader import ITEMS, OUTCOMES, read_manifest, scan_jsonl
 from engine.contract.records import Item, Outcome, run_meta
 from engine.runfolder import OutcomeWriter, dumps_line, load_schema, repair_run
 from tests.synthetic import make_synthetic_study, synthetic_items, synthetic_outcome
@@ -97,6 +97,13 @@ def test_schema_valid_lines_decode_and_bad_ones_are_named(tmp_path: Path) -> Non
     bad["open"]["correct"] = "yes"
     with pytest.raises(msgspec.ValidationError, match=r"\$\.open\.correct"):
         msgspec.json.decode(json.dumps(bad), type=Outcome)
+
+
+def test_a_byte_order_mark_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "outcomes.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n{"a": 2}\n')
+    (error,) = scan_jsonl(path).errors
+    assert error.startswith(f"{path}:1: corrupt line") and "UTF-8 byte-order mark" in error
 
 
 def test_index_view_reads_outcome_fields_by_their_names() -> None:
