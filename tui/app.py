@@ -21,7 +21,6 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.strip import Strip
 from textual.timer import Timer
 
 from engine.safe_text import inert
@@ -37,6 +36,7 @@ from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
 from tui.sidecar import FlagStore, export_path, write_csv, write_jsonl
+from tui.widgets.lines import text_width
 
 POLL_SECONDS = 1.0
 
@@ -88,7 +88,6 @@ class PrunescopeApp(App[None]):
         Binding("question_mark", "help", "help", key_display="?", id="app.help"),
         Binding("slash", "filter", "filter", key_display="/", id="app.filter"),
         Binding("e", "export", "export", id="app.export"),
-        Binding("f", "flag", "flag", id="app.flag"),
         Binding("1", "goto(1)", "overview", show=False, id="app.screen_overview"),
         Binding("2", "goto(2)", "items", show=False, id="app.screen_items"),
         Binding("3", "goto(3)", "item", show=False, id="app.screen_item"),
@@ -120,7 +119,7 @@ class PrunescopeApp(App[None]):
         self._timer: Timer | None = None
         self.last_export: Path | None = None
         self.loading_message = ""
-        self.run_info: tuple[list[Strip], int] = ([], 0)  # Run info's lines, made with the study
+        self.run_info = render.RunInfo([], 0, 0)  # Run info's lines, made with the study
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
 
@@ -155,7 +154,7 @@ class PrunescopeApp(App[None]):
         study = load_study(
             self.sources, progress=lambda msg: self.call_from_thread(self._loading, msg), baseline=self.baseline
         )
-        run_info = render.run_info_lines(study.runs, study.root)
+        run_info = render.run_info_lines(study.runs, study.root, text_width(self.size.width))
         freeze_long_lived()  # the study
         self.call_from_thread(self._loaded, study, run_info)
 
@@ -163,7 +162,7 @@ class PrunescopeApp(App[None]):
         self.loading_message = message
         self._refresh_screens()
 
-    def _loaded(self, study: Study, run_info: tuple[list[Strip], int]) -> None:
+    def _loaded(self, study: Study, run_info: render.RunInfo) -> None:
         self.study, self.run_info = study, run_info
         self.flags = FlagStore(study.root)
         self._refresh_screens()
@@ -251,9 +250,10 @@ class PrunescopeApp(App[None]):
                 changed |= run.reread_manifest()
         if changed:
             study.rebuild()
-            self.call_from_thread(self._followed, render.run_info_lines(study.runs, study.root))
+            run_info = render.run_info_lines(study.runs, study.root, text_width(self.size.width))
+            self.call_from_thread(self._followed, run_info)
 
-    def _followed(self, run_info: tuple[list[Strip], int]) -> None:
+    def _followed(self, run_info: render.RunInfo) -> None:
         self.run_info = run_info
         self._refresh_screens()
         if self.run_stats:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len, chop_cells, set_cell_size
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
@@ -294,9 +296,10 @@ def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableTyp
     return Group(*parts) if parts else Text("No recovery probes recorded for this item.", style="italic")
 
 
-def report_table(table: Any) -> tuple[RenderableType, int]:
-    """A `stats.report.ReportTable` as a Rich table with its notes (same strings `prunescope stats` prints),
-    and the width the table needs to show every cell whole."""
+def report_table(table: Any) -> list[tuple[RenderableType, int | None]]:
+    """A `stats.report.ReportTable` as parts to draw one under the other: the Rich table with the width it
+    needs to show every cell whole (the view scrolls sideways), then its notes (same strings `prunescope
+    stats` prints) with None, to wrap to the window's width."""
     from rich.console import Console
 
     rt = Table(title=inert(table.title, 200), title_justify="left", show_lines=False)
@@ -308,10 +311,15 @@ def report_table(table: Any) -> tuple[RenderableType, int]:
     for row in rows:
         rt.add_row(*(Text(v) for v in row))
     width = Console(width=100_000, color_system=None).measure(rt).maximum
-    notes = [Text("  " + inert(n, 2000), style="dim") for n in table.notes]
+    notes: list[RenderableType] = [note_text(inert(n, 2000)) for n in table.notes]
     if not table.records:
-        notes.insert(0, Text("  (no rows)", style="italic"))
-    return Group(rt, *notes, Text("")), width
+        notes.insert(0, note_text("(no rows)", "italic"))
+    return [(rt, width), (Group(*notes, Text("")), None)]
+
+
+def note_text(text: str | Text, style: str = "dim") -> RenderableType:
+    """A note under a table: wrapped to the width it is drawn at, indented by two cells."""
+    return Padding(text if isinstance(text, Text) else Text(text, style=style), (0, 0, 0, 2), expand=False)
 
 
 def flatten(obj: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -328,10 +336,42 @@ def flatten(obj: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
         yield prefix, obj
 
 
-def run_info_lines(runs: Sequence[Any], root: Any) -> tuple[list[Strip], int]:
-    """Each run's manifest as lines (field, value) under a title, with its problems; and their width.
+class RunInfo(NamedTuple):
+    """Run info's lines, the widest line's cells, and the cells the lines were wrapped to (0: none)."""
 
-    `runs` are `engine.contract.runs.RunSource`s; made once, in a worker (manifests can be long)."""
+    lines: list[Strip]
+    width: int
+    wrap: int
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` cells, broken after spaces where it can be, else inside words."""
+    if cell_len(text) <= width:
+        return [text]
+    lines: list[str] = []
+    line = ""
+    for word in re.split(r"(?<= )", text):  # each word with the spaces after it
+        if cell_len(line + word.rstrip(" ")) <= width:
+            line += word
+            continue
+        if line.strip(" "):
+            lines.append(line.rstrip(" "))
+            line = ""
+        while cell_len(word.rstrip(" ")) > width:
+            head = chop_cells(word, width)[0]
+            lines.append(head)
+            word = word[len(head) :]
+        line = word
+    if line.strip(" ") or not lines:
+        lines.append(line.rstrip(" "))
+    return lines
+
+
+def run_info_lines(runs: Sequence[Any], root: Any, wrap: int = 0) -> RunInfo:
+    """Each run's manifest as lines (field, value) under a title, with its problems; values wrapped so
+    that a line takes at most `wrap` cells (0: not wrapped).
+
+    `runs` are `engine.contract.runs.RunSource`s; made in a worker (manifests can be long)."""
     title, key_style, bad = Style(bold=True, underline=True), Style(bold=True), Style(bold=True, color="red")
     lines: list[Strip] = []
     for run in runs:
@@ -348,10 +388,15 @@ def run_info_lines(runs: Sequence[Any], root: Any) -> tuple[list[Strip], int]:
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
                 fields.append((inert(key, 120), inert(shown, 1000, newlines=True), None))
         kw = min(40, max(cell_len(k) for k, _, _ in fields))
-        lines.append(Strip([Segment(inert(f"{run.name}   ({where})", 400), title)]))
+        value_width = max(20, wrap - kw - 2) if wrap else 0
+        heading = inert(f"{run.name}   ({where})", 400)
+        lines += [Strip([Segment(part, title)]) for part in (wrap_cells(heading, wrap) if wrap else [heading])]
         for key, value, style in fields:
-            for k, part in enumerate(value.split("\n") or [""]):
+            parts = value.split("\n") or [""]
+            if value_width:
+                parts = [line for part in parts for line in wrap_cells(part, value_width)]
+            for k, part in enumerate(parts):
                 label = set_cell_size(key if k == 0 else "", kw)
                 lines.append(Strip([Segment(label + "  ", style or key_style), Segment(part, style)]))
         lines.append(Strip([]))
-    return lines, max((line.cell_length for line in lines), default=0)
+    return RunInfo(lines, max((line.cell_length for line in lines), default=0), wrap)

@@ -30,8 +30,8 @@ from tui.model import NO_REF, Study
 
 SORT_KEYS = ("run", "language", "item", "transition", "gold", "answer", "flag")
 FILTER_HELP = (
-    f"lang:de,fr  cat:RO ({' '.join(CATEGORY_SHORT)} or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
-    "demotion:demoted|erased  recovered:yes|no  flag  disc   · other words: a regex over uid, question, gold and the run's answer"
+    f"lang:de,fr (any case)  cat:RO ({' '.join(CATEGORY_SHORT)} or full names)  trans:BC→RO (or BC>RO)  run:wanda-s70  "
+    "demotion:demoted|erased|not_probed  recovered:yes|no  flag  disc   · other words: a regex over uid, question, gold and the run's answer"
 )
 
 
@@ -46,7 +46,7 @@ class Filter:
     runs: list[str] = field(default_factory=list)
     flagged: bool = False
     discordant: bool = False
-    demotion: list[str] = field(default_factory=list)  # the engine's labels: demoted, erased
+    demotion: list[str] = field(default_factory=list)  # the engine's labels: demoted, erased, not_probed
     recovered: bool | None = None  # a probe brought the gold answer back (None: either)
     regex: re.Pattern[str] | None = None
     text: str = ""
@@ -93,6 +93,48 @@ class Filter:
         return f
 
 
+def _some(values: list[str], n: int = 10) -> str:
+    return ", ".join(values[:n]) + (", …" if len(values) > n else "") if values else "none"
+
+
+def filter_hints(study: Study, flt: Filter) -> list[str]:
+    """Why terms of `flt` can match no row: a language, run, category or transition the study does not
+    have (each named with what it has), or a run that has no rows of its own (a reference run)."""
+    p = study.pairs
+    hints = []
+    known = {lang.casefold() for lang in study.languages}
+    for v in flt.languages:
+        if v.casefold() not in known:
+            hints.append(f"no language {v!r} in this study (languages: {_some(study.languages)})")
+    with_rows = set(np.unique(p.run).tolist())
+    for v in flt.runs:
+        named = [r for r, run in enumerate(study.runs) if v in run.name or v == run.label]
+        if not named:
+            labels = [study.run_label(r) for r in sorted(with_rows)]
+            hints.append(f"no run {v!r} in this study (runs: {_some(labels)})")
+        elif not with_rows.intersection(named):
+            what = "baseline" if study.baseline else "dense"
+            refs = {study.reference[r] for r in with_rows}
+            if refs.intersection(named):
+                hints.append(
+                    f"run:{v} is the {what} run: it has no rows of its own, each row pairs another run with it"
+                    f" (its category is the left of the {what}→run transition)"
+                )
+            else:
+                hints.append(f"run:{v}: no rows (the run has no outcome lines yet)")
+    codes = np.unique(p.transition).tolist()
+    for c in flt.categories:
+        if not any(t % 4 == CATEGORIES.index(c) for t in codes):
+            hints.append(f"no row has category {c}")
+    for t in flt.transitions:
+        matching = [c for c in range(N_TRANSITIONS) if t in TRANSITION_LABELS[c]]
+        if not matching:
+            hints.append(f"no transition {t!r} (e.g. BC→RO, RO→BW; categories {' '.join(CATEGORY_SHORT)})")
+        elif not set(matching).intersection(codes):
+            hints.append(f"no row has transition {t}")
+    return hints
+
+
 def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
     """Indices into study.pairs that pass the filter."""
     p = study.pairs
@@ -110,7 +152,8 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
     if flt.discordant:
         mask &= discordant(p.transition)
     if flt.languages:
-        mask &= np.isin(p.lang, [i for i, lang in enumerate(study.languages) if lang in flt.languages])
+        wanted = {v.casefold() for v in flt.languages}  # language codes (BCP 47) are case-insensitive
+        mask &= np.isin(p.lang, [i for i, lang in enumerate(study.languages) if lang.casefold() in wanted])
     if flt.demotion:
         mask &= _per_run(study, lambda r: _is_in(study.column(r, "demotion"), set(flt.demotion)))
     if flt.recovered is not None:

@@ -13,7 +13,7 @@ import numpy as np
 
 CATEGORIES = ("both_correct", "recognition_only", "generation_only", "both_wrong")
 CATEGORY_SHORT = ("BC", "RO", "GO", "BW")
-DEMOTIONS = ("demoted", "erased")  # an open-generation failure: the gold near the top, or gone
+DEMOTIONS = ("demoted", "erased", "not_probed")  # an open-generation failure: the gold near the top, gone, or unknown
 UNSTRUCTURED = "unstructured"
 
 

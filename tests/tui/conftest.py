@@ -43,3 +43,17 @@ async def loaded(pilot) -> None:
         if app.study is not None and not any(w.is_running for w in app.workers):
             break
     await pilot.pause()
+
+
+async def open_screen(pilot, key: str):
+    """The screen of number key `key`, its data shown."""
+    await pilot.press(key)
+    await loaded(pilot)
+    return pilot.app.screen
+
+
+async def items_list(pilot):
+    """Screen 2, its rows selected: the item table."""
+    from tui.widgets.item_table import ItemTable
+
+    return (await open_screen(pilot, "2")).query_one(ItemTable)

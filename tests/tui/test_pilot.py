@@ -10,7 +10,7 @@ import pytest
 
 from engine.contract.reader import read_manifest
 from engine.runfolder import write_json_atomic
-from tests.tui.conftest import SIZE, loaded
+from tests.tui.conftest import SIZE, items_list, loaded, open_screen
 from tests.tui.svgtext import svg_text
 from tui.app import PrunescopeApp
 from tui.screens.dialogs import FilterScreen, FlagScreen, HelpScreen
@@ -27,13 +27,6 @@ pytestmark = pytest.mark.asyncio
 
 def screen_text(app: PrunescopeApp) -> str:
     return svg_text(app.export_screenshot())
-
-
-async def items_list(pilot) -> ItemTable:
-    """Screen 2, its rows selected: the item table."""
-    await pilot.press("2")
-    await loaded(pilot)
-    return pilot.app.screen.query_one(ItemTable)
 
 
 async def test_overview_grid_and_drill_in(study: Path) -> None:
@@ -250,9 +243,7 @@ async def test_paper_screen_filters_by_language_and_model(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("6")
-        await loaded(pilot)
-        assert isinstance(app.screen, PaperScreen)
+        assert isinstance(await open_screen(pilot, "6"), PaperScreen)
         expected = {t.key: t for t in app.stats.tables if t.key in KEYS}
         assert set(expected) == set(KEYS)
         shown = {t.key: t for t in app.screen.filtered()}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic import make_synthetic_study
-from tests.tui.conftest import CONDITIONS, SIZE, loaded
+from tests.tui.conftest import CONDITIONS, SIZE, items_list, loaded, open_screen
 from tests.tui.svgtext import svg_rows, svg_text
 from tui import render
 from tui.app import PrunescopeApp
@@ -19,7 +19,6 @@ from tui.model import load_study
 from tui.screens.item import ItemScreen
 from tui.screens.paper import PaperScreen
 from tui.screens.stats_tables import COMPUTING
-from tui.widgets.item_table import ItemTable
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,8 +64,7 @@ async def test_several_models_name_the_model_in_the_list_and_the_item(two_models
     app = PrunescopeApp([two_models], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await loaded(pilot)
+        await items_list(pilot)
         assert run_column(app) == {"wanda-s50 · Other-Model-1B", "wanda-s50 · tiny-llama"}
         await pilot.press("enter")
         await loaded(pilot)
@@ -83,9 +81,7 @@ async def test_reverse_in_file_order_reverses_the_rows(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await loaded(pilot)
-        table = app.screen.query_one(ItemTable)
+        table = await items_list(pilot)
         rows = table.rows.copy()
         await pilot.press("r")
         await loaded(pilot)
@@ -125,9 +121,7 @@ async def test_every_sort_column_shows_its_arrow(study: Path) -> None:
     app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await loaded(pilot)
-        table = app.screen.query_one(ItemTable)
+        table = await items_list(pilot)
         for header in ("run", "lang", "item", "dense→run", "gold", "run's answer", "⚑"):
             await pilot.press("s")
             await loaded(pilot)
@@ -145,9 +139,7 @@ async def test_paper_screen_says_tables_are_computing_until_they_are_replaced(
     app = PrunescopeApp([study], stats_glmm=False)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("6")
-        await loaded(pilot)
-        assert isinstance(app.screen, PaperScreen)
+        assert isinstance(await open_screen(pilot, "6"), PaperScreen)
         assert COMPUTING not in svg_text(app.export_screenshot())
         gate = threading.Event()
         report_table = render.report_table

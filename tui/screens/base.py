@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.safe_text import inert
-from tui.widgets.lines import LinesView
+from tui.widgets.lines import LinesView, text_width
 
 if TYPE_CHECKING:
     from tui.app import PrunescopeApp
@@ -27,6 +28,10 @@ class Export:
         records: list[dict[str, Any]] | None = None,
     ) -> None:
         self.view, self.header, self.rows, self.records = view, header or [], rows or [], records
+
+
+# `f` on the screens that have an item to flag (the list's cursor, the item on show); same id everywhere
+FLAG = Binding("f", "app.flag", "flag", id="app.flag")
 
 
 class DataScreen(Screen):
@@ -46,9 +51,16 @@ class DataScreen(Screen):
         return Static(id="keys", classes="keys")
 
     def on_mount(self) -> None:
+        self.update_keys()
+
+    def on_resize(self) -> None:
+        self.update_keys()
+
+    def update_keys(self) -> None:
+        """Fill the key bar for the screen's width."""
         keys = self.query("#keys")
         if keys:
-            keys.first(Static).update(key_hints(self))
+            keys.first(Static).update(key_hints(self, self.size.width or self.app.size.width))
 
     def set_title(self, extra: str = "") -> None:
         label = self.papp.study.label if self.papp.study else inert(", ".join(str(s) for s in self.papp.sources), 200)
@@ -81,20 +93,51 @@ class LinesScreen(DataScreen):
         self.query_one(LinesView).focus()
 
     def _width(self) -> int:
-        """Cells the body's lines are drawn for: the screen's width (the app's before its first layout)."""
-        return max(40, (self.size.width or self.app.size.width) - 2)
+        """Cells the body's lines are drawn for: the screen's width (the app's before its first layout),
+        less the body's padding and scroll bar, so that wrapped text is seen whole."""
+        return text_width(self.size.width or self.app.size.width)
 
 
-def key_hints(screen: Screen) -> Text:
-    """'/ filter  e export  …': the shown bindings active on the screen (its own, the focused widget's,
-    the app's), with their keys as remapped."""
-    text = Text()
+PRIORITY = ("app.help", "app.quit")  # first in the key bar, so that a narrow window still shows them
+MORE = " …"  # ends a key bar that had no room for every key (`?` lists them all)
+
+
+def key_hints(screen: Screen, width: int = 0) -> Text:
+    """'? help  q quit  / filter  …': the shown bindings active on the screen (its own, the focused
+    widget's, the app's), with their keys as remapped; help and quit first, 'next X' and 'prev X' as
+    one hint. Made to fit `width` cells (0: any): compact (keys unpadded) when the whole bar does not
+    fit, then as many whole hints as fit, and '…'."""
+    first: dict[str, tuple[str, str]] = {}
+    hints: list[tuple[str, str]] = []
     seen: set[str] = set()
     for active in screen.active_bindings.values():
         b = active.binding
         if not b.show or b.description in seen:
             continue
         seen.add(b.description)
-        text.append(f" {screen.app.get_key_display(b)} ", style="reverse")
-        text.append(f" {b.description} ")
+        hint = (screen.app.get_key_display(b), b.description)
+        if b.id in PRIORITY:
+            first[b.id] = hint
+        elif hints and hints[-1][1].startswith("next ") and hint[1] == "prev " + hints[-1][1][5:]:
+            hints[-1] = (f"{hints[-1][0]} {hint[0]}", "next/prev " + hint[1][5:])
+        else:
+            hints.append(hint)
+    hints = [first[i] for i in PRIORITY if i in first] + hints
+    bar = _key_bar(hints, pad=" ")
+    if not width or bar.cell_len <= width:
+        return bar
+    for n in range(len(hints), 0, -1):  # compact, and as many hints as fit
+        bar = _key_bar(hints[:n], pad="")
+        if n < len(hints):
+            bar.append(MORE)
+        if bar.cell_len <= width or n == 1:
+            return bar
+    return bar
+
+
+def _key_bar(hints: list[tuple[str, str]], pad: str) -> Text:
+    text = Text()
+    for key, description in hints:
+        text.append(f"{pad}{key}{pad}", style="reverse")
+        text.append(f" {description} ")
     return text

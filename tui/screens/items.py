@@ -13,8 +13,8 @@ from textual.widgets import Static
 
 from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
-from tui.screens.base import DataScreen, Export
-from tui.view import SORT_KEYS, Filter, pair_values, position, select, sort_order
+from tui.screens.base import FLAG, DataScreen, Export
+from tui.view import SORT_KEYS, Filter, filter_hints, pair_values, position, select, sort_order
 from tui.widgets.item_table import ItemTable
 
 PREFETCH_AFTER_S = 0.2
@@ -36,6 +36,7 @@ class ItemsScreen(DataScreen):
         Binding(
             "left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="items.prev_discordant"
         ),
+        FLAG,
     ]
 
     def compose(self) -> ComposeResult:
@@ -97,16 +98,18 @@ class ItemsScreen(DataScreen):
         try:
             flt = Filter.parse(state.query)
         except ValueError as exc:
-            self.app.call_from_thread(self._show, np.zeros(0, dtype=np.int64), f"filter error: {exc}", inputs)
+            self.app.call_from_thread(self._show, np.zeros(0, dtype=np.int64), [f"filter error: {exc}"], inputs)
             return
         idx = select(study, flt, app.flags.flagged)
+        hints = filter_hints(study, flt)
         if state.sort_key:
             idx = sort_order(study, idx, state.sort_key, state.reverse, app.flags.flagged)
         elif state.reverse:  # file order, last line first
             idx = idx[::-1].copy()
-        self.app.call_from_thread(self._show, idx, "", inputs)
+        self.app.call_from_thread(self._show, idx, hints, inputs)
 
-    def _show(self, idx: np.ndarray, error: str, inputs: tuple) -> None:
+    def _show(self, idx: np.ndarray, errors: list[str], inputs: tuple) -> None:
+        """Show the rows `idx`; `errors`: what is wrong with the filter, or why terms of it match nothing."""
         if not self.is_attached:  # the screen was closed while the selection ran
             return
         self._shown_for = inputs
@@ -126,8 +129,8 @@ class ItemsScreen(DataScreen):
             f"{state.sort_key or 'file order'}{' ▼' if state.reverse else ''}",
             "   / filter  s sort  r reverse  ] [ discordant  enter open",
         )
-        if error:
-            bar.append("   " + inert(error, 300), style="bold red")
+        for error in errors:
+            bar.append("\n" + inert(error, 400), style="bold red")
         self.query_one("#filterbar", Static).update(bar)
         if not total and app.study is not None:
             self.query_one("#message", Static).update(

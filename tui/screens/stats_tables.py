@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from engine.safe_text import inert
 from tui import render
+from tui.model import NO_REF
 from tui.screens.base import LinesScreen
 from tui.widgets.lines import LinesView, render_strips, text_line
 
@@ -41,6 +42,23 @@ class StatsTablesScreen(LinesScreen):
         """A line under the tables (None: none)."""
         return None
 
+    def unpaired(self) -> Text | None:
+        """Why the tables of pruned vs dense have no rows, when no run has a run to pair with (None: some has)."""
+        study = self.papp.study
+        if study is None or not study.runs or any(ref != NO_REF for ref in study.reference):
+            return None
+        labels = ", ".join(inert(study.run_label(r), 60) for r in range(min(len(study.runs), 6)))
+        more = ", …" if len(study.runs) > 6 else ""
+        if any(run.meta and run.meta.condition.method == "dense" for run in study.runs):
+            head, add = "No run paired with a dense run: ", "add a pruned run of the same model and items"
+        else:
+            head, add = "No dense run to pair with: ", "add the dense run of the same model and items"
+        return Text.assemble(
+            (head, "bold red"),
+            f"the tests of pruned vs dense have no rows. The study holds {labels}{more}; {add}, "
+            "or pair with one of its runs (--baseline RUN).",
+        )
+
     def choice(self) -> Hashable:
         """What the screen picks from the tables (its filters): a change redraws them."""
         return None
@@ -57,7 +75,11 @@ class StatsTablesScreen(LinesScreen):
             msg.update(Text("Running the tests of `prunescope stats` …", style="bold"))
         else:
             command = "`prunescope stats " + inert(app.stats_args_text(), 300) + "`"
-            msg.update(Text(self.LEAD + command + self.TAIL, style="dim"))
+            text = Text(self.LEAD + command + self.TAIL, style="dim")
+            unpaired = self.unpaired()
+            if unpaired is not None:
+                text.append("\n").append_text(unpaired)
+            msg.update(text)
         tables = self.tables() if app.run_stats else []
         note = self.note()
         width = self._width()
@@ -71,7 +93,8 @@ class StatsTablesScreen(LinesScreen):
 
     @work(thread=True, exclusive=True, group="stats-tables", description="stats-tables")
     def _draw(self, app: App[None], tables: list[Any], note: Text | None, width: int, drawn: Hashable) -> None:
-        made = [render.report_table(t) for t in tables]
+        # tables at their own width (the view scrolls sideways), notes wrapped to the window's width
+        made = [part for t in tables for part in render.report_table(t)]
         parts: list[RenderableType] = [r for r, _ in made] + ([note] if note is not None else [])
         lines = render_strips(parts, width, [w for _, w in made])
         app.call_from_thread(self._show, lines, drawn)

@@ -20,6 +20,12 @@ from textual.strip import Strip
 
 LineSource = Callable[[int], Strip]  # line number -> the line
 WIDE = 400  # cells a wide renderable (a table) may take; the view scrolls sideways
+SCROLLBAR = 2  # cells of the vertical scroll bar (Textual's default size)
+
+
+def text_width(screen_width: int) -> int:
+    """Cells a `LinesView` (#body: one cell of padding each side) shows beside its vertical scroll bar."""
+    return max(40, screen_width - 2 - SCROLLBAR)
 
 
 _CONSOLES = threading.local()
