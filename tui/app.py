@@ -20,6 +20,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 
@@ -177,7 +178,12 @@ class PrunescopeApp(App[None]):
         """Re-render the visible screen; the others re-render when they are shown again (on resume)."""
         screen = self.screen
         if isinstance(screen, DataScreen) and screen.is_attached and screen.is_mounted:
-            screen.refresh_data()
+            try:
+                screen.refresh_data()
+            except NoMatches:
+                if screen.query("#title"):  # the screen is whole: a real error
+                    raise
+                # else the app is closing and has taken the screen's widgets down: nothing to draw on
 
     # ------------------------------------------------------------ statistics (the `prunescope stats` functions)
 

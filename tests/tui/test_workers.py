@@ -33,6 +33,21 @@ async def test_a_late_prefetch_timer_does_nothing_once_the_screens_are_gone(stud
 
 
 @pytest.mark.asyncio
+async def test_loading_progress_that_arrives_while_the_app_closes_does_nothing(study: Path) -> None:
+    """The load worker's progress can reach the app after closing took the screen's widgets down (seen in
+    CI: NoMatches '#title' on OverviewScreen); a screen that still has them raises as before."""
+    from tests.tui.conftest import loaded
+    from tui.app import PrunescopeApp
+
+    app = PrunescopeApp([study], run_stats=False, stats_glmm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        await screen.query("*").remove()  # what closing does to a screen before its queue is closed
+        app._loading("late progress")
+
+
+@pytest.mark.asyncio
 async def test_an_item_drawing_stops_once_cancelled_and_the_screen_left_cancels_it(study: Path) -> None:
     """A drawing nobody will see (a newer item asked for, the screen left) stops at its next part
     instead of holding the GIL against the keys of the screen now shown."""
