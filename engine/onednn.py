@@ -33,6 +33,16 @@ def onednn_enabled() -> bool:
 
 
 def _available_bytes() -> int:
+    """Memory a new allocation can get: the kernel's MemAvailable (free pages plus the page cache it can
+    reclaim) where there is one, else the free pages. Free pages alone shrink as files are cached, which
+    would make the choice of path (and so the floats) depend on what was read before."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError):

@@ -3,6 +3,9 @@ layers as they were; the Gram matrix agrees with `x.t() @ x`."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -52,6 +55,13 @@ def test_packed_linears_warn_and_do_nothing_without_the_memory(monkeypatch: pyte
     layer = torch.nn.Linear(32, 8)
     with pytest.warns(UserWarning, match="more than half the memory"), packed_linears(layer):
         assert "forward" not in layer.__dict__
+
+
+def test_available_memory_counts_the_reclaimable_page_cache() -> None:  # Linux, as every machine of this project
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines())
+    assert onednn._available_bytes() == int(meminfo["MemAvailable"].split()[0]) * 1024
+    free = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    assert onednn._available_bytes() >= free * 0.9  # available = free + what the kernel can reclaim
 
 
 @pytest.mark.parametrize("cols", [64, 576])
