@@ -359,6 +359,12 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
     if any(c.uses_calibration for c in conditions):
         check_calibration_source(calib.source, f"{path}: [calibration].source")
+        if calib.source == "bundled" and "seqlen" not in raw.get("calibration", {}):
+            raise UserError(
+                f"{path}: [calibration].seqlen: the bundled calibration text is short (its longest document is "
+                f"about 1,100 tokens), so the default seqlen of {calib.seqlen} cannot be sampled from it; set "
+                "seqlen (the demo study uses 128) or give a calibration source of your own"
+            )
     unique = list(dict.fromkeys(conditions))
     return Study(name=name, items=items, models=tuple(models), conditions=tuple(unique), protocol=protocol)
 

@@ -73,6 +73,10 @@ def test_overrides_replace_keys(tmp_path):
         ("[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\npatterns=['4:2']\n", "0 < N < M"),
         ("[[models]]\nid='demo'\n[protocol]\nbatch_size = 'big'\n", "batch_size must be an integer"),
         ("[[models]]\nid='demo'\n[protocol]\ntemperature = inf\n", "temperature .*> 0 and finite"),
+        (  # found before the dense run, not when the first pruned run samples its calibration
+            "[[models]]\nid='demo'\n[pruning]\nmethods=['wanda']\nsparsities=[0.5]\n",
+            r"\[calibration\]\.seqlen: the bundled calibration text is short",
+        ),
         ("[[models]]\nid='demo'\n[protocol]\nprobes = 'some'\n", "probes must be one of 'failed', 'all', 'none'"),
         ("[[models]]\nid='demo'\n[protocol]\nguards = ['hedge', 'loops']\n", r"\[protocol\]\.guards: unknown 'loops'"),
         ("[[models]]\nid='demo'\n[protocol]\nguards = 3\n", r"\[protocol\]\.guards: expected a list"),
