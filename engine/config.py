@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.contract.labels import condition_label, parse_pattern
+from engine.contract.labels import Method, condition_label, parse_pattern
 from engine.matching import GUARDS
 
 
@@ -18,7 +18,6 @@ def cache_root() -> Path:
 
 
 ProbeMode = Literal["failed", "all", "none"]
-Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]
 CALIBRATED_METHODS = ("wanda", "sparsegpt")  # the methods that read calibration data (magnitude does not)
 MC_RULES = ("sum", "per_token", "per_char", "per_byte", "letter")
 LENSES = ("logit",)

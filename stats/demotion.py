@@ -190,17 +190,14 @@ def demotion_report(
         what: adjust_rows(records, f"p_{what}", adjust_method, f"{what}-rate tests, every row of this table")
         for what in ("erased", "demoted")
     }
+    some_unknown = any(r["not_probed"] or r["dense_not_probed"] for r in records)
     cols = [
         *key_columns(records),
         Column("n", "n", "int"),
         Column("failed", "failed", "int"),
         Column("demoted", "demoted", "int"),
         Column("erased", "erased", "int"),
-        *(
-            [Column("not probed", "not_probed", "int")]
-            if any(r["not_probed"] or r["dense_not_probed"] for r in records)
-            else []
-        ),
+        *([Column("not probed", "not_probed", "int")] if some_unknown else []),
         Column(f"demoted share [{100 * level:g}% CI]", "demoted_share", "ci"),
         Column("dense: demoted share", "dense_demoted_share", "rate"),
         Column("RO", "ro", "int"),
@@ -223,7 +220,7 @@ def demotion_report(
         f"{DIFF_NAMES[diff_ci]} CI; p: {METHOD_NAMES[method]}.",
         "Multiple comparisons: " + fams["erased"].describe() + "; the same for the demoted tests.",
     ]
-    if any(r["not_probed"] or r["dense_not_probed"] for r in records):
+    if some_unknown:
         notes.append(
             "not probed: failures the rank does not demote and on which none of the rule's probes ran (the "
             "engine's `not_probed`): recovery unknown, so they are left out of the shares, and items not probed "

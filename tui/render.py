@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from rich.cells import cell_len, chop_cells, set_cell_size
-from rich.console import Group, RenderableType
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
@@ -24,6 +23,7 @@ from textual.strip import Strip
 from engine.safe_text import inert, rich_text
 
 OK, BAD = "✓", "✗"
+_MEASURE = Console(width=100_000, color_system=None)  # Rich's measuring and wrapping only; nothing is printed
 
 
 def _t(value: Any, max_len: int = 300, style: str = "") -> Text:
@@ -300,8 +300,6 @@ def report_table(table: Any) -> list[tuple[RenderableType, int | None]]:
     """A `stats.report.ReportTable` as parts to draw one under the other: the Rich table with the width it
     needs to show every cell whole (the view scrolls sideways), then its notes (same strings `prunescope
     stats` prints) with None, to wrap to the window's width."""
-    from rich.console import Console
-
     rt = Table(title=inert(table.title, 200), title_justify="left", show_lines=False)
     rows = [[inert(v, 120) for v in row] for row in table.display_rows()]
     for k, col in enumerate(table.columns):
@@ -310,7 +308,7 @@ def report_table(table: Any) -> list[tuple[RenderableType, int | None]]:
         rt.add_column(header, justify="left" if col.align == "left" else "right", no_wrap=True, min_width=natural)
     for row in rows:
         rt.add_row(*(Text(v) for v in row))
-    width = Console(width=100_000, color_system=None).measure(rt).maximum
+    width = _MEASURE.measure(rt).maximum
     notes: list[RenderableType] = [note_text(inert(n, 2000)) for n in table.notes]
     if not table.records:
         notes.insert(0, note_text("(no rows)", "italic"))
@@ -345,26 +343,10 @@ class RunInfo(NamedTuple):
 
 
 def wrap_cells(text: str, width: int) -> list[str]:
-    """`text` in lines of at most `width` cells, broken after spaces where it can be, else inside words."""
+    """`text` in lines of at most `width` cells: Rich's word wrap, words longer than a line folded."""
     if cell_len(text) <= width:
         return [text]
-    lines: list[str] = []
-    line = ""
-    for word in re.split(r"(?<= )", text):  # each word with the spaces after it
-        if cell_len(line + word.rstrip(" ")) <= width:
-            line += word
-            continue
-        if line.strip(" "):
-            lines.append(line.rstrip(" "))
-            line = ""
-        while cell_len(word.rstrip(" ")) > width:
-            head = chop_cells(word, width)[0]
-            lines.append(head)
-            word = word[len(head) :]
-        line = word
-    if line.strip(" ") or not lines:
-        lines.append(line.rstrip(" "))
-    return lines
+    return [line.plain.rstrip(" ") for line in Text(text).wrap(_MEASURE, width, overflow="fold", justify="left")]
 
 
 def run_info_lines(runs: Sequence[Any], root: Any, wrap: int = 0) -> RunInfo:

@@ -26,6 +26,7 @@ from engine.contract.labels import (
     discordant,
     transition_label,
 )
+from engine.contract.runs import RunSource
 from tui.model import NO_REF, Study
 
 SORT_KEYS = ("run", "language", "item", "transition", "gold", "answer", "flag")
@@ -93,6 +94,11 @@ class Filter:
         return f
 
 
+def _run_matches(run: RunSource, term: str) -> bool:
+    """`run:TERM` picks a run whose folder name contains TERM or whose condition label is TERM."""
+    return term in run.name or term == run.label
+
+
 def _some(values: list[str], n: int = 10) -> str:
     return ", ".join(values[:n]) + (", …" if len(values) > n else "") if values else "none"
 
@@ -108,7 +114,7 @@ def filter_hints(study: Study, flt: Filter) -> list[str]:
             hints.append(f"no language {v!r} in this study (languages: {_some(study.languages)})")
     with_rows = set(np.unique(p.run).tolist())
     for v in flt.runs:
-        named = [r for r, run in enumerate(study.runs) if v in run.name or v == run.label]
+        named = [r for r, run in enumerate(study.runs) if _run_matches(run, v)]
         if not named:
             labels = [study.run_label(r) for r in sorted(with_rows)]
             hints.append(f"no run {v!r} in this study (runs: {_some(labels)})")
@@ -142,7 +148,7 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     mask = np.ones(len(p), dtype=bool)
     if flt.runs:
-        ok_runs = [i for i, r in enumerate(study.runs) if any(s in r.name or s == r.label for s in flt.runs)]
+        ok_runs = [i for i, r in enumerate(study.runs) if any(_run_matches(r, s) for s in flt.runs)]
         mask &= np.isin(p.run, ok_runs)
     if flt.categories:
         mask &= np.isin(p.transition % 4, [CATEGORIES.index(c) for c in flt.categories])

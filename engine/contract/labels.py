@@ -8,6 +8,7 @@ integers so that columns of a million rows stay numpy arrays; the labels are wha
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Literal
 
 import numpy as np
 
@@ -15,6 +16,7 @@ CATEGORIES = ("both_correct", "recognition_only", "generation_only", "both_wrong
 CATEGORY_SHORT = ("BC", "RO", "GO", "BW")
 DEMOTIONS = ("demoted", "erased", "not_probed")  # an open-generation failure: the gold near the top, gone, or unknown
 UNSTRUCTURED = "unstructured"
+Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]  # a run's pruning method (the manifest's condition.method)
 
 
 class Category(IntEnum):

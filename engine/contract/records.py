@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from engine.contract.labels import condition_label
+from engine.contract.labels import Method, condition_label
 
 Rank = Annotated[int, Meta(ge=1)]  # 1 = argmax
 Index = Annotated[int, Meta(ge=0)]
@@ -209,7 +209,7 @@ class ModelMeta(Struct, frozen=True):
 
 
 class ConditionMeta(Struct, frozen=True):
-    method: Literal["dense", "wanda", "sparsegpt", "magnitude"]
+    method: Method
     sparsity: Annotated[float, Meta(ge=0.0, lt=1.0)]
     pattern: Annotated[str, Meta(pattern="^(unstructured|[0-9]+:[0-9]+)$")] = "unstructured"
 
