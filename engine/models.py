@@ -53,7 +53,8 @@ def sha256_file(path: Path) -> str:
 def check_model_source(spec: ModelSpec, where: str | None = None) -> None:
     """Cheap checks of a local model before anything loads: the path is what its name says, and its
     weight files are readable and whole (safetensors sizes match their headers, GGUF files have the magic).
-    Hub ids are not checked here (they may need the network). `where` names the key in a spec."""
+    A hub id is checked only when it is not in the local Hugging Face cache (`check_hub_model`).
+    `where` names the key in a spec."""
     where = where or f"model {spec.id!r}"
     if spec.id == DEMO_NAME:
         return
@@ -69,6 +70,42 @@ def check_model_source(spec: ModelSpec, where: str | None = None) -> None:
         raise UserError(f"{where}: {path} is a file that is not a .gguf; give a model folder, a hub id or a GGUF file")
     elif spec.id.startswith(("/", "./", "../", "~")):
         raise UserError(f"{where}: {path} does not exist")
+    else:
+        check_hub_model(spec.id, spec.revision, where)
+
+
+def check_hub_model(repo_id: str, revision: str | None, where: str) -> None:
+    """A hub model that is not in the local cache must exist on a hub this machine reaches: a misspelt id,
+    a gated model or an offline machine is named here, before any output is written, rather than after
+    the loader's retries."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
+            return
+    except HFValidationError as exc:
+        raise UserError(f"{where}: {repo_id!r} is not a model folder, a GGUF file or a hub id ({exc})") from None
+    at = f"{repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+    uncached = f"{at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"{where}: {uncached} and HF_HUB_OFFLINE is set; download it first or give a local folder")
+    try:
+        model_info(repo_id, revision=revision, timeout=10)
+    except GatedRepoError:
+        raise UserError(
+            f"{where}: {repo_id!r} is gated: accept its terms on the hub and log in (`hf auth login`)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise UserError(f"{where}: no model {repo_id!r} on the hub (or it is private); check the spelling") from None
+    except RevisionNotFoundError:
+        raise UserError(f"{where}: the hub model {repo_id!r} has no revision {revision!r}") from None
+    except Exception as exc:  # the network, the hub's availability: this machine cannot fetch the model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"{where}: {uncached} and the hub cannot be reached ({first}); download it where the hub is reachable "
+            "(`hf download ID`) and copy the cache over, or give a local model folder"
+        ) from None
 
 
 def _open_or_fail(path: Path):

@@ -179,6 +179,13 @@ def _list(table: Mapping[str, Any], key: str, where: str, path: Path, example: s
     return value
 
 
+def _once(values: list[Any], key: str, path: Path) -> None:
+    """Refuse a `[pruning]` list that names one value twice (0.5 and 0.50 are one sparsity)."""
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise UserError(f"{path}: [pruning].{key} lists {v!r} twice; list each once")
+
+
 def _pattern(value: Any, where: str, path: Path) -> str:
     if not isinstance(value, str):
         raise UserError(f"{path}: {where}: pattern must be 'unstructured' or 'N:M' like '2:4', got {value!r}")
@@ -318,15 +325,28 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
                 f"{path}: [pruning].methods: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is "
                 "added by include_dense)"
             )
-    conditions: list[Condition] = []
+    _once(methods, "methods", path)
+    _once(sparsities, "sparsities", path)
+    _once([_pattern(p, "[pruning].patterns", path) for p in patterns], "patterns", path)
+    origin: dict[Condition, str] = {}  # each condition → the spec entry that added it
+
+    def add(condition: Condition, where: str) -> None:
+        if condition in origin:
+            raise UserError(
+                f"{path}: {where}: condition {condition.slug!r} is already in the study (from {origin[condition]}); "
+                "list each condition once"
+            )
+        origin[condition] = where
+
     if _bool(pruning, "include_dense", True, "[pruning]", path):
-        conditions.append(Condition())
+        add(Condition(), "[pruning].include_dense, true by default")
     for method in methods:
         for s in sparsities:
-            conditions.append(_condition(method, s, "unstructured", calib, ref, "[pruning].sparsities", path))
+            add(_condition(method, s, "unstructured", calib, ref, "[pruning].sparsities", path), "[pruning]")
         for p in patterns:
-            conditions.append(
-                _condition(method, None, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path)
+            add(
+                _condition(method, None, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path),
+                "[pruning]",
             )
     explicit = raw.get("conditions", [])
     if not isinstance(explicit, list):
@@ -342,9 +362,9 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
             extra = sorted(set(c) - {"method"})
             if extra:
                 raise UserError(f"{path}: {where}: method 'dense' takes no {', '.join(extra)}")
-            conditions.append(Condition())
+            add(Condition(), where)
             continue
-        conditions.append(
+        add(
             _condition(
                 c["method"],
                 c.get("sparsity"),
@@ -353,8 +373,10 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
                 _bool(c, "reference_compatible", ref, where, path),
                 where,
                 path,
-            )
+            ),
+            where,
         )
+    conditions = list(origin)
     if not conditions:
         raise UserError(f"{path}: the study has no conditions (set [pruning] or include_dense = true)")
     if any(c.uses_calibration for c in conditions):
@@ -365,8 +387,7 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
                 f"about 1,100 tokens), so the default seqlen of {calib.seqlen} cannot be sampled from it; set "
                 "seqlen (the demo study uses 128) or give a calibration source of your own"
             )
-    unique = list(dict.fromkeys(conditions))
-    return Study(name=name, items=items, models=tuple(models), conditions=tuple(unique), protocol=protocol)
+    return Study(name=name, items=items, models=tuple(models), conditions=tuple(conditions), protocol=protocol)
 
 
 def plan_runs(study: Study) -> list[RunPlan]:

@@ -395,6 +395,23 @@ class PrunescopeApp(App[None]):
 
         self.push_screen(FlagScreen(uid), save)
 
+    def action_unflag(self) -> None:
+        found = self.current_uid()
+        if found is None:
+            self.notify("unflag: open the Items or Item screen and choose an item first", timeout=3)
+            return
+        uid, run = found
+        if uid not in self.flags.notes:
+            self.notify(f"{inert(uid, 80)} has no flag", timeout=3)
+            return
+        try:
+            self.flags.remove(uid, run)
+        except OSError as exc:
+            self.notify(f"flag not removed: {exc}", severity="error", timeout=5)
+            return
+        self.notify(f"flags of {inert(uid, 80)} removed (recorded in {self.flags.path})", timeout=3)
+        self._refresh_screens()
+
     def action_export(self) -> None:
         screen = self.screen
         if not isinstance(screen, DataScreen):

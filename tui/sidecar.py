@@ -1,6 +1,7 @@
 """The study's sidecar folder `<study>/.prunescope/`: item flags with notes, and exported views.
 
-Run data is never rewritten: flags are appended to `flags.jsonl`, exports are new files.
+Run data is never rewritten: flags, and the removal of an item's flags, are appended to `flags.jsonl`;
+exports are new files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ FLAGS = "flags.jsonl"
 
 
 class FlagStore:
-    """Flags (item uid → notes), appended one JSON line per flag; a corrupt line is skipped and reported."""
+    """Flags (item uid → notes), appended one JSON line per flag; a line with `"removed": true` clears the
+    item's earlier flags. A corrupt line is skipped and reported."""
 
     def __init__(self, root: Path) -> None:
         self.path = Path(root) / SIDECAR / FLAGS
@@ -30,7 +32,11 @@ class FlagStore:
                         continue
                     try:
                         rec = json.loads(line)
-                        self.notes.setdefault(str(rec["item_uid"]), []).append(str(rec.get("note", "")))
+                        uid = str(rec["item_uid"])
+                        if rec.get("removed") is True:
+                            self.notes.pop(uid, None)
+                        else:
+                            self.notes.setdefault(uid, []).append(str(rec.get("note", "")))
                     except (ValueError, KeyError, TypeError):
                         self.problems.append(f"{self.path}:{n}: corrupt flag line skipped")
 
@@ -40,13 +46,20 @@ class FlagStore:
 
     def add(self, item_uid: str, note: str, run: str | None = None) -> None:
         """Append one flag; raises OSError if the study folder is not writable."""
+        self._append({"item_uid": item_uid, "note": note, "run": run})
+        self.notes.setdefault(item_uid, []).append(note)
+
+    def remove(self, item_uid: str, run: str | None = None) -> None:
+        """Clear every flag of the item (appends a removal line); raises OSError as `add` does."""
+        self._append({"item_uid": item_uid, "removed": True, "run": run})
+        self.notes.pop(item_uid, None)
+
+    def _append(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"item_uid": item_uid, "note": note, "run": run}, ensure_ascii=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self.notes.setdefault(item_uid, []).append(note)
 
 
 def export_path(root: Path, view: str, ext: str) -> Path:

@@ -83,6 +83,21 @@ def test_overrides_replace_keys(tmp_path):
         ("bogus = 1\n[[models]]\nid='demo'\n", "unknown key\\(s\\) bogus in the top level"),
         ("[[models]]\nid='demo'\nbogus = 1\n", "unknown key\\(s\\) bogus in \\[\\[models\\]\\] #1"),
         ("[[models]\nid='demo'\n", "invalid TOML"),
+        (  # a typo for [0.5, 0.6] is not merged into one run without a word
+            "[[models]]\nid='demo'\n[pruning]\nmethods=['magnitude']\nsparsities=[0.5, 0.50]\n",
+            r"\[pruning\]\.sparsities lists 0\.5 twice",
+        ),
+        ("[[models]]\nid='demo'\n[pruning]\nmethods=['magnitude', 'magnitude']\nsparsities=[0.5]\n", "methods lists"),
+        ("[[models]]\nid='demo'\n[pruning]\nmethods=['magnitude']\npatterns=['2:4', '2:4']\n", "patterns lists '2:4'"),
+        (
+            "[[models]]\nid='demo'\n[pruning]\nmethods=['magnitude']\nsparsities=[0.5]\n"
+            "[[conditions]]\nmethod='magnitude'\nsparsity=0.5\n",
+            r"\[\[conditions\]\] #1: condition 'magnitude-s50' is already in the study \(from \[pruning\]\)",
+        ),
+        (
+            "[[models]]\nid='demo'\n[[conditions]]\nmethod='dense'\n",
+            r"#1: condition 'dense' is already in the study \(from \[pruning\]\.include_dense, true by default\)",
+        ),
         (  # several datasets: one study each, pooled by `prunescope stats A B`
             "[[items]]\nsource='hf:xquad'\n[[items]]\nsource='hf:tydiqa'\n[[models]]\nid='demo'\n",
             r"\[\[items\]\]: a study has one item source .* `prunescope stats STUDY_A STUDY_B`",

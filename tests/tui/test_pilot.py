@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -20,6 +21,7 @@ from tui.screens.overview import OverviewScreen
 from tui.screens.paper import PaperScreen
 from tui.screens.runinfo import RunInfoScreen
 from tui.screens.significance import SignificanceScreen
+from tui.sidecar import FlagStore
 from tui.widgets.item_table import ItemTable
 
 pytestmark = pytest.mark.asyncio
@@ -131,6 +133,24 @@ async def test_item_screen_steps_discordant_and_flags(study: Path) -> None:
         table = app.screen.query_one(ItemTable)
         assert len(table.rows) == 2  # the item in both pruned runs
         assert "⚑" in screen_text(app)
+        await pilot.press("F")  # unflag the item under the cursor: recorded, not rewritten
+        await pilot.pause()
+        lines = (study / ".prunescope" / "flags.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 2 and json.loads(lines[-1]) == {"item_uid": uid, "removed": True, "run": ANY}
+        assert uid not in app.flags.notes and len(app.screen.query_one(ItemTable).rows) == 0  # the filter: flag
+        assert FlagStore(study).notes == {}  # read back: the removal holds
+        await pilot.press("F")
+        await pilot.pause()
+        assert len((study / ".prunescope" / "flags.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+async def test_a_flag_after_its_removal_starts_afresh(tmp_path: Path) -> None:
+    store = FlagStore(tmp_path)
+    store.add("u1", "first")
+    store.add("u2", "other")
+    store.remove("u1")
+    store.add("u1", "second")
+    assert FlagStore(tmp_path).notes == {"u1": ["second"], "u2": ["other"]}
 
 
 async def test_back_on_the_list_the_cursor_is_on_the_item_left_open(study: Path) -> None:

@@ -30,8 +30,10 @@ class Export:
         self.view, self.header, self.rows, self.records = view, header or [], rows or [], records
 
 
-# `f` on the screens that have an item to flag (the list's cursor, the item on show); same id everywhere
+# `f` on the screens that have an item to flag (the list's cursor, the item on show); same id everywhere.
+# `F` clears the item's flags (listed by `?`, not in the key bar).
 FLAG = Binding("f", "app.flag", "flag", id="app.flag")
+UNFLAG = Binding("F", "app.unflag", "unflag", show=False, id="app.unflag")
 
 
 class DataScreen(Screen):

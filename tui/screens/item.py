@@ -25,7 +25,7 @@ from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
 from tui import render, view
 from tui.model import NO_REF, Study
-from tui.screens.base import FLAG, Export, LinesScreen
+from tui.screens.base import FLAG, UNFLAG, Export, LinesScreen
 from tui.widgets.lines import WIDE, LinesView, render_strips
 
 
@@ -46,6 +46,7 @@ class ItemScreen(LinesScreen):
         Binding("right_square_bracket", "discordant(1)", "next discordant", key_display="]", id="item.next_discordant"),
         Binding("left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="item.prev_discordant"),
         FLAG,
+        UNFLAG,
     ]
 
     def __init__(self) -> None:

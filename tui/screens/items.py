@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
-from tui.screens.base import FLAG, DataScreen, Export
+from tui.screens.base import FLAG, UNFLAG, DataScreen, Export
 from tui.view import SORT_KEYS, Filter, filter_hints, pair_values, position, select, sort_order
 from tui.widgets.item_table import ItemTable
 
@@ -37,6 +37,7 @@ class ItemsScreen(DataScreen):
             "left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="items.prev_discordant"
         ),
         FLAG,
+        UNFLAG,
     ]
 
     def compose(self) -> ComposeResult:
