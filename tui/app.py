@@ -375,10 +375,16 @@ class PrunescopeApp(App[None]):
     def action_filter(self) -> None:
         self.ask_filter()
 
-    def action_flag(self) -> None:
+    def _chosen_item(self, verb: str) -> tuple[str, str] | None:
+        """`current_uid()`, or None with a note saying where `verb` works."""
         found = self.current_uid()
         if found is None:
-            self.notify("flag: open the Items or Item screen and choose an item first", timeout=3)
+            self.notify(f"{verb}: open the Items or Item screen and choose an item first", timeout=3)
+        return found
+
+    def action_flag(self) -> None:
+        found = self._chosen_item("flag")
+        if found is None:
             return
         uid, run = found
 
@@ -396,9 +402,8 @@ class PrunescopeApp(App[None]):
         self.push_screen(FlagScreen(uid), save)
 
     def action_unflag(self) -> None:
-        found = self.current_uid()
+        found = self._chosen_item("unflag")
         if found is None:
-            self.notify("unflag: open the Items or Item screen and choose an item first", timeout=3)
             return
         uid, run = found
         if uid not in self.flags.notes:
