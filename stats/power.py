@@ -100,4 +100,4 @@ def min_detectable_effect(
 
     if pw(discordance) < power:
         return math.nan
-    return float(optimize.brentq(lambda d: pw(d) - power, 0.0, discordance, xtol=1e-5))
+    return float(optimize.brentq(lambda d: pw(d) - power, 0.0, discordance, xtol=1e-12))

@@ -140,8 +140,9 @@ def signed_rank(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> S
     x = diff[diff != 0]
     n = len(x)
     alpha = 1 - level
-    if n == 0:
-        return SignedRankResult(n_pairs, 0, 0.0, math.nan, 0.0 if n_pairs else math.nan, math.nan, math.nan, "-", level)
+    if n == 0:  # every difference zero (R: V = 0, no p), or no pairs at all (R: no test)
+        none = 0.0 if n_pairs else math.nan
+        return SignedRankResult(n_pairs, 0, none, math.nan, none, math.nan, math.nan, "-", level)
     r, groups = _ranks(np.abs(x))
     v = float(r[x > 0].sum())
     ties = len(groups) != n

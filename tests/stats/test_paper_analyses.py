@@ -270,3 +270,14 @@ def test_signed_rank_matches_r_goldens() -> None:
         tol = 1e-9 if exact else 2e-4  # R's root finder stops at tol.root = 1e-4
         for ours, theirs in ((r.estimate, c["estimate"]), (r.lower, c["lower"]), (r.upper, c["upper"])):
             assert ours == pytest.approx(theirs, abs=tol), c["name"]
+
+
+def test_signed_rank_without_pairs_has_no_statistic() -> None:
+    """No pairs: no test (R's wilcox.test refuses), so V is missing, not 0; all-zero differences keep
+    R's V = 0 with no p."""
+    from stats.signed_rank import signed_rank
+
+    empty = signed_rank(np.array([]), np.array([]))
+    assert empty.n == 0 and math.isnan(empty.statistic) and math.isnan(empty.pvalue)
+    zeros = signed_rank(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    assert zeros.statistic == 0.0 and math.isnan(zeros.pvalue)

@@ -117,3 +117,15 @@ def test_min_detectable_effect() -> None:
     exact = min_detectable_effect(800, 0.12, power=0.8)
     assert exact == pytest.approx(mde, rel=0.1)
     assert math.isnan(min_detectable_effect(10, 0.01))
+
+
+@pytest.mark.parametrize("n, disc", [(64, 0.3), (96, 0.16), (800, 0.12), (5000, 0.05)])
+def test_min_detectable_effect_is_exact_to_the_printed_digits(n: int, disc: float) -> None:
+    """Connor's power equation solved in closed form (a quadratic in the difference d):
+    d·sqrt(n) − z_a·sqrt(disc) = z_b·sqrt(disc − d²). The reports print 6 significant digits."""
+    from scipy.stats import norm
+
+    za, zb = norm.ppf(0.975), norm.ppf(0.8)
+    a, b, c = n + zb**2, -2 * za * math.sqrt(disc * n), za**2 * disc - zb**2 * disc
+    closed = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    assert min_detectable_effect(n, disc, method="normal") == pytest.approx(closed, rel=1e-9)
