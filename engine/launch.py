@@ -12,6 +12,7 @@ worker stopped. Runs already complete are never dispatched again.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tomllib
 import traceback
@@ -157,7 +158,12 @@ def _launch_processes(
     from engine.terminal import progress_bars
 
     report = LaunchReport([], {})
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         futures = {pool.submit(run_job, *a, threads=threads, processes=workers): a[3] for a in args}
         with contextlib.ExitStack() as stack:
@@ -180,11 +186,27 @@ def _launch_processes(
                             if run_id not in tasks:
                                 tasks[run_id] = bars.add_task(inert(run_id), total=counts[1], unit="items")
                             bars.update(tasks[run_id], completed=counts[0], total=counts[1])
-    except BaseException:
+    except BaseException:  # interrupted: stop the workers too (each run resumes from its folder)
+        for proc in list(pool._processes.values()):  # no public way before Python 3.14's terminate_workers
+            proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
     return report
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker process: end (SIGTERM) when the launching process ends, however it ends, so that a
+    killed `prunescope run --workers N` leaves no worker writing on, holding its run's lock and memory.
+    Linux only (prctl); elsewhere workers end when they finish their current run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the call above took effect
+        os._exit(1)
 
 
 def _counts(out: Path, run_id: str) -> tuple[int, int] | None:

@@ -166,3 +166,40 @@ def test_killed_ray_worker_is_retried_and_resumed(setup, tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     assert read_manifest(target)["hardware"]["pid"] != killed  # a new worker finished it
     _same_study(local, out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_workers_end_with_a_killed_or_interrupted_parent(setup, tmp_path, sig):
+    """`--workers 2` killed (or interrupted by a signal to it alone) leaves no worker running, writing
+    on and holding its run's lock; the same command then resumes the study to the local launcher's."""
+    spec, env, local = setup
+    out = tmp_path / "workers-kill"
+    auto = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    cmd = [sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress", "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=auto, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    deadline = time.time() + 600
+    while not workers and time.time() < deadline and proc.poll() is None:
+        for run in RUNS:
+            outcomes = out / run / OUTCOMES
+            if outcomes.exists() and outcomes.read_bytes().count(b"\n") >= 1:
+                workers |= {p for p in [read_manifest(out / run).get("hardware", {}).get("pid")] if p}
+        time.sleep(0.02)
+    assert workers and proc.poll() is None, "the study finished before its parent could be stopped"
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    deadline = time.time() + 30
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)
+    res = _run(spec, out, auto, "--workers", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_study(local, out)
