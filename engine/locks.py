@@ -18,6 +18,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from engine.errors import UserError
 
 # errno values meaning "this file system does not do flock", not "someone holds it"
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+_TRIES = 5  # attempts 20 ms apart before a lock counts as held
 
 
 class LockHeld(UserError):
@@ -104,7 +106,14 @@ class ProcessLock:
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(_TRIES):  # `probe_lock` holds a shared lock for an instant
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == _TRIES - 1:
+                        raise
+                    time.sleep(0.02)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
@@ -160,6 +169,29 @@ class ProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def probe_lock(path: Path) -> tuple[bool | None, dict[str, Any]]:
+    """(held, holder) of the flock at `path`, taking nothing but a shared lock for an instant and
+    creating nothing: held is None where it cannot be told (no lock file, or no flock there)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None, {}
+    try:
+        holder = _read_holder(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True, holder
+        except OSError:
+            return None, holder
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False, holder
+    finally:
+        os.close(fd)
 
 
 def lock_is_free(path: Path) -> bool:

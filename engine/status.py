@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.contract.reader import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest
+from engine.contract.reader import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest, starting_runs
 from engine.errors import UserError
-from engine.locks import pid_alive
+from engine.locks import pid_alive, probe_lock
+from engine.runfolder import WRITER_LOCK
 
-STALE_AFTER_S = 600.0
+STALE_AFTER_S = 600.0  # a running run without a lock to ask whose manifest is this old is stalled
+RESUME = "run the study's command again to resume it"
 
 
 @dataclass
@@ -48,17 +50,39 @@ def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
     total = (m.get("counts") or {}).get("total") or (m.get("items") or {}).get("n")
     rate = (m.get("timings") or {}).get("items_per_s")
     state = m.get("status", "pending")
+    error = m.get("error")
     if state == "running":
-        hw = m.get("hardware") or {}
-        updated = (m.get("timings") or {}).get("updated")
-        age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
-        same_host_dead = (
-            hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not pid_alive(hw["pid"])
-        )
-        if same_host_dead or (age is not None and age > STALE_AFTER_S):
-            state = "stalled"
+        held = _writer_alive(Path(run_dir))
+        if held is False:  # its writer holds the lock from start to end, loading and pruning included
+            state, error = "stalled", f"no process is writing it (stopped); {RESUME}"
+        elif held is None:  # no lock to ask: the manifest's pid on this host, else its age
+            hw = m.get("hardware") or {}
+            updated = (m.get("timings") or {}).get("updated")
+            age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
+            same_host_dead = (
+                hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not pid_alive(hw["pid"])
+            )
+            if same_host_dead or (age is not None and age > STALE_AFTER_S):
+                state = "stalled"
     eta = (total - done) / rate if state == "running" and rate and total else None
-    return RunStatus(m.get("run_id", Path(run_dir).name), state, done, total, rate, eta, m.get("error"))
+    return RunStatus(m.get("run_id", Path(run_dir).name), state, done, total, rate, eta, error)
+
+
+def _writer_alive(run_dir: Path) -> bool | None:
+    """Whether a process holds the run's writer lock; None where the lock cannot tell: no lock file, no
+    flock, or a free lock last taken on another host (a mount whose locks are local to each host would
+    show another host's writer as free)."""
+    held, holder = probe_lock(run_dir / WRITER_LOCK)
+    if held is False and holder.get("host") != socket.gethostname():
+        return None
+    return held
+
+
+def _starting(run_dir: Path) -> RunStatus:
+    """A folder a writer began without a manifest yet: starting, or stopped before writing one."""
+    if _writer_alive(Path(run_dir)) is False:
+        return RunStatus(Path(run_dir).name, "stalled", 0, None, None, None, f"stopped before its manifest; {RESUME}")
+    return RunStatus(Path(run_dir).name, "pending", 0, None, None, None, "starting (no manifest yet)")
 
 
 def study_status(study: Path) -> list[RunStatus]:
@@ -67,7 +91,8 @@ def study_status(study: Path) -> list[RunStatus]:
         raise UserError(f"{study}: no such study folder")
     if not study.is_dir():
         raise UserError(f"{study}: not a folder (give a study folder or a run folder)")
-    return [run_status(r) for r in discover_runs(study)]
+    runs = [(r, run_status) for r in discover_runs(study)] + [(r, _starting) for r in starting_runs(study)]
+    return [status(r) for r, status in sorted(runs, key=lambda x: x[0].name)]
 
 
 def _fmt_eta(s: float | None) -> str:

@@ -225,8 +225,31 @@ def iter_outcomes(run_dir: Path) -> Iterator[dict[str, Any]]:
 
 
 def is_run_dir(path: Path) -> bool:
+    """A folder with a manifest, or with outcome lines. A writer creates an empty outcomes.jsonl just
+    before the run's first manifest, so a folder with only that (and items.jsonl) is a run starting,
+    or one killed in that moment: nothing to read yet (`starting_runs`)."""
     path = Path(path)
-    return path.is_dir() and ((path / MANIFEST).exists() or (path / OUTCOMES).exists())
+    if not path.is_dir():
+        return False
+    if (path / MANIFEST).exists():
+        return True
+    try:
+        return (path / OUTCOMES).stat().st_size > 0
+    except OSError:
+        return False
+
+
+def starting_runs(study_dir: Path) -> list[Path]:
+    """Folders of a study that a writer has begun (items.jsonl or outcomes.jsonl) but that have no
+    manifest and no outcome line yet, sorted."""
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir() or is_run_dir(study_dir):
+        return []
+    return sorted(
+        p
+        for p in study_dir.iterdir()
+        if p.is_dir() and not is_run_dir(p) and ((p / ITEMS).exists() or (p / OUTCOMES).exists())
+    )
 
 
 def discover_runs(study_dir: Path) -> list[Path]:

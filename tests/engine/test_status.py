@@ -1,0 +1,119 @@
+"""`prunescope status` tells a live writer from a stopped one by the run's writer lock (held from the
+start, model loading and pruning included), falls back on the manifest where there is no lock to ask,
+and shows a run stopped before its first manifest; readers skip such a run instead of failing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, discover_runs
+from engine.locks import probe_lock
+from engine.runfolder import WRITER_LOCK
+from engine.status import print_status, run_status, study_status
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-layer-trace"
+RUN = "demo__wanda-s50"
+HOUR_AGO = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """The layer-trace sample with its Wanda run made a run in progress, last updated an hour ago and
+    before its hardware was recorded (as while a model loads or a pruning runs)."""
+    out = tmp_path / "study"
+    shutil.copytree(SAMPLE, out, ignore=shutil.ignore_patterns(".prunescope", "csv", "figures", "tex"))
+    path = out / RUN / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["status"] = "running"
+    manifest["hardware"] = {}
+    manifest["timings"]["updated"] = HOUR_AGO
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    return out
+
+
+@pytest.fixture
+def held(study: Path) -> Iterator[subprocess.Popen]:
+    """A live process holding the run's writer lock."""
+    code = (
+        "import time\nfrom engine.locks import ProcessLock\n"
+        f"ProcessLock({str(study / RUN / WRITER_LOCK)!r}, 'x').acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_live_writer_is_running_however_long_it_loads(study: Path, held: subprocess.Popen) -> None:
+    status = run_status(study / RUN)
+    assert status.state == "running" and status.error is None
+
+
+def test_a_stopped_writer_is_stalled_at_once(study: Path, held: subprocess.Popen) -> None:
+    held.kill()
+    held.wait()
+    recent = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest = json.loads((study / RUN / MANIFEST).read_text(encoding="utf-8"))
+    manifest["timings"]["updated"] = recent  # a fresh manifest does not hide a dead writer
+    (study / RUN / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    status = run_status(study / RUN)
+    assert status.state == "stalled" and "no process is writing it" in str(status.error)
+    assert "resume" in str(status.error)
+
+
+def test_without_a_lock_file_the_manifest_decides(study: Path) -> None:
+    assert not (study / RUN / WRITER_LOCK).exists()
+    assert run_status(study / RUN).state == "stalled"  # an hour without an update
+    now = datetime.now(UTC)
+    assert run_status(study / RUN, now=datetime.fromisoformat(HOUR_AGO) + timedelta(seconds=5)).state == "running"
+    manifest = json.loads((study / RUN / MANIFEST).read_text(encoding="utf-8"))
+    manifest["hardware"] = {"host": socket.gethostname(), "pid": 2**22 + 1}  # no such process
+    manifest["timings"]["updated"] = now.isoformat(timespec="seconds")
+    (study / RUN / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert run_status(study / RUN, now=now).state == "stalled"
+
+
+def test_a_free_lock_last_taken_on_another_host_proves_nothing(study: Path) -> None:
+    """A mount whose locks are local to each host shows another host's live writer as free."""
+    other = {"host": socket.gethostname() + "-other", "pid": 1}
+    (study / RUN / WRITER_LOCK).write_text(json.dumps(other), encoding="utf-8")
+    fresh = datetime.fromisoformat(HOUR_AGO) + timedelta(seconds=5)
+    assert run_status(study / RUN, now=fresh).state == "running"
+
+
+def test_probing_a_lock_creates_nothing(tmp_path: Path) -> None:
+    assert probe_lock(tmp_path / WRITER_LOCK) == (None, {})
+    assert not (tmp_path / WRITER_LOCK).exists()
+
+
+def test_a_run_stopped_before_its_first_manifest(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A writer makes items.jsonl and an empty outcomes.jsonl just before the first manifest: killed
+    there, the folder holds nothing to read. `stats` leaves it out; `status` shows it."""
+    starting = study / "demo__magnitude-s50"
+    starting.mkdir()
+    shutil.copy(study / RUN / ITEMS, starting / ITEMS)
+    (starting / OUTCOMES).touch()
+    assert starting not in discover_runs(study)
+    assert main(["stats", str(study), "--no-glmm", "--format", "json"]) == 0
+    capsys.readouterr()
+    rows = {r.run_id: r for r in study_status(study)}
+    assert rows["demo__magnitude-s50"].state == "pending" and "no manifest" in str(rows["demo__magnitude-s50"].error)
+    holder = {"host": socket.gethostname(), "pid": 2**22 + 1}  # its writer took the lock, then was killed
+    (starting / WRITER_LOCK).write_text(json.dumps(holder), encoding="utf-8")
+    rows = {r.run_id: r for r in study_status(study)}
+    assert rows["demo__magnitude-s50"].state == "stalled" and "before its manifest" in str(
+        rows["demo__magnitude-s50"].error
+    )
+    assert print_status(study) == 1
+    assert "demo__magnitude-s50" in capsys.readouterr().out
