@@ -377,12 +377,17 @@ def repair_run(run_dir: Path) -> list[str]:
             done.append(f"{path}: removed {len(removed)} exact duplicate lines (lines {shown}; the first of each kept)")
             if (run_dir / OUTCOMES_INDEX).exists():
                 write_outcome_index(run_dir, repair.index)
-        if removed and (run_dir / MANIFEST).exists():
+        if (removed or repair.cut_bytes) and (run_dir / MANIFEST).exists():  # recorded as a resume records it
             manifest = read_manifest(run_dir)
+            timings = manifest.setdefault("timings", {})
+            if repair.cut_bytes:
+                timings["repaired_torn_bytes"] = int(timings.get("repaired_torn_bytes") or 0) + repair.cut_bytes
+            if removed:
+                timings["removed_duplicate_lines"] = int(timings.get("removed_duplicate_lines") or 0) + len(removed)
             counts = manifest.get("counts")
-            if isinstance(counts, dict):
+            if removed and isinstance(counts, dict):
                 counts["done"] = len(scan_jsonl(path, strict=True).records)
-                write_json_atomic(run_dir / MANIFEST, manifest)
+            write_json_atomic(run_dir / MANIFEST, manifest)
     return done
 
 

@@ -200,10 +200,20 @@ def _run_locked(
         write_jsonl_atomic(run_dir / ITEMS, items)
 
     writer = OutcomeWriter(run_dir)
-    started = (manifest or {}).get("timings", {}).get("started", _now())
+    before = (manifest or {}).get("timings") or {}
+    started = before.get("started", _now())
     recorded = ((manifest or {}).get("hardware") or {}).get("threads") or {}
     thread_choice = choose_threads(threads, processes, recorded.get("threads") if writer.done else None)
     apply_threads(thread_choice)
+    # Repairs of every attempt so far, recorded before anything else can stop this one.
+    repairs = {
+        key: int(before.get(key) or 0) + now
+        for key, now in (
+            ("repaired_torn_bytes", writer.repaired_bytes),
+            ("removed_duplicate_lines", len(writer.removed_duplicates)),
+        )
+        if before.get(key) or now
+    }
     # Written before the model loads, so a failure there is recorded in the run folder too.
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -221,8 +231,8 @@ def _run_locked(
         },
         "versions": _versions(),
         "git": _git_hash(),
-        "hardware": {},
-        "timings": {"started": started, "updated": _now()},
+        "hardware": {"threads": thread_choice.as_dict()},  # the rest once the model is loaded; a resume keeps it
+        "timings": {"started": started, "updated": _now(), **repairs},
         "counts": {"done": len(writer.done), "total": len(items)},
         "resume_identity": ident,
     }
@@ -256,10 +266,6 @@ def _run_locked(
         manifest["condition"]["pruning_report"] = pruning_report
         manifest["hardware"] = _hardware(device, loaded.info["dtype"], thread_choice)
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
-        if writer.repaired_bytes:
-            manifest["timings"]["repaired_torn_bytes"] = writer.repaired_bytes
-        if writer.removed_duplicates:
-            manifest["timings"]["removed_duplicate_lines"] = len(writer.removed_duplicates)
         write_json_atomic(run_dir / MANIFEST, manifest)
 
         pool = one_shot_pool(items)

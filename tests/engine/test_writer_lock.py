@@ -260,6 +260,7 @@ def test_duplicated_lines_are_repaired_by_validate_and_by_resume(
     report = capsys.readouterr().out
     assert "removed 24 exact duplicate lines" in report and "1 of 1 runs valid" in report
     assert path.read_bytes() == good
+    assert read_manifest(out / RUN)["timings"]["removed_duplicate_lines"] == 24  # recorded, as a resume does
     # a resumed run repairs them too (and records it in the manifest)
     manifest = json.loads((out / RUN / MANIFEST).read_text())
     manifest["status"] = "running"
@@ -267,4 +268,41 @@ def test_duplicated_lines_are_repaired_by_validate_and_by_resume(
     path.write_bytes(b"".join(lines[:5]) + lines[2] + b"".join(lines[5:]) + lines[0])
     assert main(["run", str(spec), "--out", str(out), "--no-progress"]) == 0
     assert path.read_bytes() == good
-    assert read_manifest(out / RUN)["timings"]["removed_duplicate_lines"] == 2
+    assert read_manifest(out / RUN)["timings"]["removed_duplicate_lines"] == 24 + 2  # every repair so far
+
+
+@pytest.mark.xdist_group("engine-runs")
+def test_a_resume_stopped_while_loading_keeps_the_thread_count_and_the_repairs(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run made with 2 threads, resumed (repairing a duplicated line) and stopped while its model
+    loads, then resumed on a busy machine: it keeps its 2 threads and the record of the repair."""
+    import engine.models
+    from engine import threads
+    from engine.runner import load_study_items, run_one
+    from engine.study import parse_study, plan_runs
+
+    study = parse_study(spec)
+    (plan,) = plan_runs(study)
+    items = load_study_items(study)
+    out = tmp_path / "out"
+    run_one(out, plan, items, study.protocol, None, None, stop_after_batches=2, threads=2)
+    path = out / RUN / OUTCOMES
+    path.write_bytes(path.read_bytes() + path.read_bytes().splitlines(keepends=True)[0])
+
+    def stopped(_spec: object) -> None:
+        raise KeyboardInterrupt  # as ctrl-c or a kill would stop it, before the model is loaded
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "idle_cores", lambda window=0.2: 0.0)  # a busy machine: auto would take 1
+    with monkeypatch.context() as m:
+        m.setattr(engine.models, "load_model", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run_one(out, plan, items, study.protocol, None, None)
+    manifest = read_manifest(out / RUN)
+    assert manifest["hardware"]["threads"]["threads"] == 2 and manifest["timings"]["removed_duplicate_lines"] == 1
+    run_one(out, plan, items, study.protocol, None, None)
+    manifest = read_manifest(out / RUN)
+    assert manifest["status"] == "complete" and manifest["timings"]["removed_duplicate_lines"] == 1
+    assert manifest["hardware"]["threads"]["threads"] == manifest["hardware"]["torch_threads"] == 2
+    assert manifest["hardware"]["threads"]["source"] == "resumed run"
