@@ -127,7 +127,14 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     A study refused by a check leaves no trace in --out."""
     from engine.errors import UserError
     from engine.preflight import preflight
-    from engine.runner import load_study_items, print_language_summary, run_study, write_study_spec
+    from engine.runner import (
+        OVERRIDES_MARK,
+        check_study_spec,
+        load_study_items,
+        print_language_summary,
+        run_study,
+        write_study_spec,
+    )
     from engine.study import plan_runs, read_spec, study_from_dict
 
     overrides = _overrides(args)
@@ -150,13 +157,14 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     except UserError as exc:
         raise UserError(f"{spec_path}: [items]: {exc}") from None
     preflight(study, spec_path, out, items)
+    recorded = spec_text
+    if overrides:
+        recorded += OVERRIDES_MARK + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
+    check_study_spec(out, recorded)
     if args.dry_run:
         print_plan(study, plans, out, opts)
         return 0
     out.mkdir(parents=True, exist_ok=True)
-    recorded = spec_text
-    if overrides:
-        recorded += "\n# command-line overrides\n" + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
     write_study_spec(out, recorded)
     from engine.config import cache_root
 

@@ -312,6 +312,23 @@ def _run_locked(
         writer.close()
 
 
+def _spec_difference(kept: str, new: str) -> str:
+    """Where a spec differs from the kept one: its command-line overrides, or its first differing line."""
+    kept_body, _, kept_over = kept.partition(OVERRIDES_MARK)
+    new_body, _, new_over = new.partition(OVERRIDES_MARK)
+    if kept_body == new_body:
+
+        def listed(block: str) -> str:
+            return ", ".join(line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")) or "none"
+
+        return f"command-line overrides then: {listed(kept_over)}; now: {listed(new_over)}"
+    old_lines, new_lines = kept_body.splitlines(), new_body.splitlines()
+    n = next((i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b), min(len(old_lines), len(new_lines)))
+    then = repr(old_lines[n][:80]) if n < len(old_lines) else "the end"
+    now = repr(new_lines[n][:80]) if n < len(new_lines) else "the end"
+    return f"line {n + 1}: {then} then, {now} now"
+
+
 def load_study_items(study: Study) -> list[dict[str, Any]]:
     from engine.items import load_items
 
@@ -323,11 +340,24 @@ def load_study_items(study: Study) -> list[dict[str, Any]]:
     return items
 
 
+OVERRIDES_MARK = "\n# command-line overrides\n"  # what follows in a kept spec: the overrides, one comment each
+
+
+def check_study_spec(study_dir: Path, spec_text: str) -> None:
+    """Refuse a study folder made from another spec (or other overrides), saying where they differ."""
+    path = Path(study_dir) / "study.toml"
+    kept = path.read_text(encoding="utf-8") if path.exists() else None
+    if kept is not None and kept != spec_text:
+        raise UserError(
+            f"{path}: the study folder was made from a different spec ({_spec_difference(kept, spec_text)}); "
+            "use a new --out, or the same spec and overrides"
+        )
+
+
 def write_study_spec(study_dir: Path, spec_text: str) -> None:
     """Keep the spec that produced the study beside its runs (refuse a different one)."""
+    check_study_spec(study_dir, spec_text)
     path = Path(study_dir) / "study.toml"
-    if path.exists() and path.read_text(encoding="utf-8") != spec_text:
-        raise UserError(f"{path}: the study folder was made from a different spec; use a new --out or the same spec")
     if not path.exists():
         tmp = path.with_suffix(".toml.tmp")
         tmp.write_text(spec_text, encoding="utf-8")

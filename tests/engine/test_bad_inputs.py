@@ -218,6 +218,13 @@ def _write(rel: str, data: bytes | str) -> Callable[[Path], None]:
     return setup
 
 
+def _made_with_override(ws: Path) -> None:
+    """out/study.toml as `run study.toml --n-per-language 2` keeps it."""
+    (ws / "out").mkdir(exist_ok=True)
+    spec = (ws / "study.toml").read_text(encoding="utf-8")
+    (ws / "out" / "study.toml").write_text(spec + "\n# command-line overrides\n# items.n_per_language = 2\n", "utf-8")
+
+
 def _both(*fns: Callable[[Path], None]) -> Callable[[Path], None]:
     def setup(ws: Path) -> None:
         for fn in fns:
@@ -438,6 +445,18 @@ CASES: list[Case] = [
     Case(
         "run-out-made-from-another-spec",
         _run_argv,
+        lambda ws: [str(ws / "out" / "study.toml"), "different spec", "line 1: \"name = 'other'\" then"],
+        setup=_both(run_case(), _write("out/study.toml", "name = 'other'\n")),
+    ),
+    Case(  # resumed without the override the study was made with: the message names it
+        "run-resume-without-its-override",
+        _run_argv,
+        lambda ws: [str(ws / "out" / "study.toml"), "overrides then: items.n_per_language = 2; now: none"],
+        setup=_both(run_case(), _made_with_override),
+    ),
+    Case(
+        "run-dry-run-on-a-study-of-another-spec",
+        lambda ws: [*_run_argv(ws), "--dry-run"],
         lambda ws: [str(ws / "out" / "study.toml"), "different spec"],
         setup=_both(run_case(), _write("out/study.toml", "name = 'other'\n")),
     ),
