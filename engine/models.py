@@ -150,6 +150,9 @@ def check_gguf_file(path: Path) -> None:
         raise UserError(f"{path}: damaged GGUF file ({exc.__class__.__name__}: {str(exc)[:160]})") from None
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def check_model_folder(folder: Path) -> None:
     """A Hugging Face model folder: a readable config.json and whole weight files."""
     config = folder / "config.json"
@@ -160,6 +163,11 @@ def check_model_folder(folder: Path) -> None:
             json.loads(f.read().decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise UserError(f"{config}: not valid JSON; the model folder is damaged") from None
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(
+            f"{folder}: no tokenizer ({', '.join(TOKENIZER_FILES)}); save the tokenizer beside the model "
+            "(a save that was stopped leaves it out)"
+        )
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:

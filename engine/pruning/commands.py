@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,7 @@ def prune_command(args: argparse.Namespace) -> int:
         )
     report["model"] = loaded.info
     report["threads"] = threads.as_dict()
-    out.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(out)
-    loaded.tokenizer.save_pretrained(out)
-    (out / "pruning_report.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
+    _save_whole(out, loaded, report)
     print(
         f"{args.method} {args.pattern} sparsity {report['sparsity']:g}: decoder-linear sparsity "
         f"{report['decoder_linear_sparsity']:.4f}, all-parameter sparsity {report['all_params_sparsity']:.4f}"
@@ -141,6 +139,34 @@ def prune_command(args: argparse.Namespace) -> int:
     for w in report.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     return 0
+
+
+PARTIAL = ".partial-"  # `.<out name>.partial-<pid>-…`: a pruned model being saved beside --out
+
+
+def _save_whole(out: Path, loaded: Any, report: dict[str, Any]) -> None:
+    """Model, tokenizer and report saved into a folder beside `out`, renamed to `out` once whole: a
+    stopped save leaves no half model at `out` (its partial folder is removed by the next prune there)."""
+    import shutil
+    import tempfile
+
+    from engine.locks import pid_alive
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{out.name}{PARTIAL}*"):
+        pid = old.name.removeprefix(f".{out.name}{PARTIAL}").split("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+            print(f"removed {old}, the partial output of a prune that was stopped", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        (tmp / "pruning_report.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, out)  # `out` is absent or an empty folder (checked at the start)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def perplexity_command(args: argparse.Namespace) -> int:

@@ -208,3 +208,42 @@ def test_prune_layers_reports_each_layer_done() -> None:
     calls: list[tuple[int, int]] = []
     prune_layers(tiny_model("llama"), PruneSettings("magnitude", 0.5), None, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(0, 2), (1, 2), (2, 2)]
+
+
+def _prune_argv(src: Path, out: Path) -> list[str]:
+    return ["prune", str(src), "--method", "magnitude", "--sparsity", "0.5", "--device", "cpu", "--out", str(out)]
+
+
+def test_a_stopped_prune_leaves_no_half_model_at_out(
+    tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pruned model is saved beside --out and renamed once whole: stopped while saving, --out is
+    not there (and the same command works next time); a partial folder left by a killed prune is removed
+    by the next prune there; a model folder without its tokenizer is named before anything loads."""
+    from engine.cli import main
+    from engine.models import check_model_folder
+
+    src = tmp_path / "src"
+    tiny_model("llama").save_pretrained(src)
+    tokenizer.save_pretrained(src)
+    out = tmp_path / "out"
+    tok_cls = type(tokenizer)
+
+    def stopped(*a: Any, **k: Any) -> None:
+        raise KeyboardInterrupt  # the save stopped after the weights were written
+
+    with monkeypatch.context() as m:
+        m.setattr(tok_cls, "save_pretrained", stopped)
+        assert main(_prune_argv(src, out)) == 130  # "interrupted"
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+    killed = tmp_path / ".out.partial-4194305-x"  # what a SIGKILL leaves (pid 2**22 + 1: no such process)
+    killed.mkdir()
+    (killed / "config.json").write_text("{}")
+    assert main(_prune_argv(src, out)) == 0
+    assert "the partial output of a prune that was stopped" in capsys.readouterr().err
+    assert not killed.exists() and (out / "pruning_report.json").is_file() and (out / "tokenizer.json").is_file()
+    check_model_folder(out)
+    (out / "tokenizer.json").unlink()
+    (out / "tokenizer_config.json").unlink()
+    with pytest.raises(UserError, match="no tokenizer"):
+        check_model_folder(out)
