@@ -6,6 +6,7 @@ Registration is cheap: pandas, scipy, matplotlib and the GLMM backends are impor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,15 +192,45 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
         sys.stdout.write(report.render_json(tables, {"title": title}))
 
 
+DIAGNOSTICS = "diagnostics.json"
+OWNED = ("figures", "tex", "csv")  # folders of --out that each `stats --out` rewrites whole
+TOP = ("REPORT.md", "tables.tex", "tables.json", DIAGNOSTICS)
+
+
 def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
-    """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json."""
+    """REPORT.md, tables in LaTeX/JSON/CSV and the figures (the same on every machine), and diagnostics.json,
+    made in a folder inside `out` and moved into place once all are written: a stopped `stats --out`
+    leaves the earlier report as it was, and the folders `figures/`, `tex/` and `csv/` hold this
+    report's files only (none left from an earlier one with other tables)."""
+    import shutil
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(".stats-*"):  # what a stopped `stats --out` left
+        shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=".stats-", dir=out))
+    try:
+        written = _write_all(stage, result, title, level)
+        for name in TOP:
+            if (stage / name).exists():
+                os.replace(stage / name, out / name)
+        for name in OWNED:
+            if (out / name).exists():
+                os.replace(out / name, stage / f"old-{name}")
+            if (stage / name).exists():
+                os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out / p.relative_to(stage) for p in written]
+
+
+def _write_all(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
     import pandas as pd
 
     from stats import figures, paper_figures, report
     from stats.layer_trace import BY_LAYER
 
     tables, tr, glmm = result.tables, result.tr, result.glmm
-    out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
     figs = figures.recognition_vs_sparsity(result.df, fig_dir / "recognition_vs_sparsity", level)
     if len(tr):
@@ -244,9 +275,6 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
         path.write_text(report.render_csv(t), encoding="utf-8")
         written.append(path)
     return written
-
-
-DIAGNOSTICS = "diagnostics.json"
 
 
 def _diagnostics_json(glmm: Any, fit_s: float) -> str:

@@ -130,6 +130,32 @@ def test_out_dir_is_reproducible_with_figures(study: Path, tmp_path: Path, capsy
         assert again[Path(name)] == first[Path(name)], name
 
 
+def test_out_holds_one_report_whole(
+    study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report with fewer tables leaves no table of the earlier one in csv/ or tex/; a stopped
+    `stats --out` leaves the earlier report as it was, and what a killed one left is cleared."""
+    from stats import report
+
+    out = tmp_path / "report"
+    assert _run(capsys, str(study), "--no-glmm", "--out", str(out))[0] == 0
+    assert (out / "csv" / "transitions.csv").exists() and (out / "tex" / "transitions.tex").exists()
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def stopped(*a: object, **k: object) -> str:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(report, "render_csv", stopped)  # the last files written: everything else is made by then
+        assert _run(capsys, str(study), "--no-glmm", "--test", "open", "--out", str(out))[0] == 130  # interrupted
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    (out / ".stats-killed").mkdir()  # a SIGKILLed one's work folder
+    assert _run(capsys, str(study), "--no-glmm", "--test", "open", "--out", str(out))[0] == 0
+    assert not (out / ".stats-killed").exists() and not list(out.glob(".stats-*"))
+    assert not (out / "csv" / "transitions.csv").exists() and not (out / "tex" / "transitions.tex").exists()
+    assert {p.stem for p in (out / "csv").iterdir()} == {p.stem for p in (out / "tex").iterdir()} == {"mcnemar-open"}
+
+
 def test_empty_cell_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "s"
     make_synthetic_study(root, n_per_language=8, languages=("en", "sw"), conditions=CONDS[:2])
