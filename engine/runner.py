@@ -189,6 +189,9 @@ def _run_locked(
     ihash = items_hash(items)
     ident = _identity(plan, protocol, ihash)
     manifest: dict[str, Any] | None = None
+    for name in (MANIFEST, ITEMS):  # temp files of a replacement a kill stopped (only a writer makes these)
+        for leftover in run_dir.glob(f".{name}.*"):
+            leftover.unlink(missing_ok=True)
     if (run_dir / MANIFEST).exists():
         manifest = read_manifest(run_dir)
         _check_resumable(run_dir, manifest, ident)

@@ -289,6 +289,7 @@ def test_a_resume_stopped_while_loading_keeps_the_thread_count_and_the_repairs(
     run_one(out, plan, items, study.protocol, None, None, stop_after_batches=2, threads=2)
     path = out / RUN / OUTCOMES
     path.write_bytes(path.read_bytes() + path.read_bytes().splitlines(keepends=True)[0])
+    (out / RUN / ".manifest.json.jw_6lx8r").write_text("{")  # a replacement a kill stopped
 
     def stopped(_spec: object) -> None:
         raise KeyboardInterrupt  # as ctrl-c or a kill would stop it, before the model is loaded
@@ -301,6 +302,7 @@ def test_a_resume_stopped_while_loading_keeps_the_thread_count_and_the_repairs(
             run_one(out, plan, items, study.protocol, None, None)
     manifest = read_manifest(out / RUN)
     assert manifest["hardware"]["threads"]["threads"] == 2 and manifest["timings"]["removed_duplicate_lines"] == 1
+    assert not list((out / RUN).glob(".manifest.json.*"))  # swept by the resume
     run_one(out, plan, items, study.protocol, None, None)
     manifest = read_manifest(out / RUN)
     assert manifest["status"] == "complete" and manifest["timings"]["removed_duplicate_lines"] == 1
