@@ -238,9 +238,8 @@ def paired_table_report(
     if test != "within":
         if tr.attrs.get("unfinished"):
             notes.append(
-                "Runs in progress: items not yet finished in both runs are left out ("
-                + ", ".join(f"{k}: {v}" for k, v in sorted(tr.attrs["unfinished"].items()))
-                + ")."
+                "Runs not finished (still running, or stopped and not yet resumed): items not yet finished in both "
+                "runs are left out (" + ", ".join(f"{k}: {v}" for k, v in sorted(tr.attrs["unfinished"].items())) + ")."
             )
         if tr.attrs.get("unpaired"):
             notes.append("Left out, with no reference run on their items: " + "; ".join(tr.attrs["unpaired"]) + ".")
