@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="harness", metavar="HARNESS", required=True)
     lm = kinds.add_parser(
         "lm-eval",
-        help="lm-evaluation-harness 0.4.x output folders (results_*.json + samples_*.jsonl from --log_samples)",
+        help="lm-evaluation-harness 0.4.3+ output folders (results_*.json + samples_*.jsonl from --log_samples)",
         description="Import lm-eval output folders. Tasks are paired by format (X/X_generative, X_mc/X_gen, "
         "X_mc/X_generative, or --pair): each item's MC log-likelihoods and its generation become one outcome line.",
     )

@@ -2,12 +2,14 @@
 
 Each run gets items.jsonl (atomically), a manifest marked `running`, its outcome lines through
 `engine.runfolder.OutcomeWriter` (fsynced, with the run index), then the manifest marked `complete`.
-Every run of a study holds the same item set: an import that would give two item sets, or a run id
-that is already there, is refused before anything is written.
+Every run of a study holds the same item set, in uid order (or the order the study already has),
+whatever order each log lists its documents in: an import that would give two item sets, or a run
+folder that is already there, is refused before anything is written.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -81,6 +83,17 @@ def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
     return manifest
 
 
+def _in_uid_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda it: str(it["item_uid"]))
+
+
+def _parsed(data: bytes, path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+    except ValueError:
+        raise UserError(f"{path}: not valid JSONL (`prunescope validate` says where)") from None
+
+
 def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> list[Path]:
     """Write `runs` under `out` (see the module docstring); `baseline` names the run marked as the baseline."""
     if not runs:
@@ -94,21 +107,30 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
             )
     if baseline is not None and baseline not in ids:
         raise UserError(f"--baseline {baseline!r}: not among the imported runs ({', '.join(ids)})")
-    items_bytes = jsonl_bytes(runs[0].items)
+    # One item set whatever order each log lists its documents in (lm-eval on several GPUs writes its
+    # samples rank by rank): the items in uid order, or in the order the study already has them.
+    items_bytes = jsonl_bytes(_in_uid_order(runs[0].items))
     for r in runs[1:]:
-        if jsonl_bytes(r.items) != items_bytes:
+        if jsonl_bytes(_in_uid_order(r.items)) != items_bytes:
             raise UserError(
                 f"runs {runs[0].run_id} and {r.run_id} ask different items (different tasks or documents): "
                 "the runs of one study share one item set; import them into separate studies"
             )
+    for rid in ids:
+        if (out / rid).exists():
+            raise UserError(f"{out / rid}: a run of this name is already in the study; choose another --out")
     existing = [p for p in sorted(out.iterdir()) if (p / MANIFEST).exists()] if out.is_dir() else []
-    for p in existing:
-        if p.name in ids:
-            raise UserError(f"{p}: a run of this name is already in the study; choose another --out")
-        if (p / ITEMS).read_bytes() != items_bytes:
-            raise UserError(f"{p / ITEMS}: the study's item set differs from the imported one; choose another --out")
+    if existing:
+        theirs = (existing[0] / ITEMS).read_bytes()
+        if theirs != items_bytes and jsonl_bytes(_in_uid_order(_parsed(theirs, existing[0] / ITEMS))) != items_bytes:
+            raise UserError(
+                f"{existing[0] / ITEMS}: the study's item set differs from the imported one; choose another --out"
+            )
+        items_bytes = theirs
+    study_items = _parsed(items_bytes, out / ITEMS)  # what every run's items.jsonl (and its hash) holds
     paths = []
     for r in runs:
+        r.items = study_items
         path = out / r.run_id
         path.mkdir(parents=True)
         with writer_lock(path):

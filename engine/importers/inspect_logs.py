@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,19 +76,24 @@ class InspectTask:
         return any(s.get("choices") for _, s in self.samples)
 
 
-def log_files(paths: Sequence[Path]) -> list[Path]:
-    """`.eval` and `.json` logs given or under the given folders, in name order."""
-    found: list[Path] = []
+class NotALog(UserError):
+    """A file that is not an Inspect log at all (rather than a damaged one)."""
+
+
+def log_files(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """`.eval` and `.json` files given, or under the given folders, in name order; each with whether
+    it was given by name (a file found in a folder that is not a log is passed over)."""
+    found: list[tuple[Path, bool]] = []
     for p in paths:
         if p.is_file():
-            here = [p]
-        elif p.is_dir():
-            here = sorted(q for q in p.rglob("*") if q.suffix in (".eval", ".json") and q.is_file())
-        else:
+            found.append((p, True))
+            continue
+        if not p.is_dir():
             raise UserError(f"{p}: no such file or folder")
+        here = sorted(q for q in p.rglob("*") if q.suffix in (".eval", ".json") and q.is_file())
         if not here:
             raise UserError(f"{p}: no Inspect logs (.eval or .json) here")
-        found += here
+        found += [(q, False) for q in here]
     return found
 
 
@@ -127,7 +133,7 @@ def read_log(path: Path) -> InspectTask:
     if path.suffix == ".json":
         data = _json(path.read_bytes(), str(path))
         if not isinstance(data, dict) or "eval" not in data:
-            raise UserError(f"{path}: key 'eval' missing (not an Inspect log)")
+            raise NotALog(f"{path}: key 'eval' missing (not an Inspect log)")
         samples = data.get("samples")
         if not isinstance(samples, list):
             raise UserError(f"{path}: key 'samples' missing (the eval was run without logging samples?)")
@@ -324,14 +330,29 @@ def read_inspect(
 ) -> list[ImportedRun]:
     """One imported run per model found in the logs under `paths` (see the module docstring)."""
     by_model: dict[str, dict[str, InspectTask]] = {}
-    for path in log_files(paths):
-        task = read_log(path)
+    passed_over: list[Path] = []
+    for path, named in log_files(paths):
+        try:
+            task = read_log(path)
+        except NotALog:
+            if named:
+                raise
+            passed_over.append(path)  # e.g. eval-set's logs.json, or a study's manifests in the folder
+            continue
         tasks = by_model.setdefault(task.model, {})
         if task.name in tasks:
             raise UserError(
                 f"task {task.name!r} of model {task.model!r} is in {tasks[task.name].path} and in {path}: give one"
             )
         tasks[task.name] = task
+    if passed_over:
+        print(
+            f"prunescope import: passed over {len(passed_over)} .json file(s) that are not Inspect logs "
+            f"(e.g. {passed_over[0]})",
+            file=sys.stderr,
+        )
+    if not by_model:
+        raise UserError(f"{', '.join(map(str, paths))}: no Inspect logs here (only other .json files)")
     check_explicit(explicit_pairs, {n for tasks in by_model.values() for n in tasks})
     runs = []
     for model, tasks in by_model.items():

@@ -1,4 +1,4 @@
-"""Reading lm-evaluation-harness output folders (0.4.x, `--log_samples`) into imported runs.
+"""Reading lm-evaluation-harness output folders (0.4.3 and later, `--log_samples`) into imported runs.
 
 lm-eval writes, per model, `results_<timestamp>.json` (aggregate metrics, the model config, every
 task's config) and one `samples_<task>_<timestamp>.jsonl` per task (one line per document and
@@ -140,8 +140,12 @@ def tasks_by_model(paths: Sequence[Path]) -> dict[str, dict[str, TaskLog]]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:
@@ -277,8 +281,9 @@ def _gen_sample(log: TaskLog, rec: dict[str, Any], where: str) -> GenSample:
     filtered = rec.get("filtered_resps", text)
     response = filtered[0] if isinstance(filtered, list) and filtered else filtered
     target = _key(rec, "target", where)
-    if isinstance(target, list):
-        target = target[0] if target else ""
+    others: list[str] = []
+    if isinstance(target, list):  # several gold answers (triviaqa, nq_open): the first, then aliases
+        target, others = (target[0], [str(t) for t in target[1:]]) if target else ("", [])
     names = [m for m in GEN_METRICS if isinstance(rec.get(m), (int, float))] or [
         m for m in rec.get("metrics", []) if isinstance(rec.get(m), (int, float))
     ]
@@ -292,6 +297,7 @@ def _gen_sample(log: TaskLog, rec: dict[str, Any], where: str) -> GenSample:
         value=_number(rec[names[0]], f"{where}: {names[0]}"),
         filter=rec.get("filter"),
         response=str(response),
+        other_targets=others,
     )
 
 
@@ -357,7 +363,11 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
             f"tasks {mc_log.name} and {gen_log.name} do not ask the same documents: {len(only_mc)} only in "
             f"{mc_log.samples_path.name}, {len(only_gen)} only in {gen_log.samples_path.name} (e.g. {ex})"
         )
-    samples = ((src, mc, gen_by[key][1]) for key, (src, mc) in mc_by.items())
+    samples = []
+    for key, (src, mc) in mc_by.items():
+        gen = gen_by[key][1]
+        src.aliases = [*src.aliases, *gen.other_targets]
+        samples.append((src, mc, gen))
     return pair_lines("lm-eval", (mc_log.name, gen_log.name), samples, options)
 
 

@@ -63,6 +63,7 @@ class GenSample:
     value: float
     filter: str | None = None
     response: str = ""  # the response after the harness's filter
+    other_targets: list[str] = field(default_factory=list)  # a task's further gold answers (its target a list)
 
 
 @dataclass

@@ -4,6 +4,7 @@ the documented format read as inspect_ai reads it, valid run folders, verdicts e
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -98,3 +99,23 @@ def test_malformed_logs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture)
     log.write_text('{"eval": ', encoding="utf-8")
     assert main(["import", "inspect", str(log), "--out", str(tmp_path / "o")]) == 2
     assert f"{log}:1: not valid JSON" in capsys.readouterr().err
+
+
+def test_json_files_that_are_not_logs_are_passed_over_in_a_folder(
+    tmp_path: Path, study: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`inspect eval-set` writes logs.json into the log folder, and a study may sit inside it: neither
+    stops the import of the folder; a file given by name must be a log."""
+    logs = tmp_path / "logs"
+    shutil.copytree(LOGS, logs)
+    (logs / DENSE / "logs.json").write_text('{"x.eval": {"name": "x"}}', encoding="utf-8")
+    shutil.copytree(study, logs / "study")
+    assert main(["import", "inspect", str(logs), "--out", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "passed over" in err and "not Inspect logs" in err
+    for model in (DENSE, PRUNED):
+        assert (tmp_path / "s" / model / "outcomes.jsonl").read_bytes() == (
+            study / model / "outcomes.jsonl"
+        ).read_bytes()
+    assert main(["import", "inspect", str(logs / DENSE / "logs.json"), "--out", str(tmp_path / "t")]) == 2
+    assert "not an Inspect log" in capsys.readouterr().err

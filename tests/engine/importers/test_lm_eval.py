@@ -295,3 +295,60 @@ def test_mutual_information_and_the_older_argument_layout() -> None:
     assert block["scores"]["mutual_info"] == [-1.0, 1.5] and block["correct"] and block["choice"] == 1
     with pytest.raises(UserError, match="MC rule 'mutual_info': not available"):
         mc_record(McSample("t", ["a", "b"], [-1.0, -2.0], [None, None], 0, {}), "mutual_info")
+
+
+def test_one_model_logged_in_another_order_shares_the_study(tmp_path: Path, study: Path) -> None:
+    """lm-eval on several GPUs writes samples rank by rank: the pruned model's samples in another order
+    than the dense model's still give one item set (in uid order), imported together or one by one."""
+    logs = tmp_path / "logs"
+    shutil.copytree(FIXTURES, logs)
+    for path in (logs / f"__tmp__i16__models__{PRUNED}").glob("samples_*.jsonl"):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(lines[1::2] + lines[0::2]), encoding="utf-8")
+    import_fixtures(tmp_path / "together", src=logs)
+    items = (tmp_path / "together" / DENSE / "items.jsonl").read_bytes()
+    assert (tmp_path / "together" / PRUNED / "items.jsonl").read_bytes() == items
+    uids = [json.loads(line)["item_uid"] for line in items.splitlines()]
+    assert uids == sorted(uids)
+    for model in (DENSE, PRUNED):
+        assert {o["item_uid"]: o for o in read_outcomes(tmp_path / "together" / model)} == {
+            o["item_uid"]: o for o in read_outcomes(study / model)
+        }
+    import_fixtures(tmp_path / "apart", src=logs / f"__tmp__i16__models__{PRUNED}")
+    import_fixtures(tmp_path / "apart", src=logs / f"__tmp__i16__models__{DENSE}")
+    assert validate_study([tmp_path / "apart" / DENSE, tmp_path / "apart" / PRUNED]) == []
+
+
+def test_a_list_target_gives_the_answer_and_its_aliases(tmp_path: Path) -> None:
+    """triviaqa-style targets: the first is the answer, the rest aliases that prunescope's matching credits."""
+    logs = _copy(tmp_path)
+    (gen,) = logs.glob("samples_psqa_gen_*.jsonl")
+    lines = [json.loads(line) for line in gen.read_text(encoding="utf-8").splitlines()]
+    first = lines[0]
+    first["target"] = [first["target"], "City of Light"]
+    first["resps"], first["filtered_resps"] = [["City of Light"]], ["City of Light"]
+    _write(gen, "".join(json.dumps(r) + "\n" for r in lines))
+    import_fixtures(tmp_path / "s", src=logs)
+    (run,) = [p for p in (tmp_path / "s").iterdir() if p.is_dir()]
+    items = [json.loads(line) for line in (run / "items.jsonl").read_text(encoding="utf-8").splitlines()]
+    (item,) = [it for it in items if "City of Light" in it["aliases"]]
+    assert item["answer"] == first["target"][0]
+    (outcome,) = [o for o in read_outcomes(run) if o["item_uid"] == item["item_uid"]]
+    assert outcome["open"]["correct"] is True
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    logs = _copy(tmp_path)
+    (mc,) = logs.glob("samples_psqa_mc_*.jsonl")
+    n = len(mc.read_bytes().splitlines())
+    mc.write_bytes(mc.read_bytes() + b"\xff\xfe garbage\n")
+    assert f"{mc}:{n + 1}: not UTF-8 text" in _error(tmp_path, capsys, logs)
+
+
+def test_a_folder_in_the_way_refuses_the_import_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "s" / PRUNED).mkdir(parents=True)  # left by a stopped import, no manifest yet
+    assert main(["import", "lm-eval", str(FIXTURES), "--out", str(tmp_path / "s")]) == 2
+    assert "already in the study" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [PRUNED]
