@@ -8,7 +8,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, discover_runs
 from engine.locks import probe_lock
 from engine.runfolder import WRITER_LOCK
 from engine.status import print_status, run_status, study_status
+from tests.lock_holder import hold_lock
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-layer-trace"
 RUN = "demo__wanda-s50"
@@ -44,12 +44,7 @@ def study(tmp_path: Path) -> Path:
 @pytest.fixture
 def held(study: Path) -> Iterator[subprocess.Popen]:
     """A live process holding the run's writer lock."""
-    code = (
-        "import time\nfrom engine.locks import ProcessLock\n"
-        f"ProcessLock({str(study / RUN / WRITER_LOCK)!r}, 'x').acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    proc = hold_lock(study / RUN / WRITER_LOCK)
     yield proc
     proc.kill()
     proc.wait()

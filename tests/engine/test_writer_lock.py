@@ -32,6 +32,7 @@ from engine.runfolder import (
     validate_run,
     writer_lock,
 )
+from tests.lock_holder import hold_lock
 from tests.tiny import make_tiny_model_dir
 
 SPEC = """
@@ -53,19 +54,8 @@ RUN = "tiny-llama__dense"
 # ---------------------------------------------------------------- the lock itself
 
 
-def _holder_process(lock_path: Path) -> subprocess.Popen:
-    """A process that takes the lock at `lock_path` and sleeps; returns once it holds it."""
-    code = (
-        "import sys, time\nfrom engine.locks import ProcessLock\n"
-        f"ProcessLock({str(lock_path)!r}, 'x').acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
 def test_second_holder_fails_naming_the_first_and_takes_over_after_a_kill(tmp_path: Path) -> None:
-    holder = _holder_process(tmp_path / WRITER_LOCK)
+    holder = hold_lock(tmp_path / WRITER_LOCK)
     try:
         with pytest.raises(LockHeld) as info:
             writer_lock(tmp_path).acquire()
