@@ -174,18 +174,19 @@ def decode(
     reason: list[str | None] = [None] * batch
     logits, mask, pos, cache = state.last_logits, state.mask, state.lengths.clone(), state.cache
     for step in range(max_new_tokens):
-        nxt = choose(logits, step)
-        lps = logits.gather(-1, nxt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        chosen = choose(logits, step)
+        lps = (logits.gather(-1, chosen[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
+        nxt = chosen.tolist()  # one copy from the device per step, not one per row
         for b in range(batch):
             if reason[b] is not None:
                 continue
-            new_ids[b].append(int(nxt[b]))
-            logprobs[b].append(float(lps[b]))
+            new_ids[b].append(nxt[b])
+            logprobs[b].append(lps[b])
             reason[b] = stop_reason(tokenizer, new_ids[b], stops)
         if all(r is not None for r in reason) or step == max_new_tokens - 1:
             break
         feed = torch.tensor(
-            [int(nxt[b]) if reason[b] is None else pad_id for b in range(batch)], dtype=torch.long, device=device
+            [nxt[b] if reason[b] is None else pad_id for b in range(batch)], dtype=torch.long, device=device
         )
         mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
         out = forward(model, cache, input_ids=feed[:, None], attention_mask=mask, position_ids=pos[:, None])

@@ -121,6 +121,8 @@ def run_pass(
     )
     logits = out.logits.float()
     if METER is not None:
+        if logits.is_cuda:  # else the clock reads how long the kernels took to queue
+            torch.cuda.synchronize(logits.device)
         m = METER
         m.forward_s += time.perf_counter() - t0
         m.forward_cpu_s += time.process_time() - c0

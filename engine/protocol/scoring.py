@@ -135,11 +135,8 @@ def score_continuations(
     # first tokens: from the prompts' last logits
     firsts = torch.tensor([cont[0] for _, cont in rows], dtype=torch.long, device=device)
     owners = torch.tensor([p for p, _ in rows], dtype=torch.long, device=device)
-    first_lp, first_rank = token_scores(state.last_logits[owners], firsts)
-    results = [
-        TokenScores([int(t) for t in cont], [float(first_lp[r])], [int(first_rank[r])])
-        for r, (_, cont) in enumerate(rows)
-    ]
+    first_lp, first_rank = (t.tolist() for t in token_scores(state.last_logits[owners], firsts))  # one copy each
+    results = [TokenScores([int(t) for t in cont], [first_lp[r]], [first_rank[r]]) for r, (_, cont) in enumerate(rows)]
     longer = [r for r, (_, cont) in enumerate(rows) if len(cont) > 1]
     for start in range(0, len(longer), ROW_CHUNK):
         chunk = longer[start : start + ROW_CHUNK]
@@ -162,8 +159,8 @@ def score_continuations(
             cont = rows[r][1]
             n = len(cont) - 1
             lp, rk = token_scores(logits[i, :n], torch.tensor(list(cont[1:]), dtype=torch.long, device=device))
-            results[r].logprobs.extend(float(x) for x in lp)
-            results[r].ranks.extend(int(x) for x in rk)
+            results[r].logprobs.extend(lp.tolist())
+            results[r].ranks.extend(rk.tolist())
     return results
 
 
@@ -181,13 +178,22 @@ def score_full(
         part = rows[start : start + chunk]
         seqs = [list(prompts[p]) + list(cont[:-1]) for p, cont in part]
         ids, mask = left_pad(seqs, pad_id, device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
-        width = ids.shape[1]
+        # Logits of the last positions only (those of the continuations): for every position they would
+        # take rows x length x vocab floats (25 GB for 64 rows of 500 tokens at a 128k vocabulary).
+        keep = {"logits_to_keep": max(len(cont) for _, cont in part)} if _keeps_logits(model.__class__) else {}
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), **keep).logits.float()
+        width = logits.shape[1]
         for i, (_p, cont) in enumerate(part):
             n = len(cont)
             lp, rk = token_scores(logits[i, width - n :], torch.tensor(list(cont), dtype=torch.long, device=device))
-            results.append(TokenScores([int(t) for t in cont], [float(x) for x in lp], [int(x) for x in rk]))
+            results.append(TokenScores([int(t) for t in cont], lp.tolist(), rk.tolist()))
     return results
+
+
+@functools.cache
+def _keeps_logits(cls: type[torch.nn.Module]) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do)."""
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def score(

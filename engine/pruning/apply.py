@@ -117,6 +117,12 @@ def prune_model(
     """
     if condition.method == "dense":
         raise UserError("condition method 'dense' is not a pruning method")
+    spread = sorted({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()})
+    if len(spread) > 1:  # each layer is moved to `device`, while accelerate's hooks send its inputs elsewhere
+        raise UserError(
+            f"the model is spread over {len(spread)} devices by its device_map ({', '.join(spread)}); pruning "
+            "takes one layer at a time to one device: load the model without device_map, or on one device"
+        )
     t0 = time.perf_counter()
     settings = settings_for(condition, batch_size=batch_size)
     calib = None

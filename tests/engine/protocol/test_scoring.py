@@ -110,3 +110,33 @@ def test_near_zero_temperature_sampling_is_greedy(base_model) -> None:
         cold = sample_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops, 1e-4, 1.0, u)
         nucleus = sample_decode(model, tok, prefix_pass(model, prompts, tok.pad_token_id), 6, stops, 1.0, 1e-6, u)
     assert [g.new_ids for g in cold] == [g.new_ids for g in greedy] == [g.new_ids for g in nucleus]
+
+
+def test_full_scoring_computes_only_the_continuations_logits(chat_model, monkeypatch) -> None:
+    """The plain backend's full forwards ask the model for the continuations' logits only (a 128k
+    vocabulary at every prompt position would not fit on a GPU); the scores are those of all positions."""
+    import engine.protocol.scoring as scoring
+
+    model, tok = chat_model.model, chat_model.tokenizer
+    builder = PromptBuilder(tok, ProtocolConfig())
+    items = ITEMS[:4]
+    prompts = [builder.open(it) for it in items]
+    rows, ids = _rows(builder, prompts, items), [p.ids for p in prompts]
+    widths: list[int] = []
+    forward = type(model).forward
+
+    def spy(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        widths.append(out.logits.shape[1])
+        return out
+
+    with torch.inference_mode():
+        monkeypatch.setattr(type(model), "forward", spy)
+        kept = score_full(model, ids, rows, tok.pad_token_id)
+        assert widths == [max(len(c) for _, c in rows)]
+        monkeypatch.setattr(scoring, "_keeps_logits", lambda cls: False)
+        every = score_full(model, ids, rows, tok.pad_token_id)
+        assert widths[1] > widths[0]
+    for k, e in zip(kept, every):
+        assert k.token_ids == e.token_ids and k.ranks == e.ranks
+        assert max(abs(x - y) for x, y in zip(k.logprobs, e.logprobs)) < 1e-5

@@ -150,6 +150,14 @@ def test_bad_input_is_a_user_error(condition: Condition, message: str, tokenizer
         prune_model(tiny_model("llama"), tokenizer, condition)
 
 
+def test_a_model_spread_over_devices_is_refused(tokenizer: Any) -> None:
+    """Layers of a device_map over several GPUs cannot be pruned one at a time on one device."""
+    model = tiny_model("llama")
+    model.hf_device_map = {"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 1, "lm_head": 1}
+    with pytest.raises(UserError, match=r"spread over 2 devices by its device_map \(0, 1\)"):
+        prune_model(model, tokenizer, Condition("magnitude", 0.5))
+
+
 def _make_indefinite(real: Any, scale: float) -> Any:
     def factor(h: torch.Tensor, percdamp: float = 0.01, **kw: Any) -> Any:
         h = h.clone()
