@@ -24,9 +24,20 @@ def mode_like_open(folder: bool = False) -> int:
     return (0o777 if folder else 0o666) & ~_UMASK
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_leftover_temps(path: Path) -> None:
+    """Remove temp files of replacements of `path` that a kill stopped; only for a caller that is the
+    file's one writer (under its lock), as another writer's temp file may be in use."""
+    for leftover in path.parent.glob(_temp_prefix(path) + "*"):
+        leftover.unlink(missing_ok=True)
+
+
 def _mkstemp_like_open(path: Path) -> tuple[int, str]:
     """A temp file beside `path` with the permissions open() would give (mkstemp makes it 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     os.fchmod(fd, mode_like_open())
     return fd, tmp
 

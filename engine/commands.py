@@ -128,10 +128,10 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     from engine.errors import UserError
     from engine.preflight import preflight
     from engine.runner import (
-        OVERRIDES_MARK,
         check_study_spec,
         load_study_items,
         print_language_summary,
+        recorded_spec,
         run_study,
         write_study_spec,
     )
@@ -157,9 +157,7 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     except UserError as exc:
         raise UserError(f"{spec_path}: [items]: {exc}") from None
     preflight(study, spec_path, out, items)
-    recorded = spec_text
-    if overrides:
-        recorded += OVERRIDES_MARK + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
+    recorded = recorded_spec(spec_text, overrides)
     check_study_spec(out, recorded)
     if args.dry_run:
         print_plan(study, plans, out, opts)

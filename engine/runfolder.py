@@ -360,6 +360,16 @@ def _inconsistencies(rec: dict[str, Any], item: dict[str, Any] | None) -> list[s
     return out
 
 
+REPAIR_KEYS = ("repaired_torn_bytes", "removed_duplicate_lines")  # a manifest's `timings`: repairs so far
+
+
+def record_repairs(timings: dict[str, Any], cut_bytes: int, removed_lines: int) -> None:
+    """Add a repair (a torn tail cut, duplicate lines removed) to the counts a manifest's timings keep."""
+    for key, n in zip(REPAIR_KEYS, (cut_bytes, removed_lines)):
+        if n:
+            timings[key] = int(timings.get(key) or 0) + n
+
+
 def repair_run(run_dir: Path) -> list[str]:
     """What a resume repairs, without running: cut a torn last line and remove exact duplicate outcome
     lines (under the writer lock, so never while a writer is live); returns what was done. The run's
@@ -379,11 +389,7 @@ def repair_run(run_dir: Path) -> list[str]:
                 write_outcome_index(run_dir, repair.index)
         if (removed or repair.cut_bytes) and (run_dir / MANIFEST).exists():  # recorded as a resume records it
             manifest = read_manifest(run_dir)
-            timings = manifest.setdefault("timings", {})
-            if repair.cut_bytes:
-                timings["repaired_torn_bytes"] = int(timings.get("repaired_torn_bytes") or 0) + repair.cut_bytes
-            if removed:
-                timings["removed_duplicate_lines"] = int(timings.get("removed_duplicate_lines") or 0) + len(removed)
+            record_repairs(manifest.setdefault("timings", {}), repair.cut_bytes, len(removed))
             counts = manifest.get("counts")
             if removed and isinstance(counts, dict):
                 counts["done"] = len(scan_jsonl(path, strict=True).records)

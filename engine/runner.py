@@ -9,20 +9,23 @@ import socket
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import remove_leftover_temps
 from engine.config import ProtocolConfig, Study
 from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION, read_items, read_manifest
 from engine.errors import UserError
 from engine.matching import MATCHING_VERSION
 from engine.runfolder import (
+    REPAIR_KEYS,
     OutcomeWriter,
     items_hash,
     jsonl_bytes,
+    record_repairs,
     write_json_atomic,
     write_jsonl_atomic,
     writer_lock,
@@ -189,9 +192,8 @@ def _run_locked(
     ihash = items_hash(items)
     ident = _identity(plan, protocol, ihash)
     manifest: dict[str, Any] | None = None
-    for name in (MANIFEST, ITEMS):  # temp files of a replacement a kill stopped (only a writer makes these)
-        for leftover in run_dir.glob(f".{name}.*"):
-            leftover.unlink(missing_ok=True)
+    for name in (MANIFEST, ITEMS):  # this process is their one writer (it holds the run's lock)
+        remove_leftover_temps(run_dir / name)
     if (run_dir / MANIFEST).exists():
         manifest = read_manifest(run_dir)
         _check_resumable(run_dir, manifest, ident)
@@ -204,19 +206,13 @@ def _run_locked(
 
     writer = OutcomeWriter(run_dir)
     before = (manifest or {}).get("timings") or {}
-    started = before.get("started", _now())
     recorded = ((manifest or {}).get("hardware") or {}).get("threads") or {}
     thread_choice = choose_threads(threads, processes, recorded.get("threads") if writer.done else None)
     apply_threads(thread_choice)
     # Repairs of every attempt so far, recorded before anything else can stop this one.
-    repairs = {
-        key: int(before.get(key) or 0) + now
-        for key, now in (
-            ("repaired_torn_bytes", writer.repaired_bytes),
-            ("removed_duplicate_lines", len(writer.removed_duplicates)),
-        )
-        if before.get(key) or now
-    }
+    timings = {"started": before.get("started", _now()), "updated": _now()}
+    timings.update((k, before[k]) for k in REPAIR_KEYS if k in before)
+    record_repairs(timings, writer.repaired_bytes, len(writer.removed_duplicates))
     # Written before the model loads, so a failure there is recorded in the run folder too.
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -235,7 +231,7 @@ def _run_locked(
         "versions": _versions(),
         "git": _git_hash(),
         "hardware": {"threads": thread_choice.as_dict()},  # the rest once the model is loaded; a resume keeps it
-        "timings": {"started": started, "updated": _now(), **repairs},
+        "timings": timings,
         "counts": {"done": len(writer.done), "total": len(items)},
         "resume_identity": ident,
     }
@@ -344,6 +340,13 @@ def load_study_items(study: Study) -> list[dict[str, Any]]:
 
 
 OVERRIDES_MARK = "\n# command-line overrides\n"  # what follows in a kept spec: the overrides, one comment each
+
+
+def recorded_spec(spec_text: str, overrides: Mapping[str, Any]) -> str:
+    """The spec as a study folder keeps it: its text, then the command-line overrides as comments."""
+    if not overrides:
+        return spec_text
+    return spec_text + OVERRIDES_MARK + "".join(f"# {k} = {v!r}\n" for k, v in sorted(overrides.items()))
 
 
 def check_study_spec(study_dir: Path, spec_text: str) -> None:

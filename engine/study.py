@@ -325,9 +325,10 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
                 f"{path}: [pruning].methods: unknown method {method!r} (choose from {', '.join(METHODS)}; 'dense' is "
                 "added by include_dense)"
             )
+    patterns = [_pattern(p, "[pruning].patterns", path) for p in patterns]
     _once(methods, "methods", path)
     _once(sparsities, "sparsities", path)
-    _once([_pattern(p, "[pruning].patterns", path) for p in patterns], "patterns", path)
+    _once(patterns, "patterns", path)
     origin: dict[Condition, str] = {}  # each condition → the spec entry that added it
 
     def add(condition: Condition, where: str) -> None:
@@ -344,10 +345,7 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
         for s in sparsities:
             add(_condition(method, s, "unstructured", calib, ref, "[pruning].sparsities", path), "[pruning]")
         for p in patterns:
-            add(
-                _condition(method, None, _pattern(p, "[pruning].patterns", path), calib, ref, "[pruning]", path),
-                "[pruning]",
-            )
+            add(_condition(method, None, p, calib, ref, "[pruning]", path), "[pruning]")
     explicit = raw.get("conditions", [])
     if not isinstance(explicit, list):
         raise UserError(f"{path}: conditions must be [[conditions]] tables, got {explicit!r}")

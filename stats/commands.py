@@ -193,8 +193,6 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
 
 
 DIAGNOSTICS = "diagnostics.json"
-OWNED = ("figures", "tex", "csv")  # folders of --out that each `stats --out` rewrites whole
-TOP = ("REPORT.md", "tables.tex", "tables.json", DIAGNOSTICS)
 
 
 def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
@@ -211,14 +209,10 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
     stage = Path(tempfile.mkdtemp(prefix=".stats-", dir=out))
     try:
         written = _write_all(stage, result, title, level)
-        for name in TOP:
-            if (stage / name).exists():
-                os.replace(stage / name, out / name)
-        for name in OWNED:
-            if (out / name).exists():
-                os.replace(out / name, stage / f"old-{name}")
-            if (stage / name).exists():
-                os.replace(stage / name, out / name)
+        for made in sorted(stage.iterdir()):  # files replace theirs; folders replace theirs whole
+            if made.is_dir() and (out / made.name).exists():
+                os.replace(out / made.name, stage / f".old-{made.name}")
+            os.replace(made, out / made.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return [out / p.relative_to(stage) for p in written]

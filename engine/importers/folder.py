@@ -109,7 +109,8 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
         raise UserError(f"--baseline {baseline!r}: not among the imported runs ({', '.join(ids)})")
     # One item set whatever order each log lists its documents in (lm-eval on several GPUs writes its
     # samples rank by rank): the items in uid order, or in the order the study already has them.
-    items_bytes = jsonl_bytes(_in_uid_order(runs[0].items))
+    study_items = _in_uid_order(runs[0].items)
+    items_bytes = jsonl_bytes(study_items)
     for r in runs[1:]:
         if jsonl_bytes(_in_uid_order(r.items)) != items_bytes:
             raise UserError(
@@ -120,17 +121,18 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
         if (out / rid).exists():
             raise UserError(f"{out / rid}: a run of this name is already in the study; choose another --out")
     existing = [p for p in sorted(out.iterdir()) if (p / MANIFEST).exists()] if out.is_dir() else []
-    if existing:
+    if existing:  # the new runs get the study's items.jsonl as it is
         theirs = (existing[0] / ITEMS).read_bytes()
-        if theirs != items_bytes and jsonl_bytes(_in_uid_order(_parsed(theirs, existing[0] / ITEMS))) != items_bytes:
-            raise UserError(
-                f"{existing[0] / ITEMS}: the study's item set differs from the imported one; choose another --out"
-            )
-        items_bytes = theirs
-    study_items = _parsed(items_bytes, out / ITEMS)  # what every run's items.jsonl (and its hash) holds
+        if theirs != items_bytes:
+            kept = _parsed(theirs, existing[0] / ITEMS)
+            if jsonl_bytes(_in_uid_order(kept)) != items_bytes:
+                raise UserError(
+                    f"{existing[0] / ITEMS}: the study's item set differs from the imported one; choose another --out"
+                )
+            study_items, items_bytes = kept, theirs
     paths = []
     for r in runs:
-        r.items = study_items
+        r.items = study_items  # what its items.jsonl holds, and its manifest's hash
         path = out / r.run_id
         path.mkdir(parents=True)
         with writer_lock(path):
