@@ -1,10 +1,9 @@
 """Verified cache entries: the pruned-weights cache and the converted demo model (torch-free).
 
-An entry is a folder. It is built in a temporary sibling folder (`.tmp-<name>-XXXX`) whose writer holds a
-lock inside it, gets `checksums.json` (size and xxh3-128 of every file) written last and atomically, and
-is renamed into place, so an entry either has verified contents or does not exist. A read verifies every
+An entry is a folder. It is built in a staged sibling folder (`.tmp-<name>-XXXX`, `engine.staging`),
+gets `checksums.json` (size and xxh3-128 of every file) written last and atomically, and is renamed into place, so an entry either has verified contents or does not exist. A read verifies every
 file (size, then hash); an entry that fails is named, moved out of the way and rebuilt, never used.
-Temporary folders whose writer is gone (a killed build) are removed by the next build in that folder.
+Staged folders whose writer is gone (a killed build) are removed by the next build in that folder.
 Entries get the permissions the user's umask gives (a shared cache must be readable by colleagues).
 """
 
@@ -16,17 +15,14 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from engine.atomic import mode_like_open, write_bytes_atomic
-from engine.locks import ProcessLock, lock_is_free
+from engine.staging import LOCK, StagedFolder, sweep_stale
 
 CHECKSUMS = "checksums.json"
 TEMP_PREFIX = ".tmp-"
-_LOCK = ".writer.lock"
-STALE_AFTER_S = 10.0  # a temp folder without a lock file, this old, belongs to a writer killed at once
 
 
 def file_digest(path: Path) -> str:
@@ -42,7 +38,7 @@ def file_digest(path: Path) -> str:
 
 def _files(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.name not in (CHECKSUMS, _LOCK) and not p.is_symlink()
+        p for p in folder.rglob("*") if p.is_file() and p.name not in (CHECKSUMS, LOCK) and not p.is_symlink()
     )
 
 
@@ -106,26 +102,10 @@ def warn(message: str) -> None:
     print(f"prunescope: warning: {message}", file=sys.stderr)
 
 
-def sweep_stale(parent: Path) -> list[Path]:
-    """Remove temporary build folders in `parent` whose writer is gone; returns what was removed."""
-    removed = []
-    try:
-        candidates = [p for p in Path(parent).iterdir() if p.name.startswith(TEMP_PREFIX) and p.is_dir()]
-    except FileNotFoundError:
-        return []
-    now = time.time()
-    for tmp in candidates:
-        try:
-            if (tmp / _LOCK).exists():  # the writer renames its lock into place only once it holds it
-                if not lock_is_free(tmp / _LOCK):
-                    continue
-            elif now - tmp.stat().st_mtime < STALE_AFTER_S:
-                continue  # a writer may be between making the folder and taking its lock
-        except FileNotFoundError:
-            continue
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(tmp)
-    return removed
+def sweep_stale_builds(parent: Path) -> None:
+    """Remove the temporary build folders in `parent` of writers that are gone, naming each."""
+    for gone in sweep_stale(parent, TEMP_PREFIX):
+        warn(f"removed {gone}, left by a cache write that was killed")
 
 
 def fix_modes(folder: Path) -> None:
@@ -144,29 +124,17 @@ def build_entry(final: Path) -> Iterator[Path]:
     concurrent writer won) and verifies, it is kept and this build is dropped.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for gone in sweep_stale(final.parent):
-        warn(f"removed {gone}, left by a cache write that was killed")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name[:24]}-", dir=final.parent))
-    lock = ProcessLock(tmp / f"{_LOCK}.new", f"cache build {tmp}")
-    try:
-        lock.acquire()
-        os.replace(lock.path, tmp / _LOCK)  # visible to a sweeper only once held
-        lock.path = tmp / _LOCK
-        yield tmp
-        lock.release()
-        (tmp / _LOCK).unlink(missing_ok=True)
-        write_checksums(tmp)
-        fix_modes(tmp)
+    sweep_stale_builds(final.parent)
+    with StagedFolder(final.parent, f"{TEMP_PREFIX}{final.name[:24]}-") as stage:
+        yield stage.path
+        stage.unlock()
+        write_checksums(stage.path)
+        fix_modes(stage.path)
         try:
-            os.replace(tmp, final)
+            os.replace(stage.path, final)
         except OSError:
             if not final.is_dir():
                 raise
             if verify(final) is not None:  # a bad entry in the way: replace it
                 discard(final)
-                os.replace(tmp, final)
-    finally:
-        lock.release()
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+                os.replace(stage.path, final)

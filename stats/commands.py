@@ -193,6 +193,7 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
 
 
 DIAGNOSTICS = "diagnostics.json"
+STAGE_PREFIX = ".stats-"  # the work folder a `stats --out` writes its report in
 
 
 def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:
@@ -200,21 +201,17 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
     made in a folder inside `out` and moved into place once all are written: a stopped `stats --out`
     leaves the earlier report as it was, and the folders `figures/`, `tex/` and `csv/` hold this
     report's files only (none left from an earlier one with other tables)."""
-    import shutil
-    import tempfile
+    from engine.staging import StagedFolder, sweep_stale
 
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob(".stats-*"):  # what a stopped `stats --out` left
-        shutil.rmtree(old, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=".stats-", dir=out))
-    try:
+    sweep_stale(out, STAGE_PREFIX)  # what a stopped `stats --out` left (a running one's is kept)
+    with StagedFolder(out, STAGE_PREFIX) as staged:
+        stage = staged.path
         written = _write_all(stage, result, title, level)
+        staged.unlock()
         for made in sorted(stage.iterdir()):  # files replace theirs; folders replace theirs whole
             if made.is_dir() and (out / made.name).exists():
                 os.replace(out / made.name, stage / f".old-{made.name}")
             os.replace(made, out / made.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return [out / p.relative_to(stage) for p in written]
 
 

@@ -58,8 +58,7 @@ def load_entry(cache_dir: Path, key: str, model: nn.Module) -> dict[str, Any] | 
     """Copy the cached tensors into ``model`` and return the cached report; None on a miss, and on an
     entry that fails verification (named on stderr and removed, so the caller prunes again)."""
     folder = entry_dir(cache_dir, key)
-    for gone in cache_entry.sweep_stale(folder.parent):
-        cache_entry.warn(f"removed {gone}, left by a cache write that was killed")
+    cache_entry.sweep_stale_builds(folder.parent)
     if not folder.exists() or not cache_entry.verified_or_discarded(folder, "pruning cache entry", "pruning again"):
         return None
     from safetensors.torch import load_file

@@ -141,32 +141,23 @@ def prune_command(args: argparse.Namespace) -> int:
     return 0
 
 
-PARTIAL = ".partial-"  # `.<out name>.partial-<pid>-…`: a pruned model being saved beside --out
+PARTIAL = ".partial-"  # `.<out name>.partial-XXXX`: a pruned model being saved beside --out
 
 
 def _save_whole(out: Path, loaded: Any, report: dict[str, Any]) -> None:
     """Model, tokenizer and report saved into a folder beside `out`, renamed to `out` once whole: a
     stopped save leaves no half model at `out` (its partial folder is removed by the next prune there)."""
-    import shutil
-    import tempfile
+    from engine.staging import StagedFolder, sweep_stale
 
-    from engine.locks import pid_alive
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for old in out.parent.glob(f".{out.name}{PARTIAL}*"):
-        pid = old.name.removeprefix(f".{out.name}{PARTIAL}").split("-")[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-            print(f"removed {old}, the partial output of a prune that was stopped", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
-    try:
-        loaded.model.save_pretrained(tmp)
-        loaded.tokenizer.save_pretrained(tmp)
-        (tmp / "pruning_report.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, out)  # `out` is absent or an empty folder (checked at the start)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    prefix = f".{out.name}{PARTIAL}"
+    for old in sweep_stale(out.parent, prefix):
+        print(f"removed {old}, the partial output of a prune that was stopped", file=sys.stderr)
+    with StagedFolder(out.parent, prefix) as staged:
+        loaded.model.save_pretrained(staged.path)
+        loaded.tokenizer.save_pretrained(staged.path)
+        (staged.path / "pruning_report.json").write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
+        staged.unlock()
+        os.replace(staged.path, out)  # `out` is absent or an empty folder (checked at the start)
 
 
 def perplexity_command(args: argparse.Namespace) -> int:

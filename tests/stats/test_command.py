@@ -14,6 +14,8 @@ import pytest
 from engine.cli import main
 from engine.contract.reader import read_json
 from engine.runfolder import dumps_line, write_json_atomic
+from engine.staging import LOCK
+from tests.lock_holder import hold_lock
 from tests.synthetic import make_synthetic_study
 
 CONDS = (
@@ -149,9 +151,16 @@ def test_out_holds_one_report_whole(
         m.setattr(report, "render_csv", stopped)  # the last files written: everything else is made by then
         assert _run(capsys, str(study), "--no-glmm", "--test", "open", "--out", str(out))[0] == 130  # interrupted
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    (out / ".stats-killed").mkdir()  # a SIGKILLed one's work folder
-    assert _run(capsys, str(study), "--no-glmm", "--test", "open", "--out", str(out))[0] == 0
-    assert not (out / ".stats-killed").exists() and not list(out.glob(".stats-*"))
+    (out / ".stats-killed").mkdir()  # a SIGKILLed one's work folder: its lock file, held by nobody now
+    (out / ".stats-killed" / LOCK).touch()
+    (out / ".stats-running").mkdir()  # the work folder of a `stats --out` running in another process
+    holder = hold_lock(out / ".stats-running" / LOCK)
+    try:
+        assert _run(capsys, str(study), "--no-glmm", "--test", "open", "--out", str(out))[0] == 0
+        assert [p.name for p in out.glob(".stats-*")] == [".stats-running"]
+    finally:
+        holder.kill()
+        holder.wait()
     assert not (out / "csv" / "transitions.csv").exists() and not (out / "tex" / "transitions.tex").exists()
     assert {p.stem for p in (out / "csv").iterdir()} == {p.stem for p in (out / "tex").iterdir()} == {"mcnemar-open"}
 

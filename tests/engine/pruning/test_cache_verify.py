@@ -19,6 +19,7 @@ from engine import cache_entry, models
 from engine.config import Condition, ModelSpec
 from engine.pruning import cache as pcache
 from engine.pruning.apply import prune_model
+from engine.staging import sweep_stale
 from tests.engine.pruning.conftest import CALIB
 from tests.engine.pruning.prune_fixtures import tiny_model
 from tests.tiny import make_tiny_model_dir
@@ -81,6 +82,7 @@ import os, signal, sys
 import safetensors.torch as st
 from engine.config import CalibrationSpec, Condition
 from engine.pruning.apply import prune_model
+from engine.staging import sweep_stale
 from engine.pruning.calibration import bundled_texts
 from tests.engine.pruning.prune_fixtures import tiny_model, train_tokenizer
 
@@ -123,7 +125,7 @@ def test_killed_cache_write_leaves_nothing_after_the_next_run(
 def test_a_live_writers_temp_folder_is_left_alone(tmp_path: Path) -> None:
     with cache_entry.build_entry(tmp_path / "entry") as tmp:
         (tmp / "f").write_text("x")
-        assert cache_entry.sweep_stale(tmp_path) == []  # its writer holds the lock
+        assert sweep_stale(tmp_path, cache_entry.TEMP_PREFIX) == []  # its writer holds the lock
         assert tmp.exists()
     assert cache_entry.verify(tmp_path / "entry") is None
 
@@ -132,6 +134,7 @@ UMASK_PRUNE = """
 import sys
 from engine.config import CalibrationSpec, Condition
 from engine.pruning.apply import prune_model
+from engine.staging import sweep_stale
 from tests.engine.pruning.prune_fixtures import tiny_model
 prune_model(tiny_model("qwen2"), None, Condition("magnitude", 0.5), cache_dir=sys.argv[1])
 """

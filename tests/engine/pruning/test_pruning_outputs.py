@@ -13,6 +13,7 @@ from engine.config import CalibrationSpec, Condition
 from engine.errors import UserError
 from engine.pruning.apply import prune_model
 from engine.pruning.calibration import bundled_texts
+from engine.staging import LOCK
 from tests.engine.pruning.conftest import CALIB
 from tests.engine.pruning.prune_fixtures import tiny_model
 
@@ -244,9 +245,10 @@ def test_a_stopped_prune_leaves_no_half_model_at_out(
         m.setattr(tok_cls, "save_pretrained", stopped)
         assert main(_prune_argv(src, out)) == 130  # "interrupted"
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
-    killed = tmp_path / ".out.partial-4194305-x"  # what a SIGKILL leaves (pid 2**22 + 1: no such process)
+    killed = tmp_path / ".out.partial-x"  # what a SIGKILL leaves: its lock file, held by nobody now
     killed.mkdir()
     (killed / "config.json").write_text("{}")
+    (killed / LOCK).touch()
     assert main(_prune_argv(src, out)) == 0
     assert "the partial output of a prune that was stopped" in capsys.readouterr().err
     assert not killed.exists() and (out / "pruning_report.json").is_file() and (out / "tokenizer.json").is_file()
