@@ -13,9 +13,11 @@ Torch-free at import (`stats`, `tui` and tests use the comparison); `numerics` i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from typing import Any
 
 from engine.runfolder import dumps_line
@@ -70,6 +72,52 @@ def _build_setting(key: str) -> str | None:
     return None
 
 
+def fp32_matmul_precision(backend: str) -> str:
+    """How torch computes fp32 matmuls on `backend` ("cuda", or "mkldnn": oneDNN, the CPU's linear
+    layers): "ieee" (full fp32), "tf32" or "bf16". Read through torch's per-backend `fp32_precision`
+    where torch has it (it reflects `torch.set_float32_matmul_precision` too), because the legacy
+    getters raise once that newer API was used."""
+    import torch
+
+    node: Any = torch.backends.cuda.matmul if backend == "cuda" else torch.backends.mkldnn.matmul  # type: ignore[attr-defined]
+    value = getattr(node, "fp32_precision", None)
+    if value is None:  # a torch before the per-backend API
+        if backend == "cuda":
+            return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+        return "bf16" if torch.get_float32_matmul_precision() == "medium" else "ieee"
+    if value == "none":  # inherits the global setting, whose "none" is full fp32
+        value = getattr(torch.backends, "fp32_precision", "none")
+    return "ieee" if value == "none" else str(value)
+
+
+@contextlib.contextmanager
+def full_fp32_matmuls() -> Iterator[None]:
+    """fp32 matmuls in full fp32 inside the block, on the GPU (no TF32, matmuls and cuDNN) and on the
+    CPU (no bf16 in oneDNN), as the pruning references compute; the settings are restored after."""
+    import torch
+
+    nodes: tuple[Any, ...] = (torch.backends.cuda.matmul, torch.backends.cudnn, torch.backends.mkldnn.matmul)  # type: ignore[attr-defined]
+    if all(hasattr(n, "fp32_precision") for n in nodes):
+        before = [n.fp32_precision for n in nodes]
+        for n in nodes:
+            n.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for n, value in zip(nodes, before):
+                n.fp32_precision = value
+        return
+    legacy = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    precision = torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
+        torch.set_float32_matmul_precision(precision)
+
+
 def numerics(device: str, dtype: str) -> dict[str, Any]:
     """What decides the floats of a run on `device` with parameters of `dtype` (the manifest record)."""
     import torch
@@ -89,6 +137,9 @@ def numerics(device: str, dtype: str) -> dict[str, Any]:
         "mkldnn": onednn_enabled(),
         "env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
     }
+    cpu_matmuls = fp32_matmul_precision("mkldnn")
+    if cpu_matmuls != "ieee":  # set away from full fp32 (`torch.set_float32_matmul_precision` in a script)
+        rec["cpu_fp32_matmuls"] = cpu_matmuls
     if rec["device"] == "cuda" and torch.cuda.is_available():
         index = torch.device(device).index or 0
         major, minor = torch.cuda.get_device_capability(index)
@@ -97,9 +148,9 @@ def numerics(device: str, dtype: str) -> dict[str, Any]:
             gpu_capability=f"{major}.{minor}",
             cuda=torch.version.cuda,
             cudnn=torch.backends.cudnn.version(),
-            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+            tf32_matmul=fp32_matmul_precision("cuda") == "tf32",
             tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
-            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            float32_matmul_precision=fp32_matmul_precision("cuda"),
             deterministic_algorithms=bool(torch.are_deterministic_algorithms_enabled()),
         )
     return rec

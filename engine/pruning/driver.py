@@ -21,10 +21,9 @@ activations (nsamples × seqlen × hidden in the model dtype).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -34,6 +33,7 @@ from torch import nn
 from engine.config import CALIBRATED_METHODS
 from engine.errors import UserError
 from engine.onednn import gram, packed_linears
+from engine.reproducibility import full_fp32_matmuls
 from engine.terminal import StepProgress
 
 if TYPE_CHECKING:
@@ -259,20 +259,6 @@ class StatsCollector:
         self._seen.clear()
 
 
-@contextlib.contextmanager
-def tf32_off() -> Iterator[None]:
-    """Full fp32 matmuls for statistics and OBS updates, as the references do."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old[0], old[1]
-        torch.set_float32_matmul_precision(old[2])
-
-
 # ----------------------------------------------------------------------------- capture
 
 
@@ -494,7 +480,7 @@ def prune_layers(
         captured = capture_inputs(model, layers, ids, settings.batch_size, device)
         hidden = captured.hidden
         timings["capture_s"] = time.perf_counter() - t
-    with tf32_off():
+    with full_fp32_matmuls():
         for i, layer in enumerate(layers):
             home = _module_device(layer)
             layer.to(device)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +21,7 @@ from engine.pruning.masks import (
     prune_count,
     smallest_k_mask,
 )
+from engine.reproducibility import full_fp32_matmuls
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +58,6 @@ class HessianFactor:
     dead: torch.Tensor
     damping: float
     retries: int
-
-
-@contextmanager
-def _highest_matmul_precision() -> Iterator[None]:
-    """No TF32 inside the sweep, as the reference (`allow_tf32 = False`); restores the setting."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def _upper_factor_of_inverse(damped: torch.Tensor) -> torch.Tensor | None:
@@ -114,7 +102,7 @@ def factor_hessian(
     base = torch.where(dead, torch.ones_like(diag), diag)
     mean = base.mean()
     frac = percdamp
-    with _highest_matmul_precision():
+    with full_fp32_matmuls():
         for attempt in range(max_damping_retries + 1):
             if attempt:
                 frac *= 10
@@ -190,7 +178,7 @@ def sparsegpt_prune(
     mask_t = torch.zeros(wt.shape, dtype=torch.bool, device=wt.device)
     losses = torch.zeros(rows, dtype=wt.dtype, device=wt.device)
     zero = torch.zeros((), dtype=wt.dtype, device=wt.device)
-    with _highest_matmul_precision():
+    with full_fp32_matmuls():
         wt[dead] = 0
         for i1 in range(0, cols, blocksize):
             i2 = min(i1 + blocksize, cols)

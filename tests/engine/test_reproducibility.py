@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -183,3 +184,56 @@ def test_numerics_on_a_gpu_names_it_and_its_matmul_settings(monkeypatch: pytest.
     )
     assert {"tf32_matmul", "tf32_cudnn", "float32_matmul_precision", "deterministic_algorithms"} <= set(rec)
     assert not same_machine_config(rec, {**rec, "tf32_matmul": not rec["tf32_matmul"]})
+
+
+@pytest.fixture
+def fp32_settings() -> Iterator[None]:
+    """torch's fp32 matmul settings as they were before the test."""
+    import torch
+
+    nodes = (torch.backends.cuda.matmul, torch.backends.cudnn, torch.backends.mkldnn.matmul)  # type: ignore[attr-defined]
+    before = [n.fp32_precision for n in nodes]
+    yield
+    for n, value in zip(nodes, before):
+        n.fp32_precision = value
+
+
+def test_lowered_cpu_fp32_matmuls_are_recorded(fp32_settings: None) -> None:
+    """A script's `set_float32_matmul_precision("medium")` (bf16 linears on CPUs with AMX) shows in the record."""
+    import torch
+
+    assert "cpu_fp32_matmuls" not in numerics("cpu", "float32")
+    torch.set_float32_matmul_precision("medium")
+    assert numerics("cpu", "float32")["cpu_fp32_matmuls"] == "bf16"
+
+
+NEWER_API_ONLY = """
+import json, torch
+from engine.pruning import factor_hessian, sparsegpt_prune
+from engine.reproducibility import fp32_matmul_precision, full_fp32_matmuls, numerics
+g = torch.Generator().manual_seed(0)
+x, w = torch.randn(16, 576, generator=g), torch.randn(1536, 576, generator=g)
+full = torch.nn.functional.linear(x, w)
+torch.backends.cuda.matmul.fp32_precision = "tf32"  # the newer API: torch's legacy getters now raise
+torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+with full_fp32_matmuls():
+    inside = [fp32_matmul_precision("cuda"), fp32_matmul_precision("mkldnn")]
+    same = torch.equal(torch.nn.functional.linear(x, w), full)
+    kept = int(sparsegpt_prune(w[:8], factor_hessian(x.t() @ x / 16), 0.5).weight.count_nonzero())
+after = [fp32_matmul_precision("cuda"), fp32_matmul_precision("mkldnn")]
+torch.cuda.is_available = lambda: True
+torch.cuda.get_device_capability = lambda index=None: (9, 0)
+torch.cuda.get_device_name = lambda index=None: "NVIDIA H200"
+rec = numerics("cuda:0", "float32")
+print(json.dumps([inside, same, kept, after, rec["tf32_matmul"], rec["float32_matmul_precision"]]))
+"""
+
+
+def test_full_fp32_and_the_record_under_torchs_newer_precision_api() -> None:
+    """Set through torch's per-backend `fp32_precision` (where the legacy getters raise), the pruning's
+    full-fp32 block and the run's record still work, and the block computes what full fp32 computes."""
+    proc = subprocess.run([sys.executable, "-c", NEWER_API_ONLY], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    inside, same, kept, after, tf32, precision = json.loads(proc.stdout.splitlines()[-1])
+    assert inside == ["ieee", "ieee"] and same and kept == 8 * 288
+    assert after == ["tf32", "bf16"] and tf32 is True and precision == "tf32"
