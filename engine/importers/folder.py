@@ -19,7 +19,7 @@ from typing import Any
 
 import engine
 from engine.atomic import write_bytes_atomic
-from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION
+from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION, read_json
 from engine.errors import UserError
 from engine.runfolder import (
     OutcomeWriter,
@@ -121,6 +121,14 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
         if (out / rid).exists():
             raise UserError(f"{out / rid}: a run of this name is already in the study; choose another --out")
     existing = [p for p in sorted(out.iterdir()) if (p / MANIFEST).exists()] if out.is_dir() else []
+    if baseline is not None:
+        for p in existing:
+            if read_json(p / MANIFEST).get("baseline") is True:
+                raise UserError(
+                    f"--baseline {baseline!r}: the study already has its baseline, {p.name} ({p / MANIFEST}); "
+                    "two baselines on one item set are ambiguous (`prunescope stats --baseline RUN` picks "
+                    "another run for one analysis)"
+                )
     if existing:  # the new runs get the study's items.jsonl as it is
         theirs = (existing[0] / ITEMS).read_bytes()
         if theirs != items_bytes:

@@ -12,8 +12,9 @@ A sample gives: `id` (the item's native id; Inspect numbers samples 1, 2, … wh
 ids, which are positions, so give ids), `input` (the question), `choices` and `target` (a letter) for
 multiple choice, `target` (the answer, then aliases) for generation, `output.completion` (the
 model's text), `scores` (the first scorer's value and answer) and `metadata` (`language`,
-`parallel_id`, `aliases` are used when present). A task whose samples have `choices` is the
-multiple-choice one: its answer is the letter Inspect's `choice()` scorer extracted (no option is
+`parallel_id`, `aliases` are used when present). A task scored by `choice()` or solved by
+`multiple_choice()` (or, in a log that names neither, whose samples have `choices` and letters as
+targets) is the multiple-choice one: its answer is the letter Inspect's `choice()` scorer extracted (no option is
 scored, so the MC decision is `generated_letter`). Tasks pair by name as lm-eval's do
 (`engine.importers.pairs`). Only the first epoch of each sample is used.
 """
@@ -73,7 +74,16 @@ class InspectTask:
 
     @property
     def is_mc(self) -> bool:
-        return any(s.get("choices") for _, s in self.samples)
+        """Multiple choice: scored by Inspect's `choice()` or solved by `multiple_choice()`, or, in a log
+        that says neither, samples with `choices` whose targets are option letters (a generation task
+        may carry `choices` too, with the answer as its target)."""
+        scorers = {str(s.get("name")) for s in self.eval.get("scorers") or [] if isinstance(s, dict)}
+        steps = ((self.header.get("plan") or {}).get("steps")) or []
+        solvers = {str(s.get("solver")) for s in steps if isinstance(s, dict)}
+        if "choice" in scorers or "multiple_choice" in solvers:
+            return True
+        with_choices = [s for _, s in self.samples if s.get("choices")]
+        return bool(with_choices) and all(_is_letter_target(s) for s in with_choices)
 
 
 class NotALog(UserError):
@@ -206,6 +216,11 @@ def _score(sample: dict[str, Any], where: str) -> tuple[str, float, str]:
 def _targets(sample: dict[str, Any]) -> list[str]:
     target = sample.get("target")
     return [str(t) for t in target] if isinstance(target, list) else [str(target)]
+
+
+def _is_letter_target(sample: dict[str, Any]) -> bool:
+    target = _targets(sample)
+    return len(target) == 1 and target[0] in LETTERS[: len(sample.get("choices") or [])]
 
 
 def _source(task: InspectTask, sample: dict[str, Any], where: str, options: ImportOptions) -> ItemSource:

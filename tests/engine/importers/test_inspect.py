@@ -119,3 +119,20 @@ def test_json_files_that_are_not_logs_are_passed_over_in_a_folder(
         ).read_bytes()
     assert main(["import", "inspect", str(logs / DENSE / "logs.json"), "--out", str(tmp_path / "t")]) == 2
     assert "not an Inspect log" in capsys.readouterr().err
+
+
+def test_a_generation_task_whose_samples_carry_choices_stays_a_generation_task() -> None:
+    """MC is told by Inspect's `choice()` scorer or `multiple_choice()` solver, and in a log that names
+    neither, by targets that are option letters: a generation task with `choices` (its answer as the
+    target) is not taken for the MC twin."""
+    mc = read_log(next(LOGS.rglob("*psqa-mc*.eval")))
+    gen = read_log(next(LOGS.rglob("*psqa-gen*.eval")))
+    assert mc.is_mc and not gen.is_mc
+    for _, s in gen.samples:
+        s["choices"] = ["Paris", "Lyon", "Nice", "Lille"]
+    assert not gen.is_mc
+    mc.header = {**mc.header, "eval": {**mc.eval, "scorers": [{"name": "match"}]}, "plan": {"steps": []}}
+    assert mc.is_mc  # letters as targets
+    for _, s in mc.samples:
+        s["target"] = s["choices"][0]
+    assert not mc.is_mc

@@ -352,3 +352,16 @@ def test_a_folder_in_the_way_refuses_the_import_before_anything_is_written(
     assert main(["import", "lm-eval", str(FIXTURES), "--out", str(tmp_path / "s")]) == 2
     assert "already in the study" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "s").iterdir()] == [PRUNED]
+
+
+def test_a_second_baseline_in_one_study_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two runs marked as the baseline of one item set are ambiguous: the second is refused at import,
+    naming the first, before anything of it is written."""
+    out = tmp_path / "study"
+    import_fixtures(out, "--baseline", DENSE, src=FIXTURES / f"__tmp__i16__models__{DENSE}")
+    capsys.readouterr()
+    argv = ["import", "lm-eval", str(FIXTURES / f"__tmp__i16__models__{PRUNED}"), "--out", str(out)]
+    assert main([*argv, "--baseline", PRUNED]) == 2
+    err = capsys.readouterr().err
+    assert "already has its baseline, SmolLM2-135M-Instruct (" in err and not (out / PRUNED).exists()
+    assert main(argv) == 0  # without the mark it joins the study
