@@ -10,8 +10,10 @@ prompts and the decoded tokens of several continuations, each query seeing only 
 copied only on request (`copy_rows`: a shared prefix into every row, kept prompts into probe rows,
 live rows over finished ones).
 
-Only decoder-only models with full attention in every layer, updated through `cache.update`, and an
-attention that takes a prepared 4D mask (sdpa, eager) can use it; `supports_slot_cache` says which.
+Only decoder-only models with full attention in every layer, updated through `cache.update`, an
+attention that takes a prepared 4D mask (sdpa, eager), and positions taken from `position_ids` can
+use it; `supports_slot_cache` says which. ALiBi models (BLOOM, MPT, Falcon with `alibi`) derive their
+position biases from key columns, which the gaps and shared prefixes of this layout would move.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 ATTENTION_KINDS = ("sdpa", "eager")
+ALIBI_MODEL_TYPES = ("bloom", "mpt")  # ALiBi always; Falcon has it where `config.alibi` is set
 
 
 def supports_slot_cache(model: Any) -> bool:
-    """True for decoder-only models with full attention in every layer and sdpa or eager attention."""
+    """True for decoder-only models with full attention in every layer, sdpa or eager attention, and
+    positions from `position_ids` (not ALiBi)."""
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
+        return False
+    if getattr(config, "model_type", None) in ALIBI_MODEL_TYPES or getattr(config, "alibi", False) is True:
         return False
     if getattr(config, "_attn_implementation", None) not in ATTENTION_KINDS:
         return False

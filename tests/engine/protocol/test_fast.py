@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engine.config import ProtocolConfig
+from engine.models import LoadedModel
 from engine.protocol import plan_batches
 from engine.protocol.evaluate import backend_for, evaluate_batch
 from engine.protocol.fast import SlotBackend
@@ -19,6 +20,7 @@ from engine.protocol.kvcache import supports_slot_cache
 from engine.protocol.rows import Group, _buckets, fill, metered, plan_layout
 from engine.protocol.scoring import score_full
 from engine.reproducibility import outcome_differences
+from tests.tiny import make_tokenizer
 
 from .conftest import ITEMS, pool_of
 
@@ -58,6 +60,28 @@ def test_models_outside_the_slot_cache_use_the_plain_backend(chat_model) -> None
         assert not isinstance(backend_for(chat_model, PROBING), SlotBackend)
     finally:
         config.sliding_window = saved
+
+
+@pytest.mark.parametrize("arch", ["bloom", "mpt", "falcon-alibi"])
+def test_alibi_models_use_the_plain_backend(arch: str) -> None:
+    """ALiBi takes positions from key columns, which the slot layout's gaps and shared prefixes move:
+    such models (found giving other log-probs and texts than the plain backend) are evaluated plainly."""
+    import transformers as tf
+
+    tok = make_tokenizer(chat=False)
+    small = {"vocab_size": len(tok)}
+    config = {
+        "bloom": lambda: tf.BloomConfig(hidden_size=32, n_layer=1, n_head=2, **small),
+        "mpt": lambda: tf.MptConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=64, **small),
+        "falcon-alibi": lambda: tf.FalconConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, alibi=True, **small
+        ),
+    }[arch]()
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    assert not supports_slot_cache(model)
+    assert not isinstance(backend_for(LoadedModel(model, tok), PROBING), SlotBackend)
+    config.alibi = False  # Falcon without ALiBi (rotary positions) keeps the fast backend
+    assert supports_slot_cache(model) == (arch == "falcon-alibi")
 
 
 def _cost(widths: list[tuple[int, int]], edges: list[int], per_pass: int) -> int:
