@@ -9,6 +9,7 @@ Unknown fields are an error in strict mode and are kept under `meta` otherwise.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,6 +52,13 @@ def _str_list(row: Mapping[str, Any], key: str) -> list[str]:
     return list(value)
 
 
+def _answer_text(text: str) -> str:
+    """An answer, alias or option as the model is scored on it: without surrounding whitespace (a CSV's
+    ` Paris` would make the gold trace score a space token) and in Unicode's composed form, NFC (a
+    decomposed `Zürich` would be traced as other tokens than the option it equals)."""
+    return unicodedata.normalize("NFC", text.strip())
+
+
 def options_problem(options: list[str], language: str) -> str | None:
     """Why these options cannot form a multiple-choice item, or None."""
     if len(options) < 2:
@@ -78,11 +86,12 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
         raise RowError(f"language {language!r} is not a code like 'en' or 'zh-TW'")
     question = _required_text(row, "question")
     context = _text(row, "context")
-    options = _str_list(row, "options")
+    options = [_answer_text(o) for o in _str_list(row, "options")]
     problem = options_problem(options, language)
     if problem:
         raise RowError(problem)
     answer = _text(row, "answer")
+    answer = None if answer is None else _answer_text(answer)
     gold_index = row.get("gold_index")
     if gold_index is not None and (isinstance(gold_index, bool) or not isinstance(gold_index, int)):
         raise RowError(f"gold_index must be an integer, got {gold_index!r}")
@@ -100,7 +109,7 @@ def coerce_row(row: Mapping[str, Any], dataset: str, strict: bool) -> dict[str, 
         gold_index = matches[0]
     elif normalize(options[gold_index], language) != norm_answer:
         raise RowError(f"gold answer {answer!r} is not options[{gold_index}] ({options[gold_index]!r})")
-    aliases = _str_list(row, "aliases")
+    aliases = [_answer_text(a) for a in _str_list(row, "aliases") if a.strip()]
     source = row.get("source")
     native = row.get("id")
     if source is None:

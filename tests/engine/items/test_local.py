@@ -82,6 +82,25 @@ def test_csv_with_pipe_and_json_lists(tmp_path):
     assert items[1]["aliases"] == ["東京都"] and items[1]["gold_index"] == 1
 
 
+def test_answers_aliases_and_options_are_stripped_and_composed(tmp_path):
+    """The gold trace scores the answer's tokens: ` Paris` from a CSV cell, or a decomposed `Zürich`
+    equal to its option only after normalisation, would be scored as other tokens than the option."""
+    path = tmp_path / "items.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "language", "question", "answer", "aliases", "options"])
+        w.writerow(["a", "en", "Capital of France?", " Paris", "Paris city | ", "London| Paris |Rome"])
+        w.writerow(["b", "de", "Größte Stadt der Schweiz?", "Zu\u0308rich", "", "Zürich|Bern|Basel"])
+    a, b = read_item_file(path)
+    assert (a["answer"], a["aliases"], a["options"], a["gold_index"]) == (
+        "Paris",
+        ["Paris city"],
+        ["London", "Paris", "Rome"],
+        1,
+    )
+    assert b["answer"] == b["options"][0] == "Z\u00fcrich" and b["gold_index"] == 0
+
+
 def test_parquet(tmp_path):
     rows = [
         good_row(),
