@@ -185,6 +185,7 @@ def _run_locked(
 ) -> RunResult:
     from engine.models import load_model, resolve_device
     from engine.protocol import evaluate_batch, plan_batches, protocol_manifest
+    from engine.protocol.evaluate import check_positions
     from engine.protocol.session import protocol_session
 
     t0 = time.time()
@@ -243,6 +244,8 @@ def _run_locked(
         t_load = time.time()
         loaded = load_model(plan.model)
         load_s = time.time() - t_load
+        pool = one_shot_pool(items)
+        check_positions(loaded, items, protocol, pool)
         pruning_report = None
         prune_s = 0.0
         if plan.condition.method != "dense":
@@ -267,7 +270,6 @@ def _run_locked(
         manifest["timings"].update(load_s=round(load_s, 3), prune_s=round(prune_s, 3))
         write_json_atomic(run_dir / MANIFEST, manifest)
 
-        pool = one_shot_pool(items)
         batches = plan_batches(loaded, items, protocol)
         n_new = 0
         new_batches = 0

@@ -10,6 +10,7 @@ matching and the categories are built here.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -83,6 +84,60 @@ def item_seed(item: dict[str, Any], config: ProtocolConfig, purpose: str) -> int
     draws are the same in any batch)."""
     h = hashlib.sha256(f"{config.seed}\0{purpose}\0{item['item_uid']}".encode())
     return int.from_bytes(h.digest()[:4], "big") & 0x7FFFFFFF
+
+
+def position_limit(config: Any) -> tuple[int, bool] | None:
+    """(positions the model was made for, whether it fails past them), or None where its config names
+    none. Learned position embeddings (GPT-2, OPT) and MPT fail past the limit (an IndexError, a
+    device-side assert on CUDA); rotary positions go on, outside the range the model was trained on."""
+    for key in ("n_positions", "max_position_embeddings", "max_seq_len"):
+        limit = getattr(config, key, None)
+        if isinstance(limit, int) and limit > 0:
+            rotary = any(
+                getattr(config, k, None) is not None for k in ("rope_parameters", "rope_scaling", "rotary_dim")
+            )
+            return limit, not rotary
+    return None
+
+
+def check_positions(
+    loaded: LoadedModel, items: Sequence[dict[str, Any]], config: ProtocolConfig, pool: dict[str, list[dict]]
+) -> None:
+    """Refuse, before any work, items whose longest prompt with its longest continuation (the new
+    tokens, the gold answer or an option) needs more positions than a model that fails past its limit
+    has; where positions are rotary, say so on stderr and go on."""
+    found = position_limit(loaded.model.config)
+    if found is None:
+        return
+    limit, hard = found
+    builder = PromptBuilder(loaded.tokenizer, config)
+    over: list[tuple[int, str]] = []
+    for it in items:
+        prompts = [builder.open(it)]
+        prompts += [builder.shown(it)] if config.shown else []
+        prompts += [builder.letter(it)] if config.letter else []
+        example = pick_example(it, pool, config.seed) if config.one_shot and config.probes != "none" else None
+        prompts += [builder.one_shot(it, example)] if example is not None else []
+        answers = [it["answer"], *it["options"]]
+        longest = max(
+            len(ids) for ids in loaded.tokenizer([" " + a for a in answers], add_special_tokens=False)["input_ids"]
+        )
+        need = max(len(p.ids) for p in prompts) + max(config.max_new_tokens, longest)
+        if need > limit:
+            over.append((need, it["item_uid"]))
+    if not over:
+        return
+    need, uid = max(over)
+    what = (
+        f"{len(over)} item(s) need more positions than the model's {limit} (the most, {need}: {uid}, its "
+        f"longest prompt and up to {config.max_new_tokens} new tokens)"
+    )
+    if hard:
+        raise UserError(f"{what}; shorten their context, lower protocol.max_new_tokens, or leave them out")
+    print(
+        f"prunescope: warning: {what}; rotary positions past {limit} are outside the model's trained range",
+        file=sys.stderr,
+    )
 
 
 def pick_example(item: dict[str, Any], pool: dict[str, list[dict]], seed: int) -> dict[str, Any] | None:

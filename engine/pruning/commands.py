@@ -163,6 +163,7 @@ def _save_whole(out: Path, loaded: Any, report: dict[str, Any]) -> None:
 def perplexity_command(args: argparse.Namespace) -> int:
     from engine.config import ModelSpec
     from engine.models import load_model, resolve_device
+    from engine.protocol.evaluate import position_limit
     from engine.pruning.perplexity import perplexity_of_file
 
     if args.seqlen < 2 or args.batch_size < 1:
@@ -172,6 +173,12 @@ def perplexity_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     threads = _threads(args)
     loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=device))
+    limit = position_limit(loaded.model.config)
+    if limit is not None and args.seqlen > limit[0]:
+        what = f"--seqlen {args.seqlen}: more positions than the model's {limit[0]}"
+        if limit[1]:
+            raise UserError(f"{what}; give --seqlen {limit[0]} or less")
+        print(f"prunescope: warning: {what} (rotary positions past it are outside its trained range)", file=sys.stderr)
     res = perplexity_of_file(loaded.model, loaded.tokenizer, args.text, seqlen=args.seqlen, batch_size=args.batch_size)
     print(
         json.dumps({"model": str(args.model), "text": str(args.text or "bundled held-out"), **res, "threads": threads})
