@@ -2,8 +2,9 @@
 
 Everything printed by the CLI or shown in the TUI that comes from data goes through `inert`, and is
 then rendered as plain `rich.text.Text` (never parsed as markup). `inert` turns every C0/C1 control
-character (ESC, so CSI and OSC sequences too, BEL, DEL …) and every bidirectional-formatting
-character into a visible escape such as `\\x1b` or `\\u202e`, and bounds the length.
+character (ESC, so CSI and OSC sequences too, BEL, DEL …), every bidirectional-formatting character
+and the invisible characters that can hide text (zero-width space, word joiner, tag characters) into
+a visible escape such as `\\x1b`, `\\u202e` or `\\U000e0041`, and bounds the length.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Bidi embedding/override/isolate controls, plus other zero-width format characters that can hide text.
+# Bidi embedding/override/isolate controls, plus other zero-width format characters that can hide text:
+# zero-width space, word joiner and invisible operators, the Mongolian vowel separator, and the tag
+# characters (invisible ASCII look-alikes that can smuggle text). ZWJ and ZWNJ stay: Persian and Indic
+# scripts and emoji sequences need them.
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + _BIDI + "\u2028\u2029\ufeff]")
+_INVISIBLE = "\u180e\u200b\u2060-\u2064\U000e0000-\U000e007f"
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + _BIDI + _INVISIBLE + "\u2028\u2029\ufeff]")
 DEFAULT_MAX = 2000
 
 
 def _escape(m: re.Match[str]) -> str:
     cp = ord(m.group())
-    return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}"
+    return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
 
 
 def inert(text: object, max_len: int | None = DEFAULT_MAX, newlines: bool = False) -> str:

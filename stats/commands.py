@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.safe_text import inert
 from stats.api import StatsOptions, parse_tests
 
 if TYPE_CHECKING:
@@ -184,10 +185,9 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
     elif fmt == "latex":
         sys.stdout.write(report.render_latex(tables))
     elif fmt == "csv":
-        for t in tables:
-            sys.stdout.write(f"# {t.key}: {t.title}\n")
-            sys.stdout.write(report.render_csv(t))
-            sys.stdout.write("\n")
+        text = "".join(f"# {t.key}: {t.title}\n{report.render_csv(t)}\n" for t in tables)
+        # to a terminal, escape sequences in the data (model ids, labels) are shown, not run; a file gets the bytes
+        sys.stdout.write(inert(text, max_len=None, newlines=True) if sys.stdout.isatty() else text)
     else:
         sys.stdout.write(report.render_json(tables, {"title": title}))
 

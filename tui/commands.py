@@ -79,7 +79,31 @@ def read_keymap(path: Path | None) -> dict[str, str]:
         raise UserError(f"{path}: cannot read keymap ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise UserError(f'{path}: a keymap is a JSON object of binding id → keys, e.g. {{"app.quit": "q,ctrl+q"}}')
+    known = binding_ids()
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(
+            f"{path}: no binding has the id {', '.join(map(repr, unknown))} (the ids: `?` in the app lists "
+            f"each screen's; all of them: {', '.join(sorted(known))})"
+        )
     return data
+
+
+def binding_ids() -> set[str]:
+    """The id of every binding of the app, its screens and widgets (what a keymap may remap)."""
+    from textual.binding import Binding
+    from textual.dom import DOMNode
+
+    import tui.app  # noqa: F401  (imports every screen and widget)
+
+    ids: set[str] = set()
+    todo: list[type] = [DOMNode]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("tui."):
+            ids |= {b.id for b in cls.__dict__.get("BINDINGS", ()) if isinstance(b, Binding) and b.id}
+    return ids
 
 
 def run_tui(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ answers, with Python's `re` as the fallback for patterns RE2 does not take.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +95,11 @@ class Filter:
         return f
 
 
-def _run_matches(run: RunSource, term: str) -> bool:
-    """`run:TERM` picks a run whose folder name contains TERM or whose condition label is TERM."""
-    return term in run.name or term == run.label
+def runs_named(runs: Sequence[RunSource], term: str) -> list[int]:
+    """`run:TERM` picks the run whose folder name is TERM (what the Overview writes) or, where none is,
+    the runs whose folder name contains TERM or whose condition label is TERM."""
+    exact = [r for r, run in enumerate(runs) if run.name == term]
+    return exact or [r for r, run in enumerate(runs) if term in run.name or term == run.label]
 
 
 def _some(values: list[str], n: int = 10) -> str:
@@ -114,7 +117,7 @@ def filter_hints(study: Study, flt: Filter) -> list[str]:
             hints.append(f"no language {v!r} in this study (languages: {_some(study.languages)})")
     with_rows = set(np.unique(p.run).tolist())
     for v in flt.runs:
-        named = [r for r, run in enumerate(study.runs) if _run_matches(run, v)]
+        named = runs_named(study.runs, v)
         if not named:
             labels = [study.run_label(r) for r in sorted(with_rows)]
             hints.append(f"no run {v!r} in this study (runs: {_some(labels)})")
@@ -148,7 +151,7 @@ def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     mask = np.ones(len(p), dtype=bool)
     if flt.runs:
-        ok_runs = [i for i, r in enumerate(study.runs) if any(_run_matches(r, s) for s in flt.runs)]
+        ok_runs = [r for term in flt.runs for r in runs_named(study.runs, term)]
         mask &= np.isin(p.run, ok_runs)
     if flt.categories:
         mask &= np.isin(p.transition % 4, [CATEGORIES.index(c) for c in flt.categories])
@@ -198,26 +201,51 @@ def _per_run(study: Study, per_line: Any) -> np.ndarray:
     return out
 
 
-def _regex_mask(col: pa.ChunkedArray | pa.Array, regex: re.Pattern[str]) -> np.ndarray:
-    """Rows of a string column where `regex` matches (RE2 in Arrow; Python's re where RE2 refuses it)."""
+BACKTRACKING_BUDGET_S = 10.0
+"""How long a filter's regex may take where RE2 refuses it (backreferences, lookarounds) and a
+backtracking engine runs it: `(\\w+\\s?)*\\1X` would otherwise never end."""
+
+
+def _regex_mask(col: pa.ChunkedArray | pa.Array, regex: re.Pattern[str], deadline: float) -> np.ndarray:
+    """Rows of a string column where `regex` matches: RE2 in Arrow (linear time), or where RE2 refuses
+    the pattern, the `regex` module, which leaves the other threads running and stops at `deadline`
+    (time.monotonic) with a ValueError saying so."""
     try:
         hit = pc.match_substring_regex(col, regex.pattern, ignore_case=True)
         return pc.fill_null(hit, False).to_numpy(zero_copy_only=False).astype(bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return np.fromiter((bool(v and regex.search(v)) for v in col.to_pylist()), dtype=bool, count=len(col))
+        pass
+    import regex as backtracking
+
+    pattern = backtracking.compile(regex.pattern, backtracking.IGNORECASE | backtracking.VERSION0)
+    out = np.zeros(len(col), dtype=bool)
+    for i, value in enumerate(col.to_pylist()):
+        if not value:
+            continue
+        try:
+            left = max(deadline - time.monotonic(), 1e-3)
+            out[i] = pattern.search(value, timeout=left, concurrent=True) is not None
+        except TimeoutError:
+            raise ValueError(
+                f"the regex took over {BACKTRACKING_BUDGET_S:g} s and was stopped (backreferences and lookarounds "
+                "are matched by backtracking; without them the filter runs in linear time)"
+            ) from None
+    return out
 
 
 def _text_match(study: Study, regex: re.Pattern[str]) -> np.ndarray:
     """Pairs whose uid, item text (question, gold, aliases) or run's answer matches."""
     item_hits: dict[int, np.ndarray] = {}
+    deadline = time.monotonic() + BACKTRACKING_BUDGET_S
 
     def per_line(r: int) -> np.ndarray:
         run = study.runs[r]
-        hit = _regex_mask(study.column(r, "item_uid"), regex) | _regex_mask(study.column(r, "open_text"), regex)
+        hit = _regex_mask(study.column(r, "item_uid"), regex, deadline)
+        hit |= _regex_mask(study.column(r, "open_text"), regex, deadline)
         if run.items is not None:
             key = id(run.items)
             if key not in item_hits:
-                item_hits[key] = _regex_mask(run.items.table.column("search_text"), regex)
+                item_hits[key] = _regex_mask(run.items.table.column("search_text"), regex, deadline)
             rows = run.item_row
             hit |= np.where(rows >= 0, item_hits[key][np.maximum(rows, 0)], False)
         return hit

@@ -157,3 +157,28 @@ async def test_significance_says_there_is_no_dense_run_to_pair_with(study: Path,
         text = " ".join(svg_text(app.export_screenshot()).split())
         assert "No dense run to pair with: the tests of pruned vs dense have no rows." in text
         assert "wanda-s50" in text.split("The study holds")[1]
+
+
+@pytest.mark.parametrize("width", [60, 80, 130])
+def test_item_list_keeps_the_answer_readable_and_marks_every_cut(width: int) -> None:
+    """At 80 columns the fixed columns used to take the whole width (the answer got 2 cells, the flag
+    column fell off); cells in scripts with combining marks were cut without '…'."""
+    from rich.cells import cell_len
+    from rich.style import Style
+
+    from tui.widgets.item_table import COLUMNS, ItemTable
+
+    table = ItemTable(lambda i: [], lambda i: False)
+    table.label_width = 24
+    widths = table._widths(width)
+    answer = widths[[c[1] for c in COLUMNS].index("answer")]
+    assert answer >= max(12, width // 4) and sum(w + 1 for w in widths) <= width
+    thai = "กรุงเทพมหานครอมรรัตนโกสินทร์มหินทรายุธยามหาดิลกภพ"  # combining marks: fewer cells than code points
+    hindi = "महाराष्ट्र के वर्धा जिले में सेवाग्राम आश्रम " * 4
+    texts = ["demo__wanda-s50", "th", "x/th/1", "BC→RO", thai, hindi, ""]
+    segments = list(table._line(texts, width, Style()))
+    assert sum(cell_len(seg.text) for seg in segments) == width
+    for text, seg, w in zip(texts, segments, widths):
+        shown = seg.text[:-1]  # each cell ends in a space
+        assert cell_len(shown) == w
+        assert shown.endswith("…") == (cell_len(text) > w), (text, shown)

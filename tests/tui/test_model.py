@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +279,38 @@ def test_labels_fall_back_to_run_ids_when_conditions_and_models_repeat() -> None
     assert run_labels(runs) == ["a__dense", "b__dense", "s50"]
     runs.append(Run("n", "s50", "other/N"))
     assert run_labels(runs) == ["a__dense", "b__dense", "s50 · M", "s50 · N"]
+
+
+def test_a_run_named_exactly_is_not_mixed_with_runs_containing_its_name() -> None:
+    """The Overview opens a cell with `run:<folder name>`: gpt2__wanda-s50 must not bring in
+    distilgpt2__wanda-s50; a part of a name still picks every run containing it."""
+    from types import SimpleNamespace
+
+    from tui.view import runs_named
+
+    runs: Any = [
+        SimpleNamespace(name=n, label=n.split("__")[1])
+        for n in ("gpt2__dense", "gpt2__wanda-s50", "distilgpt2__dense", "distilgpt2__wanda-s50")
+    ]
+    assert runs_named(runs, "gpt2__wanda-s50") == [1]
+    assert runs_named(runs, "wanda") == [1, 3] and runs_named(runs, "dense") == [0, 2]
+    assert runs_named(runs, "gpt2__wanda") == [1, 3]
+
+
+def test_a_backtracking_regex_is_stopped_with_a_message(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backreferences go to a backtracking engine (RE2 refuses them): a pattern that would run for ever
+    is stopped after the budget with a message, and one that is merely a backreference works."""
+    import time
+
+    import tui.view
+
+    s = load_study([study])
+    hits = select(s, Filter.parse(r"(q)0\1"), set())
+    assert len(hits) == 0 and len(select(s, Filter.parse(r"(0)\1\1"), set())) > 0
+    monkeypatch.setattr(tui.view, "BACKTRACKING_BUDGET_S", 0.3)
+    import pyarrow as pa
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"the regex took over 0\.3 s and was stopped"):
+        tui.view._regex_mask(pa.array(["a" * 40 + "!"]), re.compile(r"(a|aa)+\1$"), time.monotonic() + 0.3)
+    assert time.monotonic() - t0 < 5

@@ -101,7 +101,11 @@ class ItemsScreen(DataScreen):
         except ValueError as exc:
             self.app.call_from_thread(self._show, np.zeros(0, dtype=np.int64), [f"filter error: {exc}"], inputs)
             return
-        idx = select(study, flt, app.flags.flagged)
+        try:
+            idx = select(study, flt, app.flags.flagged)
+        except ValueError as exc:  # a backtracking regex past its time
+            self.app.call_from_thread(self._show, np.zeros(0, dtype=np.int64), [f"filter error: {exc}"], inputs)
+            return
         hints = filter_hints(study, flt)
         if state.sort_key:
             idx = sort_order(study, idx, state.sort_key, state.reverse, app.flags.flagged)

@@ -29,6 +29,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("run's answer", "answer", -1),
     ("⚑", "flag", 2),
 )
+SHRINKABLE = (0, 2, 4)  # run, item, gold: narrowed (widest first) to keep the answer readable
 CellsFn = Callable[[int], list[str]]
 ARROW = " ▲"  # after the header of the sort column (" ▼" reversed)
 
@@ -79,6 +80,7 @@ class ItemTable(ScrollView, can_focus=True):
         self.fresh = True  # the cursor sits where set_rows put it: nobody moved it yet
         self.reference = "dense"  # what each run is paired with: 'dense', or 'base' under --baseline
         self.label_width = 16  # cells of the longest run label
+        self._widths_at: dict[tuple[int, int, str], list[int]] = {}
 
     def set_rows(self, rows: np.ndarray, cursor: int = 0, fresh: bool = True) -> None:
         self.rows, self.fresh = rows, fresh
@@ -94,20 +96,37 @@ class ItemTable(ScrollView, can_focus=True):
         return int(self.rows[self.cursor]) if len(self.rows) else None
 
     def _widths(self, width: int) -> list[int]:
-        widths = []
-        for header, _, w in COLUMNS:
-            if w == 0:
-                w = min(self.label_width, max(16, width // 3))
-            widths.append(max(w, cell_len(header.format(reference=self.reference) + ARROW)))
-        fixed = sum(w + 1 for w, (_, _, c) in zip(widths, COLUMNS) if c >= 0)
-        return [w if c >= 0 else max(8, width - fixed - 1) for w, (_, _, c) in zip(widths, COLUMNS)]
+        """Each column's cells at `width`: the answer column gets at least a quarter of the width (12 cells
+        at least), taken from the widest of run, item and gold (not below their headers) on a narrow terminal."""
+        key = (width, self.label_width, self.reference)
+        if key not in self._widths_at:
+            heads = [cell_len(h.format(reference=self.reference) + ARROW) for h, _, _ in COLUMNS]
+            widths = [
+                max(min(self.label_width, max(16, width // 3)) if w == 0 else w, h)
+                for (_, _, w), h in zip(COLUMNS, heads)
+            ]
+            rest = COLUMNS.index(next(c for c in COLUMNS if c[2] < 0))
+            floor = heads
+            over = sum(w + 1 for i, w in enumerate(widths) if i != rest) + max(12, width // 4) + 1 - width
+            while over > 0:
+                i = max(SHRINKABLE, key=lambda i: widths[i] - floor[i])
+                if widths[i] <= floor[i]:
+                    break
+                widths[i] -= 1
+                over -= 1
+            widths[rest] = max(8, width - sum(w + 1 for i, w in enumerate(widths) if i != rest) - 1)
+            self._widths_at = {key: widths}
+        return self._widths_at[key]
 
     def _line(self, texts: list[str], width: int, style: Style) -> Strip:
         segs = []
         for text, w in zip(texts, self._widths(width)):
-            cell = inert(text[: w + 1], max_len=None)
-            cut = cell_len(cell) > w  # a cut cell ends in '…'
-            segs.append(Segment(set_cell_size(cell, w - 1) + "… " if cut else set_cell_size(cell, w) + " ", style))
+            head = text[: 3 * w + 3]  # enough code points for w cells but for combining marks
+            cell = inert(head, max_len=None)
+            if cell_len(cell) > w or len(head) < len(text):  # a cut cell ends in '…'
+                segs.append(Segment(set_cell_size(cell, w - 1) + "… ", style))
+            else:
+                segs.append(Segment(set_cell_size(cell, w) + " ", style))
         return Strip(segs).adjust_cell_length(width, style)
 
     def render_line(self, y: int) -> Strip:
