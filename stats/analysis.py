@@ -544,6 +544,19 @@ def glmm_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+GLMM_TITLE = "Mixed-effects logistic regression"
+GLMM_COLUMNS = [
+    Column("term", "term", "text", "left"),
+    Column("estimate", "estimate", "num"),
+    Column("SE", "se", "num"),
+    Column("z", "z", "num"),
+    Column("p", "p", "p"),
+    Column("odds ratio", "odds_ratio", "num"),
+    Column("OR low", "or_low", "num"),
+    Column("OR high", "or_high", "num"),
+]
+
+
 def glmm_report(df: pd.DataFrame, formula: str, backend: str) -> tuple[ReportTable, Any]:
     """Fit the GLMM through `stats.glmm.fit_glmm` and tabulate its coefficients."""
     from stats.glmm import fit_glmm
@@ -551,16 +564,6 @@ def glmm_report(df: pd.DataFrame, formula: str, backend: str) -> tuple[ReportTab
     result = fit_glmm(glmm_frame(df), formula, backend=backend)
     coef = result.coef_table()
     records = [{k: _plain(v) for k, v in row.items()} for row in coef.to_dict(orient="records")]
-    cols = [
-        Column("term", "term", "text", "left"),
-        Column("estimate", "estimate", "num"),
-        Column("SE", "se", "num"),
-        Column("z", "z", "num"),
-        Column("p", "p", "p"),
-        Column("odds ratio", "odds_ratio", "num"),
-        Column("OR low", "or_low", "num"),
-        Column("OR high", "or_high", "num"),
-    ]
     terms = {str(t) for t in coef["term"]}
     summary = [str(s) for s in result.summary_lines()]
     # the coefficient rows are this table; keep the summary's other lines (method, SEs, fit status)
@@ -571,4 +574,11 @@ def glmm_report(df: pd.DataFrame, formula: str, backend: str) -> tuple[ReportTab
         "multiplicity."
     ]
     notes += [n for n in (size_note(formula),) if n] + summary
-    return ReportTable("glmm", "Mixed-effects logistic regression", cols, records, notes), result
+    return ReportTable("glmm", GLMM_TITLE, GLMM_COLUMNS, records, notes), result
+
+
+def glmm_not_fitted(formula: str, backend: str, reason: str) -> ReportTable:
+    """The GLMM's table where the model cannot be fitted to the data: no rows, the reason."""
+    return ReportTable(
+        "glmm", GLMM_TITLE, GLMM_COLUMNS, [], [f"Not fitted: {reason}", f"Formula: {formula}; backend: {backend}."]
+    )

@@ -170,7 +170,10 @@ def fit_glmm(df: Any, options: StatsOptions) -> tuple[Any, Any, str, float]:
 
     formula = options.glmm_formula or analysis.default_glmm_formula(df)
     t0 = time.perf_counter()
-    table, result = analysis.glmm_report(df, formula, options.glmm_backend)
+    try:
+        table, result = analysis.glmm_report(df, formula, options.glmm_backend)
+    except UserError as exc:  # a model these data cannot fit (one item, a constant response): the table says why
+        table, result = analysis.glmm_not_fitted(formula, options.glmm_backend, str(exc)), None
     return table, result, f"GLMM ({options.glmm_backend}): {formula}", time.perf_counter() - t0
 
 

@@ -75,10 +75,13 @@ def power_mcnemar(p_b: float, p_c: float, n: int, alpha: float = 0.05, method: s
 def power_mcnemar_normal(p_b: float, p_c: float, n: int, alpha: float = 0.05) -> float:
     """Connor (1987) normal approximation to the power of the two-sided asymptotic McNemar test."""
     disc, delta = p_b + p_c, abs(p_b - p_c)
-    if disc == 0 or disc - delta**2 <= 0:
+    if disc == 0:
         return 0.0
     z = norm.ppf(1 - alpha / 2)
-    return float(norm.cdf((delta * math.sqrt(n) - z * math.sqrt(disc)) / math.sqrt(disc - delta**2)))
+    shift, var = delta * math.sqrt(n) - z * math.sqrt(disc), disc - delta**2
+    if var <= 0:  # every pair discordant the same way: the statistic is fixed, Φ(±∞)
+        return 1.0 if shift > 0 else 0.0 if shift < 0 else 0.5
+    return float(norm.cdf(shift / math.sqrt(var)))
 
 
 def min_detectable_effect(

@@ -365,11 +365,21 @@ def build_design(df: pd.DataFrame, formula: ParsedFormula | str) -> Design:
     for r in f.random:
         key = data[list(r.group)].astype(str).agg(":".join, axis=1) if len(r.group) > 1 else data[r.group[0]]
         codes, uniques = pd.factorize(key, sort=True)
+        if len(uniques) < 2:
+            raise UserError(
+                f"grouping factor {r.group_label!r} of {r} has {len(uniques)} level: a random effect needs 2 or more "
+                "(lme4 refuses the same)"
+            )
         groups[r.group_label] = codes.astype(np.int64)
         levels[r.group_label] = len(uniques)
         for s in r.slopes:
             if _is_factor(data[s], False):
                 raise UserError(f"random slope {s!r} in {r} must be a numeric column (code a factor as 0/1 columns)")
             slopes[s] = data[s].to_numpy(dtype=float)
+    if not 0 < float(y.sum()) < float(trials.sum()):
+        raise UserError(
+            f"the response of {f.text!r} is constant (every row {'0' if y.sum() == 0 else 'a success'}): there is "
+            "nothing to model (lme4 refuses the same)"
+        )
     notes = [f"dropped {n_dropped} row(s) with missing values in formula columns"] if n_dropped else []
     return Design(f, y, trials, X, names, groups, levels, slopes, n_dropped, notes)

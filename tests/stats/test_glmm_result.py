@@ -152,6 +152,22 @@ def test_lme4_backend_reproduces_golden() -> None:
     assert "lme4 1.1" in r.backend_version and "Hessian" in r.se_method
 
 
+@pytest.mark.skipif(
+    shutil.which("Rscript") is None, reason="environment: R (Rscript) is not installed; the lme4 backend needs it"
+)
+def test_a_singular_fit_converges_in_both_backends() -> None:
+    """lme4 files "boundary (singular) fit" among its convergence messages; its optimizer converged all
+    the same (code 0), as mixedlm says: singular, not DID NOT CONVERGE."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"i{i}", c, int(rng.random() < p)) for i in range(30) for c, p in (("dense", 0.5), ("a", 0.4), ("b", 0.35))
+    ]
+    df = pd.DataFrame(rows, columns=["item", "condition", "y"])
+    for backend in ("mixedlm", "lme4"):
+        r = fit_glmm(df, "y ~ condition + (1|item)", backend=backend)
+        assert r.converged and r.singular, backend
+
+
 def test_odds_ratio_limits_past_double_range_are_infinite_without_a_warning(cbpp: pd.DataFrame) -> None:
     """Near-separation gives a Wald limit beyond e^709: the table holds +inf, and no NumPy warning leaks out."""
     import dataclasses
@@ -186,3 +202,40 @@ def test_a_typo_in_a_numeric_column_is_named(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "t.csv").write_text("y,x,g\n" + rows + "1,abc,g1\n", encoding="utf-8")
     _read_table(str(tmp_path / "t.csv"))
     assert "column 'x' is read as a factor (text) because of line 32: 'abc'" in capsys.readouterr().err
+
+
+def test_a_fit_stopped_where_mixedlm_cannot_evaluate_its_deviance_is_not_converged(tmp_path: Path) -> None:
+    """Pruned runs that repeat the dense run's outcomes: mixedlm's Laplace deviance is infinite past
+    θ ≈ 3, so its optimizer stopped there and said converged (logLik −73.66, lme4 −72.51 at θ 6.48,
+    with zero condition effects); the fit is marked not converged and says to use lme4."""
+    from stats.api import StatsOptions, analyse
+    from tests.synthetic import make_synthetic_study
+
+    runs = make_synthetic_study(tmp_path / "s", n_per_language=20, languages=("en", "de"))
+    dense = next(r for r in runs if r.name.endswith("dense"))
+    for run in runs:
+        if run != dense:
+            shutil.copy(dense / "outcomes.jsonl", run / "outcomes.jsonl")
+    result = analyse([tmp_path / "s"], StatsOptions(tests=("recognition",)))
+    assert result.glmm is not None and not result.glmm.converged
+    assert any("stops being finite" in w and "--glmm-backend lme4" in w for w in result.glmm.warnings)
+
+
+def test_a_model_the_data_cannot_fit_is_named_and_every_other_table_kept(tmp_path: Path) -> None:
+    """One item (a random effect of one level) and a constant response are refused as lme4 refuses
+    them; `stats` keeps its other tables and says in the GLMM's why it is not fitted (an internal
+    error used to lose the whole report)."""
+    from stats.api import StatsOptions, analyse
+    from tests.synthetic import make_synthetic_study
+
+    one = pd.DataFrame({"item": ["i0"] * 4, "condition": ["dense", "a"] * 2, "y": [0, 1, 1, 0]})
+    with pytest.raises(UserError, match=r"grouping factor 'item' of .* has 1 level"):
+        fit_glmm(one, "y ~ condition + (1|item)")
+    flat = pd.DataFrame({"item": ["i0", "i1"] * 2, "condition": ["dense"] * 2 + ["a"] * 2, "y": [0] * 4})
+    with pytest.raises(UserError, match="is constant"):
+        fit_glmm(flat, "y ~ condition + (1|item)")
+    make_synthetic_study(tmp_path / "s", n_per_language=1, languages=("en",))
+    result = analyse([tmp_path / "s"], StatsOptions(tests=("recognition",)))
+    glmm = result.tables[-1]
+    assert result.glmm is None and glmm.key == "glmm" and not glmm.records
+    assert glmm.notes[0].startswith("Not fitted: ") and len(result.tables) > 1

@@ -129,3 +129,12 @@ def test_min_detectable_effect_is_exact_to_the_printed_digits(n: int, disc: floa
     a, b, c = n + zb**2, -2 * za * math.sqrt(disc * n), za**2 * disc - zb**2 * disc
     closed = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
     assert min_detectable_effect(n, disc, method="normal") == pytest.approx(closed, rel=1e-9)
+
+
+def test_power_where_every_pair_is_discordant_the_same_way() -> None:
+    """π − δ² = 0 in Connor's formula: the statistic is fixed, so the power is Φ(+∞) = 1 when the
+    shift is positive (it was returned as 0, leaving the minimum detectable effect blank)."""
+    assert power_mcnemar_normal(1.0, 0.0, 40) == 1.0 == power_mcnemar(1.0, 0.0, 40)
+    assert power_mcnemar_normal(1.0, 0.0, 2) == 0.0  # too few pairs to reach significance
+    assert math.isclose(min_detectable_effect(40, 1.0, method="normal"), 0.43, abs_tol=5e-3)
+    assert math.isclose(min_detectable_effect(40, 1.0), min_detectable_effect(40, 0.999), abs_tol=5e-3)

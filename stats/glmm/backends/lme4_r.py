@@ -108,8 +108,10 @@ def fit(design: Design, **opts) -> GlmmResult:
         )
     order = {r.group_label: k for k, r in enumerate(design.formula.random)}
     components.sort(key=lambda vc: order[vc.group])
-    messages = list(res.get("convergence_messages", [])) + list(res.get("r_warnings", []))
-    converged = res["optimizer_code"] == 0 and not res.get("convergence_messages")
+    conv = list(res.get("convergence_messages", []))
+    messages = conv + list(res.get("r_warnings", []))
+    # lme4 files "boundary (singular) fit" among its convergence messages; the fit converged (singular below)
+    converged = res["optimizer_code"] == 0 and all(m.startswith("boundary (singular) fit") for m in conv)
     est = np.asarray(res["fixef"], dtype=float)
     se = np.asarray([np.nan if v is None else v for v in res[f"se_{se_kind}"]], dtype=float)
     if not converged:

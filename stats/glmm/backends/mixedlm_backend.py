@@ -65,11 +65,32 @@ def _hessian_se(result, n_theta: int) -> np.ndarray:
     return np.sqrt(np.diag(cov)[n_theta:])
 
 
+def _deviance_ends_past_optimum(result) -> bool:
+    """Whether mixedlm's deviance is not finite a little past the reported θ (each nonzero θ·1.1): its
+    optimizer then stopped at the edge of where it can evaluate the Laplace approximation, not at the
+    optimum, and reports convergence (seen where the outcome is the same for an item in every
+    condition, e.g. pruned runs that repeat the dense run: lme4 goes on to a larger θ and a higher
+    likelihood)."""
+    dev = result.as_function("deviance")
+    theta, beta = np.asarray(result.theta, dtype=float), np.asarray(result.beta, dtype=float)
+    for k in np.flatnonzero(theta):
+        probe = theta.copy()
+        probe[k] *= 1.1
+        try:
+            value = dev(np.r_[probe, beta])
+        except ValueError:  # a fit whose deviance takes θ alone (β by PIRLS)
+            value = dev(probe)
+        if not np.isfinite(value):
+            return True
+    return False
+
+
 def fit(design: Design, **opts) -> GlmmResult:
     """Fit with mixedlm.glmer; opts: nAGQ (1), se ('rx' | 'hessian'), optimizer, maxiter."""
     check_options("mixedlm", opts, OPTIONS)
     import mixedlm
     from mixedlm.families import Binomial
+    from mixedlm.models.checks import ModelCheckError
 
     se_kind = opts.get("se", "rx")
     if se_kind not in SE_METHODS:
@@ -85,7 +106,7 @@ def fit(design: Design, **opts) -> GlmmResult:
         warnings.simplefilter("always")
         try:
             r = mixedlm.glmer(formula, frame, family=Binomial(), nAGQ=nagq, weights=weights, control=control)
-        except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
+        except (ValueError, np.linalg.LinAlgError, RuntimeError, ModelCheckError) as exc:
             raise UserError(f"mixedlm could not fit {design.formula.text!r}: {exc}") from exc
     msgs = list(dict.fromkeys(str(w.message) for w in caught))
 
@@ -99,6 +120,13 @@ def fit(design: Design, **opts) -> GlmmResult:
     if not converged:
         msgs.append(
             f"mixedlm did not converge (optimizer {r.optimizer}: {r.message or 'no message'}; PIRLS converged: {r.pirls_converged})"
+        )
+    elif _deviance_ends_past_optimum(r):
+        converged = False
+        msgs.append(
+            "mixedlm stopped where its Laplace deviance stops being finite (just past θ = "
+            f"{', '.join(f'{t:.3g}' for t in r.theta)}), not at an optimum: the fit is not trustworthy; "
+            "fit it with --glmm-backend lme4"
         )
     singular = bool(r.isSingular())
     if singular:
