@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.contract.reader import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest, starting_runs
 from engine.errors import UserError
@@ -47,25 +48,52 @@ def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
         # no manifest yet: a run that is starting; one that cannot be read (damaged, newer format) is an error
         state = "pending" if not (Path(run_dir) / MANIFEST).exists() else "unreadable"
         return RunStatus(Path(run_dir).name, state, done, None, None, None, str(exc))
-    total = (m.get("counts") or {}).get("total") or (m.get("items") or {}).get("n")
-    rate = (m.get("timings") or {}).get("items_per_s")
-    state = m.get("status", "pending")
-    error = m.get("error")
+    try:
+        total = _field(m, "counts", "total", int) or _field(m, "items", "n", int)
+        rate = _field(m, "timings", "items_per_s", (int, float))
+        updated = _field(m, "timings", "updated", str)
+        state = m.get("status", "pending")  # a manifest without one is from before the field
+        if "status" in m and state not in STATES:
+            raise ValueError(f"status {state!r} is not one of {', '.join(STATES)}")
+        error = m.get("error")
+        when = datetime.fromisoformat(updated) if updated else None
+    except ValueError as exc:
+        return RunStatus(Path(run_dir).name, "unreadable", done, None, None, None, f"{Path(run_dir) / MANIFEST}: {exc}")
     if state == "running":
         held = _writer_alive(Path(run_dir))
         if held is False:  # its writer holds the lock from start to end, loading and pruning included
             state, error = "stalled", f"no process is writing it (stopped); {RESUME}"
         elif held is None:  # no lock to ask: the manifest's pid on this host, else its age
-            hw = m.get("hardware") or {}
-            updated = (m.get("timings") or {}).get("updated")
-            age = (now - datetime.fromisoformat(updated)).total_seconds() if updated else None
+            hw: dict[str, Any] = m["hardware"] if isinstance(m.get("hardware"), dict) else {}
+            age = (now - when).total_seconds() if when is not None else None
             same_host_dead = (
                 hw.get("host") == socket.gethostname() and isinstance(hw.get("pid"), int) and not pid_alive(hw["pid"])
             )
             if same_host_dead or (age is not None and age > STALE_AFTER_S):
                 state = "stalled"
+    if state == "complete" and total is not None and done != total:
+        state, error = (
+            "unreadable",
+            f"{Path(run_dir) / OUTCOMES}: {done} lines in a run marked complete with {total} items",
+        )
     eta = (total - done) / rate if state == "running" and rate and total else None
     return RunStatus(m.get("run_id", Path(run_dir).name), state, done, total, rate, eta, error)
+
+
+STATES = ("running", "complete", "failed")
+
+
+def _field(manifest: dict[str, Any], block: str, key: str, kind: type | tuple[type, ...]) -> Any:
+    """`manifest[block][key]` when it has the type `kind` (None when absent); ValueError naming it otherwise."""
+    part = manifest.get(block)
+    if part is None:
+        return None
+    if not isinstance(part, dict):
+        raise ValueError(f"{block} must be an object, got {type(part).__name__}")
+    value = part.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        raise ValueError(f"{block}.{key} has the wrong type ({value!r})")
+    return value
 
 
 def _writer_alive(run_dir: Path) -> bool | None:
@@ -108,9 +136,10 @@ def print_status(study: Path, file=None) -> int:
     from rich.table import Table
 
     from engine.safe_text import rich_text
+    from engine.terminal import stdout_console
 
     rows = study_status(study)
-    console = Console(file=file or sys.stdout)
+    console = stdout_console() if file is None else Console(file=file)
     if not rows:
         console.print(rich_text(f"{study}: no run folders yet"))
         return 0
@@ -121,7 +150,7 @@ def print_status(study: Path, file=None) -> int:
         items = f"{r.done}/{r.total}" if r.total is not None else str(r.done)
         table.add_row(
             rich_text(r.run_id),
-            r.state,
+            rich_text(r.state),
             items,
             f"{r.items_per_s:.2f}" if r.items_per_s else "-",
             _fmt_eta(r.eta_s),

@@ -112,3 +112,38 @@ def test_a_run_stopped_before_its_first_manifest(study: Path, capsys: pytest.Cap
     )
     assert print_status(study) == 1
     assert "demo__magnitude-s50" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"status": "bogus\x1b]0;T\x07\x1b[31m[reverse]X[/reverse]"}, "status 'bogus"),
+        ({"timings": [1]}, "timings must be an object"),
+        ({"counts": {"done": 0, "total": "8"}}, "counts.total has the wrong type ('8')"),
+        ({"timings": {"updated": "yesterday", "items_per_s": 1.0}}, "yesterday"),
+        ({"timings": {"updated": HOUR_AGO, "items_per_s": "fast"}}, "timings.items_per_s has the wrong type"),
+    ],
+)
+def test_a_manifest_status_cannot_read_is_named_not_a_crash(
+    study: Path, change: dict, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Wrong types in the fields status reads were internal errors; a status outside the format's
+    three was printed raw (escape sequences and Rich markup reached the terminal) and left out of the
+    summary line."""
+    path = study / RUN / MANIFEST
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **change}), encoding="utf-8")
+    status = run_status(study / RUN)
+    assert status.state == "unreadable" and named in (status.error or "") and str(path) in (status.error or "")
+    assert main(["status", str(study)]) == 1
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out + out.err and "1 unreadable" in out.out
+
+
+def test_a_complete_run_without_its_lines_is_named(study: Path) -> None:
+    path = study / RUN / MANIFEST
+    path.write_text(
+        json.dumps({**json.loads(path.read_text(encoding="utf-8")), "status": "complete"}), encoding="utf-8"
+    )
+    (study / RUN / OUTCOMES).unlink()
+    status = run_status(study / RUN)
+    assert status.state == "unreadable" and "0 lines in a run marked complete" in (status.error or "")
