@@ -117,9 +117,19 @@ def _overrides(args: argparse.Namespace) -> dict:
     out: dict = {}
     if args.n_per_language is not None:
         out["items.n_per_language"] = args.n_per_language
-    if args.languages:
-        out["items.languages"] = [x.strip() for x in args.languages.split(",") if x.strip()]
+    if args.languages is not None:
+        out["items.languages"] = _names(args.languages, "--languages")
     return out
+
+
+def _names(value: str, flag: str) -> list[str]:
+    """A comma-separated flag's names; none at all is refused (`--only ,` would run nothing)."""
+    from engine.errors import UserError
+
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    if not names:
+        raise UserError(f"{flag} {value!r}: names nothing; give comma-separated names or leave the flag out")
+    return names
 
 
 def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
@@ -142,8 +152,8 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
     study = study_from_dict(raw, spec_path, overrides)
     opts = _launch_options(raw, spec_path, args)
     plans = plan_runs(study)
-    if args.only:
-        wanted = [x.strip() for x in args.only.split(",") if x.strip()]
+    if args.only is not None:
+        wanted = _names(args.only, "--only")
         unknown = sorted(set(wanted) - {p.run_id for p in plans})
         if unknown:
             raise UserError(

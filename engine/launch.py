@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tomllib
 import traceback
@@ -49,7 +50,14 @@ def launch_options(spec_raw: Mapping[str, Any], spec_path: Path, **flags: Any) -
 
     table = spec_raw.get("launcher", {})
     table = {**table, **{k: v for k, v in flags.items() if v is not None}} if isinstance(table, dict) else table
-    return build_table(LaunchOptions, table, "[launcher]", spec_path)
+    opts = build_table(LaunchOptions, table, "[launcher]", spec_path)
+    if opts.kind == "slurm" and "cluster" not in opts.slurm_extra and shutil.which("srun") is None:
+        raise UserError(
+            "--launcher slurm: no SLURM on this machine (no srun on PATH), so submitit would run the jobs here "
+            'instead; use --launcher local, or [launcher] slurm_extra = { cluster = "local" } to try the job '
+            "array on this machine"
+        )
+    return opts
 
 
 def pending_runs(out: Path, run_ids: Sequence[str]) -> list[str]:

@@ -31,7 +31,7 @@ from engine.runfolder import (
     writer_lock,
 )
 from engine.study import RunPlan, plan_runs
-from engine.terminal import StepProgress, layer_task, progress_bars, stdout_console
+from engine.terminal import StepProgress, layer_task, library_bars, progress_bars, stdout_console
 from engine.threads import ThreadChoice, apply_threads, choose_threads
 
 
@@ -241,6 +241,7 @@ def _run_locked(
     try:
         write_json_atomic(run_dir / MANIFEST, manifest)
         device = resolve_device(plan.model.device)
+        library_bars(progress is not None)
         t_load = time.time()
         loaded = load_model(plan.model)
         load_s = time.time() - t_load

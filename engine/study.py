@@ -106,10 +106,12 @@ def _one_of(values: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v in values), "one of " + ", ".join(repr(v) for v in values)
 
 
+MAX_NEW_TOKENS = 32768  # a decoding cache is preallocated for every row: 10**12 tokens fail at allocation
+
 # Ranges and choices of keys whose type alone does not say what is allowed (None always passes).
 _RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
     "ProtocolConfig": {
-        "max_new_tokens": _at_least(1),
+        "max_new_tokens": ((lambda v: 1 <= v <= MAX_NEW_TOKENS), f"between 1 and {MAX_NEW_TOKENS}"),
         "batch_size": _at_least(1),
         "mc_rule": _one_of(MC_RULES),
         "lens": _one_of(LENSES),
@@ -268,7 +270,9 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
-        raw.setdefault(section, {})[key] = value
+        table = raw.setdefault(section, {})
+        if isinstance(table, dict):  # otherwise the section is refused below, naming what it is
+            table[key] = value
     _check_keys(raw, _TOP_KEYS, "the top level", path)
     name = raw.get("name") or path.stem
     if not isinstance(name, str):

@@ -20,12 +20,30 @@ UNWRAPPED_WIDTH = 100_000
 
 
 def stdout_console() -> Console:
-    """Stdout: a terminal's own width, or unbounded lines when stdout is a pipe or a file."""
+    """Stdout: a terminal's own width, or unbounded lines when stdout is a pipe or a file. A reader that
+    goes away (`| head`) raises BrokenPipeError, which the CLI ends with 141 as other tools do (Rich's
+    own handling exits 1, the code of an error)."""
     from rich.console import Console
 
-    return Console(
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeConsole(
         file=sys.stdout, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH
     )
+
+
+def library_bars(show: bool) -> None:
+    """transformers' and the hub's own progress bars (loading weights, writing shards) only where ours
+    show: off under --no-progress and when stderr is not a terminal (a log file)."""
+    if show and sys.stderr.isatty():
+        return
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
 
 
 def stderr_console() -> Console:

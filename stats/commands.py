@@ -156,9 +156,9 @@ def run_stats(args: argparse.Namespace) -> int:
         check_out_dir(args.out)  # before the analysis, not after it
     result = analyse(args.study, options)
     for problem in result.df.attrs.get("problems", []):
-        print(f"prunescope stats: warning: {problem}", file=sys.stderr)
+        print(f"prunescope stats: warning: {inert(problem)}", file=sys.stderr)
     for why in result.tr.attrs.get("unpaired", []):
-        print(f"prunescope stats: warning: left out of the paired tests: {why}", file=sys.stderr)
+        print(f"prunescope stats: warning: left out of the paired tests: {inert(why)}", file=sys.stderr)
     title = "prunescope stats: " + ", ".join(p.name or str(p) for p in args.study)
     emit(result.tables, args.format, title, result.summary)
     if args.out is not None:
@@ -188,8 +188,9 @@ def emit(tables: list, fmt: str, title: str, summary: list[str]) -> None:
         text = "".join(f"# {t.key}: {t.title}\n{report.render_csv(t)}\n" for t in tables)
         # to a terminal, escape sequences in the data (model ids, labels) are shown, not run; a file gets the bytes
         sys.stdout.write(inert(text, max_len=None, newlines=True) if sys.stdout.isatty() else text)
-    else:
-        sys.stdout.write(report.render_json(tables, {"title": title}))
+    else:  # JSON escapes control characters; to a terminal, bidi controls are shown as escapes too
+        text = report.render_json(tables, {"title": title})
+        sys.stdout.write(inert(text, max_len=None, newlines=True) if sys.stdout.isatty() else text)
 
 
 DIAGNOSTICS = "diagnostics.json"

@@ -28,6 +28,7 @@ from engine.runfolder import (
     write_json_atomic,
     writer_lock,
 )
+from engine.safe_text import inert
 
 
 @dataclass
@@ -152,6 +153,6 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
             manifest["status"] = "complete"
             manifest["counts"]["done"] = len(r.outcomes)
             write_json_atomic(path / MANIFEST, manifest)
-        print(f"prunescope import: wrote {path} ({len(r.outcomes)} items)", file=sys.stderr)
+        print(inert(f"prunescope import: wrote {path} ({len(r.outcomes)} items)"), file=sys.stderr)
         paths.append(path)
     return paths

@@ -44,6 +44,7 @@ from engine.importers.records import (
     pair_lines,
 )
 from engine.runfolder import sha256_text
+from engine.safe_text import inert
 
 ZIP_ZSTD = 93  # the zip compression method number of zstandard
 SCORE_VALUES = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}  # Inspect's CORRECT, INCORRECT, PARTIAL, NOANSWER
@@ -362,8 +363,10 @@ def read_inspect(
         tasks[task.name] = task
     if passed_over:
         print(
-            f"prunescope import: passed over {len(passed_over)} .json file(s) that are not Inspect logs "
-            f"(e.g. {passed_over[0]})",
+            inert(
+                f"prunescope import: passed over {len(passed_over)} .json file(s) that are not Inspect logs "
+                f"(e.g. {passed_over[0]})"
+            ),
             file=sys.stderr,
         )
     if not by_model:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Collection, Mapping, Sequence
 
 from engine.errors import UserError
+from engine.safe_text import inert
 
 FORMAT_PAIRS = (("{}", "{}_generative"), ("{}_mc", "{}_gen"), ("{}_mc", "{}_generative"))
 HINT = "recognised pairs are X/X_generative, X_mc/X_gen and X_mc/X_generative, or give --pair MC_TASK=GEN_TASK"
@@ -63,8 +64,10 @@ def model_pairs(
     used = {n for pair in pairs for n in pair}
     for name in sorted(set(kinds) - used):
         print(
-            f"prunescope import: skipped task {name} ({kinds[name] or 'no output_type'}): no twin in the other "
-            f"format (model {model})",
+            inert(
+                f"prunescope import: skipped task {name} ({kinds[name] or 'no output_type'}): no twin in the "
+                f"other format (model {model})"
+            ),
             file=sys.stderr,
         )
     if not pairs:

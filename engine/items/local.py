@@ -27,6 +27,9 @@ LIST_FIELDS = ("options", "aliases")
 OBJECT_FIELDS = ("source", "meta")
 
 
+CSV_CELL_LIMIT = 2**31 - 1
+
+
 def _utf8(data: bytes, path: Path, first_line: int = 1) -> str:
     """Decode `data` (starting at line `first_line` of `path`); invalid UTF-8 names its line."""
     try:
@@ -47,6 +50,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"line {n}", json.loads(text)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}: line {n}: JSON nested too deeply to be an item") from None
 
 
 def _parse_list(value: str, field: str) -> Any:
@@ -95,13 +100,17 @@ def _flat_rows(rows: Iterator[tuple[str, dict[str, Any]]], path: Path) -> Iterat
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     text = _utf8(path.read_bytes(), path).lstrip("\ufeff")
+    csv.field_size_limit(CSV_CELL_LIMIT)  # the module's 131072 would refuse a long context
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise UserError(f"{path}: empty CSV (a header row is required)")
-    for row in reader:
-        if None in row:
-            raise UserError(f"{path}: line {reader.line_num}: more cells than header columns")
-        yield f"line {reader.line_num}", row
+    try:
+        if not reader.fieldnames:
+            raise UserError(f"{path}: empty CSV (a header row is required)")
+        for row in reader:
+            if None in row:
+                raise UserError(f"{path}: line {reader.line_num}: more cells than header columns")
+            yield f"line {reader.line_num}", row
+    except csv.Error as exc:  # e.g. a quote left open runs to the end of the file
+        raise UserError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

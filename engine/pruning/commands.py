@@ -84,7 +84,7 @@ def prune_command(args: argparse.Namespace) -> int:
     from engine.preflight import check_calibration_source, check_out_dir
     from engine.pruning.apply import prune_model
     from engine.pruning.cache import default_cache_dir
-    from engine.terminal import layer_progress
+    from engine.terminal import layer_progress, library_bars
 
     if args.nsamples < 1 or args.seqlen < 2 or args.batch_size < 1:
         raise UserError(
@@ -113,6 +113,7 @@ def prune_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     check_model_source(ModelSpec(id=args.model), "MODEL")
     apply_threads(threads)
+    library_bars(True)  # as the pruning's own bar: on a terminal only
     loaded = load_model(ModelSpec(id=args.model, dtype=args.dtype, device="cpu"))
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     with layer_progress(f"pruning {args.method}") as progress:
@@ -165,6 +166,7 @@ def perplexity_command(args: argparse.Namespace) -> int:
     from engine.models import load_model, resolve_device
     from engine.protocol.evaluate import position_limit
     from engine.pruning.perplexity import perplexity_of_file
+    from engine.terminal import library_bars
 
     if args.seqlen < 2 or args.batch_size < 1:
         raise UserError(f"--seqlen must be >= 2 and --batch-size >= 1 (got {args.seqlen}, {args.batch_size})")
@@ -172,6 +174,7 @@ def perplexity_command(args: argparse.Namespace) -> int:
         raise UserError(f"--text {args.text}: {'is a folder' if args.text.is_dir() else 'no such file'}")
     device = resolve_device(args.device, "--device")
     threads = _threads(args)
+    library_bars(True)  # on a terminal only
     loaded = load_model(ModelSpec(id=str(args.model), dtype=args.dtype, device=device))
     limit = position_limit(loaded.model.config)
     if limit is not None and args.seqlen > limit[0]:

@@ -443,6 +443,50 @@ CASES: list[Case] = [
         setup=run_case(),
     ),
     Case(
+        "run-only-names-nothing",
+        lambda ws: [*_run_argv(ws), "--only", ","],
+        lambda ws: ["--only ','", "names nothing"],
+        setup=run_case(),
+    ),
+    Case(
+        "run-languages-flag-names-nothing",
+        lambda ws: [*_run_argv(ws), "--languages", " , "],
+        lambda ws: ["--languages", "names nothing"],
+        setup=run_case(),
+    ),
+    Case(
+        "run-override-of-an-items-list",
+        lambda ws: [*_run_argv(ws), "--n-per-language", "2"],
+        lambda ws: [str(ws / "study.toml"), "[[items]]"],
+        setup=run_case(replace=("[items]\n", "[[items]]\n")),
+    ),
+    Case(
+        "run-override-of-items-not-a-table",
+        lambda ws: [*_run_argv(ws), "--languages", "en"],
+        lambda ws: [str(ws / "study.toml"), "[items]"],
+        setup=lambda ws: _spec(ws, 'items = 5\n[[models]]\nid = "x"\n'),
+    ),
+    spec_case(
+        "run-max-new-tokens-huge",
+        "[protocol].max_new_tokens",
+        replace=("max_new_tokens = 2", "max_new_tokens = 1000000000000"),
+    ),
+    Case(
+        "run-slurm-without-slurm",
+        lambda ws: [*_run_argv(ws), "--launcher", "slurm"],
+        lambda ws: ["--launcher slurm", "no SLURM on this machine"],
+        setup=run_case(),
+    ),
+    Case(
+        "run-items-json-nested-too-deeply",
+        _run_argv,
+        lambda ws: [str(ws / "items.jsonl"), "line 2", "nested too deeply"],
+        setup=_both(
+            _write("items.jsonl", json.dumps(_item(1)) + "\n" + "[" * 100000 + "]" * 100000 + "\n"),
+            run_case(replace=('source = "bundled"\nlanguages = ["en", "de"]', 'source = "{ws}/items.jsonl"')),
+        ),
+    ),
+    Case(
         "run-out-made-from-another-spec",
         _run_argv,
         lambda ws: [str(ws / "out" / "study.toml"), "different spec", "line 1: \"name = 'other'\" then"],
@@ -846,3 +890,20 @@ def test_file_system_errors_anywhere_are_one_line(
     assert main(["status", "/anywhere"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"prunescope status: error: {expected}"), err
+
+
+def test_a_reader_that_goes_away_ends_stats_with_141(tmp_path: Path) -> None:
+    """`prunescope stats STUDY | head`: Rich's own handling of the broken pipe exits 1, the code of an
+    error; the CLI ends it with 141 as `validate | head` and other tools do."""
+    sample = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-illusion"
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'"{sys.executable}" -m engine.cli stats "{sample}" --no-glmm | head -1; exit ${{PIPESTATUS[0]}}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 141 and proc.stdout.strip() and "error" not in proc.stderr, proc.stderr

@@ -215,3 +215,14 @@ def test_error_counts_further_bad_rows(tmp_path):
     )
     with pytest.raises(UserError, match=r"line 1: .* \(and 2 more bad rows\)"):
         read_item_file(path)
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    """Python's csv refuses cells over 131072 characters by default: a long context was an internal error."""
+    path = tmp_path / "items.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "language", "question", "context", "answer", "options"])
+        w.writerow(["a", "en", "Capital of France?", "Paris. " * 30000, "Paris", "London|Paris|Rome"])
+    (item,) = read_item_file(path)
+    assert len(item["context"]) > 200000
