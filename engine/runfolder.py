@@ -266,11 +266,29 @@ def load_schema(name: str) -> dict[str, Any]:
         return json.load(f)
 
 
+INT64_MAX = 2**63 - 1
+
+
+def _bounded(node: Any) -> Any:
+    """The schema with every integer bounded to 64 bits (what the run index and numpy hold), so that a
+    rank of 10**30 is a schema error that `validate` names, not an overflow in `stats`."""
+    if isinstance(node, list):
+        return [_bounded(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _bounded(v) for k, v in node.items()}
+    types = out.get("type")
+    if types == "integer" or (isinstance(types, list) and "integer" in types):
+        out.setdefault("maximum", INT64_MAX)
+        out.setdefault("minimum", -INT64_MAX - 1)
+    return out
+
+
 @cache
 def _validator(name: str):
     import jsonschema
 
-    schema = load_schema(name)
+    schema = _bounded(load_schema(name))
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
 

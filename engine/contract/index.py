@@ -329,7 +329,17 @@ def _decode_chunk(layout: Layout, path: Path, body: bytes, base: int, lineno: in
         keep = np.asarray(kept, dtype=np.int64)
     crcs = [zlib.crc32(body[s:e]) for s, e in zip(starts[keep].tolist(), ends[keep].tolist())]
     lengths = ends[keep] - starts[keep] + 1
-    out.batches.append(_batch(layout, numbers[keep], base + starts[keep], lengths, crcs, views))
+    try:
+        out.batches.append(_batch(layout, numbers[keep], base + starts[keep], lengths, crcs, views))
+    except (OverflowError, pa.ArrowInvalid):  # a value no index column holds (an integer past 64 bits): name its line
+        for j, view in enumerate(views):
+            one = keep[j : j + 1]
+            try:
+                batch = _batch(layout, numbers[one], base + starts[one], lengths[j : j + 1], crcs[j : j + 1], [view])
+            except (OverflowError, pa.ArrowInvalid) as exc:
+                out.errors.append(corrupt_line(path, int(numbers[one[0]]), exc))
+                continue
+            out.batches.append(batch)
     return len(ends)
 
 

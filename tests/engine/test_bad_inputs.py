@@ -186,6 +186,14 @@ def _corrupt_line(ws: Path) -> None:
     path.write_text("".join([*lines[:2], "{oops\n", *lines[2:]]), encoding="utf-8")
 
 
+def _rank_past_64_bits(ws: Path) -> None:
+    def edit(recs):
+        recs[2]["gold_trace"]["first_token_rank"] = 10**30
+        return recs
+
+    _rewrite_lines(_run(ws) / OUTCOMES, edit)
+
+
 def _edit_item_keep_hash(ws: Path) -> None:
     def edit(recs):
         recs[2]["question"] = "edited"
@@ -622,6 +630,19 @@ CASES: list[Case] = [
         lambda ws: ["stats", _study(ws), "--no-glmm", "--strict"],
         lambda ws: [str(_run(ws) / OUTCOMES) + ":3"],
         setup=_corrupt_line,
+    ),
+    Case(
+        "stats-integer-past-64-bits",
+        lambda ws: ["stats", _study(ws), "--no-glmm"],
+        lambda ws: [str(_run(ws) / OUTCOMES) + ":3", "OverflowError"],
+        setup=_rank_past_64_bits,
+    ),
+    Case(
+        "validate-integer-past-64-bits",
+        lambda ws: ["validate", _study(ws)],
+        lambda ws: [str(_run(ws) / OUTCOMES) + ":3", "first_token_rank", "greater than the maximum"],
+        setup=_rank_past_64_bits,
+        stream="out",
     ),
     Case("stats-level", lambda ws: ["stats", _study(ws), "--level", "2"], lambda ws: ["--level", "2"]),
     Case("stats-test-unknown", lambda ws: ["stats", _study(ws), "--test", "bogus"], lambda ws: ["--test", "bogus"]),
