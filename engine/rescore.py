@@ -1,7 +1,9 @@
 """`prunescope rescore`: grade a study's stored outputs again under another scoring, into a derived study.
 
-Nothing is re-run and the source run folders are only read. Each derived run folder is complete, so
-`prunescope stats`, `tui` and `validate` read the derived study like any other:
+Nothing is re-run and the source run folders are only read. A source run that `prunescope validate`
+finds invalid is refused, its first problem named, before anything is written; a valid one may be
+running or failed, and its derived run folder keeps that status. `prunescope stats`, `tui` and
+`validate` read the derived study like any other:
 
 - `items.jsonl`: copied;
 - `outcomes.jsonl`: every line graded again by `engine.grading.regrade` (open and shown correctness
@@ -28,15 +30,16 @@ from engine.contract.reader import (
     MANIFEST,
     OUTCOMES,
     RunFolderError,
+    Scan,
     discover_runs,
     read_items,
     read_manifest,
     scan_jsonl,
 )
-from engine.errors import UserError
+from engine.errors import UserError, os_error_line
 from engine.grading import demotion_rule, regrade
 from engine.matching import Scoring
-from engine.runfolder import dumps_line, write_json_atomic
+from engine.runfolder import dumps_line, validate_run, validate_study, write_json_atomic
 
 STAGING = Path(".prunescope") / "rescore-staging"
 
@@ -98,21 +101,43 @@ def _hits(probes: dict[str, Any] | None) -> tuple[Any, ...]:
     )
 
 
-def rescore_run(run: Path, out: Path, scoring: Scoring, advance: Callable[[int], None] | None = None) -> RescoreSummary:
-    """Write `<out>/<run_id>/` graded under `scoring` from the source run folder `run`."""
+def _check_sources(runs: list[Path], advance: Callable[[int], None] | None = None) -> None:
+    """Refuse the source study where `prunescope validate` finds a problem, naming the first one."""
+    for run in runs:
+        problems = validate_run(run)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise UserError(f"{problems[0]}{more}; rescore reads only run folders that `prunescope validate` accepts")
+        if advance:
+            advance(1)
+    across = validate_study(runs)
+    if across:
+        raise UserError(f"{across[0]}; rescore reads only studies that `prunescope validate` accepts")
+
+
+def _read_source(run: Path) -> tuple[dict[str, Any], dict[str, Any], Scan[Any]]:
+    """The manifest, the items by uid and the outcome lines of a source run."""
     try:
         manifest = read_manifest(run)
         items = {it["item_uid"]: it for it in read_items(run)}
-        path = run / OUTCOMES
-        scan = scan_jsonl(path, strict=True)
-    except (RunFolderError, FileNotFoundError) as exc:
+        return manifest, items, scan_jsonl(run / OUTCOMES, strict=True)
+    except RunFolderError as exc:
         raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(os_error_line(exc) or f"{run / OUTCOMES}: cannot read ({exc.strerror})") from None
+
+
+def rescore_run(run: Path, out: Path, scoring: Scoring, advance: Callable[[int], None] | None = None) -> RescoreSummary:
+    """Write `<out>/<run_id>/` graded under `scoring` from the source run folder `run` (which
+    `rescore_study` has validated; lines are named by their line number in the file)."""
+    manifest, items, scan = _read_source(run)
+    path = run / OUTCOMES
     max_rank = _max_rank(manifest, run / MANIFEST)
     run_id = str(manifest.get("run_id") or run.name)
     summary = RescoreSummary(run_id, str(manifest.get("status", "unknown")))
     lines = []
     seen: set[str] = set()
-    for n, rec in enumerate(scan.records, 1):
+    for k, (n, rec) in enumerate(zip(scan.lines, scan.records), 1):
         item = items.get(rec.get("item_uid"))
         if item is None:
             raise UserError(f"{path}:{n}: item {rec.get('item_uid')!r} is not in {run / ITEMS}")
@@ -124,18 +149,14 @@ def rescore_run(run: Path, out: Path, scoring: Scoring, advance: Callable[[int],
         seen.add(item["item_uid"])
         try:
             new = regrade(rec, item, scoring, max_rank)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise UserError(f"{path}:{n}: outcome line lacks a field rescoring needs ({exc!r})") from None
-        summary.n += 1
-        summary.open_before += bool(rec["open"]["correct"])
-        summary.open_after += bool(new["open"]["correct"])
-        summary.shown_before += bool((rec.get("shown") or {}).get("correct"))
-        summary.shown_after += bool((new.get("shown") or {}).get("correct"))
-        summary.category_changed += new["category"] != rec.get("category")
-        summary.probe_hits_changed += _hits(new.get("probes")) != _hits(rec.get("probes"))
-        summary.not_probed += new["demotion"] == "not_probed" and rec.get("demotion") != "not_probed"
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise UserError(
+                f"{path}:{n}: cannot grade item {item['item_uid']!r}: this line or its item in {run / ITEMS} lacks "
+                "a field rescoring needs, or has one of the wrong type"
+            ) from None
+        _count(summary, rec, new)
         lines.append(dumps_line(new))
-        if advance and n % 256 == 0:
+        if advance and k % 256 == 0:
             advance(256)
     if advance:
         advance(len(lines) % 256)
@@ -153,6 +174,18 @@ def rescore_run(run: Path, out: Path, scoring: Scoring, advance: Callable[[int],
     }
     _write_run(out, run_id, run / ITEMS, "".join(lines), manifest)
     return summary
+
+
+def _count(summary: RescoreSummary, rec: dict[str, Any], new: dict[str, Any]) -> None:
+    """Add one line's changes to `summary`."""
+    summary.n += 1
+    summary.open_before += bool(rec["open"]["correct"])
+    summary.open_after += bool(new["open"]["correct"])
+    summary.shown_before += bool((rec.get("shown") or {}).get("correct"))
+    summary.shown_after += bool((new.get("shown") or {}).get("correct"))
+    summary.category_changed += new["category"] != rec.get("category")
+    summary.probe_hits_changed += _hits(new.get("probes")) != _hits(rec.get("probes"))
+    summary.not_probed += new["demotion"] == "not_probed" and rec.get("demotion") != "not_probed"
 
 
 def _write_run(out: Path, run_id: str, items: Path, outcomes: str, manifest: dict[str, Any]) -> None:
@@ -184,16 +217,20 @@ def rescore_study(source: Path, out: Path, scoring: Scoring, progress: bool = Fa
     if not runs:
         raise UserError(f"{source}: no run folders (a run folder holds manifest.json and outcomes.jsonl)")
     _check_out(out, runs)
-    out.mkdir(parents=True, exist_ok=True)
     if not progress:
+        _check_sources(runs)
+        out.mkdir(parents=True, exist_ok=True)
         return [rescore_run(run, out, scoring) for run in runs]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     total = sum(_count_lines(run / OUTCOMES) for run in runs)
-    columns = (TextColumn("rescore"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task("lines", total=total)
+        check = bar.add_task("validate", total=len(runs))
+        _check_sources(runs, lambda k: bar.advance(check, k))
+        out.mkdir(parents=True, exist_ok=True)
+        task = bar.add_task("rescore", total=total)
         return [rescore_run(run, out, scoring, lambda k: bar.advance(task, k)) for run in runs]
 
 

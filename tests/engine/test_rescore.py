@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import engine.rescore as rescore_mod
 from engine.cli import main
 from engine.contract.reader import ITEMS, MANIFEST, OUTCOMES, discover_runs, iter_outcomes, read_manifest
 from engine.errors import UserError
@@ -155,7 +158,7 @@ def test_bad_source_lines_are_named(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=rf"{OUTCOMES}:3: item 'nope/0/en' is not in"):
         rescore_study(study, tmp_path / "a", DEFAULT_SCORING)
     (run / OUTCOMES).write_text("".join(lines[:2]) + lines[1], encoding="utf-8")
-    with pytest.raises(UserError, match=rf"{OUTCOMES}:3: item .* appears twice .*validate --repair"):
+    with pytest.raises(UserError, match=rf"{OUTCOMES}:3: duplicate item .*validate --repair"):
         rescore_study(study, tmp_path / "dup", DEFAULT_SCORING)
     (run / OUTCOMES).write_text("".join(lines[:2]) + "{not json\n", encoding="utf-8")
     with pytest.raises(UserError, match=rf"{OUTCOMES}:3: corrupt line"):
@@ -170,12 +173,117 @@ def test_bad_source_lines_are_named(tmp_path: Path) -> None:
         rescore_study(tmp_path / "missing", tmp_path / "d", DEFAULT_SCORING)
 
 
-def test_a_torn_last_line_is_left_out_and_counted(tmp_path: Path) -> None:
+def _edit_manifest(run: Path, **fields: object) -> None:
+    manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+    (run / MANIFEST).write_text(json.dumps({**manifest, **fields}), encoding="utf-8")
+
+
+def _edit_line(path: Path, index: int, *keys: str, value: object) -> None:
+    """Set `keys` (a path into the record) of the line at 0-based `index` of a JSONL file to `value`."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    rec = json.loads(lines[index])
+    inner = rec
+    for key in keys[:-1]:
+        inner = inner[key]
+    inner[keys[-1]] = value
+    lines[index] = json.dumps(rec, ensure_ascii=False) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.mark.parametrize(("status", "tail"), [("running", b'{"item_uid": "half'), ("failed", b"")])
+def test_an_unfinished_run_keeps_its_status_and_a_torn_last_line_is_left_out(
+    tmp_path: Path, status: str, tail: bytes
+) -> None:
     study = _small_study(tmp_path)
     run = study / "demo__dense"
-    data = (run / OUTCOMES).read_bytes()
-    (run / OUTCOMES).write_bytes(data + b'{"item_uid": "half')
+    _edit_manifest(run, status=status)
+    data = b"".join((run / OUTCOMES).read_bytes().splitlines(keepends=True)[:90])
+    (run / OUTCOMES).write_bytes(data + tail)
     rescore_study(study, tmp_path / "out", DEFAULT_SCORING)
-    m = read_manifest(tmp_path / "out" / "demo__dense")
-    assert m["derived_from"]["n_outcomes"] == 96
+    new = tmp_path / "out" / "demo__dense"
+    m = read_manifest(new)
+    assert m["status"] == status
+    assert m["derived_from"]["n_outcomes"] == 90
     assert m["derived_from"]["outcomes_sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert validate_run(new) == []
+
+
+def _break_torn(run: Path) -> None:
+    (run / OUTCOMES).write_bytes((run / OUTCOMES).read_bytes() + b'{"item_uid": "half')
+
+
+def _break_empty(run: Path) -> None:
+    (run / OUTCOMES).write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_break_torn, rf"{OUTCOMES}: torn last line in a run that is not running"),
+        (_break_empty, rf"{OUTCOMES}: run is complete but 96 items have no outcome"),
+        (lambda run: _edit_line(run / OUTCOMES, 4, "language", value=5), rf"{OUTCOMES}:5: language: 5 is not"),
+        (
+            lambda run: _edit_line(run / OUTCOMES, 6, "gold_trace", "first_token_rank", value=-3),
+            rf"{OUTCOMES}:7: gold_trace/first_token_rank: -3 is",
+        ),
+        (lambda run: _edit_line(run / OUTCOMES, 0, "open", "correct", value="yes"), rf"{OUTCOMES}:1: open/correct"),
+        (lambda run: _edit_line(run / ITEMS, 3, "options", value="a|b"), rf"{ITEMS}:4: options: 'a\|b' is not"),
+        (lambda run: _edit_line(run / ITEMS, 8, "gold_index", value="1"), rf"{ITEMS}:9: gold_index: '1' is not"),
+        (lambda run: _edit_line(run / ITEMS, 2, "question", value=None), rf"{ITEMS}:3: question: None is not"),
+    ],
+)
+def test_an_invalid_source_run_is_refused_before_anything_is_written(
+    tmp_path: Path, damage: Callable[[Path], None], message: str
+) -> None:
+    """What `prunescope validate` (and so `stats`) refuses, rescore refuses too, naming file and line."""
+    study = _small_study(tmp_path)
+    shutil.copytree(SAMPLE / "demo__wanda-s50", study / "demo__wanda-s50")
+    damage(study / "demo__wanda-s50")  # the second run: the first is not written either
+    assert validate_run(study / "demo__wanda-s50")
+    with pytest.raises(UserError, match=rf"demo__wanda-s50/{message}.*`prunescope validate` accepts"):
+        rescore_study(study, tmp_path / "out", DEFAULT_SCORING)
+    assert not (tmp_path / "out").exists()
+
+
+def test_blank_lines_count_in_the_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines are named as `validate` names them: by their line in the file, blank lines included."""
+    study = _small_study(tmp_path)
+    run = study / "demo__dense"
+    lines = (run / OUTCOMES).read_text(encoding="utf-8").splitlines(keepends=True)
+    stray = json.loads(lines[3])
+    stray["item_uid"] = "nope/0/en"
+    (run / OUTCOMES).write_text("".join(lines[:2]) + "\n \n" + json.dumps(stray) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"{OUTCOMES}:5: item 'nope/0/en' is not in"):
+        rescore_study(study, tmp_path / "a", DEFAULT_SCORING)
+    # the lines rescore itself names (a grading failure after validation passed) are numbered the same way
+    _edit_manifest(run, status="running")
+    (run / OUTCOMES).write_text("".join(lines[:2]) + "\n \n" + lines[2], encoding="utf-8")
+    bad = json.loads(lines[2])["item_uid"]
+    real = rescore_mod.regrade
+
+    def regrade(rec: dict[str, Any], *args: Any) -> dict[str, Any]:
+        if rec["item_uid"] == bad:
+            raise AttributeError("'int' object has no attribute 'lower'")
+        return real(rec, *args)
+
+    monkeypatch.setattr(rescore_mod, "regrade", regrade)
+    with pytest.raises(UserError, match=rf"{OUTCOMES}:5: cannot grade item {bad!r}: this line or its item") as exc:
+        rescore_study(study, tmp_path / "b", DEFAULT_SCORING)
+    assert "AttributeError" not in str(exc.value) and "lower" not in str(exc.value)
+
+
+def test_a_bad_item_or_a_missing_file_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = _small_study(tmp_path)
+    run = study / "demo__dense"
+    _edit_line(run / ITEMS, 4, "language", value=7)
+    assert main(["rescore", str(study), "--out", str(tmp_path / "a"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{ITEMS}:5: language: 7 is not of type 'string'" in err and "Error" not in err, err
+    (run / ITEMS).write_bytes((SAMPLE / "demo__dense" / ITEMS).read_bytes())
+    (run / OUTCOMES).unlink()
+    assert main(["rescore", str(study), "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{run / OUTCOMES}: missing" in err and "Errno" not in err, err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
