@@ -6,7 +6,8 @@ What a prediction goes through before it is compared (docs/matching.md says the 
    new questions); a leading answer prefix such as ``Answer:``, ``A:``, ``Antwort:``, ``Réponse :``,
    ``Respuesta:``, ``Ответ:``, ``答案：``, ``答え：`` or ``الإجابة:`` is removed.
 2. **Normalisation** (`normalize`, the same for prediction, golds and options): Unicode NFKC, case
-   folding, language extras (Russian ``ё``→``е``; Arabic diacritics and tatweel removed, ``أ إ آ``→``ا``),
+   folding, invisible format characters removed (bidi marks, soft hyphen, joiners; a zero-width space
+   is a separator), language extras (Russian ``ё``→``е``; Arabic diacritics and tatweel removed, ``أ إ آ``→``ا``),
    every Unicode punctuation character (CJK ``。、「」《》・`` included) read as a separator, and articles
    dropped where the language has them (en, de, fr, es, it, pt, nl, ca as free words; French/Italian
    elided ``l'``; the Arabic prefix ``ال``).
@@ -151,6 +152,8 @@ def words(text: str, language: str) -> Words:
     """Normalised words and tokens of `text` (see the module docstring)."""
     lang = base_language(language)
     text = unicodedata.normalize("NFKC", text).casefold()
+    if not text.isprintable():  # invisible format characters: removed, a zero-width space a separator
+        text = "".join(" " if ch == "\u200b" else "" if unicodedata.category(ch) == "Cf" else ch for ch in text)
     if lang == "ru":
         text = text.replace("ё", "е")
     elif lang == "ar":

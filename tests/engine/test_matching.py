@@ -182,3 +182,12 @@ def test_f1_rule_with_guards() -> None:
     m = match_answer("K-pop", ["K"], "en", f1)  # F1 = 2/3, but a short gold must be a whole word
     assert (m.correct, m.guards) == (False, ("short",))
     assert match_answer("K-pop", ["K"], "en", Scoring.parse("f1>=0.5", "none")).correct
+
+
+def test_invisible_format_characters_do_not_decide_a_match():
+    """A right-to-left mark in an Arabic gold, a zero-width space or a soft hyphen in an output made a
+    visually identical answer wrong, even under containment."""
+    assert match_answer("Paris\u200b", ["Paris"], "fr").rule == "exact"
+    assert match_answer("باريس", ["\u200fباريس"], "ar").rule == "exact"
+    assert match_answer("\u200eBerlin ist die Hauptstadt", ["Berlin"], "de").rule == "contains"
+    assert normalize("Ber\u00adlin", "de") == "berlin" and normalize("Mont\u200bBlanc", "fr") == "mont blanc"
