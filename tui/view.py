@@ -37,6 +37,21 @@ FILTER_HELP = (
 )
 
 
+FILTER_KEYS = {  # each key of the filter with an example value
+    "lang": "de",
+    "language": "de",
+    "cat": "RO",
+    "category": "RO",
+    "trans": "BC>RO",
+    "transition": "BC>RO",
+    "run": "wanda-s70",
+    "cond": "wanda-s70",
+    "condition": "wanda-s70",
+    "demotion": "demoted",
+    "recovered": "yes",
+}
+
+
 @dataclass
 class Filter:
     """Parsed `/` query: `lang:de cat:recognition_only trans:BC→RO run:wanda demotion:demoted recovered:yes flag`
@@ -60,6 +75,8 @@ class Filter:
         words = []
         for tok in text.split():
             key, sep, val = tok.partition(":")
+            if sep and not val and key in FILTER_KEYS:  # `lang: es` would filter on nothing and search 'es'
+                raise ValueError(f"{tok} needs its value right after the colon, e.g. {key}:{FILTER_KEYS[key]}")
             if sep and key in ("lang", "language"):
                 f.languages += [v for v in val.split(",") if v]
             elif sep and key in ("cat", "category"):

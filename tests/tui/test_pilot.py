@@ -332,10 +332,16 @@ async def test_run_info_and_exports(study: Path) -> None:
 
 async def test_keymap_remaps_by_id(study: Path) -> None:
     app = PrunescopeApp(
-        [study], stats_glmm=False, run_stats=False, keymap={"app.screen_runinfo": "r,5", "app.quit": "x"}
+        [study],
+        stats_glmm=False,
+        run_stats=False,
+        keymap={"app.screen_runinfo": "r,5", "app.quit": "x", "items.sort": "o", "items.reverse": "v"},
     )
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
+        await pilot.press("2")
+        await loaded(pilot)
+        assert "/ filter  o sort  v reverse  ] [ discordant" in screen_text(app)  # the filter bar follows the keymap
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, RunInfoScreen)

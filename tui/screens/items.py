@@ -132,7 +132,7 @@ class ItemsScreen(DataScreen):
             f"   {len(idx)} of {total} rows",
             "   sort: ",
             f"{state.sort_key or 'file order'}{' ▼' if state.reverse else ''}",
-            "   / filter  s sort  r reverse  ] [ discordant  enter open",
+            self._key_hints(),
         )
         for error in errors:
             bar.append("\n" + inert(error, 400), style="bold red")
@@ -141,6 +141,21 @@ class ItemsScreen(DataScreen):
             self.query_one("#message", Static).update(
                 Text.assemble(("No item rows. ", "bold"), app.problem_text() or "The runs hold no outcome lines yet.")
             )
+
+    def _key_hints(self) -> str:
+        """The filter bar's keys as they are bound now (a --keymap remaps them)."""
+        keys: dict[str, str] = {}
+        for active in self.active_bindings.values():
+            if active.binding.id:
+                keys.setdefault(active.binding.id, self.app.get_key_display(active.binding))
+
+        def k(binding_id: str) -> str:
+            return keys.get(binding_id, "?")
+
+        return (
+            f"   {k('app.filter')} filter  {k('items.sort')} sort  {k('items.reverse')} reverse  "
+            f"{k('items.next_discordant')} {k('items.prev_discordant')} discordant  {k('items.open')} open"
+        )
 
     def on_item_table_opened(self, event: ItemTable.Opened) -> None:
         self.papp.open_item(event.index)
