@@ -180,6 +180,8 @@ def paired_table_report(
             cres = _clustered(sub, x, y)
             rec["p_clustered"], rec["clustered_test"] = cres.pvalue, cres.method
             flags.append(f"items recur ({cres.n_clusters} clusters)")
+            if cres.note and cres.note not in flags:  # why p (clustered) is missing
+                flags.append(("no clustered p: " if math.isnan(cres.pvalue) else "clustered test: ") + cres.note)
         disc = (table.b + table.c) / table.n if table.n else math.nan
         rec["mde_80"] = (
             min_detectable_effect(table.n, disc, 1 - level, 0.8, method="normal") if table.n and disc > 0 else math.nan

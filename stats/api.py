@@ -172,7 +172,10 @@ def fit_glmm(df: Any, options: StatsOptions) -> tuple[Any, Any, str, float]:
     t0 = time.perf_counter()
     try:
         table, result = analysis.glmm_report(df, formula, options.glmm_backend)
-    except UserError as exc:  # a model these data cannot fit (one item, a constant response): the table says why
+    except UserError as exc:
+        if options.glmm_formula is not None:  # the model the user asked for: their error to see
+            raise
+        # the default model, which these data cannot fit (one item, a constant response): the table says why
         table, result = analysis.glmm_not_fitted(formula, options.glmm_backend, str(exc)), None
     return table, result, f"GLMM ({options.glmm_backend}): {formula}", time.perf_counter() - t0
 

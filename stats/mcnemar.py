@@ -16,7 +16,7 @@ from scipy.stats import binom, chi2, norm
 from engine.errors import UserError
 from stats.binomial import logaddexp, logcdf_half, logpmf_half
 from stats.intervals import Interval, paired_difference_ci, paired_odds_ratio_ci
-from stats.report import format_p
+from stats.report import p_clause
 from stats.tables import PairedTable
 
 _LN2 = math.log(2.0)
@@ -159,16 +159,16 @@ class McNemarResult:
         o = self.odds_ratio
         if not math.isnan(o.estimate):
             text += f", conditional OR b/c = {o.format(2)} ({o.method})"
-        text += f"; p = {format_p(self.pvalue)}"
+        text += f"; {p_clause(self.pvalue)}"
         if self.method != "asymptotic":
-            text += f" (asymptotic p = {format_p(self.p_asymptotic)})"
+            text += f" (asymptotic {p_clause(self.p_asymptotic)})"
         if self.note:
             text += f" [{self.note}]"
         if self.adjustment is None:
             text += "; no multiplicity correction."
         else:
             a = self.adjustment
-            text += f"; {a.method} over '{a.family}' (m = {a.m}): adjusted p = {format_p(a.pvalue)}."
+            text += f"; {a.method} over '{a.family}' (m = {a.m}): adjusted {p_clause(a.pvalue)}."
         return text
 
 

@@ -2,6 +2,10 @@
 after the open prompt, as paired statistics on the items recognition-only after pruning and on all
 items: Hodges–Lehmann shift with its CI and the Wilcoxon signed-rank test (`stats.signed_rank`, as
 R computes them), medians, and the share of items whose gold first token stays in the top 1 / 5 / 10.
+
+With few non-zero differences the requested CI level cannot be reached; the HL cell then names the level
+its CI does reach, as R's wilcox.test reports it ('… (75% CI)' for 3 differences; 0%: a point), and
+CSV/JSON carry the achieved levels as rank_hl_level and logprob_hl_level.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def _shift(dense: np.ndarray, pruned: np.ndarray, level: float, prefix: str) -> 
         f"{prefix}_V": res.statistic,
         f"{prefix}_p": res.pvalue,
         f"{prefix}_test": res.method,
+        f"{prefix}_hl_level": res.conf_level,  # achieved; below `level` with few non-zero differences (R's)
     }
 
 
@@ -67,10 +72,10 @@ def rank_shift_report(tr: pd.DataFrame, level: float = 0.95, adjust_method: str 
         Column("n", "rank_n", "int"),
         Column("median rank dense", "rank_dense_median", "num"),
         Column("pruned", "rank_pruned_median", "num"),
-        Column(f"rank shift HL [{100 * level:g}% CI]", "rank_hl", "ci"),
+        Column(f"rank shift HL [{100 * level:g}% CI]", "rank_hl", "ci", level=level),
         Column("p (Wilcoxon)", "rank_p", "p"),
         Column(f"p adj. ({adjust_method})", "rank_p_adjusted", "p"),
-        Column(f"log-prob shift HL [{100 * level:g}% CI]", "logprob_hl", "ci"),
+        Column(f"log-prob shift HL [{100 * level:g}% CI]", "logprob_hl", "ci", level=level),
         Column("p (log-prob)", "logprob_p", "p"),
         Column("top 1 · 5 · 10, dense→pruned", "top", "text", "left"),
     ]

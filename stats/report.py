@@ -28,12 +28,16 @@ class Column:
 
     Kinds: text, int, rate (3 decimals), num (3 decimals), p (exact p), ci (key, key_low, key_high),
     rank_ci (as ci, for ranks: 1 decimal, none when whole).
+
+    `level` (ci kinds): the confidence level the header names; a row whose `key_level` (the level its CI
+    achieves) differs shows it after the interval, e.g. '1.375 [−0.200, 2.700] (75% CI)'.
     """
 
     header: str
     key: str
     kind: str = "text"
     align: str = "right"
+    level: float | None = None
 
 
 @dataclass
@@ -154,14 +158,28 @@ def _printed_tree(v: Any, kind: str) -> Any:
     return v
 
 
+P_FLOOR = 1e-300  # p-values below it print as "< 1e−300": 0 there is an underflow, not a probability of 0
+
+
 def format_p(p: Any) -> str:
-    """A p-value as every table, sentence and summary prints it: 0.042, 7.3e−05; '–' when there is none."""
+    """A p-value as every table, sentence and summary prints it: 0.042, 7.3e−05; '–' when there is none.
+
+    Below `P_FLOOR` (a p that underflowed to 0, e.g. an exact McNemar p of 1e−493, or a subnormal one with
+    few digits left) it prints '< 1e−300', as R prints '< 2.2e-16'; CSV and JSON keep the number."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
     p = float(p)
     if p >= 0.001:
         return f"{p:.3f}"
+    if p < P_FLOOR:
+        return "< 1e−300"
     return f"{p:.1e}".replace("-", "−")
+
+
+def p_clause(p: Any, name: str = "p") -> str:
+    """'p = 0.042' for a sentence; 'p < 1e−300' below `P_FLOOR` (no 'p = < …')."""
+    text = format_p(p)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
 
 
 def format_value(record: dict[str, Any], col: Column) -> str:
@@ -178,13 +196,23 @@ def format_value(record: dict[str, Any], col: Column) -> str:
         lo, hi = record.get(col.key + "_low"), record.get(col.key + "_high")
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
-        return f"{_num(v, 3)} [{_num(lo, 3)}, {_num(hi, 3)}]"
+        return f"{_num(v, 3)} [{_num(lo, 3)}, {_num(hi, 3)}]" + _level_shown(record, col, lo, hi)
     if col.kind == "rank_ci":
         lo, hi = record.get(col.key + "_low"), record.get(col.key + "_high")
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
-        return f"{_rank(v)} [{_rank(lo)}, {_rank(hi)}]"
+        return f"{_rank(v)} [{_rank(lo)}, {_rank(hi)}]" + _level_shown(record, col, lo, hi)
     raise ValueError(f"unknown column kind {col.kind!r}")
+
+
+def _level_shown(record: dict[str, Any], col: Column, lo: Any, hi: Any) -> str:
+    """' (75% CI)' where an interval reaches another level than the one the header names ('' otherwise)."""
+    achieved = record.get(col.key + "_level")
+    if col.level is None or achieved is None or achieved == col.level:
+        return ""
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (achieved, lo, hi)):
+        return ""
+    return f" ({100 * achieved:.4g}% CI)"
 
 
 def _rank(x: Any) -> str:
@@ -292,7 +320,9 @@ _SCI = re.compile(r"(−?\d(?:\.\d+)?)e([−+-]?)(\d+)")
 
 
 def _latex_cell(text: str) -> str:
-    """A display string for LaTeX; numbers like 7.3e−07 become $7.3\\times10^{-7}$."""
+    """A display string for LaTeX; numbers like 7.3e−07 become $7.3\\times10^{-7}$, '< 1e−300' $<10^{-300}$."""
+    if text == format_p(0.0):
+        return "$<10^{-300}$"
     m = _SCI.fullmatch(text)
     if m:
         sign = "-" if m.group(2) in ("−", "-") else ""

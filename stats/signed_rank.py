@@ -6,6 +6,16 @@
 - Otherwise: the normal approximation with tie and continuity correction; zero differences are
   dropped (Wilcoxon's convention); the CI and the estimate invert the standardised statistic with
   R's root finder (Brent's zeroin, tolerance 1e-4), ported so the numbers match R's.
+
+The requested confidence level cannot always be reached: with few non-zero differences the exact
+interval's coverage is a multiple of 2^−n, and the normal branch widens α (doubling it) until the
+limits fall inside the range of the differences. As R does, `conf_level` is then the level achieved
+(attr(conf.int, "conf.level") with R's warning "requested conf.level not achievable"):
+
+- exact: achieved α = 2 P(V ≤ q_u − 1); when it exceeds α by more than α/2 the level is
+  1 − signif(achieved α, 2) (n = 3: 0.75, n = 1: 0, a point interval), else the requested level;
+- normal: with α doubled to α', the level is 1 − min(1, α') when α' ≥ 1 or 1 − level < 0.75 α'
+  (one doubling from 0.05: 0.90); no interval (every difference equal, or all zero): 0.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ class SignedRankResult:
     lower: float
     upper: float
     method: str  # "exact" or "normal"
-    level: float
+    level: float  # the requested confidence level
+    conf_level: float  # the level the interval achieves (R's attr "conf.level"); 0 without an interval
 
 
 @cache
@@ -142,7 +153,7 @@ def signed_rank(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> S
     alpha = 1 - level
     if n == 0:  # every difference zero (R: V = 0, no p), or no pairs at all (R: no test)
         none = 0.0 if n_pairs else math.nan
-        return SignedRankResult(n_pairs, 0, none, math.nan, none, math.nan, math.nan, "-", level)
+        return SignedRankResult(n_pairs, 0, none, math.nan, none, math.nan, math.nan, "-", level, none)
     r, groups = _ranks(np.abs(x))
     v = float(r[x > 0].sum())
     ties = len(groups) != n
@@ -153,18 +164,20 @@ def signed_rank(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> S
         walsh.sort()
         qu = qsignrank(alpha / 2, n) or 1
         ql = n * (n + 1) // 2 - qu
-        return SignedRankResult(
-            n_pairs, n, v, pvalue, float(np.median(walsh)), float(walsh[qu - 1]), float(walsh[ql]), "exact", level
-        )
+        achieved = 2 * psignrank(qu - 1, n)
+        conf = 1 - float(f"{achieved:.2g}") if achieved - alpha > alpha / 2 else level  # R: 1 - signif(, 2)
+        lower, upper = float(walsh[qu - 1]), float(walsh[ql])
+        return SignedRankResult(n_pairs, n, v, pvalue, float(np.median(walsh)), lower, upper, "exact", level, conf)
     z = _standardised(x, 0.0, correct=True)
     pvalue = float(2 * min(norm.cdf(z), norm.sf(z)))
     lo_x, hi_x = float(x.min()), float(x.max())
     w_min, w_max = _standardised(x, lo_x, True), _standardised(x, hi_x, True)
     if not (math.isfinite(w_min) and math.isfinite(w_max)):  # every difference equal: no interval
-        return SignedRankResult(n_pairs, n, v, pvalue, (lo_x + hi_x) / 2, math.nan, math.nan, "normal", level)
+        return SignedRankResult(n_pairs, n, v, pvalue, (lo_x + hi_x) / 2, math.nan, math.nan, "normal", level, 0.0)
     a = alpha
     while w_min - norm.isf(a / 2) < 0 or w_max - norm.ppf(a / 2) > 0:
         a *= 2
+    conf = 1 - min(1.0, a) if (a >= 1 or 1 - level < a * 0.75) else level
     if a < 1:
         lower = _root(x, lo_x, hi_x, w_min, w_max, norm.isf(a / 2))
         upper = _root(x, lo_x, hi_x, w_min, w_max, norm.ppf(a / 2))
@@ -172,7 +185,7 @@ def signed_rank(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> S
         lower = upper = float(np.median(x))
     e_min, e_max = _standardised(x, lo_x, False), _standardised(x, hi_x, False)
     estimate = _zeroin(lambda d: _standardised(x, d, False), lo_x, hi_x, e_min, e_max, 1e-4)
-    return SignedRankResult(n_pairs, n, v, pvalue, estimate, lower, upper, "normal", level)
+    return SignedRankResult(n_pairs, n, v, pvalue, estimate, lower, upper, "normal", level, conf)
 
 
 def _root(x: np.ndarray, lo: float, hi: float, w_lo: float, w_hi: float, zq: float) -> float:

@@ -14,7 +14,7 @@ from scipy.stats import chi2
 
 from engine.errors import UserError
 from stats.mcnemar import McNemarResult, mcnemar
-from stats.report import format_p
+from stats.report import p_clause
 from stats.tables import PairedTable
 
 CLUSTER_METHODS = ("auto", "obuchowski", "durkalski")
@@ -118,8 +118,12 @@ class ClusteredResult:
     def report(self) -> str:
         text = (
             f"cluster-adjusted McNemar test ({self.method}), {self.n_pairs} pairs in {self.n_clusters} item "
-            f"clusters, b = {self.b}, c = {self.c}: χ² = {self.statistic:.3f}, df = 1, p = {format_p(self.pvalue)}"
+            f"clusters, b = {self.b}, c = {self.c}: "
         )
+        if math.isnan(self.statistic):
+            text += "no χ²" + ("" if math.isnan(self.pvalue) else f", {p_clause(self.pvalue)}")
+        else:
+            text += f"χ² = {self.statistic:.3f}, df = 1, {p_clause(self.pvalue)}"
         return text + (f" [{self.note}]" if self.note else "") + "."
 
 
@@ -130,6 +134,10 @@ def clustered_mcnemar(b: Sequence[int], c: Sequence[int], n: Sequence[int], meth
     Durkalski et al. (2003): χ² = (B − C)² / Σ d_i².
     'auto' follows Yang, Sun & Hardin (2010): Obuchowski for equal cluster sizes or K ≥ 50 clusters,
     Durkalski for fewer clusters of varying size.
+
+    B = C gives χ² = 0, p = 1 even where every d_i = 0 makes the variance 0 (0/0). B ≠ C with zero
+    variance (every cluster discordant in the same proportion, e.g. each one way only) and Obuchowski
+    with fewer than two clusters give no statistic (NaN) with a note saying why.
     """
     if method not in CLUSTER_METHODS:
         raise UserError(f"unknown clustered McNemar method {method!r}; choose from {', '.join(CLUSTER_METHODS)}")
@@ -160,9 +168,18 @@ def clustered_mcnemar(b: Sequence[int], c: Sequence[int], n: Sequence[int], meth
         var = k / (k - 1) * np.sum((d - ni * (big_b - big_c) / big_n) ** 2)
     else:
         var = float(np.sum(d**2))
-    if var <= 0:
+    if big_b == big_c:  # no imbalance: χ² = 0 and p = 1, as the unclustered test gives for b = c (also when 0/0)
+        return ClusteredResult(method, 0.0, 1.0, big_n, k, big_b, big_c)
+    if var <= 0:  # B ≠ C, yet every cluster has d_i = n_i·(B − C)/N (Durkalski: impossible, Σ d_i² > 0)
         return ClusteredResult(
-            method, math.nan, math.nan, big_n, k, big_b, big_c, "zero between-cluster variance: statistic undefined"
+            method,
+            math.nan,
+            math.nan,
+            big_n,
+            k,
+            big_b,
+            big_c,
+            "zero between-cluster variance (every cluster discordant in the same proportion)",
         )
     x2 = float((big_b - big_c) ** 2 / var)
     return ClusteredResult(method, x2, float(chi2.sf(x2, 1)), big_n, k, big_b, big_c)

@@ -407,3 +407,95 @@ def test_ratio_ci(method: str) -> None:
 def test_transformed_blaker() -> None:
     ci = paired_odds_ratio_ci(PairedTable.from_matrix(TABLES["ezra"]), "blaker")
     assert (ci.lower, ci.upper) == pytest.approx((3.2994, 74.0582), abs=6e-5)
+
+
+# R 4.x: wilcox.test(y, x, paired = TRUE, conf.int = TRUE, conf.level = level); attr(conf.int, "conf.level")
+# is the level achieved, below the requested one (R warns "requested conf.level not achievable") where
+# the exact interval's steps of 2^−n or the normal branch's doubling of α cannot reach it.
+SIGNED_RANK_LEVELS = [
+    # name, x, y, requested, achieved (R), lower, upper (R), method
+    ("n=3 exact", [0, 0, 0], [1.5, -0.2, 2.7], 0.95, 0.75, -0.2, 2.7, "exact"),
+    ("n=1 exact: a point", [3], [1], 0.95, 0.0, -2.0, -2.0, "exact"),
+    ("n=2 exact", [0, 0], [1, 2], 0.95, 0.5, 1.0, 2.0, "exact"),
+    ("n=4 exact: 1 - signif(0.125, 2)", [0] * 4, [0.3, 1.1, -0.4, 2.2], 0.95, 0.88, -0.4, 2.2, "exact"),
+    ("n=5 exact: within R's α/2 slack", [0] * 5, [0.3, 1.1, -0.4, 2.2, 0.7], 0.95, 0.95, -0.4, 2.2, "exact"),
+    ("n=6 ties", [1] * 6, [2, 3, 3, 0, 4, 2], 0.95, 0.8999999999999999, 5.243345687e-05, 2.499950109, "normal"),
+    ("n=4 ties", [0] * 4, [1, 1, 2, 3], 0.95, 0.5999999999999996, 1.0, 2.000037581, "normal"),
+    ("n=8 ties level 0.99", [0] * 8, [1, 1, 2, 3, -1, 4, 2, 5], 0.99, 0.96, 1.446226584e-05, 4.000005035, "normal"),
+    ("n=3 ties level 0.8: α ≥ 1", [0] * 3, [1, 1, 2], 0.8, 0.0, 1.0, 1.0, "normal"),
+    ("n=10 ties: reached", [0] * 10, [1, 1, 2, 3, -1, 4, 2, 5, 6, -2], 0.95, 0.95, 4.15668e-05, 4.000031488, "normal"),
+]
+
+
+@pytest.mark.parametrize("case", SIGNED_RANK_LEVELS, ids=[c[0] for c in SIGNED_RANK_LEVELS])
+def test_signed_rank_reports_the_achieved_level_as_r(case) -> None:
+    import numpy as np
+
+    from stats.signed_rank import signed_rank
+
+    _, x, y, level, achieved, lower, upper, method = case
+    r = signed_rank(np.array(x, float), np.array(y, float), level)
+    assert r.method == method and r.level == level
+    assert r.conf_level == pytest.approx(achieved, abs=1e-12)
+    assert r.lower == pytest.approx(lower, abs=2e-4) and r.upper == pytest.approx(upper, abs=2e-4)
+
+
+def test_signed_rank_without_an_interval_has_level_zero() -> None:
+    """R: every difference equal, or all zero, gives conf.int NaN with attr conf.level 0."""
+    import numpy as np
+
+    from stats.signed_rank import signed_rank
+
+    assert signed_rank(np.zeros(3), np.ones(3)).conf_level == 0.0
+    assert signed_rank(np.array([1.0, 2.0]), np.array([1.0, 2.0])).conf_level == 0.0
+    assert math.isnan(signed_rank(np.array([]), np.array([])).conf_level)
+
+
+def _rank_frame(ro_ranks: list[tuple[float, float]], other: int = 0):
+    import pandas as pd
+
+    rows = [(d, p, True) for d, p in ro_ranks] + [(1.0, 1.0 + (i % 3), False) for i in range(other)]
+    return pd.DataFrame(
+        {
+            "model": "m",
+            "condition": "wanda-s50",
+            "language": "en",
+            "recognition_only_pruned": [r[2] for r in rows],
+            "first_token_rank_dense": [r[0] for r in rows],
+            "first_token_rank_pruned": [r[1] for r in rows],
+            "seq_logprob_dense": [-r[0] for r in rows],
+            "seq_logprob_pruned": [-r[1] - 0.1 * i for i, r in enumerate(rows)],
+        }
+    )
+
+
+def test_rank_shift_table_names_the_level_its_ci_reaches() -> None:
+    """3 RO items: R's interval is a 75% one (exact, n = 3), not the 95% the header asks for."""
+    from stats.rank_shift import rank_shift_report
+    from stats.report import render_csv, render_latex, render_markdown
+
+    table = rank_shift_report(_rank_frame([(1, 3), (2, 9), (5, 4)], other=40))
+    ro = next(r for r in table.records if r["subset"] == "RO")
+    assert ro["rank_hl_level"] == 0.75 and ro["logprob_hl_level"] == 0.75
+    every = next(r for r in table.records if r["subset"] == "all")
+    assert every["rank_hl_level"] == 0.95
+    md = render_markdown([table])
+    assert "| 2.500 [−1.000, 7.000] (75% CI) |" in md  # R: 2.5, conf.int −1, 7, attr conf.level 0.75
+    assert "| −2.575 [−7.100, 0.800] (75% CI) |" in md  # R: −2.575, conf.int −7.1, 0.8, 0.75
+    row_all = next(line for line in md.splitlines() if "| all | all |" in line)
+    assert "% CI)" not in row_all  # 43 differences: 95% reached, nothing added
+    assert "(75\\% CI)" in render_latex([table])
+    assert "rank_hl_level" in render_csv(table).splitlines()[0]
+
+
+def test_ci_cell_names_the_level_only_where_it_differs() -> None:
+    from stats.report import Column, format_value
+
+    col = Column("HL [95% CI]", "hl", "ci", level=0.95)
+    rec = {"hl": 1.0, "hl_low": 0.5, "hl_high": 2.0, "hl_level": 0.95}
+    assert format_value(rec, col) == "1.000 [0.500, 2.000]"
+    assert format_value({**rec, "hl_level": 0.88}, col) == "1.000 [0.500, 2.000] (88% CI)"
+    assert format_value({**rec, "hl_level": 0.0, "hl_low": 1.0, "hl_high": 1.0}, col).endswith("(0% CI)")
+    no_ci = {**rec, "hl_level": 0.0, "hl_low": math.nan, "hl_high": math.nan}
+    assert format_value(no_ci, col) == "1.000 [–, –]"  # no interval: nothing to qualify
+    assert format_value({**rec, "hl_level": 0.88}, Column("HL", "hl", "ci")) == "1.000 [0.500, 2.000]"

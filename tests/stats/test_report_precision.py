@@ -54,3 +54,24 @@ def test_csv_and_json_hold_what_the_table_prints() -> None:
         "odds": None,
     }
     assert table.records[0]["r"] == 22 / 96  # the records themselves keep every digit
+
+
+def test_p_below_the_smallest_double_is_not_printed_as_zero() -> None:
+    """Exact McNemar with b = 3220, c = 484: the true p is 10^−492.8, which underflows to 0. Tables and
+    sentences print '< 1e−300' (as R prints '< 2.2e-16'), never '0.0e+00'; JSON keeps the number."""
+    from stats.binomial import logcdf_half
+    from stats.mcnemar import mcnemar
+    from stats.report import format_p, p_clause, render_latex
+    from stats.tables import PairedTable
+
+    res = mcnemar(PairedTable(2000, 3220, 484, 296), "exact")
+    assert res.pvalue == 0.0 and (math.log(2) + logcdf_half(484, 3704)) / math.log(10) < -300
+    assert format_p(0.0) == "< 1e−300" and format_p(5e-324) == "< 1e−300"
+    assert format_p(1e-300) == "1.0e−300" and format_p(7.3e-5) == "7.3e−05" and format_p(0.042) == "0.042"
+    assert p_clause(0.0) == "p < 1e−300" and p_clause(0.042, "adjusted p") == "adjusted p = 0.042"
+    sentence = res.report()
+    assert "; p < 1e−300 (asymptotic p < 1e−300);" in sentence and "e+00" not in sentence
+    table = ReportTable("t", "T", [Column("p", "p", "p")], [{"p": res.pvalue}])
+    assert "| \\< 1e−300 |" in render_markdown([table])
+    assert "$<10^{-300}$ \\\\" in render_latex([table])
+    assert json.loads(render_json([table]))["tables"][0]["records"][0]["p"] == 0.0

@@ -138,3 +138,65 @@ def test_power_where_every_pair_is_discordant_the_same_way() -> None:
     assert power_mcnemar_normal(1.0, 0.0, 2) == 0.0  # too few pairs to reach significance
     assert math.isclose(min_detectable_effect(40, 1.0, method="normal"), 0.43, abs_tol=5e-3)
     assert math.isclose(min_detectable_effect(40, 1.0), min_detectable_effect(40, 0.999), abs_tol=5e-3)
+
+
+@pytest.mark.parametrize("method", ["obuchowski", "durkalski", "auto"])
+def test_clustered_balanced_clusters_give_p_one(method: str) -> None:
+    """B = C with every d_i = 0: the variance is 0 and so is B − C; the answer is χ² = 0, p = 1
+    (as the unclustered test for b = c), not 0/0 = NaN."""
+    for n in ([2, 2, 2, 2], [2, 2, 2, 3]):
+        res = clustered_mcnemar([1, 1, 1, 0], [1, 1, 1, 0], n, method)
+        assert (res.statistic, res.pvalue, res.note) == (0.0, 1.0, ""), (method, n)
+    assert "χ² = 0.000, df = 1, p = 1.000" in res.report()
+
+
+def test_clustered_zero_variance_with_imbalance_says_why() -> None:
+    """B = 50, C = 0 over 25 clusters, each discordant the same way: no statistic, and a note naming why."""
+    res = clustered_mcnemar([2] * 25, [0] * 25, [2] * 25)
+    assert res.method == "obuchowski" and math.isnan(res.statistic) and math.isnan(res.pvalue)
+    assert res.note == "zero between-cluster variance (every cluster discordant in the same proportion)"
+    assert "no χ² [zero between-cluster variance" in res.report()
+    one = clustered_mcnemar([3], [1], [5])
+    assert math.isnan(one.pvalue) and one.note == "needs at least two clusters"
+
+
+def _within_frame(b_first: list[bool], b_second: list[bool], clusters: int):
+    """One run, `clusters` parallel items in two languages; mc right and open wrong (b) or the reverse (c)."""
+    import pandas as pd
+
+    rows = []
+    for lang, bs in (("en", b_first), ("sw", b_second)):
+        for i in range(clusters):
+            rows.append({"parallel_id": f"p{i}" if clusters > 1 else "p0", "language": lang, "b": bs[i]})
+    df = pd.DataFrame(rows)
+    df["mc_correct"] = df["b"]
+    df["open_correct"] = ~df["b"]
+    df["recognition_only"] = df["b"]
+    for k, v in {"model": "m", "method": "wanda", "sparsity": 0.5, "pattern": "unstructured", "condition": "c"}.items():
+        df[k] = v
+    df["run_id"] = "r"
+    return df
+
+
+def _within_row(df):
+    import pandas as pd
+
+    from stats.analysis import paired_table_report
+
+    table, _ = paired_table_report(df, pd.DataFrame(), "within", ["model"])
+    assert any(c.key == "p_clustered" for c in table.columns)
+    return table.records[0]
+
+
+def test_paired_table_report_shows_why_the_clustered_p_is_missing() -> None:
+    every_one_way = _within_row(_within_frame([True] * 25, [True] * 25, 25))
+    assert (every_one_way["b"], every_one_way["c"]) == (50, 0) and math.isnan(every_one_way["p_clustered"])
+    assert every_one_way["flag"] == (
+        "items recur (25 clusters); no clustered p: zero between-cluster variance "
+        "(every cluster discordant in the same proportion)"
+    )
+    single = _within_row(_within_frame([True] * 3, [False] * 3, 1))
+    assert single["flag"] == "items recur (1 clusters); no clustered p: needs at least two clusters"
+    balanced = _within_row(_within_frame([True] * 10, [False] * 10, 10))  # each item: one b, one c
+    assert (balanced["b"], balanced["c"], balanced["p_clustered"]) == (10, 10, 1.0)
+    assert balanced["flag"] == "items recur (10 clusters)"
