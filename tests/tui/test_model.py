@@ -94,7 +94,7 @@ def test_filter_parse_and_errors() -> None:
         Filter.parse("answer(")
     with pytest.raises(ValueError, match="unknown category"):
         Filter.parse("cat:maybe")
-    with pytest.raises(ValueError, match="lang: needs its value right after the colon, e.g. lang:de"):
+    with pytest.raises(ValueError, match=r"lang: needs its value right after the colon, e\.g\. lang:de"):
         Filter.parse("lang: es")  # was every row: an empty lang: and the regex 'es' (in every uid's "test")
 
 
