@@ -217,21 +217,9 @@ def _execute(spec_path: Path, out: Path, args: argparse.Namespace) -> int:
 
 
 def _launch_options(raw: dict, spec_path: Path, args: argparse.Namespace):
-    from engine.launch import launch_options
+    from engine.launch import LAUNCH_FLAGS, launch_options
 
-    flags = {
-        k: getattr(args, k)
-        for k in (
-            "cache_dir",
-            "address",
-            "num_workers",
-            "max_retries",
-            "partition",
-            "time_min",
-            "gpus_per_task",
-            "array_parallelism",
-        )
-    }
+    flags = {k: getattr(args, k) for k in LAUNCH_FLAGS if k not in ("kind", "cache_dir")}
     flags["kind"] = args.launcher
     flags["cache_dir"] = str(args.cache_dir) if args.cache_dir else None
     return launch_options(raw, spec_path, **flags)

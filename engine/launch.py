@@ -44,13 +44,29 @@ class LaunchOptions:
     cache_dir: str | None = None  # pruned-weights cache; default <study>/.prunescope/cache (shared)
 
 
+LAUNCH_FLAGS = {
+    "kind": "--launcher",
+    "cache_dir": "--cache-dir",
+    "address": "--address",
+    "num_workers": "--workers",
+    "max_retries": "--max-retries",
+    "partition": "--partition",
+    "time_min": "--time-min",
+    "gpus_per_task": "--gpus",
+    "array_parallelism": "--array-parallelism",
+}
+"""The [launcher] keys `prunescope run` flags set, with the flag that does."""
+
+
 def launch_options(spec_raw: Mapping[str, Any], spec_path: Path, **flags: Any) -> LaunchOptions:
-    """The spec's [launcher] table with the command-line flags laid over it, checked key by key."""
+    """The spec's [launcher] table with the command-line flags laid over it, checked key by key (a bad
+    value from a flag is named by the flag)."""
     from engine.study import build_table
 
+    given = {k: v for k, v in flags.items() if v is not None}
     table = spec_raw.get("launcher", {})
-    table = {**table, **{k: v for k, v in flags.items() if v is not None}} if isinstance(table, dict) else table
-    opts = build_table(LaunchOptions, table, "[launcher]", spec_path)
+    table = {**table, **given} if isinstance(table, dict) else table
+    opts = build_table(LaunchOptions, table, "[launcher]", spec_path, {k: LAUNCH_FLAGS[k] for k in given})
     if opts.kind == "slurm" and "cluster" not in opts.slurm_extra and shutil.which("srun") is None:
         raise UserError(
             "--launcher slurm: no SLURM on this machine (no srun on PATH), so submitit would run the jobs here "

@@ -150,18 +150,20 @@ _RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
 }
 
 
-def build_table(cls: type, table: Any, where: str, path: Path) -> Any:
-    """`cls(**table)` after checking keys, types and ranges; every error names `path` and the key."""
+def build_table(cls: type, table: Any, where: str, path: Path, flags: Mapping[str, str] | None = None) -> Any:
+    """`cls(**table)` after checking keys, types and ranges; every error names `path` and the key, or the
+    command-line flag that gave the key's value (`flags`: key -> flag)."""
     if not isinstance(table, dict):
         raise UserError(f"{path}: {where} must be a table, got {table!r}")
     _check_keys(table, _fields(cls), where, path)
     hints = typing.get_type_hints(cls)
     rules = _RULES.get(cls.__name__, {})
     for key, value in table.items():
+        name = (flags or {}).get(key) or f"{path}: {where}.{key}"
         if not _type_ok(value, hints[key]):
-            raise UserError(f"{path}: {where}.{key} must be {_type_name(hints[key])}, got {value!r}")
+            raise UserError(f"{name} must be {_type_name(hints[key])}, got {value!r}")
         if key in rules and value is not None and not rules[key][0](value):
-            raise UserError(f"{path}: {where}.{key} must be {rules[key][1]}, got {value!r}")
+            raise UserError(f"{name} must be {rules[key][1]}, got {value!r}")
     kwargs = dict(table)
     for key, value in kwargs.items():
         if typing.get_origin(hints[key]) is tuple:
@@ -259,6 +261,10 @@ def read_spec(path: Path) -> tuple[str, dict[str, Any]]:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
 
 
+OVERRIDE_FLAGS = {"items.n_per_language": "--n-per-language", "items.languages": "--languages"}
+"""The spec keys `prunescope run` flags override, with the flag that does."""
+
+
 def parse_study(path: Path, overrides: Mapping[str, Any] | None = None) -> Study:
     """Read and validate a study spec; every error names the file and the key."""
     return study_from_dict(read_spec(path)[1], Path(path), overrides)
@@ -283,7 +289,10 @@ def study_from_dict(raw: Mapping[str, Any], path: Path, overrides: Mapping[str, 
             "run one study per dataset with the same [[models]] and [pruning] and pool them with "
             "`prunescope stats STUDY_A STUDY_B` (the dataset becomes a factor)"
         )
-    items = build_table(ItemsSpec, raw.get("items", {}), "[items]", path)
+    given = {
+        dotted.split(".", 1)[1]: OVERRIDE_FLAGS[dotted] for dotted in overrides or {} if dotted.startswith("items.")
+    }
+    items = build_table(ItemsSpec, raw.get("items", {}), "[items]", path, given)
     models_raw = raw.get("models")
     if not models_raw or not isinstance(models_raw, list):
         raise UserError(f'{path}: needs at least one [[models]] table with an id (e.g. id = "demo")')

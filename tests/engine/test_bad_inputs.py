@@ -441,13 +441,19 @@ CASES: list[Case] = [
     Case(
         "run-workers-zero",
         lambda ws: [*_run_argv(ws), "--workers", "0"],
-        lambda ws: [str(ws / "study.toml"), "num_workers"],
+        lambda ws: ["--workers must be >= 1, got 0"],
         setup=run_case(),
     ),
     Case(
         "run-only-unknown-run",
         lambda ws: [*_run_argv(ws), "--only", "nope"],
         lambda ws: ["--only", "nope", str(ws / "study.toml")],
+        setup=run_case(),
+    ),
+    Case(
+        "run-n-per-language-flag-zero",
+        lambda ws: [*_run_argv(ws), "--n-per-language", "0"],
+        lambda ws: ["--n-per-language must be >= 1, got 0"],
         setup=run_case(),
     ),
     Case(
