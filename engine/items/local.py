@@ -101,7 +101,7 @@ def _flat_rows(rows: Iterator[tuple[str, dict[str, Any]]], path: Path) -> Iterat
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     text = _utf8(path.read_bytes(), path).lstrip("\ufeff")
     csv.field_size_limit(CSV_CELL_LIMIT)  # the module's 131072 would refuse a long context
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         if not reader.fieldnames:
             raise UserError(f"{path}: empty CSV (a header row is required)")
@@ -109,8 +109,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             if None in row:
                 raise UserError(f"{path}: line {reader.line_num}: more cells than header columns")
             yield f"line {reader.line_num}", row
-    except csv.Error as exc:  # e.g. a quote left open runs to the end of the file
-        raise UserError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
+    except csv.Error as exc:  # e.g. a quote never closed (it would take the rest of the file into one cell)
+        raise UserError(f"{path}: line {reader.line_num + 1}: not valid CSV ({exc})") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

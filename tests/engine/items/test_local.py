@@ -226,3 +226,14 @@ def test_a_csv_cell_longer_than_the_csv_modules_limit_is_read(tmp_path):
         w.writerow(["a", "en", "Capital of France?", "Paris. " * 30000, "Paris", "London|Paris|Rome"])
     (item,) = read_item_file(path)
     assert len(item["context"]) > 200000
+
+
+def test_a_quote_never_closed_is_named_with_its_line(tmp_path):
+    """Read leniently, the open quote took the rest of the file into one cell and the error was about
+    the options of a row that does not exist."""
+    path = tmp_path / "items.csv"
+    path.write_text(
+        'id,language,question,answer,options\n1,en,"What is it?,Paris,London|Paris\n2,en,Q2,A,A|B\n', encoding="utf-8"
+    )
+    with pytest.raises(UserError, match=r"items\.csv: line 2: not valid CSV \(unexpected end of data\)"):
+        read_item_file(path)
