@@ -63,6 +63,7 @@ class OverviewScreen(DataScreen):
         yield self.title_bar()
         yield Static(id="message", classes="message")
         table: DataTable = DataTable(id="grid", cursor_type="cell", zebra_stripes=False)
+        table.fixed_columns = 1  # the run labels stay when the languages scroll sideways
         yield table
         yield Static(id="legend", classes="legend")
         yield self.key_bar()
