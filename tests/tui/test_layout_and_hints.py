@@ -182,3 +182,24 @@ def test_item_list_keeps_the_answer_readable_and_marks_every_cut(width: int) -> 
         shown = seg.text[:-1]  # each cell ends in a space
         assert cell_len(shown) == w
         assert shown.endswith("…") == (cell_len(text) > w), (text, shown)
+
+
+@pytest.mark.asyncio
+async def test_help_is_laid_out_again_when_the_terminal_is_resized(study: Path) -> None:
+    """The keys table was laid out once, at the size the terminal had when `?` was pressed."""
+    from tui.widgets.lines import LinesView
+
+    app = PrunescopeApp([study], stats_glmm=False, run_stats=False)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("2", "question_mark")
+        await pilot.pause()
+
+        def widest() -> int:
+            view = app.screen.query_one("#help-lines", LinesView)
+            return max(view._source(n).cell_length for n in range(view.virtual_size.height))
+
+        wide = widest()
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert widest() <= int(60 * 0.9) - 6 < wide

@@ -55,15 +55,23 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        # The dialog is 90% of the screen wide, less its border, padding (.dialog in prunescope.tcss)
-        # and a vertical scroll bar.
+        with Vertical(id="help", classes="dialog"):
+            yield LinesView(id="help-lines")
+
+    def on_mount(self) -> None:
+        self._lay_out()
+
+    def on_resize(self) -> None:
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        """The keys table at the terminal's width: the dialog is 90% of the screen wide, less its border,
+        padding (.dialog in prunescope.tcss) and a vertical scroll bar; laid out again on a resize."""
         width = max(20, int(self.app.size.width * 0.9) - 6)
         lines = render_strips([bindings_table(self.under), Text("Filter syntax: " + FILTER_HELP, style="dim")], width)
-        view = LinesView(id="help-lines")
+        view = self.query_one(LinesView)
         view.styles.height = min(len(lines), max(1, int(self.app.size.height * 0.9) - 2))
         view.set_lines(lines)
-        with Vertical(id="help", classes="dialog"):
-            yield view
 
 
 class FilterScreen(ModalScreen["str | None"]):
