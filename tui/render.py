@@ -26,6 +26,12 @@ OK, BAD = "✓", "✗"
 _MEASURE = Console(width=100_000, color_system=None)  # Rich's measuring and wrapping only; nothing is printed
 
 
+# Characters of a generation shown on the item screen (the `e` export has every one): imported
+# harness outputs run long.
+OUTPUT_CHARS = 2000
+PROBE_CHARS = 1000
+
+
 def _t(value: Any, max_len: int = 300, style: str = "") -> Text:
     return rich_text(value, max_len=max_len, style=style)
 
@@ -158,10 +164,10 @@ def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
             matched += f" · {task.get('task')} {task.get('metric')} = {_num(task.get('value'), 2)}"
         table.add_row(
             _t(name, 40),
-            _t(op.get("text"), 600),
+            _t(op.get("text"), OUTPUT_CHARS),
             _tick(op.get("correct")),
             _t(matched, 200),
-            _t(sh.get("text") if sh else "–", 400),
+            _t(sh.get("text") if sh else "–", OUTPUT_CHARS),
             _tick(sh.get("correct") if sh else None),
             Text.assemble(_t(mc.get("choice"), 10), " ", _tick(mc.get("correct"))),
             _t(rec.get("category"), 40),
@@ -268,7 +274,7 @@ def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableTyp
             )
             for b in (beam.get("beams") or [])[:16]:
                 lines.append(
-                    Text.assemble("    ", _tick(b.get("correct")), f" {_num(b.get('score'))}  ", _t(b.get("text"), 300))
+                    Text.assemble("    ", _tick(b.get("correct")), f" {_num(b.get('score'))}  ", _t(b.get("text"), PROBE_CHARS))
                 )
         samp = probes.get("sampling")
         if samp:
@@ -279,7 +285,7 @@ def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableTyp
                 )
             )
             for s in (samp.get("samples") or [])[:16]:
-                lines.append(Text.assemble("    ", _tick(s.get("correct")), " ", _t(s.get("text"), 300)))
+                lines.append(Text.assemble("    ", _tick(s.get("correct")), " ", _t(s.get("text"), PROBE_CHARS)))
         one = probes.get("one_shot")
         if one:
             lines.append(
@@ -289,7 +295,7 @@ def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableTyp
                     "): ",
                     _tick(one.get("correct")),
                     " ",
-                    _t(one.get("text"), 300),
+                    _t(one.get("text"), PROBE_CHARS),
                 )
             )
         parts.append(Group(*lines))

@@ -203,3 +203,14 @@ async def test_help_is_laid_out_again_when_the_terminal_is_resized(study: Path) 
         await pilot.resize_terminal(60, 20)
         await pilot.pause()
         assert widest() <= int(60 * 0.9) - 6 < wide
+
+
+def test_long_generations_are_shown_whole_on_the_item_screen() -> None:
+    """An imported harness output of 1,500 characters was cut at 600 (the candidate-shown one at 400)."""
+    from tui import render
+    from tui.widgets.lines import render_strips
+
+    text = " ".join(f"w{i:04d}" for i in range(250))  # 1,499 characters
+    rec = {"open": {"text": text, "correct": False}, "shown": {"text": text[::-1], "correct": True}, "mc": {}}
+    lines = "".join(s.text for s in render_strips([render.outputs_table([("dense", rec)])], 130))
+    assert "w0249" in lines and "0000w" in lines and "chars]" not in lines
