@@ -274,7 +274,9 @@ def probes_block(records: Sequence[tuple[str, dict[str, Any]]]) -> RenderableTyp
             )
             for b in (beam.get("beams") or [])[:16]:
                 lines.append(
-                    Text.assemble("    ", _tick(b.get("correct")), f" {_num(b.get('score'))}  ", _t(b.get("text"), PROBE_CHARS))
+                    Text.assemble(
+                        "    ", _tick(b.get("correct")), f" {_num(b.get('score'))}  ", _t(b.get("text"), PROBE_CHARS)
+                    )
                 )
         samp = probes.get("sampling")
         if samp:
