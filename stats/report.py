@@ -365,6 +365,8 @@ def render_csv(table: ReportTable) -> str:
         for k in r:
             if k not in keys:
                 keys.append(k)
+    if not keys:  # no rows: the header of the columns all the same (an empty file is no CSV to a reader)
+        keys = [c.key for c in table.columns]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(keys)

@@ -7,6 +7,7 @@ survive the multiplicity correction, and whether failures after pruning are demo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -22,8 +23,16 @@ def _pct(x: float) -> str:
 
 
 def _span(values: Sequence[float]) -> str:
-    lo, hi = min(values), max(values)
+    """'12%–40%' over the values that exist ('–' when none does: a NaN is a cell without a verdict)."""
+    known = [v for v in values if not _missing(v)]
+    if not known:
+        return "–"
+    lo, hi = min(known), max(known)
     return _pct(lo) if lo == hi else f"{_pct(lo)}–{_pct(hi)}"
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
 
 
 def _option_counts(sub: pd.DataFrame) -> pd.Series:
@@ -131,13 +140,16 @@ def demotion_findings(table: ReportTable, level: float) -> list[str]:
         above = [r for r in recs if r["ro"] and r["p_ro_majority"] < alpha and r["ro_demoted_share"] > 0.5]
         dense = [r["dense_demoted_share"] for r in recs if r["dense_failed"]]
         unknown = any(r.get("not_probed") or r.get("dense_not_probed") for r in recs)
+        without = sum(_missing(r["demoted_share"]) for r in recs)
         lines.append(
             f"{model}, demoted vs erased ({recs[0]['rule']}): "
             f"{_span([r['demoted_share'] for r in recs])} of the pruned runs' open-generation failures "
             + ("with a verdict (some were not probed) " if unknown else "")
-            + f"are demoted ({_span(dense) if dense else '–'} of the dense run's); among recognition-only items "
+            + f"are demoted ({_span(dense)} of the dense run's)"
+            + (f", {without} condition(s) with no verdict at all" if without else "")
+            + "; among recognition-only items "
             f"the demoted share is significantly above one half in {len(above)} and below it in {len(below)} of "
-            f"{len(recs)} conditions (exact binomial test, α = {alpha:g}, unadjusted)."
+            f"{len(recs) - without} conditions (exact binomial test, α = {alpha:g}, unadjusted)."
         )
     return lines
 

@@ -75,3 +75,24 @@ def test_p_below_the_smallest_double_is_not_printed_as_zero() -> None:
     assert "| \\< 1e−300 |" in render_markdown([table])
     assert "$<10^{-300}$ \\\\" in render_latex([table])
     assert json.loads(render_json([table]))["tables"][0]["records"][0]["p"] == 0.0
+
+
+def test_a_table_without_rows_still_has_its_csv_header() -> None:
+    """A paper table with no rows was written as one newline, which CSV readers refuse."""
+    table = ReportTable("recovery-paired", "Recovery", [Column("model", "model"), Column("n", "n", "int")], [], [])
+    assert render_csv(table) == "model,n\n"
+
+
+def test_the_demotion_summary_leaves_out_conditions_without_a_verdict() -> None:
+    """Where every failure of a pruned run was not probed its demoted share is NaN: the sentence read
+    'nan%–nan%' or skipped it silently while counting it among the conditions."""
+    from stats.summary import demotion_findings
+
+    base = {"model": "m", "rule": "rank", "failed": 10, "ro": 4, "p_ro_majority": 0.5, "ro_demoted_share": 0.5}
+    recs = [
+        {**base, "demoted_share": float("nan"), "dense_failed": 5, "dense_demoted_share": 0.4, "not_probed": 10},
+        {**base, "demoted_share": 0.3, "dense_failed": 5, "dense_demoted_share": 0.4, "not_probed": 0},
+    ]
+    (line,) = demotion_findings(ReportTable("demotion", "Demotion", [], recs, []), 0.95)
+    assert "nan" not in line and "30.0%" in line and "1 condition(s) with no verdict at all" in line
+    assert "of 1 conditions" in line
