@@ -95,10 +95,14 @@ _BASELINE_WORDS = (
 )
 
 
-def baseline_wording(text: str) -> str:
-    """`text` with dense/pruned worded as baseline/run."""
+def baseline_wording(text: str, phrases_only: bool = False) -> str:
+    """`text` with dense/pruned worded as baseline/run, where they stand as words (not inside a name
+    such as `org/dense-7b` or `demo__dense`). `phrases_only`: not the single words `dense` and
+    `pruned`, which notes also use as labels (the condition `dense` of a model that is not the baseline)."""
     for old, new in _BASELINE_WORDS:
-        text = text.replace(old, new)
+        if phrases_only and " " not in old:
+            continue
+        text = re.sub(rf"(?<![\w/.-]){re.escape(old)}(?![\w/.-])", new, text)
     return text
 
 
@@ -107,7 +111,7 @@ def for_baseline(table: ReportTable) -> ReportTable:
     return replace(
         table,
         title=baseline_wording(table.title),
-        notes=[baseline_wording(n) for n in table.notes],
+        notes=[baseline_wording(n, phrases_only=True) for n in table.notes],
         columns=[replace(c, header=baseline_wording(c.header)) for c in table.columns],
     )
 

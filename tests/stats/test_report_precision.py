@@ -96,3 +96,16 @@ def test_the_demotion_summary_leaves_out_conditions_without_a_verdict() -> None:
     (line,) = demotion_findings(ReportTable("demotion", "Demotion", [], recs, []), 0.95)
     assert "nan" not in line and "30.0%" in line and "1 condition(s) with no verdict at all" in line
     assert "of 1 conditions" in line
+
+
+def test_baseline_wording_leaves_names_and_labels_alone() -> None:
+    """The dense/pruned words were replaced inside model ids and, in notes, in condition labels:
+    'org/dense-7b' became 'org/baseline-7b' and a note's 'org/other / dense' 'org/other / baseline'."""
+    from stats.report import baseline_wording
+
+    assert (
+        baseline_wording("Transitions dense → pruned of org/dense-7b") == "Transitions baseline → run of org/dense-7b"
+    )
+    assert baseline_wording("Left out: org/other / dense; the dense run of it", phrases_only=True) == (
+        "Left out: org/other / dense; the baseline run of it"
+    )
