@@ -106,9 +106,16 @@ def _check_resumable(run_dir: Path, manifest: dict[str, Any], ident: dict[str, A
     old = manifest.get("resume_identity")
     if old != ident:
         diff = sorted(k for k in ident if (old or {}).get(k) != ident[k])
+        why = ""
+        if diff == ["items_hash"]:
+            why = (
+                " (with the same spec: the item source's rows changed, or this prunescope reads them otherwise;"
+                " it keeps answers, aliases and options stripped and in NFC; `prunescope rescore` regrades"
+                " finished runs)"
+            )
         raise UserError(
             f"{run_dir / MANIFEST}: this run folder was made with a different "
-            f"{', '.join(diff) or 'spec'}; resume only with the same spec, or write to a new --out"
+            f"{', '.join(diff) or 'spec'}{why}; resume only with the same spec, or write to a new --out"
         )
 
 

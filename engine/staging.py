@@ -47,11 +47,12 @@ class StagedFolder:
         return self
 
     def unlock(self) -> None:
-        """Drop the lock and its file (the folder's mtime moves, so a sweeper leaves it alone a while)."""
+        """Drop the lock and its file, the file first (a sweeper then sees a folder without a lock whose
+        mtime just moved, and leaves it alone a while; never a free lock on a finished folder)."""
         if self._lock is not None:
+            (self.path / LOCK).unlink(missing_ok=True)
             self._lock.release()
             self._lock = None
-            (self.path / LOCK).unlink(missing_ok=True)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._lock is not None:

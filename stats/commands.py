@@ -6,8 +6,10 @@ Registration is cheap: pandas, scipy, matplotlib and the GLMM backends are impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,11 +211,27 @@ def write_outputs(out: Path, result: StatsResult, title: str, level: float) -> l
         stage = staged.path
         written = _write_all(stage, result, title, level)
         staged.unlock()
-        for made in sorted(stage.iterdir()):  # files replace theirs; folders replace theirs whole
-            if made.is_dir() and (out / made.name).exists():
-                os.replace(out / made.name, stage / f".old-{made.name}")
-            os.replace(made, out / made.name)
+        with _moving(out):  # one writer at a time moves its report in, so two reports never mix
+            for made in sorted(stage.iterdir()):  # files replace theirs; folders replace theirs whole
+                if made.is_dir() and (out / made.name).exists():
+                    os.replace(out / made.name, stage / f".old-{made.name}")
+                os.replace(made, out / made.name)
     return [out / p.relative_to(stage) for p in written]
+
+
+@contextlib.contextmanager
+def _moving(out: Path) -> Iterator[None]:
+    """An exclusive flock on the folder `out` itself (no file left in it), waiting for another
+    `stats --out` that is moving its report in; where the file system has no flock, none."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 def _write_all(out: Path, result: StatsResult, title: str, level: float) -> list[Path]:

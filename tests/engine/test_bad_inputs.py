@@ -91,6 +91,13 @@ def _rewrite_lines(path: Path, fn: Callable[[list[dict]], list[dict]]) -> None:
     path.write_text("".join(dumps_line(r) for r in fn(recs)), encoding="utf-8")
 
 
+def _set_resume_items_hash(run: Path, value: str) -> None:
+    """A run folder made from the items as an older prunescope read them (another items hash)."""
+    m = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+    m["resume_identity"]["items_hash"] = value
+    (run / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
+
+
 def _set_manifest(run: Path, **fields) -> None:
     m = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
     m.update(fields)
@@ -523,6 +530,17 @@ CASES: list[Case] = [
         _run_argv,
         lambda ws: [str(ws / "out" / "model__dense" / MANIFEST), "schema_version 7", "reads schema_version 1"],
         setup=_resume_setup(lambda run: _set_manifest(run, schema_version=7)),
+        new_files=True,
+    ),
+    Case(
+        "run-resume-items-read-otherwise",
+        _run_argv,
+        lambda ws: [
+            str(ws / "out" / "model__dense" / MANIFEST),
+            "items_hash (with the same spec",
+            "stripped and in NFC",
+        ],
+        setup=_resume_setup(lambda run: _set_resume_items_hash(run, "sha256:" + "0" * 64)),
         new_files=True,
     ),
     Case(

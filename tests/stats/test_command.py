@@ -362,3 +362,46 @@ def test_out_is_checked_before_the_analysis(study: Path, tmp_path: Path, capsys:
     (tmp_path / "report").write_text("in the way", encoding="utf-8")
     rc, out, err = _run(capsys, str(study), "--no-glmm", "--out", str(tmp_path / "report"))
     assert rc == 2 and "exists and is not a folder" in err and out == ""  # no tables computed and printed first
+
+
+RACE = """
+import sys
+from pathlib import Path
+import stats.commands as sc
+
+def quick(out, result, title, level):
+    written = []
+    for d in ("figures", "csv", "tex"):
+        (out / d).mkdir()
+        (out / d / "a.txt").write_text(sys.argv[2])
+        written.append(out / d / "a.txt")
+    (out / "REPORT.md").write_text(sys.argv[2])
+    return written + [out / "REPORT.md"]
+
+sc._write_all = quick
+errors = 0
+for _ in range(150):
+    try:
+        sc.write_outputs(Path(sys.argv[1]), None, "t", 0.95)
+    except Exception as exc:
+        errors += 1
+        print(type(exc).__name__, exc)
+print("errors", errors)
+"""
+
+
+def test_two_stats_out_into_one_folder_do_not_break_each_other(tmp_path: Path) -> None:
+    """Two `stats --out` moving their reports into one folder at once failed (Directory not empty,
+    FileNotFoundError) or left one report's REPORT.md beside the other's csv/; the moves now take turns."""
+    out = tmp_path / "report"
+    out.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(out), tag], cwd=root, stdout=subprocess.PIPE, text=True)
+        for tag in ("A", "B")
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(o.strip().endswith("errors 0") for o in outputs), outputs
+    report = (out / "REPORT.md").read_text()
+    assert all((out / d / "a.txt").read_text() == report for d in ("figures", "csv", "tex"))
+    assert not list(out.glob(".stats-*"))
