@@ -44,13 +44,12 @@ from engine.contract.reader import (
     ITEMS,
     MANIFEST,
     OUTCOMES,
+    WRITER_LOCK,
     RunFolderError,
     read_items,
     read_manifest,
     scan_jsonl,
 )
-
-WRITER_LOCK = ".writer.lock"
 
 
 def writer_lock(run_dir: Path):

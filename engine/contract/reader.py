@@ -25,6 +25,7 @@ READABLE_SCHEMA_VERSIONS = (1,)  # the manifest versions this prunescope reads
 MANIFEST = "manifest.json"
 ITEMS = "items.jsonl"
 OUTCOMES = "outcomes.jsonl"
+WRITER_LOCK = ".writer.lock"  # held by a run's writer from its start to its end
 STUDY_SPEC = "study.toml"
 
 T = TypeVar("T")
@@ -240,15 +241,19 @@ def is_run_dir(path: Path) -> bool:
 
 
 def starting_runs(study_dir: Path) -> list[Path]:
-    """Folders of a study that a writer has begun (items.jsonl or outcomes.jsonl) but that have no
-    manifest and no outcome line yet, sorted."""
+    """Folders of a study that a writer has begun (its lock, items.jsonl or outcomes.jsonl) but that
+    have no manifest and no outcome line yet, sorted; hidden folders (`.prunescope`, a `stats --out`
+    work folder) are not runs."""
     study_dir = Path(study_dir)
     if not study_dir.is_dir() or is_run_dir(study_dir):
         return []
     return sorted(
         p
         for p in study_dir.iterdir()
-        if p.is_dir() and not is_run_dir(p) and ((p / ITEMS).exists() or (p / OUTCOMES).exists())
+        if not p.name.startswith(".")
+        and p.is_dir()
+        and not is_run_dir(p)
+        and any((p / name).exists() for name in (WRITER_LOCK, ITEMS, OUTCOMES))
     )
 
 

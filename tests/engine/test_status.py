@@ -147,3 +147,17 @@ def test_a_complete_run_without_its_lines_is_named(study: Path) -> None:
     (study / RUN / OUTCOMES).unlink()
     status = run_status(study / RUN)
     assert status.state == "unreadable" and "0 lines in a run marked complete" in (status.error or "")
+
+
+def test_a_run_killed_right_after_taking_its_lock_is_shown(study: Path) -> None:
+    """A writer killed between taking its lock and writing items.jsonl leaves a folder holding the lock
+    file alone: status said nothing of it ("no run folders yet" in a new study)."""
+    starting = study / "demo__sparsegpt-s50"
+    starting.mkdir()
+    holder = {"host": socket.gethostname(), "pid": 2**22 + 1}
+    (starting / WRITER_LOCK).write_text(json.dumps(holder), encoding="utf-8")
+    (study / ".stats-x").mkdir()  # a `stats --out` work folder in the study folder is no run
+    (study / ".stats-x" / WRITER_LOCK).touch()
+    rows = {r.run_id: r for r in study_status(study)}
+    assert rows["demo__sparsegpt-s50"].state == "stalled" and ".stats-x" not in rows
+    assert starting not in discover_runs(study)
