@@ -12,7 +12,7 @@ from typing import Any
 from engine.contract.reader import MANIFEST, OUTCOMES, RunFolderError, discover_runs, read_manifest, starting_runs
 from engine.errors import UserError
 from engine.locks import pid_alive, probe_lock
-from engine.runfolder import WRITER_LOCK
+from engine.runfolder import WRITER_LOCK, load_schema
 
 STALE_AFTER_S = 600.0  # a running run without a lock to ask whose manifest is this old is stalled
 RESUME = "run the study's command again to resume it"
@@ -80,7 +80,7 @@ def run_status(run_dir: Path, now: datetime | None = None) -> RunStatus:
     return RunStatus(m.get("run_id", Path(run_dir).name), state, done, total, rate, eta, error)
 
 
-STATES = ("running", "complete", "failed")
+STATES = tuple(load_schema("manifest")["properties"]["status"]["enum"])  # running, complete, failed
 
 
 def _field(manifest: dict[str, Any], block: str, key: str, kind: type | tuple[type, ...]) -> Any:

@@ -106,11 +106,10 @@ class ItemTable(ScrollView, can_focus=True):
                 for (_, _, w), h in zip(COLUMNS, heads)
             ]
             rest = COLUMNS.index(next(c for c in COLUMNS if c[2] < 0))
-            floor = heads
             over = sum(w + 1 for i, w in enumerate(widths) if i != rest) + max(12, width // 4) + 1 - width
             while over > 0:
-                i = max(SHRINKABLE, key=lambda i: widths[i] - floor[i])
-                if widths[i] <= floor[i]:
+                i = max(SHRINKABLE, key=lambda i: widths[i] - heads[i])
+                if widths[i] <= heads[i]:
                     break
                 widths[i] -= 1
                 over -= 1
