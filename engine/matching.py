@@ -59,7 +59,8 @@ from engine.errors import UserError
 
 Rule = Literal["exact", "contains", "f1", "none"]
 GUARDS = ("hedge", "loop", "short")
-MATCHING_VERSION = 2  # 1: exact / contains without guards; 2: words, the guards, the f1 rule
+MATCHING_VERSION = 3  # 1: exact / contains without guards; 2: words, the guards, the f1 rule;
+# 3: invisible format characters removed in normalisation, a zero-width space separating words
 SHORT_MAX_CHARS = 3
 LOOP_MAX_UNIT = 8
 LOOP_MIN_COVERAGE = 0.5
