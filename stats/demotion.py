@@ -11,9 +11,10 @@ A failure that the rank does not demote and on which none of the rule's probes r
 is `not_probed`, as the engine labels it: its recovery is unknown, so it is counted apart and left
 out of the shares and the paired tests rather than counted as erased.
 
-An item with neither a gold rank nor a probe result (runs imported from another harness) cannot be
-told apart: it is `untraced`, and left out of the demotion table and figure rather than counted as
-erased.
+Runs imported from another harness may lack gold traces. A correct answer needs none and is counted
+as it is; a failure with neither a gold rank nor a probe result is `not_probed` (recovery unknown).
+A cell whose pruned or dense run recorded no rank and no probe result on any item has nothing to
+tell demoted from erased: it is left out of the demotion table and figure, and named in a note.
 """
 
 from __future__ import annotations
@@ -112,16 +113,21 @@ def traced(frame: pd.DataFrame, suffix: str = "") -> np.ndarray:
     return frame[[c for c in cols if c in frame]].notna().any(axis=1).to_numpy(bool)
 
 
+def both_traced(pairs: pd.DataFrame) -> bool:
+    """Whether the pruned and the dense side of `pairs` each have a rank or a probe result somewhere."""
+    return bool(traced(pairs, "_pruned").any() and traced(pairs, "_dense").any())
+
+
 def label(frame: pd.DataFrame, rule: DemotionRule, suffix: str = "") -> np.ndarray:
     """'demoted' / 'erased' / 'not_probed' (neither demoted by the rank nor probed by any of the rule's
-    probes: recovery unknown) for failed open generations, 'untraced' for failed ones with neither a rank
-    nor a probe result, '' for correct ones (object array)."""
+    probes, or without a rank under the rank alone: recovery unknown) for failed open generations, ''
+    for correct ones (object array)."""
     failed = ~frame[f"open_correct{suffix}"].to_numpy(bool)
     rank = frame[f"first_token_rank{suffix}"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
     demoted = (rank <= rule.max_rank) | recovered(frame, suffix, rule.probes)
-    known = probed(frame, suffix, rule.probes) if rule.probes else np.ones(len(frame), dtype=bool)
+    known = probed(frame, suffix, rule.probes) if rule.probes else np.isfinite(rank)
     verdict = np.where(demoted, "demoted", np.where(known, "erased", "not_probed"))
-    return np.where(failed, np.where(traced(frame, suffix), verdict, "untraced"), "")
+    return np.where(failed, verdict, "")
 
 
 def demotion_report(
@@ -136,13 +142,12 @@ def demotion_report(
     records = []
     untraced: list[str] = []
     unknown = 0  # items left out of the paired tests: not probed on either side
+    bare = 0  # failures with neither a rank nor a probe result, both sides, all-language rows
     for keys, sub in iter_cells(tr):
-        both = traced(sub, "_pruned") & traced(sub, "_dense")
-        if not both.any():  # nothing to tell demoted from erased (imported runs): absent, not erased
+        if not both_traced(sub):  # nothing to tell demoted from erased (imported runs): absent, not erased
             if keys.get("language") == "all":
                 untraced.append(f"{keys.get('model')} / {keys.get('condition')}")
             continue
-        sub = sub[both]
         lp, ld = label(sub, rule, "_pruned"), label(sub, rule, "_dense")
         ro = sub["recognition_only_pruned"].to_numpy(bool)
         n_dem, n_era = int((lp == "demoted").sum()), int((lp == "erased").sum())
@@ -151,6 +156,7 @@ def demotion_report(
         known = (lp != "not_probed") & (ld != "not_probed")
         if keys.get("language") == "all":
             unknown += int((~known).sum())
+            bare += int(((lp != "") & ~traced(sub, "_pruned")).sum() + ((ld != "") & ~traced(sub, "_dense")).sum())
         rec = {
             **keys,
             "n": len(sub),
@@ -225,6 +231,12 @@ def demotion_report(
             "not probed: failures the rank does not demote and on which none of the rule's probes ran (the "
             "engine's `not_probed`): recovery unknown, so they are left out of the shares, and items not probed "
             f"in either run out of the paired tests ({unknown} item pairs in the all-language rows)."
+        )
+    if bare:
+        notes.append(
+            "Gold traces missing (runs imported from another harness): correct answers need none and are "
+            f"counted; {bare} failures in the all-language rows (pruned and dense) have neither a gold rank nor a "
+            "probe result, so they are not probed."
         )
     if untraced:
         notes.append(

@@ -198,9 +198,48 @@ def trace_runs(df: pd.DataFrame, tr: pd.DataFrame) -> list[TraceRun]:
 
 
 def layer_report(df: pd.DataFrame, tr: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[ReportTable]:
-    """The layer-trace tables of the runs in `df` ([] when no run carries a layer trace)."""
+    """The layer-trace tables of the runs in `df` ([] when no run carries a layer trace). Runs with traces
+    whose reference run has none are named in a note of the summary table (with no rows when no run is
+    left to compare)."""
     runs = trace_runs(df, tr)
-    return layer_tables(layer_curves(runs, n_boot, seed, level), level, n_boot, seed) if runs else []
+    if not runs:
+        return []
+    traced = {r.run_id for r in runs}
+    orphans = [r for r in runs if r.reference is not None and r.reference not in traced]
+    kept = [r for r in runs if r.reference is None or r.reference in traced]
+    tables = layer_tables(layer_curves(kept, n_boot, seed, level), level, n_boot, seed)
+    if orphans:
+        note = (
+            "Not compared: "
+            + ", ".join(f"{r.run_id} (its reference run {r.reference} has no layer traces)" for r in orphans)
+            + "."
+        )
+        if tables:
+            tables[0].notes.append(note)
+        else:
+            tables = [_summary([], [note], level)]
+    return tables
+
+
+def _summary(records: list[dict], notes: list[str], level: float) -> ReportTable:
+    """The summary table: where each pruned curve leaves the dense CI."""
+    ci = f"{100 * level:g}% CI"
+    return ReportTable(
+        key="layer-trace",
+        title="Layer trace: where the pruned model leaves the dense curve",
+        columns=[
+            *key_columns(records),
+            Column("items", "items", "int"),
+            Column("first entry outside", "first_outside", "int"),
+            Column("direction", "direction", "text", "left"),
+            Column("entries outside", "n_outside", "int"),
+            Column("of", "entries", "int"),
+            Column(f"dense last entry ({ci})", "dense_last", "rank_ci"),
+            Column(f"pruned last entry ({ci})", "pruned_last", "rank_ci"),
+        ],
+        records=records,
+        notes=notes,
+    )
 
 
 def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> list[ReportTable]:
@@ -221,23 +260,7 @@ def layer_tables(curves: pd.DataFrame, level: float, n_boot: int, seed: int) -> 
         f"(B = {n_boot}, seed {seed}). A pruned curve leaves the dense one where its median lies outside "
         f"the dense {ci} (worse: a higher rank than the dense CI; better: a lower one)."
     )
-    records = departures(pairs).to_dict("records")
-    summary = ReportTable(
-        key="layer-trace",
-        title="Layer trace: where the pruned model leaves the dense curve",
-        columns=[
-            *key_columns(records),
-            Column("items", "items", "int"),
-            Column("first entry outside", "first_outside", "int"),
-            Column("direction", "direction", "text", "left"),
-            Column("entries outside", "n_outside", "int"),
-            Column("of", "entries", "int"),
-            Column(f"dense last entry ({ci})", "dense_last", "rank_ci"),
-            Column(f"pruned last entry ({ci})", "pruned_last", "rank_ci"),
-        ],
-        records=records,
-        notes=[how],
-    )
+    summary = _summary(departures(pairs).to_dict("records"), [how], level)
     by_layer = ReportTable(
         key=BY_LAYER,
         title="Layer trace by layer: median gold rank, dense vs pruned (entries outside the dense CI)",

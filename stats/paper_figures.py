@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from engine.safe_text import inert
-from stats.demotion import DemotionRule, label, traced
+from stats.demotion import DemotionRule, both_traced, label
 from stats.figures import _plt, _save
 from stats.intervals import wilson
 
@@ -27,6 +27,11 @@ _FORMAT_TITLES = {"open": "open generation", "shown": "candidates shown", "mc": 
 
 def _short(model: str) -> str:
     return inert(model.split("/")[-1], 40)
+
+
+def _reference(tr: pd.DataFrame) -> str:
+    """What the `_dense` side of the pairs is called: 'baseline' when the runs were paired with one."""
+    return "baseline" if tr.attrs.get("baseline") else "dense"
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
@@ -46,9 +51,10 @@ def _grid(plt, n: int, width: float, height: float, ncol: int = 3, **kw):
 
 def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Path]:
     """Stacked shares of all items: open correct / demoted / erased (/ not probed, where some failure had
-    none of the rule's probes), dense and each condition, per model (items without ranks or probe results
-    left out; no figure when none has them)."""
-    tr = tr[traced(tr, "_pruned") & traced(tr, "_dense")]
+    none of the rule's probes), dense (or the baseline) and each condition, per model (conditions whose
+    pruned or dense run has no rank and no probe result left out; no figure when none has them)."""
+    reference = _reference(tr)
+    tr = tr.groupby(["model", "condition"], observed=True).filter(both_traced)
     if tr.empty:
         return []
     plt = _plt()
@@ -58,7 +64,7 @@ def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Pa
         sub = tr[tr["model"].astype(str) == model]
         conds = sorted(sub["condition"].astype(str).unique())
         dense = sub.drop_duplicates("item_uid")
-        bars = [("dense", label(dense, rule, "_dense"))]
+        bars = [(reference, label(dense, rule, "_dense"))]
         bars += [(c, label(sub[sub["condition"].astype(str) == c], rule, "_pruned")) for c in conds]
         x = np.arange(len(bars))
         bottom = np.zeros(len(bars))
@@ -81,32 +87,32 @@ def demotion_shares(tr: pd.DataFrame, stem: Path, rule: DemotionRule) -> list[Pa
 
 
 def first_token_rank(tr: pd.DataFrame, stem: Path) -> list[Path]:
-    """ECDF of the gold answer's first-token rank, dense vs each pruned condition, one panel per model (no
-    figure when no rank was recorded: imported runs)."""
+    """ECDF of the gold answer's first-token rank, dense (or the baseline) vs each pruned condition, one
+    panel per model (no figure when no rank was recorded: imported runs)."""
     if not tr[["first_token_rank_dense", "first_token_rank_pruned"]].notna().any().any():
         return []
+    reference = _reference(tr)
     plt = _plt()
     models = _models(tr)
     fig, axes = _grid(plt, len(models), 5.2, 3.8, ncol=2, sharey=True)
     for ax, model in zip(axes.flat, models):
         sub = tr[tr["model"].astype(str) == model]
         dense = sub.drop_duplicates("item_uid")["first_token_rank_dense"].dropna().to_numpy(float)
-        series = [("dense", dense)] + [
+        series = [(reference, dense)] + [
             (str(c), s["first_token_rank_pruned"].dropna().to_numpy(float))
             for c, s in sub.groupby("condition", observed=True, sort=True)
         ]
-        for name, ranks in series:
+        for i, (name, ranks) in enumerate(series):
             if ranks.size == 0:
                 continue
             xs = np.sort(ranks)
             ys = np.arange(1, xs.size + 1) / xs.size
-            dense_line = name == "dense"
             ax.step(
                 xs,
                 ys,
                 where="post",
-                lw=2.0 if dense_line else 1.0,
-                color="black" if dense_line else None,
+                lw=2.0 if i == 0 else 1.0,
+                color="black" if i == 0 else None,
                 label=inert(name, 40),
             )
         for k in (1, 5, 10):

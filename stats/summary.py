@@ -129,9 +129,11 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
 
 
 def demotion_findings(table: ReportTable, level: float) -> list[str]:
-    """Per model: the demoted share of pruned failures and of RO items against the dense run's."""
+    """Per model: the demoted share of pruned failures and of RO items against the dense run's (the
+    baseline run's where the table is worded for one)."""
     lines = []
     alpha = 1 - level
+    runs, reference = ("runs'", "baseline run's") if "baseline" in table.title else ("pruned runs'", "dense run's")
     for model in dict.fromkeys(str(r["model"]) for r in table.records):
         recs = [r for r in table.records if r["model"] == model and r["failed"]]
         if not recs:
@@ -143,9 +145,9 @@ def demotion_findings(table: ReportTable, level: float) -> list[str]:
         without = sum(_missing(r["demoted_share"]) for r in recs)
         lines.append(
             f"{model}, demoted vs erased ({recs[0]['rule']}): "
-            f"{_span([r['demoted_share'] for r in recs])} of the pruned runs' open-generation failures "
+            f"{_span([r['demoted_share'] for r in recs])} of the {runs} open-generation failures "
             + ("with a verdict (some were not probed) " if unknown else "")
-            + f"are demoted ({_span(dense)} of the dense run's)"
+            + f"are demoted ({_span(dense)} of the {reference})"
             + (f", {without} condition(s) with no verdict at all" if without else "")
             + "; among recognition-only items "
             f"the demoted share is significantly above one half in {len(above)} and below it in {len(below)} of "

@@ -133,6 +133,38 @@ def test_studies_without_layer_traces_have_no_layer_tables(tmp_path: Path) -> No
     assert not [t for t in result.tables if t.key.startswith("layer-trace")]
 
 
+def test_pruned_runs_traced_without_their_reference_are_named(tmp_path: Path) -> None:
+    """Nothing silent: with the pruned run's traces only, the section is there with no rows and says why."""
+    from stats.api import StatsOptions, analyse
+    from stats.commands import write_outputs
+
+    runs = make_synthetic_study(tmp_path / "s", n_per_language=6, languages=("de", "en"), conditions=TRACED)
+    add_layer_traces([r for r in runs if r.name.endswith("__wanda-s50")])
+    result = analyse([tmp_path / "s"], StatsOptions(tests=("recognition",), glmm=False, boot=50))
+    (summary,) = [t for t in result.tables if t.key.startswith("layer-trace")]
+    assert summary.key == "layer-trace" and summary.records == []
+    why = "Not compared: tiny-llama__wanda-s50 (its reference run tiny-llama__dense has no layer traces)."
+    assert summary.notes == [why]
+    write_outputs(tmp_path / "out", result, "t", 0.95)
+    section = (tmp_path / "out" / "REPORT.md").read_text(encoding="utf-8").split("## Layer trace")[1]
+    assert "(no rows)" in section and "has no layer traces" in section
+    assert not (tmp_path / "out" / "figures" / "layer_trace.png").exists()
+
+
+def test_the_comparisons_left_out_are_named_beside_those_made(tmp_path: Path) -> None:
+    from stats.api import StatsOptions, analyse
+
+    models = (("synthetic/tiny-llama", 135_000_000), ("synthetic/small-qwen", 500_000_000))
+    runs = make_synthetic_study(tmp_path, n_per_language=6, languages=("de", "en"), conditions=TRACED, models=models)
+    add_layer_traces([r for r in runs if not r.name.startswith("small-qwen__dense")])
+    result = analyse([tmp_path], StatsOptions(tests=("recognition",), glmm=False, boot=50))
+    summary = next(t for t in result.tables if t.key == "layer-trace")
+    assert {r["model"] for r in summary.records} == {"synthetic/tiny-llama"}
+    assert summary.notes[-1] == (
+        "Not compared: small-qwen__wanda-s50 (its reference run small-qwen__dense has no layer traces)."
+    )
+
+
 LAYER_SAMPLE = Path(__file__).resolve().parents[2] / "sample_runs" / "smollm2-layer-trace"
 
 

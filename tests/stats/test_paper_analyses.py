@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
 from engine.cli import main
 from engine.grading import demotion as demotion_of
-from stats import analysis, demotion, ladder, rank_shift, recovery, transition_rates
+from stats import analysis, demotion, ladder, paper_figures, rank_shift, recovery, transition_rates
 from stats.load import load_study, transitions
 from tests.stats.planted import Outcome, write_study
 
@@ -150,6 +152,75 @@ def test_failures_no_probe_ran_on_are_not_probed_not_erased(pairs) -> None:
     # the engine's stored label for such a line says the same
     record = {"open": {"correct": False}, "gold_trace": {"first_token_rank": 500}, "probes": None}
     assert demotion_of(record, 10) == "not_probed"
+
+
+def _without_gold_traces(tr: pd.DataFrame) -> pd.DataFrame:
+    """The pairs as runs imported without gold traces give them: no ranks; and no probe result on the
+    dense run's 3 failures with rank 2 (en items 17–19, which the pruned run answers)."""
+    tr = tr.copy()
+    for side in ("_dense", "_pruned"):
+        tr[f"first_token_rank{side}"] = pd.array([pd.NA] * len(tr), dtype="Int64")
+    bare = ~tr["open_correct_dense"].to_numpy(bool) & tr["open_correct_pruned"].to_numpy(bool)
+    for col in ("beam_top_dense", "beam_any_dense", "sample_hits_dense", "one_shot_dense"):
+        tr[col] = tr[col].mask(bare)
+    return tr
+
+
+def test_without_gold_traces_correct_answers_still_count(pairs) -> None:
+    """Correct answers need no trace: all 40 items stay in the cell; failures are told apart by their
+    probes, and the dense failures with neither a rank nor a probe result are not probed."""
+    tr = _without_gold_traces(pairs[1])
+    table = demotion.demotion_report(tr, demotion.DemotionRule(10))
+    r = _row(table, language="all")
+    assert (r["n"], r["failed"], r["demoted"], r["erased"], r["not_probed"]) == (40, 17, 5, 12, 0)  # beam k < 5
+    assert (r["dense_failed"], r["dense_demoted"], r["dense_not_probed"]) == (6, 0, 3)
+    # the 3 unknown pairs leave the paired test: erased pruned {5…16}, dense {14, 15, 16} of 37 items
+    assert (r["b_erased"], r["c_erased"], r["delta_erased"]) == (9, 0, pytest.approx(9 / 37))
+    assert any("Gold traces missing" in n and "3 failures" in n for n in table.notes)
+    assert not any(
+        "Gold traces missing" in n for n in demotion.demotion_report(pairs[1], demotion.DemotionRule(10)).notes
+    )
+    rank_alone = _row(demotion.demotion_report(tr, demotion.DemotionRule(10, ())), language="all")
+    assert (rank_alone["demoted"], rank_alone["erased"], rank_alone["not_probed"]) == (0, 0, 17)  # no rank: unknown
+
+
+def test_without_any_trace_or_probe_a_cell_is_left_out(pairs) -> None:
+    tr = _without_gold_traces(pairs[1])
+    for col in ("beam_top_pruned", "beam_any_pruned", "sample_hits_pruned", "one_shot_pruned"):
+        tr[col] = tr[col].mask(np.ones(len(tr), dtype=bool))
+    table = demotion.demotion_report(tr, demotion.DemotionRule(10))
+    assert table.records == [] and "planted/model / wanda-s50" in table.notes[-1]
+    assert paper_figures.demotion_shares(tr, Path("unused"), demotion.DemotionRule(10)) == []
+
+
+def _figure(monkeypatch: pytest.MonkeyPatch, draw) -> Any:
+    """The figure `draw(stem)` makes, caught before it is saved and closed."""
+    made = []
+    monkeypatch.setattr(paper_figures, "_save", lambda fig, stem: made.append(fig) or [])
+    draw(Path("unused"))
+    (fig,) = made
+    return fig
+
+
+def test_the_demotion_figure_counts_correct_answers_without_traces(pairs, monkeypatch: pytest.MonkeyPatch) -> None:
+    tr = _without_gold_traces(pairs[1])
+    fig = _figure(monkeypatch, lambda stem: paper_figures.demotion_shares(tr, stem, demotion.DemotionRule(10)))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["dense", "wanda-s50"]
+    heights = {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
+    assert heights["open correct"] == pytest.approx([34 / 40, 23 / 40])
+    assert heights["not probed"] == pytest.approx([3 / 40, 0.0])
+
+
+def test_figures_of_a_baseline_study_say_baseline(pairs, monkeypatch: pytest.MonkeyPatch) -> None:
+    df, _ = pairs
+    tr = transitions(df, baseline="model__wanda-s50")  # the dense run compared with a baseline
+    fig = _figure(monkeypatch, lambda stem: paper_figures.demotion_shares(tr, stem, demotion.DemotionRule(10)))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["baseline", "dense"]
+    fig = _figure(monkeypatch, lambda stem: paper_figures.first_token_rank(tr, stem))
+    lines = fig.axes[0].get_lines()[:2]  # then the rank-1/5/10 guides
+    assert [line.get_label() for line in lines] == ["baseline", "dense"]
+    assert [line.get_linewidth() for line in lines] == [2.0, 1.0]  # only the reference drawn bold
 
 
 def test_the_default_rule_counts_the_probes_the_runs_ran() -> None:

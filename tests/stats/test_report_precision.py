@@ -98,6 +98,21 @@ def test_the_demotion_summary_leaves_out_conditions_without_a_verdict() -> None:
     assert "of 1 conditions" in line
 
 
+def test_the_demotion_summary_of_a_baseline_study_names_the_baseline() -> None:
+    """The sentence said 'pruned runs'' and 'dense run's' where the runs were paired with a baseline."""
+    from stats.report import for_baseline
+    from stats.summary import demotion_findings
+
+    rec = {"model": "m", "rule": "rank", "failed": 10, "ro": 4, "p_ro_majority": 0.5, "ro_demoted_share": 0.5}
+    rec |= {"demoted_share": 0.3, "dense_failed": 5, "dense_demoted_share": 0.4, "not_probed": 0}
+    table = ReportTable("demotion", "Demoted vs erased, dense vs pruned", [], [rec], [])
+    (line,) = demotion_findings(for_baseline(table), 0.95)
+    assert "of the runs' open-generation failures" in line and "(40.0% of the baseline run's)" in line
+    assert "dense" not in line and "pruned" not in line
+    (line,) = demotion_findings(table, 0.95)
+    assert "of the pruned runs' open-generation failures" in line and "(40.0% of the dense run's)" in line
+
+
 def test_baseline_wording_leaves_names_and_labels_alone() -> None:
     """The dense/pruned words were replaced inside model ids and, in notes, in condition labels:
     'org/dense-7b' became 'org/baseline-7b' and a note's 'org/other / dense' 'org/other / baseline'."""
