@@ -84,7 +84,8 @@ def cluster_bootstrap(
     alpha = 1 - level
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     p = float(np.mean(np.abs(boot - est) >= abs(est))) if est != 0 else 1.0
-    return BootstrapResult(name, est, float(lo), float(hi), level, float(boot.std(ddof=1)), p, n_boot, k, seed, unit)
+    se = float(boot.std(ddof=1)) if boot.size > 1 else math.nan  # one finite resample has no spread to measure
+    return BootstrapResult(name, est, float(lo), float(hi), level, se, p, n_boot, k, seed, unit)
 
 
 def difference_in_differences(

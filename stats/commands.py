@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from engine.safe_text import inert
 from stats.api import StatsOptions, parse_tests
+from stats.glmm.commands import GLMM_BACKENDS
 
 if TYPE_CHECKING:
     from stats.api import StatsResult
 
 OUTPUT_FORMATS = ("table", "markdown", "latex", "csv", "json")
+MAX_BOOT = 1_000_000  # the layer trace keeps B × layers medians in memory
+LEVELS = (0.5, 0.999999)  # --level: every interval is computable in between (1 − 1e-15 is not)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(Laud's skewness-corrected score, as R ratesci), newcombe, wald, wald_cc, agresti_min, "
         "bonett_price",
     )
-    p.add_argument("--level", type=float, default=d.level, help=f"confidence level (default {d.level})")
+    p.add_argument(
+        "--level", type=float, default=d.level, help=f"confidence level, {LEVELS[0]} to {LEVELS[1]} (default {d.level})"
+    )
     p.add_argument("--format", default="table", choices=OUTPUT_FORMATS, help="stdout format (default table)")
     p.add_argument(
         "--out",
@@ -83,7 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recognition_only); default recognition_only ~ condition [+ model] [+ language] [+ dataset] + (1|item), "
         "with log_params + sparsity:log_params in place of model when the study has two or more model sizes",
     )
-    p.add_argument("--glmm-backend", default=d.glmm_backend, help="mixedlm (default), gee, lme4 or bayes")
+    p.add_argument(
+        "--glmm-backend", default=d.glmm_backend, choices=GLMM_BACKENDS, help="mixedlm (default), gee, lme4 or bayes"
+    )
     p.add_argument(
         "--did",
         default=None,
@@ -92,10 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "in LANG_A minus in LANG_B, item-cluster bootstrap CI",
     )
     p.add_argument(
-        "--boot", type=int, default=d.boot, help=f"bootstrap resamples for --did and the layer trace (default {d.boot})"
+        "--boot",
+        type=int,
+        default=d.boot,
+        help=f"bootstrap resamples for --did and the layer trace, 1 to {MAX_BOOT:,} (default {d.boot})",
     )
     p.add_argument(
-        "--seed", type=int, default=d.seed, help=f"bootstrap seed for --did and the layer trace (default {d.seed})"
+        "--seed", type=int, default=d.seed, help=f"bootstrap seed for --did and the layer trace, ≥ 0 (default {d.seed})"
     )
     p.add_argument(
         "--demotion-rank",
@@ -126,8 +136,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_glmm(subparsers)
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a --level, --boot or --seed the analyses cannot use, naming the flag (UserError)."""
+    from engine.errors import UserError
+
+    if not LEVELS[0] <= args.level <= LEVELS[1]:
+        raise UserError(f"--level must be a confidence level from {LEVELS[0]} to {LEVELS[1]}, got {args.level}")
+    if not 1 <= args.boot <= MAX_BOOT:
+        raise UserError(f"--boot must be a number of bootstrap resamples from 1 to {MAX_BOOT:,}, got {args.boot}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be ≥ 0, got {args.seed}")
+
+
 def options_from_args(args: argparse.Namespace) -> StatsOptions:
     """The `StatsOptions` a `prunescope stats` command line asks for (checked)."""
+    _check_numbers(args)
     return StatsOptions(
         by=args.by,
         tests=parse_tests(args.test),

@@ -20,7 +20,8 @@ two appends) is extended from where it ends. A rebuilt or extended copy is cache
 
 Adding a column: read the field in the view struct (`OutcomeView` or `ItemView`) if it is not read
 yet, add `(name, arrow type)` to the column list and its value to the row function at the same
-position (`_outcome_columns` / `_item_columns`), and bump `INDEX_VERSION` so that older indexes are rebuilt.
+position (`_outcome_columns` / `_item_columns`), and bump `INDEX_VERSION` so that older indexes are rebuilt
+(bump it too when a view rejects lines it used to accept, so that no older index keeps them as rows).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -45,6 +46,7 @@ import pyarrow as pa
 from msgspec import Struct
 
 from engine.atomic import replace_file
+from engine.contract.labels import category
 from engine.contract.reader import (
     ITEMS,
     OUTCOMES,
@@ -56,7 +58,7 @@ from engine.contract.reader import (
 )
 from engine.contract.records import Index, Rank
 
-INDEX_VERSION = "4"
+INDEX_VERSION = "5"
 OUTCOMES_INDEX = "outcomes.index.arrow"
 # Bytes decoded at a time: memory stays flat however large the file, and no single call holds the
 # GIL long (msgspec does not release it), so a UI thread beside the reader stays responsive.
@@ -123,18 +125,28 @@ class _Probes(Struct, frozen=True, gc=False):
 
 
 class OutcomeView(Struct, frozen=True, gc=False):
-    """The fields of `records.Outcome` that the index keeps (same names; the rest is skipped)."""
+    """The fields of `records.Outcome` that the index keeps (same names; the rest is skipped).
+
+    `category` is checked, not kept: a value outside the schema's, or one that open.correct and
+    mc.correct contradict, makes the line corrupt (as `prunescope validate` finds it).
+    """
 
     item_uid: str
     content_hash: str
     language: str
     open: _Gen
     mc: _Mc
+    category: Literal["both_correct", "recognition_only", "generation_only", "both_wrong"]  # labels.CATEGORIES
     shown: _Gen | None = None
     gold_trace: _Trace | None = None
     demotion: str | None = None
     probes: _Probes | None = None
     layer_trace: _LayerTrace | None = None
+
+    def __post_init__(self) -> None:
+        expected = category(self.open.correct, self.mc.correct)
+        if self.category != expected:
+            raise ValueError(f"category is {self.category!r} but open.correct and mc.correct make it {expected!r}")
 
 
 _LINE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+GLMM_BACKENDS = ("mixedlm", "gee", "lme4", "bayes")  # the keys of stats.glmm.fit.BACKENDS, without importing it
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `glmm` subcommand (cheap: nothing heavy is imported here)."""
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, metavar="FILE.csv", help="table with one row per observation (.csv, .csv.gz, .parquet)"
     )
     p.add_argument("--formula", required=True, help="lme4-style formula with a 0/1 response or cbind(k, n - k)")
-    p.add_argument("--backend", default="mixedlm", choices=["mixedlm", "gee", "lme4", "bayes"])
+    p.add_argument("--backend", default="mixedlm", choices=GLMM_BACKENDS)
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     p.set_defaults(func=run_glmm)
 
@@ -39,6 +41,8 @@ def _read_table(path: str) -> pd.DataFrame:
     from engine.errors import UserError
 
     file = Path(path)
+    if file.is_dir():
+        raise UserError(f"--data {path}: a folder; expected a table file (.csv, .csv.gz or .parquet)")
     if not file.is_file():
         raise UserError(f"--data {path}: no such file")
     try:

@@ -382,4 +382,24 @@ def build_design(df: pd.DataFrame, formula: ParsedFormula | str) -> Design:
             "nothing to model (lme4 refuses the same)"
         )
     notes = [f"dropped {n_dropped} row(s) with missing values in formula columns"] if n_dropped else []
+    notes += _separated_levels(data, factor_levels, y, trials)
     return Design(f, y, trials, X, names, groups, levels, slopes, n_dropped, notes)
+
+
+def _separated_levels(
+    data: pd.DataFrame, factor_levels: dict[str, list], y: np.ndarray, trials: np.ndarray
+) -> list[str]:
+    """'separation: every response of language ar is 0' for each fixed-effect factor level whose
+    responses are all 0 or all 1 (its log-odds, or the reference's, go to ±∞); at most 5 named."""
+    found = []
+    for v, lv in factor_levels.items():
+        vals = data[v].to_numpy()
+        for level in lv:
+            rows = vals == level
+            k, n = float(y[rows].sum()), float(trials[rows].sum())
+            if k in (0.0, n):
+                found.append(f"{v} {_label(level)} is {0 if k == 0 else 1}")
+    if not found:
+        return []
+    more = f" (and {len(found) - 5} more levels)" if len(found) > 5 else ""
+    return ["separation: every response of " + ", of ".join(found[:5]) + more]

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Z95 = 1.959963984540054
+# A fixed effect beyond this |log-odds| (an odds ratio past e^10 ≈ 22,000 or below its inverse) is taken
+# as (quasi-)complete separation: its maximum-likelihood estimate is at ±∞, its odds ratio not estimable.
+SEPARATION_LOG_ODDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,15 @@ class VarianceComponent:
 
 
 def format_ratio(x: float) -> str:
-    """An odds ratio in at most 9 cells: 1.234, or 2.5e+43 / 3.1e-07 far from 1 (separation), inf, nan."""
+    """An odds ratio in at most 9 cells: 1.234, or 2.5e+43 / 3.1e-07 far from 1 (a wide CI's limit), inf, nan."""
     if not math.isfinite(x):
         return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return f"{x:.3f}" if x == 0 or 1e-3 <= abs(x) < 1e4 else f"{x:.2g}" if abs(x) < 1e100 else f"{x:.1e}"
+
+
+def _separated_ratio(estimate: float) -> str:
+    """What a separated term's odds ratio prints as: beyond 1e4 in the estimate's direction."""
+    return "> 1e4" if estimate > 0 else "< 1e-4"
 
 
 def _fixed(x: float, width: int, decimals: int) -> str:
@@ -107,6 +115,11 @@ class GlmmResult:
         return 2.0 * norm.sf(np.abs(self.z))
 
     @property
+    def separated(self) -> np.ndarray:
+        """Per term: |log-odds| > SEPARATION_LOG_ODDS, where the odds ratio and its CI are not estimable."""
+        return np.abs(self.estimates) > SEPARATION_LOG_ODDS
+
+    @property
     def aic(self) -> float | None:
         return None if self.loglik is None else -2.0 * self.loglik + 2.0 * self.npar
 
@@ -115,14 +128,16 @@ class GlmmResult:
         return [t for vc in self.variance_components for t in vc.theta]
 
     def coef_table(self, level: float = 0.95) -> pd.DataFrame:
-        """term, estimate, se, z, p, odds_ratio, or_low, or_high (Wald CI at `level`)."""
+        """term, estimate, se, z, p, odds_ratio, or_low, or_high (Wald CI at `level`); the odds ratio and
+        its CI are NaN for a separated term (`separated`)."""
         import pandas as pd
         from scipy.stats import norm
 
         q = norm.ppf(0.5 + level / 2.0)
         se = self.se if self.inferential else np.full(len(self.terms), np.nan)
         with np.errstate(over="ignore"):  # a limit beyond e^709 (near-separation) is +inf, as it should print
-            odds = np.exp(self.estimates), np.exp(self.estimates - q * se), np.exp(self.estimates + q * se)
+            odds = [np.exp(self.estimates), np.exp(self.estimates - q * se), np.exp(self.estimates + q * se)]
+        ratio, low, high = (np.where(self.separated, np.nan, o) for o in odds)
         return pd.DataFrame(
             {
                 "term": self.terms,
@@ -130,9 +145,9 @@ class GlmmResult:
                 "se": se,
                 "z": self.z,
                 "p": self.p,
-                "odds_ratio": odds[0],
-                "or_low": odds[1],
-                "or_high": odds[2],
+                "odds_ratio": ratio,
+                "or_low": low,
+                "or_high": high,
             }
         )
 
@@ -176,16 +191,22 @@ class GlmmResult:
         if self.inferential:
             lines.append(f"Fixed effects (SE: {self.se_method}; Wald z, two-sided p; OR with 95% Wald CI):")
             lines.append(f"{'term':<28}{'estimate':>10}{'se':>9}{'z':>8}{'p':>11}{'OR':>9}{'OR 95% CI':>21}")
-            for r in tab.itertuples():
+            for r, sep in zip(tab.itertuples(), self.separated):
+                ratio = (
+                    f"{_separated_ratio(r.estimate):>9}   not estimable (separation)"
+                    if sep
+                    else f"{format_ratio(r.odds_ratio):>9}   [{format_ratio(r.or_low)}, {format_ratio(r.or_high)}]"
+                )
                 lines.append(
-                    f"{r.term!s:<28}{_fixed(r.estimate, 10, 4)}{_fixed(r.se, 9, 4)}{_fixed(r.z, 8, 3)}{format_p(r.p):>11}"
-                    f"{format_ratio(r.odds_ratio):>9}   [{format_ratio(r.or_low)}, {format_ratio(r.or_high)}]"
+                    f"{r.term!s:<28}{_fixed(r.estimate, 10, 4)}{_fixed(r.se, 9, 4)}{_fixed(r.z, 8, 3)}"
+                    f"{format_p(r.p):>11}{ratio}"
                 )
         else:
             lines.append("Fixed effects (exploratory point estimates; posterior means):")
             lines.append(f"{'term':<28}{'estimate':>10}{'OR':>9}")
-            for r in tab.itertuples():
-                lines.append(f"{r.term!s:<28}{_fixed(r.estimate, 10, 4)}{format_ratio(r.odds_ratio):>9}")
+            for r, sep in zip(tab.itertuples(), self.separated):
+                ratio = _separated_ratio(r.estimate) if sep else format_ratio(r.odds_ratio)
+                lines.append(f"{r.term!s:<28}{_fixed(r.estimate, 10, 4)}{ratio:>9}")
         lines.append(f"Status: {self.status()}")
         lines += [f"Warning: {w}" for w in self.warnings]
         return lines
@@ -193,7 +214,10 @@ class GlmmResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary (NaN/inf → null)."""
         tab = self.coef_table()
-        coefs = [{k: (_num(v) if k != "term" else v) for k, v in row.items()} for row in tab.to_dict("records")]
+        coefs = [
+            {**{k: (_num(v) if k != "term" else v) for k, v in row.items()}, "separated": bool(sep)}
+            for row, sep in zip(tab.to_dict("records"), self.separated)
+        ]
         return {
             "formula": self.formula,
             "backend": self.backend,
@@ -264,19 +288,21 @@ class GlmmResult:
             f"{self.method} via {self.backend} {self.backend_version}, formula {self.formula}, "
             f"n = {self.n_obs} observations" + (f" ({grp})" if grp else "") + (f", {re}" if re else "")
         )
+        separated = dict(zip(self.terms, self.separated))
         parts = []
         for n in names:
             r = tab.loc[n]
+            ratio = (
+                f"OR {_separated_ratio(r.estimate)}, not estimable (separation)"
+                if separated[n]
+                else f"OR {format_ratio(r.odds_ratio)}"
+            )
             if self.inferential:
+                ci = "" if separated[n] else f", 95% Wald CI [{format_ratio(r.or_low)}, {format_ratio(r.or_high)}]"
                 parts.append(
-                    f"{n}: log-OR {r.estimate:.3f} (SE {r.se:.3f}), OR {format_ratio(r.odds_ratio)}, "
-                    f"95% Wald CI [{format_ratio(r.or_low)}, {format_ratio(r.or_high)}], z = {r.z:.2f}, "
-                    f"p = {format_p(r.p)}"
+                    f"{n}: log-OR {r.estimate:.3f} (SE {r.se:.3f}), {ratio}{ci}, z = {r.z:.2f}, p = {format_p(r.p)}"
                 )
             else:
-                parts.append(
-                    f"{n}: exploratory point estimate log-OR {r.estimate:.3f} (OR {format_ratio(r.odds_ratio)}); "
-                    "no p-value"
-                )
+                parts.append(f"{n}: exploratory point estimate log-OR {r.estimate:.3f} ({ratio}); no p-value")
         tail = f"; SEs: {self.se_method}; {self.status()}." if self.inferential else f"; {self.status()}."
         return head + ": " + "; ".join(parts) + tail

@@ -216,6 +216,34 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 2 and "colour" in err
 
 
+def test_bad_numbers_and_a_folder_for_a_file_are_one_line_naming_the_flag(
+    study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--boot 0 used to run without bootstrap CIs, --boot 1e11 and --seed -1 to end in an internal
+    error, a level past 1 − 1e-15 in a root finder's; `glmm --data DIR` said 'no such file'."""
+    for flag, value, expected in (
+        ("--boot", "0", "1 to 1,000,000"),
+        ("--boot", "-5", "1 to 1,000,000"),
+        ("--boot", "100000000000", "1 to 1,000,000"),
+        ("--seed", "-1", "≥ 0"),
+        ("--level", "0.9999999999999999", "from 0.5 to 0.999999"),
+        ("--level", "1e-320", "from 0.5 to 0.999999"),
+    ):
+        rc, _, err = _run(capsys, str(study), "--no-glmm", flag, value)
+        assert rc == 2 and err.startswith(f"prunescope stats: error: {flag} must be") and expected in err, err
+        assert err.count("\n") == 1 and "internal" not in err
+    with pytest.raises(SystemExit):
+        _run(capsys, str(study), "--glmm-backend", "lme5")  # refused before the analysis, not after it
+    assert "--glmm-backend: invalid choice: 'lme5'" in capsys.readouterr().err
+    rc = main(["glmm", "--data", str(tmp_path), "--formula", "y ~ x + (1|g)"])
+    err = capsys.readouterr().err
+    assert (
+        rc == 2
+        and err
+        == f"prunescope glmm: error: --data {tmp_path}: a folder; expected a table file (.csv, .csv.gz or .parquet)\n"
+    )
+
+
 def test_import_stats_is_torch_free() -> None:
     code = (
         "import sys, stats, stats.load, stats.analysis, stats.commands, stats.report, stats.figures, "

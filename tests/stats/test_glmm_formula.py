@@ -95,3 +95,15 @@ def test_rank_deficient_design_and_missing_rows() -> None:
     df.loc[3, "s"] = np.nan
     d = build_design(df, "y ~ s + (1|item)")
     assert d.n_obs == 47 and "dropped 1 row" in d.notes[0]
+
+
+def test_a_factor_level_whose_responses_are_all_0_or_1_is_named() -> None:
+    df = frame()
+    assert not any("separation" in n for n in build_design(df, "y ~ a + b + (1|item)").notes)
+    df.loc[df["a"] == "x", "y"] = 0  # the reference level: the intercept and every `a` contrast go to ±∞
+    df.loc[df["a"] == "z", "y"] = 1
+    d = build_design(df, "y ~ a + b + (1|item)")
+    assert d.notes == ["separation: every response of a x is 0, of a z is 1"]
+    counts = pd.DataFrame({"k": [0, 0, 2, 3], "n": [4, 5, 4, 3], "g": ["u", "u", "v", "v"], "c": [1, 2, 1, 2]})
+    notes = build_design(counts, "cbind(k, n - k) ~ g + (1|c)").notes
+    assert notes == ["separation: every response of g u is 0"]  # v: 5 of 7, not all

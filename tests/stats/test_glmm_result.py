@@ -239,3 +239,31 @@ def test_a_model_the_data_cannot_fit_is_named_and_every_other_table_kept(tmp_pat
     glmm = result.tables[-1]
     assert result.glmm is None and glmm.key == "glmm" and not glmm.records
     assert glmm.notes[0].startswith("Not fitted: ") and len(result.tables) > 1
+
+
+def test_a_separated_term_has_no_odds_ratio_and_a_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Every dense response is 1: its coefficient runs off to ~100 (an OR of 4e44 with CI [0, ∞] used to be
+    printed as an estimate); the OR and CI are not estimable, β̂, SE, z and p are kept as fitted."""
+    rng = np.random.default_rng(1)
+    rates = (("dense", 1.0), ("a", 0.3), ("b", 0.6))
+    rows = [(f"i{i}", c, int(rng.random() < p)) for i in range(30) for c, p in rates]
+    df = pd.DataFrame(rows, columns=["item", "condition", "y"])
+    for backend in ("mixedlm", "gee"):  # GEE's sandwich SE of the separated term is small, not huge
+        r = fit_glmm(df, "y ~ condition + (1|item)", backend=backend)
+        tab = r.coef_table().set_index("term")
+        dense = tab.loc["conditiondense"]
+        assert dense.estimate == r.estimates[2] > 10 and np.isnan(dense[["odds_ratio", "or_low", "or_high"]]).all()
+        assert dense.se == r.se[2] and dense.p == r.p[2]
+        assert np.isfinite(tab.loc["conditionb", ["odds_ratio", "or_low", "or_high"]].astype(float)).all()
+        assert "separation: every response of condition dense is 1" in r.warnings
+        row = next(line for line in r.summary_lines() if line.startswith("conditiondense"))
+        assert "> 1e4   not estimable (separation)" in row and "e+" not in row.split("> 1e4")[1]
+        assert "conditiondense: log-OR" in r.report() and "OR > 1e4, not estimable (separation), z =" in r.report()
+        coef = json.loads(json.dumps(r.to_dict(), allow_nan=False))["coefficients"][2]
+        assert coef["separated"] and coef["odds_ratio"] is None and coef["estimate"] > 10
+    (tmp_path / "t.csv").write_text(df.to_csv(index=False), encoding="utf-8")
+    from engine.cli import main
+
+    assert main(["glmm", "--data", str(tmp_path / "t.csv"), "--formula", "y ~ condition + (1|item)"]) == 0
+    out = capsys.readouterr().out
+    assert "not estimable (separation)" in out and "e+44" not in out

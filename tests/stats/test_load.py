@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
+import msgspec
 import pytest
 
+from engine.contract.index import OutcomeView
+from engine.contract.labels import CATEGORIES, category
 from engine.contract.reader import read_json
 from engine.errors import UserError
-from engine.runfolder import dumps_line, write_json_atomic
+from engine.runfolder import dumps_line, load_schema, write_json_atomic
 from stats.load import COLUMNS, load_study, transitions
 from tests.synthetic import make_synthetic_study
 
@@ -186,6 +190,28 @@ def test_a_corrupt_line_of_a_complete_run_is_named(study: Path) -> None:
     with pytest.raises(UserError) as exc:
         load_study(study)  # not only "not paired": which line, and why
     assert f"{path}:4: corrupt line" in str(exc.value) and "'open'" in str(exc.value).replace("`", "'")
+
+
+def test_a_category_validate_rejects_is_a_corrupt_line(study: Path) -> None:
+    run = study / "tiny-llama__wanda-s50"
+    path = run / "outcomes.jsonl"
+    recs = _lines(path)
+    wrong = next(c for c in CATEGORIES if c != recs[4]["category"])  # valid, but open/mc make it another
+    for line, value, why in ((4, "bogus", r"'bogus' - at `\$\.category`"), (5, wrong, f"category is '{wrong}' but")):
+        recs[line - 1]["category"] = value
+        _write(path, recs)
+        with pytest.raises(UserError, match=rf"{path}:{line}: corrupt line \(ValidationError: .*{why}"):
+            load_study(study, strict=True)
+        recs[line - 1]["category"] = category(recs[line - 1]["open"]["correct"], recs[line - 1]["mc"]["correct"])
+    recs[3]["category"] = "bogus"
+    _write(path, recs)
+    manifest = read_json(run / "manifest.json")
+    write_json_atomic(run / "manifest.json", {**manifest, "status": "running"})
+    df = load_study(study)  # without strict: named, and the line left out
+    assert any(p.startswith(f"{path}:4: corrupt line") and "$.category" in p for p in df.attrs["problems"])
+    assert {r["run_id"]: r for r in df.attrs["runs"]}[run.name]["n_outcomes"] == len(recs) - 1
+    (field,) = (f for f in msgspec.structs.fields(OutcomeView) if f.name == "category")
+    assert list(get_args(field.type)) == load_schema("outcome")["properties"]["category"]["enum"]
 
 
 def test_no_dense_reference_is_reported(tmp_path: Path) -> None:

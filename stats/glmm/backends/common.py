@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.errors import UserError
 from stats.glmm.formula import Design
-from stats.glmm.result import VarianceComponent
+from stats.glmm.result import SEPARATION_LOG_ODDS, VarianceComponent
 
 
 def check_options(backend: str, opts: dict, allowed: set[str]) -> None:
@@ -51,13 +51,11 @@ def component_from_cov(group: str, terms: list[str], cov: np.ndarray) -> Varianc
     return VarianceComponent(group, tuple(terms), tuple(float(s) for s in sd), tuple(corr), theta_from_cov(cov))
 
 
-SEPARATION_LOG_ODDS = 10.0  # a fixed effect beyond this |log-odds| signals (quasi-)complete separation
-
-
 def separation_warnings(terms: list[str], est: np.ndarray) -> list[str]:
     big = [t for t, b in zip(terms, est) if abs(b) > SEPARATION_LOG_ODDS]
     if big:
         return [
-            f"|log-odds| > {SEPARATION_LOG_ODDS:g} for {', '.join(big)}: likely (quasi-)complete separation; these estimates and tests are unreliable"
+            f"|log-odds| > {SEPARATION_LOG_ODDS:g} for {', '.join(big)}: likely (quasi-)complete separation; their "
+            "odds ratios are not estimable, and these estimates and tests are unreliable"
         ]
     return []
