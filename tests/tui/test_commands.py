@@ -43,7 +43,8 @@ def test_keymap_file(tmp_path: Path) -> None:
     typo.write_text(json.dumps({"items.next_discordent": "n", "app.quit": "x"}), encoding="utf-8")
     with pytest.raises(UserError, match=r"no binding has the id 'items.next_discordent' .*items.next_discordant"):
         commands.read_keymap(typo)
-    assert {"app.quit", "items.next_discordant", "item.next_discordant", "lines.down"} <= commands.binding_ids()
+    ids = {"app.quit", "items.next_discordant", "item.next_discordant", "item.full_text", "fulltext.next", "lines.down"}
+    assert ids <= commands.binding_ids()
 
 
 def test_serve_binds_localhost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """Item: one item across every run — question, options with scores, outputs, gold trace, probes.
 
 Installed once and updated in place: the records are read and drawn into lines in a worker, and the
-body shows them through the Line API (only the visible lines are drawn).
+body shows them through the Line API (only the visible lines are drawn). Long outputs are cut here
+(`render.OUTPUT_CHARS`, `render.PROBE_CHARS`); `t` shows them whole (`tui.screens.fulltext`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.safe_text import inert
 from tui import render, view
 from tui.model import NO_REF, Study
 from tui.screens.base import FLAG, UNFLAG, Export, LinesScreen
+from tui.screens.fulltext import FullTextScreen, full_texts
 from tui.widgets.lines import WIDE, LinesView, render_strips
 
 
@@ -39,12 +41,14 @@ class Drawn:
 
 
 class ItemScreen(LinesScreen):
-    """Shows the item of pair `pair_index`; `]` / `[` step through the discordant items of the list."""
+    """Shows the item of pair `pair_index`; `]` / `[` step through the discordant items of the list, `t`
+    opens its outputs uncut."""
 
     SCREEN_NAME = "3 Item"
     BINDINGS = [
         Binding("right_square_bracket", "discordant(1)", "next discordant", key_display="]", id="item.next_discordant"),
         Binding("left_square_bracket", "discordant(-1)", "prev discordant", key_display="[", id="item.prev_discordant"),
+        Binding("t", "full_text", "full texts", id="item.full_text"),
         FLAG,
         UNFLAG,
     ]
@@ -163,6 +167,13 @@ class ItemScreen(LinesScreen):
             return
         app.items_state.current = int(rows[n])
         self.show(int(rows[n]))
+
+    def action_full_text(self) -> None:
+        texts = full_texts(self.records)
+        if not texts:
+            self.notify("no outputs to show (the item is not drawn yet, or has none)", timeout=2)
+            return
+        self.app.push_screen(FullTextScreen(str(self.records[0][2].get("item_uid")), texts))
 
     def export_view(self) -> Export | None:
         if not self.records:
