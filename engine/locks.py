@@ -26,7 +26,7 @@ from typing import Any
 from engine.errors import UserError
 
 # errno values meaning "this file system does not do flock", not "someone holds it"
-_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _TRIES = 5  # attempts 20 ms apart before a lock counts as held
 
 
@@ -120,7 +120,7 @@ class ProcessLock:
             raise LockHeld(self._held_message(holder), holder) from None
         except OSError as exc:
             os.close(fd)
-            if exc.errno not in _NO_FLOCK:
+            if exc.errno not in NO_FLOCK:
                 raise
             return self._acquire_exclusive_file()
         _write_holder(fd, _me())

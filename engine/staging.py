@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from engine.locks import ProcessLock, lock_is_free
+from engine.locks import NO_FLOCK, ProcessLock, lock_is_free
 
 LOCK = ".writer.lock"
 STALE_AFTER_S = 10.0  # a staged folder without a lock file, this old, belongs to a writer killed at once
@@ -73,7 +73,7 @@ def sweep_stale(parent: Path, prefix: str) -> list[Path]:
     for staged in candidates:
         try:
             if (staged / LOCK).exists():  # the writer renames its lock into place only once it holds it
-                if not lock_is_free(staged / LOCK):
+                if not _abandoned(staged / LOCK):
                     continue
             elif now - staged.stat().st_mtime < STALE_AFTER_S:
                 continue  # a writer may be between making the folder and taking its lock
@@ -82,3 +82,26 @@ def sweep_stale(parent: Path, prefix: str) -> list[Path]:
         shutil.rmtree(staged, ignore_errors=True)
         removed.append(staged)
     return removed
+
+
+def _abandoned(lock: Path) -> bool:
+    """Whether the lock file `lock` is there with nobody holding it: its writer was killed. One that is
+    gone, or unlinked while this looked (its writer unlocked a finished folder and is moving it into
+    place), is not; and no lock file is created here, as taking the lock would."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.fstat(fd).st_nlink > 0  # still linked under a free lock: nobody will remove it
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno not in NO_FLOCK:
+            raise
+        return lock_is_free(lock)  # no flock here: the lock is the file and its holder's pid
+    finally:
+        os.close(fd)  # drops a flock taken above
