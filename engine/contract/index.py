@@ -128,7 +128,8 @@ class OutcomeView(Struct, frozen=True, gc=False):
     """The fields of `records.Outcome` that the index keeps (same names; the rest is skipped).
 
     `category` is checked, not kept: a value outside the schema's, or one that open.correct and
-    mc.correct contradict, makes the line corrupt (as `prunescope validate` finds it).
+    mc.correct contradict, makes the line corrupt (as `prunescope validate` finds it); so does a
+    `demotion` outside the schema's values.
     """
 
     item_uid: str
@@ -139,7 +140,7 @@ class OutcomeView(Struct, frozen=True, gc=False):
     category: Literal["both_correct", "recognition_only", "generation_only", "both_wrong"]  # labels.CATEGORIES
     shown: _Gen | None = None
     gold_trace: _Trace | None = None
-    demotion: str | None = None
+    demotion: Literal["demoted", "erased", "not_probed"] | None = None  # the schema's values
     probes: _Probes | None = None
     layer_trace: _LayerTrace | None = None
 

@@ -214,6 +214,18 @@ def test_a_category_validate_rejects_is_a_corrupt_line(study: Path) -> None:
     assert list(get_args(field.type)) == load_schema("outcome")["properties"]["category"]["enum"]
 
 
+def test_a_demotion_validate_rejects_is_a_corrupt_line(study: Path) -> None:
+    path = study / "tiny-llama__wanda-s50" / "outcomes.jsonl"
+    recs = _lines(path)
+    recs[3]["demotion"] = "lost"
+    _write(path, recs)
+    with pytest.raises(UserError, match=rf"{path}:4: corrupt line \(ValidationError: .*'lost' - at `\$\.demotion`"):
+        load_study(study, strict=True)
+    (field,) = (f for f in msgspec.structs.fields(OutcomeView) if f.name == "demotion")
+    allowed = [a for a in get_args(field.type) if a is not type(None)]
+    assert list(get_args(allowed[0])) == load_schema("outcome")["properties"]["demotion"]["oneOf"][1]["enum"]
+
+
 def test_no_dense_reference_is_reported(tmp_path: Path) -> None:
     make_synthetic_study(
         tmp_path / "s", n_per_language=3, languages=("en",), conditions=(("wanda", 0.5, "unstructured"),)
