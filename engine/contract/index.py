@@ -124,6 +124,9 @@ class _Probes(Struct, frozen=True, gc=False):
     one_shot: _OneShot | None = None
 
 
+_CATEGORY_OF = {(o, m): category(o, m) for o in (False, True) for m in (False, True)}  # (open, mc) correct
+
+
 class OutcomeView(Struct, frozen=True, gc=False):
     """The fields of `records.Outcome` that the index keeps (same names; the rest is skipped).
 
@@ -145,7 +148,7 @@ class OutcomeView(Struct, frozen=True, gc=False):
     layer_trace: _LayerTrace | None = None
 
     def __post_init__(self) -> None:
-        expected = category(self.open.correct, self.mc.correct)
+        expected = _CATEGORY_OF[self.open.correct, self.mc.correct]
         if self.category != expected:
             raise ValueError(f"category is {self.category!r} but open.correct and mc.correct make it {expected!r}")
 
