@@ -106,6 +106,18 @@ def prunable_modules(layer: nn.Module) -> dict[str, nn.Module]:
     }
     if not mods:
         raise UserError(f"decoder layer {type(layer).__name__} has no Linear or Conv1D modules to prune")
+    left = [
+        n
+        for n, p in layer.named_parameters()
+        if p.dim() >= 2 and n.rpartition(".")[0] not in mods and not n.rpartition(".")[0].endswith(EXCLUDED_SUFFIXES)
+    ]
+    if left:
+        raise UserError(
+            f"decoder layer {type(layer).__name__} holds weight matrices outside Linear and Conv1D modules "
+            f"({', '.join(left[:4])}{', ...' if len(left) > 4 else ''}; e.g. MoE experts stored as one fused "
+            "tensor): the pruning driver prunes Linear and Conv1D modules only, so these would stay dense and "
+            "the reported sparsity would be wrong; this architecture is not supported by the pruning driver"
+        )
     return mods
 
 

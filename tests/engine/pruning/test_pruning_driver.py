@@ -182,6 +182,22 @@ def test_unwalkable_architecture_named() -> None:
         prune_layers(Mystery(), PruneSettings("magnitude", 0.5), None)
 
 
+def test_fused_moe_experts_are_refused_not_left_dense() -> None:
+    """transformers 5 stores Mixtral's experts as fused 3-D tensors, not Linear modules: they stayed
+    dense while the report claimed 50% (5.5% of the decoder's weight-matrix entries were zero)."""
+    import transformers as tf
+
+    cfg = tf.MixtralConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=64, num_local_experts=2, num_experts_per_tok=1,
+    )  # fmt: skip
+    model = tf.MixtralForCausalLM(cfg).eval()
+    fused = [n for n, p in find_decoder_layers(model)[1][0].named_parameters() if p.dim() == 3]
+    assert fused  # the layout this test is about
+    with pytest.raises(UserError, match=rf"weight matrices outside Linear and Conv1D modules \({fused[0]}"):
+        prune_layers(model, PruneSettings("magnitude", 0.5), None)
+
+
 def test_bad_sparsity_and_patterns_are_user_errors() -> None:
     model = tiny_model("llama")
     for settings, pattern in [
