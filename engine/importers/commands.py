@@ -71,13 +71,20 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="who decides whether an open generation is correct: prunescope's matcher (default) or the "
         "task's own metric; both are stored side by side",
     )
-    p.add_argument("--language", default="en", help="language of items whose document names none (default en)")
+    p.add_argument(
+        "--language",
+        default=None,
+        help="the language of every item, over what the documents say (default: the document's language, else en)",
+    )
 
 
 def _options(args: argparse.Namespace, mc_rule: str = "sum"):
-    from engine.importers.records import ImportOptions
+    from engine.importers.records import ImportOptions, language_code
 
-    return ImportOptions(mc_rule=mc_rule, grade_by=args.grade, language=args.language)
+    language = args.language if args.language is None else language_code(args.language)
+    if args.language is not None and language is None:
+        raise UserError(f"--language {args.language!r}: not a language code like 'en' or 'pt-BR'")
+    return ImportOptions(mc_rule=mc_rule, grade_by=args.grade, language=language)
 
 
 def _pairs(values: list[str]) -> list[tuple[str, str]]:

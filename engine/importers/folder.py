@@ -1,7 +1,9 @@
 """Writing imported runs into a study folder, through the same writer as `prunescope run`.
 
-Each run gets items.jsonl (atomically), a manifest marked `running`, its outcome lines through
-`engine.runfolder.OutcomeWriter` (fsynced, with the run index), then the manifest marked `complete`.
+Each run is written inside a staged folder of the study (`engine.staging.StagedFolder`, `.import-XXXX`,
+hidden from readers of the study): items.jsonl, its outcome lines through `engine.runfolder.OutcomeWriter`
+(with the run index), the manifest marked `complete`; then the run folder is renamed into place. A
+killed import leaves no half run: the runs it finished, and a staged folder that the next import removes.
 Every run of a study holds the same item set, in uid order (or the order the study already has),
 whatever order each log lists its documents in: an import that would give two item sets, or a run
 folder that is already there, is refused before anything is written.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -21,14 +24,11 @@ import engine
 from engine.atomic import write_bytes_atomic
 from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION, read_json
 from engine.errors import UserError
-from engine.runfolder import (
-    OutcomeWriter,
-    items_hash,
-    jsonl_bytes,
-    write_json_atomic,
-    writer_lock,
-)
+from engine.runfolder import OutcomeWriter, items_hash, jsonl_bytes, write_json_atomic
 from engine.safe_text import inert
+from engine.staging import StagedFolder, sweep_stale
+
+STAGE_PREFIX = ".import-"  # the staged folder an import writes its runs in, inside the study
 
 
 @dataclass
@@ -60,11 +60,12 @@ def finite_json(value: Any) -> Any:
 
 
 def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
+    """The manifest of a whole imported run (status `complete`)."""
     languages = sorted({i["language"] for i in run.items})
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
-        "status": "running",
+        "status": "complete",
         "error": None,
         "model": run.model,
         "condition": {
@@ -75,7 +76,7 @@ def manifest_of(run: ImportedRun, baseline: bool) -> dict[str, Any]:
             "pruning_report": None,
         },
         "items": {"n": len(run.items), "hash": items_hash(run.items), "languages": languages},
-        "counts": {"done": 0, "total": len(run.items)},
+        "counts": {"done": len(run.outcomes), "total": len(run.items)},
         **finite_json(run.manifest),
     }
     manifest["versions"] = {"prunescope": engine.__version__, **manifest.get("versions", {})}
@@ -120,8 +121,15 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
             )
     for rid in ids:
         if (out / rid).exists():
-            raise UserError(f"{out / rid}: a run of this name is already in the study; choose another --out")
-    existing = [p for p in sorted(out.iterdir()) if (p / MANIFEST).exists()] if out.is_dir() else []
+            raise UserError(
+                f"{out / rid}: a run of this name is already in the study; remove that folder to import it again, "
+                "or choose another --out"
+            )
+    existing = (
+        [p for p in sorted(out.iterdir()) if not p.name.startswith(".") and (p / MANIFEST).exists()]
+        if out.is_dir()
+        else []
+    )
     if baseline is not None:
         for p in existing:
             if read_json(p / MANIFEST).get("baseline") is True:
@@ -140,19 +148,17 @@ def write_study(out: Path, runs: list[ImportedRun], baseline: str | None) -> lis
                 )
             study_items, items_bytes = kept, theirs
     paths = []
-    for r in runs:
-        r.items = study_items  # what its items.jsonl holds, and its manifest's hash
-        path = out / r.run_id
-        path.mkdir(parents=True)
-        with writer_lock(path):
-            write_bytes_atomic(path / ITEMS, items_bytes)  # every run asks these items
-            manifest = manifest_of(r, r.run_id == baseline)
-            write_json_atomic(path / MANIFEST, manifest)
-            with OutcomeWriter(path) as writer:
+    sweep_stale(out, STAGE_PREFIX)  # what a killed import left (a running one's is kept)
+    with StagedFolder(out, STAGE_PREFIX) as stage:  # its lock is the writer's lock of the runs in it
+        for r in runs:
+            r.items = study_items  # what its items.jsonl holds, and its manifest's hash
+            staged, path = stage.path / r.run_id, out / r.run_id
+            staged.mkdir()
+            write_bytes_atomic(staged / ITEMS, items_bytes)  # every run asks these items
+            with OutcomeWriter(staged) as writer:
                 writer.append(r.outcomes)
-            manifest["status"] = "complete"
-            manifest["counts"]["done"] = len(r.outcomes)
-            write_json_atomic(path / MANIFEST, manifest)
-        print(inert(f"prunescope import: wrote {path} ({len(r.outcomes)} items)"), file=sys.stderr)
-        paths.append(path)
+            write_json_atomic(staged / MANIFEST, manifest_of(r, r.run_id == baseline))
+            os.rename(staged, path)  # fails if another import put a run there meanwhile
+            print(inert(f"prunescope import: wrote {path} ({len(r.outcomes)} items)"), file=sys.stderr)
+            paths.append(path)
     return paths

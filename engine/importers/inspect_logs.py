@@ -13,10 +13,11 @@ ids, which are positions, so give ids), `input` (the question), `choices` and `t
 multiple choice, `target` (the answer, then aliases) for generation, `output.completion` (the
 model's text), `scores` (the first scorer's value and answer) and `metadata` (`language`,
 `parallel_id`, `aliases` are used when present). A task scored by `choice()` or solved by
-`multiple_choice()` (or, in a log that names neither, whose samples have `choices` and letters as
-targets) is the multiple-choice one: its answer is the letter Inspect's `choice()` scorer extracted (no option is
+`multiple_choice()` (or, in a log that names no scorer or solver, whose samples have `choices` and
+letters as targets; `--pair` says it too) is the multiple-choice one: its answer is the letter Inspect's `choice()` scorer extracted (no option is
 scored, so the MC decision is `generated_letter`). Tasks pair by name as lm-eval's do
-(`engine.importers.pairs`). Only the first epoch of each sample is used.
+(`engine.importers.pairs`). Only the first epoch of each sample is used; a sample that ended in an
+error (no scores) is skipped, in both tasks of its pair, with a note.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from engine.importers.records import (
     join_pairs,
     language_of,
     pair_lines,
+    quote,
 )
 from engine.runfolder import sha256_text
 from engine.safe_text import inert
@@ -58,6 +60,7 @@ class InspectTask:
     path: Path
     header: dict[str, Any]
     samples: list[tuple[str, dict[str, Any]]]  # (where, sample)
+    errored: set[str]  # ids of samples that ended in an error (no scores), skipped in both tasks of a pair
 
     @property
     def eval(self) -> dict[str, Any]:
@@ -75,14 +78,17 @@ class InspectTask:
 
     @property
     def is_mc(self) -> bool:
-        """Multiple choice: scored by Inspect's `choice()` or solved by `multiple_choice()`, or, in a log
-        that says neither, samples with `choices` whose targets are option letters (a generation task
-        may carry `choices` too, with the answer as its target)."""
+        """Multiple choice: scored by Inspect's `choice()` or solved by `multiple_choice()`; a log naming
+        another scorer or solver is generation (its samples may carry `choices` and letter targets, as an
+        mmlu_generative task's do); a log naming neither is multiple choice when its samples have
+        `choices` and option letters as targets."""
         scorers = {str(s.get("name")) for s in self.eval.get("scorers") or [] if isinstance(s, dict)}
         steps = ((self.header.get("plan") or {}).get("steps")) or []
         solvers = {str(s.get("solver")) for s in steps if isinstance(s, dict)}
         if "choice" in scorers or "multiple_choice" in solvers:
             return True
+        if scorers or solvers:
+            return False
         with_choices = [s for _, s in self.samples if s.get("choices")]
         return bool(with_choices) and all(_is_letter_target(s) for s in with_choices)
 
@@ -169,20 +175,33 @@ def read_log(path: Path) -> InspectTask:
         raise UserError(f"{path}: key 'eval' missing or not an object (not an Inspect log)")
     if header.get("status") != "success":
         raise UserError(f"{path}: status {header.get('status')!r}: only finished evals (status 'success') are imported")
-    samples = []
+    samples, errored = [], []
     for where, s in listed:
         if not isinstance(s, dict):
             raise UserError(f"{where}: expected a JSON object (a sample)")
+        if s.get("error") and "scores" not in s and "id" in s:  # failed, within the eval's fail_on_error
+            if s.get("epoch", 1) == 1:
+                errored.append(str(s["id"]))
+            continue
         for key in ("id", "input", "target", "scores"):
             if key not in s:
                 raise UserError(f"{where}: key {key!r} missing (not an Inspect sample?)")
         if s.get("epoch", 1) == 1:
             samples.append((where, s))
+    if errored:
+        ids = ", ".join(errored[:5]) + (" …" if len(errored) > 5 else "")
+        print(
+            inert(
+                f"prunescope import: skipped {len(errored)} sample(s) of {path} that ended in an error (id {ids}), "
+                "in both tasks of its pair"
+            ),
+            file=sys.stderr,
+        )
     if not samples:
         raise UserError(f"{path}: no samples (run the eval with samples logged)")
     order = {str(i): k for k, i in enumerate((header["eval"].get("dataset") or {}).get("sample_ids") or [])}
     samples.sort(key=lambda ws: order.get(str(ws[1]["id"]), len(order)))  # the dataset's order
-    return InspectTask(path, header, samples)
+    return InspectTask(path, header, samples, set(errored))
 
 
 def _text(value: Any) -> str:
@@ -270,15 +289,18 @@ def _gen(task: InspectTask, sample: dict[str, Any], where: str) -> GenSample:
         choices = output.get("choices") or []
         text = _text([choices[0].get("message")]) if choices and isinstance(choices[0], dict) else ""
     name, value, answer = _score(sample, where)
-    return GenSample(
-        task=task.name, text=text, target=_targets(sample)[0], metric=name, value=value, response=answer or text
-    )
+    targets = _targets(sample)
+    if not targets:
+        raise UserError(f"{where}: target is an empty list (no gold answer for sample {quote(sample['id'])})")
+    return GenSample(task=task.name, text=text, target=targets[0], metric=name, value=value, response=answer or text)
 
 
 def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tuple[list[dict], list[dict]]:
     """Items and outcome lines of one (MC task, generation task) pair, in the MC log's sample order."""
-    gen_by = {str(s["id"]): (where, s) for where, s in gen.samples}
-    mc_ids = [str(s["id"]) for _, s in mc.samples]
+    skip = mc.errored | gen.errored
+    mc_samples = [(where, s) for where, s in mc.samples if str(s["id"]) not in skip]
+    gen_by = {str(s["id"]): (where, s) for where, s in gen.samples if str(s["id"]) not in skip}
+    mc_ids = [str(s["id"]) for _, s in mc_samples]
     in_mc = set(mc_ids)
     only_mc, only_gen = [i for i in mc_ids if i not in gen_by], [i for i in gen_by if i not in in_mc]
     if only_mc or only_gen:
@@ -287,7 +309,7 @@ def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tup
             f"{len(only_mc)} only in the first, {len(only_gen)} only in the second (e.g. {(only_mc or only_gen)[:3]})"
         )
     samples = []
-    for where, s in mc.samples:
+    for where, s in mc_samples:
         src = _source(mc, s, where, options)
         if not src.question:
             raise UserError(f"{where}: key 'input' holds no question")
@@ -374,6 +396,10 @@ def read_inspect(
     check_explicit(explicit_pairs, {n for tasks in by_model.values() for n in tasks})
     runs = []
     for model, tasks in by_model.items():
-        names = model_pairs(model, {n: MC if t.is_mc else GEN for n, t in tasks.items()}, explicit_pairs)
+        kinds = {n: MC if t.is_mc else GEN for n, t in tasks.items()}
+        for a, b in explicit_pairs:  # --pair says which is which, whatever the logs suggest
+            if a in kinds and b in kinds:
+                kinds[a], kinds[b] = MC, GEN
+        names = model_pairs(model, kinds, explicit_pairs)
         runs.append(_run(model, [(tasks[a], tasks[b]) for a, b in names], options))
     return runs

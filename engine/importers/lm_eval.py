@@ -10,21 +10,24 @@ Items are keyed by a stable uid `dataset/config/split/native_id/language` (`engi
 the dataset, config and split from the MC task's config (a local `json`/`csv`/`parquet` dataset is
 named by its data file), the native id from the document's own id field (`ID_KEYS`) or, when it has
 none, from the SHA-256 of the document, never the positional `doc_id` alone; the language from the
-document (`language`, `lang`, `locale`) or `--language`.
+`--language`, else the document (`language`, `lang`, `locale`; `records.language_of`), else en. The
+MC gold is resolved from the logged target and checked against lm-eval's per-sample metrics (`_gold`).
 
 A run needs both formats of an item, so tasks are imported in pairs that ask the same documents as
 multiple choice and as generation (`engine.importers.pairs`: recognised names, `--pair`). Tasks
 without a twin are skipped with a warning. For a generation task with several filters, the first of its `filter_list` is used.
+The two tasks of a pair are joined by document id; one id on two different documents is an error.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +35,24 @@ from engine.errors import UserError
 from engine.importers.folder import ImportedRun, run_id_of
 from engine.importers.pairs import check_explicit, model_pairs
 from engine.importers.records import (
+    MC_RULE_OF_METRIC,
     GenSample,
     ImportOptions,
     ItemSource,
     McSample,
     join_pairs,
     language_of,
+    mc_record,
     pair_lines,
+    quote,
 )
 from engine.runfolder import dumps_line, sha256_text
 
 ID_KEYS = ("id", "idx", "question_id", "qid", "uid", "example_id", "_id")
 FILE_DATASETS = ("json", "csv", "parquet", "text", "arrow")
 GEN_METRICS = ("exact_match", "acc", "em", "correct")  # a generation's correctness metric, in this order
+# The document fields holding what is asked: the two documents of one id in a task pair must agree on them.
+QUESTION_KEYS = ("question", "sentence", "ctx", "goal", "premise", "passage", "context", "problem")
 
 
 @dataclass
@@ -207,7 +215,7 @@ def _gen_filter(log: TaskLog) -> str | None:
     return None
 
 
-def _item_source(log: TaskLog, doc: Any, where: str, default_language: str) -> ItemSource:
+def _item_source(log: TaskLog, doc: Any, where: str, language: str | None) -> ItemSource:
     if not isinstance(doc, dict):
         raise UserError(f"{where}: key 'doc' is not an object")
     cfg = log.config
@@ -221,7 +229,6 @@ def _item_source(log: TaskLog, doc: Any, where: str, default_language: str) -> I
     native = next((str(doc[k]) for k in ID_KEYS if isinstance(doc.get(k), (str, int)) and str(doc[k])), None)
     if native is None:
         native = "doc-" + hashlib.sha256(dumps_line(doc).encode("utf-8")).hexdigest()[:16]
-    language = language_of(doc, default_language, where)
     question = doc.get("question")
     aliases = doc.get("aliases")
     return ItemSource(
@@ -229,7 +236,7 @@ def _item_source(log: TaskLog, doc: Any, where: str, default_language: str) -> I
         config=cfg.get("dataset_name") if isinstance(cfg.get("dataset_name"), str) else None,
         split=split,
         native_id=native,
-        language=language,
+        language=language_of(doc, language, where),
         question=question.strip() if isinstance(question, str) else "",
         aliases=[a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else [],
         parallel_id=str(doc["parallel_id"]) if isinstance(doc.get("parallel_id"), (str, int)) else None,
@@ -257,19 +264,91 @@ def _mc_sample(log: TaskLog, rec: dict[str, Any], where: str) -> tuple[McSample,
         n //= 2
         unconditional = logliks[n:]
     delim = str(log.config.get("target_delimiter", " "))
-    options = []
     for k, a in enumerate(args[:n]):
-        if len(a) < 2 or not isinstance(a[1], str):
+        if len(a) < 2 or not isinstance(a[0], str) or not isinstance(a[1], str):
             raise UserError(f"{where}: arguments[{k}] is not a [context, continuation] pair")
-        options.append(a[1][len(delim) :] if delim and a[1].startswith(delim) else a[1])
+    contexts = [a[0] for a in args[:n]]
+    multiple_input = n > 1 and len({a[1] for a in args[:n]}) == 1 and len(set(contexts)) > 1
+    if multiple_input:
+        options, prompt = _multiple_input(contexts, args[0][1])
+    else:
+        options = [a[1][len(delim) :] if delim and a[1].startswith(delim) else a[1] for a in args[:n]]
+        prompt = contexts[0]
+    mc = McSample(log.name, options, logliks[:n], greedy[:n], 0, metrics, unconditional)
+    return replace(mc, gold=_gold(log, rec, mc, multiple_input, where)), prompt
+
+
+def _multiple_input(contexts: list[str], continuation: str) -> tuple[list[str], str]:
+    """Options and prompt of lm-eval's `multiple_input` requests (winogrande: one context per option, one
+    shared continuation): each option is its context past their common prefix (cut after a space or line
+    break); the prompt is that prefix, a blank and the continuation."""
+    same = (i for i, chars in enumerate(zip(*contexts)) if len(set(chars)) > 1)
+    common = contexts[0][: next(same, min(map(len, contexts)))]
+    cut = max(common.rfind(" "), common.rfind("\n")) + 1
+    return [c[cut:] for c in contexts], f"{contexts[0][:cut]}___{continuation}"
+
+
+def _gold(log: TaskLog, rec: dict[str, Any], mc: McSample, multiple_input: bool, where: str) -> int:
+    """The gold option as lm-eval had it, checked against the logged per-sample metrics.
+
+    The target is logged as text: "2" is the option whose text is "2" (lm-eval's `choices.index`) or
+    option 2. The readings that agree with every logged metric (`acc` is correct iff the argmax of the
+    log-likelihoods is the gold) are kept; when two remain, the task's `doc_to_target` decides. A
+    `multiple_input` task logs its shared continuation as target: its gold is the option `acc` allows."""
     target = _key(rec, "target", where)
-    if isinstance(target, str) and target.strip().lstrip("-").isdigit():
-        target = int(target)
-    if isinstance(target, str) and target in options:
-        target = options.index(target)
-    if not isinstance(target, int) or not 0 <= target < n:
-        raise UserError(f"{where}: target {target!r} is not an option index (0..{n - 1}) or an option text")
-    return McSample(log.name, options, logliks[:n], greedy[:n], target, metrics, unconditional), str(args[0][0])
+    n = len(mc.options)
+    readings: dict[int, str] = {}
+    if multiple_input:
+        readings = dict.fromkeys(range(n), "option")
+    else:
+        if isinstance(target, str) and target in mc.options:
+            readings[mc.options.index(target)] = "text"
+        text = target.strip() if isinstance(target, str) else None
+        index = target if type(target) is int else int(text) if text and text.lstrip("-").isdigit() else None
+        if index is not None and 0 <= index < n:
+            readings.setdefault(index, "index")
+        if not readings:
+            raise UserError(f"{where}: target {quote(target)} is not an option index (0..{n - 1}) or an option text")
+    decisions = mc_record(mc, "sum")["decisions"]
+    checked = {
+        m: v
+        for m, v in mc.metrics.items()
+        if MC_RULE_OF_METRIC.get(m) in decisions and (m == "acc" or not multiple_input)
+    }
+    agree = [
+        g
+        for g in readings
+        if all((decisions[MC_RULE_OF_METRIC[m]] == g) == math.isclose(v, 1.0) for m, v in checked.items())
+    ]
+    logged = ", ".join(f"{m}={v:g}" for m, v in checked.items())
+    if not agree:
+        raise UserError(
+            f"{where}: no reading of target {quote(target)} (option {', '.join(map(str, readings))}) agrees with "
+            f"the logged {logged} (the log-likelihoods pick option {decisions['sum']})"
+        )
+    if len(agree) > 1 and not multiple_input:
+        kind = _target_kind(log, rec.get("doc"))
+        agree = [g for g in agree if readings[g] == kind] or agree
+    if len(agree) > 1:
+        raise UserError(
+            f"{where}: target {quote(target)} may be option {' or '.join(map(str, agree))} and the logged "
+            f"{logged or 'metrics'} cannot tell which (lm-eval logs no gold index for this task)"
+        )
+    return agree[0]
+
+
+def _target_kind(log: TaskLog, doc: Any) -> str | None:
+    """'index' or 'text': what the task's `doc_to_target` gives (a document field's type; a template that
+    renders digits is an index in lm-eval); None when the config does not say (a function)."""
+    spec = log.config.get("doc_to_target")
+    if type(spec) is int:
+        return "index"
+    if isinstance(spec, str) and isinstance(doc, dict) and spec in doc:
+        value = doc[spec]
+        return "index" if type(value) is int else "text" if isinstance(value, str) else None
+    if isinstance(spec, str) and "{{" in spec:
+        return "index"
+    return None
 
 
 def _gen_sample(log: TaskLog, rec: dict[str, Any], where: str) -> GenSample:
@@ -282,6 +361,8 @@ def _gen_sample(log: TaskLog, rec: dict[str, Any], where: str) -> GenSample:
     response = filtered[0] if isinstance(filtered, list) and filtered else filtered
     target = _key(rec, "target", where)
     others: list[str] = []
+    if isinstance(target, str):  # lm-eval 0.4.3+ logs str(target): a list of answers as its repr
+        target = _list_literal(target) or target
     if isinstance(target, list):  # several gold answers (triviaqa, nq_open): the first, then aliases
         target, others = (target[0], [str(t) for t in target[1:]]) if target else ("", [])
     names = [m for m in GEN_METRICS if isinstance(rec.get(m), (int, float))] or [
@@ -301,60 +382,101 @@ def _gen_sample(log: TaskLog, rec: dict[str, Any], where: str) -> GenSample:
     )
 
 
-def _keyed(items: list[tuple[ItemSource, Any]]) -> dict[tuple[str, str], tuple[ItemSource, Any]]:
-    """By (native id, language); a repeated key gets '#2', '#3'… in order, the same on both sides of a pair."""
-    out: dict[tuple[str, str], tuple[ItemSource, Any]] = {}
-    for src, sample in items:
-        base, k = src.native_id, 1
-        while (src.native_id, src.language) in out:
+def _list_literal(text: str) -> list[str] | None:
+    """The strings of a Python list or tuple literal of strings ("['a', 'b']"), else None (never eval)."""
+    text = text.strip()
+    if (text[:1], text[-1:]) not in (("[", "]"), ("(", ")")):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+@dataclass
+class _Asked:
+    """One sample line: the item it asks, its request (MC or generation), where it is, its document."""
+
+    src: ItemSource
+    sample: Any
+    where: str
+    doc: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.src.native_id, self.src.language
+
+
+def _keyed(lines: list[_Asked]) -> dict[tuple[str, str], _Asked]:
+    """By (native id, language). One id on two different documents of a task is an error; the same
+    document repeated gets '#2', '#3'… in order, the same on both sides of a pair."""
+    out: dict[tuple[str, str], _Asked] = {}
+    for line in lines:
+        base, k = line.src.native_id, 1
+        first = out.get(line.key)
+        if first is not None and dumps_line(first.doc) != dumps_line(line.doc):
+            raise UserError(
+                f"{line.where}: document id {quote(base)} ({line.src.language}) is also at {first.where} on "
+                "another document; the ids of a task must be unique"
+            )
+        while line.key in out:
             k += 1
-            src.native_id = f"{base}#{k}"
-        out[(src.native_id, src.language)] = (src, sample)
+            line.src.native_id = f"{base}#{k}"
+        out[line.key] = line
     return out
 
 
-def _check_repeats(
-    a: TaskLog, a_src: list[ItemSource], a_where: list[str], b: TaskLog, b_src: list[ItemSource], b_where: list[str]
-) -> None:
+def _check_repeats(a: TaskLog, a_lines: list[_Asked], b: TaskLog, b_lines: list[_Asked]) -> None:
     """A document asked more often in one task than in its twin is named at its extra line (the pairing
     by id would otherwise report a '#2' item that exists on one side only)."""
-    ka = [(s.native_id, s.language) for s in a_src]
-    kb = [(s.native_id, s.language) for s in b_src]
-    ca, cb = Counter(ka), Counter(kb)
-    for key in dict.fromkeys(ka + kb):
+    ca, cb = Counter(x.key for x in a_lines), Counter(x.key for x in b_lines)
+    for key in dict.fromkeys(x.key for x in a_lines + b_lines):
         if ca[key] and cb[key] and ca[key] != cb[key]:
-            keys, wheres = (ka, a_where) if ca[key] > cb[key] else (kb, b_where)
-            extra = [w for k, w in zip(keys, wheres) if k == key][min(ca[key], cb[key])]
+            lines = a_lines if ca[key] > cb[key] else b_lines
+            extra = [x.where for x in lines if x.key == key][min(ca[key], cb[key])]
             raise UserError(
                 f"{extra}: document {key[0]!r} ({key[1]}) is asked {ca[key]} time(s) in {a.samples_path.name} and "
                 f"{cb[key]} in {b.samples_path.name}; a document must be asked as often in both tasks"
             )
 
 
+def _check_same_document(mc: _Asked, gen: _Asked) -> None:
+    """The two documents paired by one id ask the same thing: equal `QUESTION_KEYS` fields where both have them."""
+    for field in QUESTION_KEYS:
+        a, b = mc.doc.get(field), gen.doc.get(field)
+        if isinstance(a, str) and isinstance(b, str) and a.strip() != b.strip():
+            raise UserError(
+                f"{mc.where} and {gen.where}: document id {quote(mc.src.native_id)} ({mc.src.language}) has "
+                f"{field} {quote(a)} in one task and {quote(b)} in the other; a pair's tasks are joined by id, so it must name one document"
+            )
+
+
 def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tuple[list[dict], list[dict]]:
     """Items and outcome lines of one (MC task, generation task) pair, in the MC task's document order."""
-    mc_items, mc_where = [], []
+    mc_lines = []
     for where, rec in _samples(mc_log, None):
-        src = _item_source(mc_log, _key(rec, "doc", where), where, options.language)
+        doc = _key(rec, "doc", where)
+        src = _item_source(mc_log, doc, where, options.language)
         mc, prompt = _mc_sample(mc_log, rec, where)
         src.question = src.question or prompt.strip()
         if not src.question:
             raise UserError(f"{where}: no question (the doc has no 'question' and the prompt is empty)")
-        mc_items.append((src, mc))
-        mc_where.append(where)
-    gen_items, gen_where = [], []
+        mc_lines.append(_Asked(src, mc, where, doc))
+    gen_lines = []
     for where, rec in _samples(gen_log, _gen_filter(gen_log)):
-        gen_items.append(
-            (_item_source(gen_log, _key(rec, "doc", where), where, options.language), _gen_sample(gen_log, rec, where))
-        )
-        gen_where.append(where)
-    for log, got in ((mc_log, mc_items), (gen_log, gen_items)):
+        doc = _key(rec, "doc", where)
+        src = _item_source(gen_log, doc, where, options.language)
+        gen_lines.append(_Asked(src, _gen_sample(gen_log, rec, where), where, doc))
+    for log, got in ((mc_log, mc_lines), (gen_log, gen_lines)):
         if not got:
             raise UserError(
-                f"{log.samples_path}: no samples (task {log.name}); its twin has {len(mc_items or gen_items)}"
+                f"{log.samples_path}: no samples (task {log.name}); its twin has {len(mc_lines or gen_lines)}"
             )
-    _check_repeats(mc_log, [s for s, _ in mc_items], mc_where, gen_log, [s for s, _ in gen_items], gen_where)
-    mc_by, gen_by = _keyed(mc_items), _keyed(gen_items)
+    _check_repeats(mc_log, mc_lines, gen_log, gen_lines)
+    mc_by, gen_by = _keyed(mc_lines), _keyed(gen_lines)
     only_mc = [k for k in mc_by if k not in gen_by]
     only_gen = [k for k in gen_by if k not in mc_by]
     if only_mc or only_gen:
@@ -364,10 +486,12 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
             f"{mc_log.samples_path.name}, {len(only_gen)} only in {gen_log.samples_path.name} (e.g. {ex})"
         )
     samples = []
-    for key, (src, mc) in mc_by.items():
-        gen = gen_by[key][1]
-        src.aliases = [*src.aliases, *gen.other_targets]
-        samples.append((src, mc, gen))
+    for key, mc_line in mc_by.items():
+        gen_line = gen_by[key]
+        _check_same_document(mc_line, gen_line)
+        src = mc_line.src
+        src.aliases = [*src.aliases, *gen_line.sample.other_targets]
+        samples.append((src, mc_line.sample, gen_line.sample))
     return pair_lines("lm-eval", (mc_log.name, gen_log.name), samples, options)
 
 

@@ -29,13 +29,37 @@ from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import generation_fields
 from engine.items.build import make_item as build_item
+from engine.items.languages import FLORES_TO_LANGUAGE, TYDIQA_NAMES
 from engine.matching import AnswerKey, Scoring
+from engine.safe_text import inert
 
 # Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
 MC_RULE_OF_METRIC = {"acc": "sum", "acc_norm": "per_char", "acc_bytes": "per_byte", "acc_mutual_info": "mutual_info"}
 GRADE_BY = ("prunescope", "task")
 LANGUAGE_KEYS = ("language", "lang", "locale")  # where a document or a sample's metadata names its language
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")
+_LOCALE = re.compile(r"^([a-z]{2,3})_[A-Z]{2}(\.[\w-]+)?(@\w+)?$")  # POSIX: en_US, pt_BR.UTF-8
+LANGUAGE_NAMES = {  # English names of languages as datasets write them (CohereForAI/include-base-44 …)
+    **TYDIQA_NAMES,
+    "chinese": "zh",
+    "czech": "cs",
+    "dutch": "nl",
+    "french": "fr",
+    "german": "de",
+    "greek": "el",
+    "hebrew": "he",
+    "hindi": "hi",
+    "italian": "it",
+    "persian": "fa",
+    "polish": "pl",
+    "portuguese": "pt",
+    "romanian": "ro",
+    "spanish": "es",
+    "swedish": "sv",
+    "turkish": "tr",
+    "ukrainian": "uk",
+    "vietnamese": "vi",
+}
 
 
 @dataclass(frozen=True)
@@ -81,13 +105,36 @@ class ItemSource:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def language_of(fields: Mapping[str, Any], default: str, where: str) -> str:
-    """The language a document (or sample metadata) names, else `default`; UserError naming `where` when
-    it is not a language code."""
-    language = next((fields[k] for k in LANGUAGE_KEYS if isinstance(fields.get(k), str)), default)
-    if not _LANGUAGE.match(language):
-        raise UserError(f"{where}: language {language!r} is not a language code like 'en' or 'pt-BR'")
-    return language
+def language_code(text: str) -> str | None:
+    """A language code ('en', 'pt-BR') from a code, a POSIX locale ('en_US' -> 'en'), a FLORES code
+    ('eng_Latn' -> 'en') or an English name ('English' -> 'en'); None when it is none of them."""
+    text = text.strip()
+    if _LANGUAGE.match(text):
+        return text
+    locale = _LOCALE.match(text)
+    return locale.group(1) if locale else FLORES_TO_LANGUAGE.get(text) or LANGUAGE_NAMES.get(text.lower())
+
+
+def language_of(fields: Mapping[str, Any], given: str | None, where: str) -> str:
+    """An item's language: `given` (`--language`) when set, else the one its document (or sample metadata)
+    names (`language_code`), else 'en'; a name that is no language is a UserError naming `where`."""
+    if given is not None:
+        return given
+    named = next((fields[k] for k in LANGUAGE_KEYS if isinstance(fields.get(k), str)), None)
+    if named is None:
+        return "en"
+    code = language_code(named)
+    if code is None:
+        raise UserError(
+            f"{where}: language {quote(named)} is not a language code like 'en' or 'pt-BR', a locale like 'en_US', "
+            "a FLORES code or a language name prunescope knows; give --language"
+        )
+    return code
+
+
+def quote(value: Any) -> str:
+    """A logged value quoted in an error message: its repr, inert and bounded."""
+    return inert(repr(value), max_len=80)
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -240,7 +287,7 @@ class ImportOptions:
     mc_rule: str = "sum"  # which MC decision is the MC answer (lm-eval's `acc`)
     grade_by: str = "prunescope"  # who decides `open.correct`: prunescope's matcher or the task's metric
     scoring: Scoring = field(default_factory=Scoring)
-    language: str = "en"  # when a sample's document names none
+    language: str | None = None  # `--language`: every item's language, whatever its document says
 
     def describe(self) -> dict[str, Any]:
         """The manifest's note on grading."""
@@ -249,5 +296,5 @@ class ImportOptions:
             "open_correct": "prunescope matching (engine.matching)"
             if self.grade_by == "prunescope"
             else "the task's own metric (== 1)",
-            "default_language": self.language,
+            "language": self.language or "from the documents (else en)",
         }

@@ -131,8 +131,8 @@ def test_a_generation_task_whose_samples_carry_choices_stays_a_generation_task()
     for _, s in gen.samples:
         s["choices"] = ["Paris", "Lyon", "Nice", "Lille"]
     assert not gen.is_mc
-    mc.header = {**mc.header, "eval": {**mc.eval, "scorers": [{"name": "match"}]}, "plan": {"steps": []}}
-    assert mc.is_mc  # letters as targets
+    mc.header = {**mc.header, "eval": {**mc.eval, "scorers": []}, "plan": {"steps": []}}
+    assert mc.is_mc  # no scorer or solver named: letters as targets
     for _, s in mc.samples:
         s["target"] = s["choices"][0]
     assert not mc.is_mc
