@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from engine.errors import UserError
 from engine.grading import generation_fields
 from engine.items.build import make_item as build_item
 from engine.items.languages import FLORES_TO_LANGUAGE, TYDIQA_NAMES
-from engine.matching import AnswerKey, Scoring
+from engine.matching import ARTICLES, AnswerKey, Scoring, tokens
 from engine.safe_text import inert
 
 # Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
@@ -277,7 +278,28 @@ def pair_lines(
         item = make_item(src, mc, gen)
         items.append(item)
         outcomes.append(outcome(item, mc, gen, options))
+    if options.grade_by == "prunescope":
+        _warn_article_answers(tasks[1], items)
     return items, outcomes
+
+
+def _warn_article_answers(task: str, items: Sequence[Mapping[str, Any]]) -> None:
+    """Say on stderr how many answers are only articles (generative MMLU's letter `A` in English): the
+    matcher drops articles inside an output, so "The answer is A." never matches such an answer."""
+    hit = [i for i in items if _only_articles(tokens(i["answer"], i["language"]), i["language"])]
+    if hit:
+        print(
+            inert(
+                f"prunescope import: warning: task {task}: {len(hit)} of {len(items)} answers are only an article "
+                f"to the matcher (e.g. {hit[0]['answer']!r}, {hit[0]['language']}), which it drops inside an output, "
+                "so an output naming that answer in a sentence is graded wrong; for letter answers use --grade task"
+            ),
+            file=sys.stderr,
+        )
+
+
+def _only_articles(words: Sequence[str], language: str) -> bool:
+    return bool(words) and set(words) <= ARTICLES.get(language, frozenset())
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,22 @@ def test_one_id_on_different_documents_in_the_two_tasks_is_an_error(
     gen = _edit(logs, "psqa_gen", lambda recs: positional(recs, 1))
     line = _error(tmp_path, logs, capsys)
     assert f"{mc}:1 and {gen}:1: document id '0' (en) has question 'What is the capital of France?' in one" in line
+
+
+def test_answers_that_are_only_an_article_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Generative MMLU's target `A` (English): the matcher drops the article `a` inside an output, so
+    "The answer is A." was graded wrong without a word; the import now says so and names --grade task."""
+    logs = _logs(tmp_path)
+
+    def gen(recs: list[dict]) -> None:
+        en = [r for r in recs if r["doc"].get("language", "en") == "en"][:2]
+        for r, letter in zip(en, "AB"):
+            r["target"] = letter
+            r["resps"], r["filtered_resps"] = [[f"The answer is {letter}."]], [f"The answer is {letter}."]
+
+    _edit(logs, "psqa_gen", gen)
+    capsys.readouterr()
+    _import(tmp_path, logs)
+    warnings = [w for w in capsys.readouterr().err.splitlines() if "only an article" in w]
+    # 'A' (en) and the fixture's own French 'Au' (gold), which French reads as the article au (= à le)
+    assert len(warnings) == 1 and "task psqa_gen: 2 of 16 answers" in warnings[0] and "--grade task" in warnings[0]
