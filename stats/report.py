@@ -307,14 +307,33 @@ _LATEX_UNICODE = {
     "“": "``",
     "”": "''",
     "·": r"$\cdot$",
+    "Σ": r"$\Sigma$",
+    "Π": r"$\Pi$",
+    "π": r"$\pi$",
+    "φ": r"$\phi$",
+    "Φ": r"$\Phi$",
+    "γ": r"$\gamma$",
+    "δ": r"$\delta$",
+    "≈": r"$\approx$",
+    "≠": r"$\neq$",
+    "∓": r"$\mp$",
+    "√": r"$\surd$",
+    "✓": r"$\surd$",
+    "½": "1/2",
+    "§": r"\S{}",
+    "³": r"$^3$",
+    "⁵": r"$^5$",
+    "⁻": r"$^{-}$",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials and map the symbols used in tables to math mode; data stays inert."""
+    """Escape LaTeX specials and map the symbols used in tables to math mode (pdflatex stops at a Greek
+    or other symbol it has no definition for); data stays inert."""
     from engine.safe_text import inert
 
     s = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in inert(text, max_len=500))
+    s = s.replace("--", "-{}-")  # a flag's `--` is not an en dash
     for k in sorted(_LATEX_UNICODE, key=len, reverse=True):
         s = s.replace(k, _LATEX_UNICODE[k])
     return s

@@ -124,3 +124,12 @@ def test_baseline_wording_leaves_names_and_labels_alone() -> None:
     assert baseline_wording("Left out: org/other / dense; the dense run of it", phrases_only=True) == (
         "Left out: org/other / dense; the baseline run of it"
     )
+
+
+def test_latex_maps_every_symbol_the_tables_use() -> None:
+    from stats.report import latex_escape
+
+    assert latex_escape("Σb, Σc; dense open ✓; p (RO share = ½); θ ≈ 1 ≠ 2; §3") == (
+        r"$\Sigma$b, $\Sigma$c; dense open $\surd$; p (RO share = 1/2); $\theta$ $\approx$ 1 $\neq$ 2; \S{}3"
+    )
+    assert latex_escape("set with --demotion-rank; 1–2") == "set with -{}-demotion-rank; 1--2"  # a flag, an en dash

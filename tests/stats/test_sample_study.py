@@ -44,6 +44,14 @@ def test_sample_loads_paired() -> None:
     assert set(tr["category_dense"]) <= {"both_correct", "recognition_only", "generation_only", "both_wrong"}
 
 
+def test_the_latex_tables_are_ascii() -> None:
+    """pdflatex stopped at the first Σ, ✓ or ½ of tables.tex ("Unicode character not set up for use
+    with LaTeX"); every symbol a table uses is now a LaTeX command, so the sample's tables are ASCII."""
+    for path in [SAMPLE / "tables.tex", *sorted((SAMPLE / "tex").glob("*.tex"))]:
+        text = path.read_text(encoding="utf-8")
+        assert text.isascii(), (path.name, sorted({c for c in text if not c.isascii()}))
+
+
 def test_stats_reproduces_the_committed_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stats", str(SAMPLE), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
