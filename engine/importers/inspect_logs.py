@@ -317,7 +317,7 @@ def pair_items(mc: InspectTask, gen: InspectTask, options: ImportOptions) -> tup
         mc_sample, gen_sample = _mc(mc, s, where), _gen(gen, g, gwhere)
         src.aliases = [*src.aliases, *_targets(g)[1:]]
         samples.append((src, mc_sample, gen_sample))
-    return pair_lines("inspect", (mc.name, gen.name), samples, options)
+    return pair_lines("inspect", (mc.name, gen.name), samples, options, gen.path)
 
 
 def _run(model: str, pairs: list[tuple[InspectTask, InspectTask]], options: ImportOptions) -> ImportedRun:

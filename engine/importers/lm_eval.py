@@ -492,7 +492,7 @@ def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tup
         src = mc_line.src
         src.aliases = [*src.aliases, *gen_line.sample.other_targets]
         samples.append((src, mc_line.sample, gen_line.sample))
-    return pair_lines("lm-eval", (mc_log.name, gen_log.name), samples, options)
+    return pair_lines("lm-eval", (mc_log.name, gen_log.name), samples, options, gen_log.samples_path)
 
 
 def _run(model: str, pairs: list[tuple[TaskLog, TaskLog]], options: ImportOptions) -> ImportedRun:

@@ -24,6 +24,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.contract.labels import category
@@ -268,9 +269,11 @@ def pair_lines(
     tasks: tuple[str, str],
     samples: Iterable[tuple[ItemSource, McSample, GenSample]],
     options: ImportOptions,
+    gen_log: Path,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Items and outcome lines of one (MC task, generation task) pair, from each item's source, MC request
-    and generation, in order; each item's `meta` names the harness and the two tasks."""
+    and generation, in order; each item's `meta` names the harness and the two tasks (`gen_log`: the
+    generation task's log, named in warnings)."""
     items: list[dict[str, Any]] = []
     outcomes: list[dict[str, Any]] = []
     for src, mc, gen in samples:
@@ -279,18 +282,18 @@ def pair_lines(
         items.append(item)
         outcomes.append(outcome(item, mc, gen, options))
     if options.grade_by == "prunescope":
-        _warn_article_answers(tasks[1], items)
+        _warn_article_answers(f"task {tasks[1]} ({gen_log})", items)
     return items, outcomes
 
 
-def _warn_article_answers(task: str, items: Sequence[Mapping[str, Any]]) -> None:
+def _warn_article_answers(what: str, items: Sequence[Mapping[str, Any]]) -> None:
     """Say on stderr how many answers are only articles (generative MMLU's letter `A` in English): the
     matcher drops articles inside an output, so "The answer is A." never matches such an answer."""
     hit = [i for i in items if _only_articles(tokens(i["answer"], i["language"]), i["language"])]
     if hit:
         print(
             inert(
-                f"prunescope import: warning: task {task}: {len(hit)} of {len(items)} answers are only an article "
+                f"prunescope import: warning: {what}: {len(hit)} of {len(items)} answers are only an article "
                 f"to the matcher (e.g. {hit[0]['answer']!r}, {hit[0]['language']}), which it drops inside an output, "
                 "so an output naming that answer in a sentence is graded wrong; for letter answers use --grade task"
             ),

@@ -211,4 +211,10 @@ def test_answers_that_are_only_an_article_are_named(tmp_path: Path, capsys: pyte
     _import(tmp_path, logs)
     warnings = [w for w in capsys.readouterr().err.splitlines() if "only an article" in w]
     # 'A' (en) and the fixture's own French 'Au' (gold), which French reads as the article au (= à le)
-    assert len(warnings) == 1 and "task psqa_gen: 2 of 16 answers" in warnings[0] and "--grade task" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "task psqa_gen (" in warnings[0]
+        and "samples_psqa_gen_" in warnings[0]
+        and ": 2 of 16 answers" in warnings[0]
+        and "--grade task" in warnings[0]
+    )
