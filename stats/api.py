@@ -20,6 +20,8 @@ from typing import Any
 from engine.errors import UserError
 
 TEST_DEFAULT = ("recognition", "within")
+MAX_BOOT = 1_000_000  # the layer trace keeps B × layers medians in memory
+LEVELS = (0.5, 0.999999)  # --level: every interval is computable in between (1 − 1e-15 is not)
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,12 @@ class StatsOptions:
         from stats import analysis
         from stats.intervals import DIFF_METHODS
 
-        if not 0 < self.level < 1:
-            raise UserError(f"--level must be in (0, 1), got {self.level}")
+        if not LEVELS[0] <= self.level <= LEVELS[1]:
+            raise UserError(f"--level must be a confidence level from {LEVELS[0]} to {LEVELS[1]}, got {self.level}")
+        if not 1 <= self.boot <= MAX_BOOT:
+            raise UserError(f"--boot must be a number of bootstrap resamples from 1 to {MAX_BOOT:,}, got {self.boot}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be ≥ 0, got {self.seed}")
         if self.diff_ci not in DIFF_METHODS:
             raise UserError(f"--diff-ci: unknown interval {self.diff_ci!r}; choose from {', '.join(DIFF_METHODS)}")
         for t in self.tests:

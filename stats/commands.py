@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.safe_text import inert
-from stats.api import StatsOptions, parse_tests
+from stats.api import LEVELS, MAX_BOOT, StatsOptions, parse_tests
 from stats.glmm.commands import GLMM_BACKENDS
 
 if TYPE_CHECKING:
     from stats.api import StatsResult
 
 OUTPUT_FORMATS = ("table", "markdown", "latex", "csv", "json")
-MAX_BOOT = 1_000_000  # the layer trace keeps B × layers medians in memory
-LEVELS = (0.5, 0.999999)  # --level: every interval is computable in between (1 − 1e-15 is not)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,21 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_glmm(subparsers)
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    """Refuse a --level, --boot or --seed the analyses cannot use, naming the flag (UserError)."""
-    from engine.errors import UserError
-
-    if not LEVELS[0] <= args.level <= LEVELS[1]:
-        raise UserError(f"--level must be a confidence level from {LEVELS[0]} to {LEVELS[1]}, got {args.level}")
-    if not 1 <= args.boot <= MAX_BOOT:
-        raise UserError(f"--boot must be a number of bootstrap resamples from 1 to {MAX_BOOT:,}, got {args.boot}")
-    if args.seed < 0:
-        raise UserError(f"--seed must be ≥ 0, got {args.seed}")
-
-
 def options_from_args(args: argparse.Namespace) -> StatsOptions:
     """The `StatsOptions` a `prunescope stats` command line asks for (checked)."""
-    _check_numbers(args)
     return StatsOptions(
         by=args.by,
         tests=parse_tests(args.test),

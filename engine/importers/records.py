@@ -31,7 +31,7 @@ from engine.contract.labels import category
 from engine.errors import UserError
 from engine.grading import generation_fields
 from engine.items.build import make_item as build_item
-from engine.items.languages import FLORES_TO_LANGUAGE, TYDIQA_NAMES
+from engine.items.languages import FLORES_TO_LANGUAGE, LANGUAGE_NAMES
 from engine.matching import ARTICLES, AnswerKey, Scoring, tokens
 from engine.safe_text import inert
 
@@ -41,27 +41,6 @@ GRADE_BY = ("prunescope", "task")
 LANGUAGE_KEYS = ("language", "lang", "locale")  # where a document or a sample's metadata names its language
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")
 _LOCALE = re.compile(r"^([a-z]{2,3})_[A-Z]{2}(\.[\w-]+)?(@\w+)?$")  # POSIX: en_US, pt_BR.UTF-8
-LANGUAGE_NAMES = {  # English names of languages as datasets write them (CohereForAI/include-base-44 …)
-    **TYDIQA_NAMES,
-    "chinese": "zh",
-    "czech": "cs",
-    "dutch": "nl",
-    "french": "fr",
-    "german": "de",
-    "greek": "el",
-    "hebrew": "he",
-    "hindi": "hi",
-    "italian": "it",
-    "persian": "fa",
-    "polish": "pl",
-    "portuguese": "pt",
-    "romanian": "ro",
-    "spanish": "es",
-    "swedish": "sv",
-    "turkish": "tr",
-    "ukrainian": "uk",
-    "vietnamese": "vi",
-}
 
 
 @dataclass(frozen=True)

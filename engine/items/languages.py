@@ -20,6 +20,28 @@ TYDIQA_NAMES = {
 }
 TYDIQA_GOLDP_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
 
+LANGUAGE_NAMES = {  # English names of languages as datasets write them (CohereForAI/include-base-44 …)
+    **TYDIQA_NAMES,
+    "chinese": "zh",
+    "czech": "cs",
+    "dutch": "nl",
+    "french": "fr",
+    "german": "de",
+    "greek": "el",
+    "hebrew": "he",
+    "hindi": "hi",
+    "italian": "it",
+    "persian": "fa",
+    "polish": "pl",
+    "portuguese": "pt",
+    "romanian": "ro",
+    "spanish": "es",
+    "swedish": "sv",
+    "turkish": "tr",
+    "ukrainian": "uk",
+    "vietnamese": "vi",
+}
+
 # MKQA keys; the three Chinese variants become zh, zh-HK and zh-TW.
 MKQA_KEYS = (
     "ar",
