@@ -10,7 +10,9 @@ What a prediction goes through before it is compared (docs/matching.md says the 
    is a separator), language extras (Russian ``ё``→``е``; Arabic diacritics and tatweel removed, ``أ إ آ``→``ا``),
    every Unicode punctuation character (CJK ``。、「」《》・`` included) read as a separator, and articles
    dropped where the language has them (en, de, fr, es, it, pt, nl, ca as free words; French/Italian
-   elided ``l'``; the Arabic prefix ``ال``).
+   elided ``l'``; the Arabic prefix ``ال``). A text of articles only keeps them, and such a gold or
+   option (French ``Au``, a letter ``A``) is searched in the prediction's words with their articles,
+   where it stands alone: a whole word that no word follows before punctuation or the end.
 3. **Words and tokens** (`words`): a word is a run of characters between whitespace, with punctuation
    at its edges removed; punctuation inside it (``X-ray``, ``1,300``, ``cyclopol.K``) splits it into
    tokens but does not end the word. CJK ideographs, kana and Thai letters are one word and one token
@@ -59,8 +61,9 @@ from engine.errors import UserError
 
 Rule = Literal["exact", "contains", "f1", "none"]
 GUARDS = ("hedge", "loop", "short")
-MATCHING_VERSION = 3  # 1: exact / contains without guards; 2: words, the guards, the f1 rule;
-# 3: invisible format characters removed in normalisation, a zero-width space separating words
+MATCHING_VERSION = 4  # 1: exact / contains without guards; 2: words, the guards, the f1 rule;
+# 3: invisible format characters removed in normalisation, a zero-width space separating words;
+# 4: a gold or option made only of articles is found where it stands alone in the output
 SHORT_MAX_CHARS = 3
 LOOP_MAX_UNIT = 8
 LOOP_MIN_COVERAGE = 0.5
@@ -143,14 +146,16 @@ class Words:
     tokens: tuple[str, ...]
     starts: frozenset[int]
     ends: frozenset[int]  # exclusive: a word of tokens [i, j) ends at j
+    pauses: frozenset[int] = frozenset()  # word ends followed by punctuation or the end of the text
 
     def whole(self, start: int, end: int) -> bool:
         """Whether tokens [start, end) are whole words (start at a word start, end at a word end)."""
         return start in self.starts and end in self.ends
 
 
-def words(text: str, language: str) -> Words:
-    """Normalised words and tokens of `text` (see the module docstring)."""
+def words(text: str, language: str, keep_articles: bool = False) -> Words:
+    """Normalised words and tokens of `text` (see the module docstring); `keep_articles` keeps the
+    articles and records the pauses (what a text of articles only is searched in: `Candidate.alone`)."""
     lang = base_language(language)
     text = unicodedata.normalize("NFKC", text).casefold()
     if not text.isprintable():  # invisible format characters: removed, a zero-width space a separator
@@ -159,8 +164,17 @@ def words(text: str, language: str) -> Words:
         text = text.replace("ё", "е")
     elif lang == "ar":
         text = _AR_ALEF_RE.sub("\u0627", _AR_DIACRITICS_RE.sub("", text))
-    groups = [toks for w in _WORD_RE.findall(text) if (toks := _split_punct(w))]
-    articles = ARTICLES.get(lang)
+    raw = _WORD_RE.findall(text)
+    split = [_split_punct(w) for w in raw]
+    groups = [toks for toks in split if toks]
+    paused: list[bool] = []
+    if keep_articles:  # a word pauses when punctuation ends it or begins the next word, or nothing follows
+        paused = [
+            _is_punct(w[-1]) or k + 1 == len(raw) or _is_punct(raw[k + 1][0])
+            for k, (w, toks) in enumerate(zip(raw, split))
+            if toks
+        ]
+    articles = None if keep_articles else ARTICLES.get(lang)
     if articles:
         kept = [[t for t in g if t not in articles] for g in groups]
         if any(kept):  # never normalised to nothing: a text of articles only keeps them
@@ -168,12 +182,14 @@ def words(text: str, language: str) -> Words:
     elif lang == "ar":
         groups = [[t[2:] if t.startswith("\u0627\u0644") and len(t) > 3 else t for t in g] for g in groups]
     flat: list[str] = []
-    starts, ends = set(), set()
-    for g in groups:
+    starts, ends, pauses = set(), set(), set()
+    for k, g in enumerate(groups):
         starts.add(len(flat))
         flat.extend(g)
         ends.add(len(flat))
-    return Words(tuple(flat), frozenset(starts), frozenset(ends))
+        if paused and paused[k]:
+            pauses.add(len(flat))
+    return Words(tuple(flat), frozenset(starts), frozenset(ends), frozenset(pauses))
 
 
 def tokens(text: str, language: str) -> list[str]:
@@ -266,14 +282,25 @@ class Candidate:
     text: str
     tokens: tuple[str, ...]
     short: bool
+    alone: bool = False  # only articles (French `Au`, a letter `A`): found only where it stands alone
+
+    def spans(self, pred: Words, kept: Words | None) -> list[tuple[int, int]]:
+        """Where the candidate occurs in the output: in its tokens, or, for a text of articles only, in
+        its tokens with the articles kept, as whole words that nothing follows before punctuation or
+        the end (an article precedes its noun: `au` in "au Japon" is not the symbol, in "est Au." it is)."""
+        if not self.alone:
+            return occurrences(pred.tokens, self.tokens)
+        assert kept is not None
+        return [(i, j) for i, j in occurrences(kept.tokens, self.tokens) if kept.whole(i, j) and j in kept.pauses]
 
 
 def _candidates(texts: Iterable[str], lang: str) -> list[Candidate]:
     out = []
+    articles = ARTICLES.get(lang, frozenset())
     for t in texts:
         toks = tuple(tokens(t, lang)) if t and t.strip() else ()
         if toks:
-            out.append(Candidate(t, toks, _is_short(toks)))
+            out.append(Candidate(t, toks, _is_short(toks), set(toks) <= articles))
     return out
 
 
@@ -408,6 +435,7 @@ class Evidence:
     words: Words
     f1: tuple[float, ...]  # per gold
     spans: tuple[tuple[tuple[int, int], ...], ...]  # per gold: its occurrences
+    whole: tuple[bool, ...]  # per gold: one of its occurrences is whole words
     degenerate: bool
     other_options: tuple[str, ...]
 
@@ -422,7 +450,7 @@ class Evidence:
         fired: list[str] = []
         found: str | None = None
         if pred and scoring.rule != "exact":
-            for g, f1, spans in zip(key.golds, self.f1, self.spans):
+            for g, f1, spans, whole in zip(key.golds, self.f1, self.spans, self.whole):
                 if not (spans if scoring.rule == "contains" else f1 >= (scoring.f1_min or 0.0)):
                     continue
                 found = found or g.text
@@ -431,7 +459,7 @@ class Evidence:
                     for name, fires in (
                         ("hedge", bool(self.other_options)),
                         ("loop", self.degenerate),
-                        ("short", g.short and not any(self.words.whole(*s) for s in spans)),
+                        ("short", g.short and not whole),
                     )
                     if fires and name in scoring.guards
                 ]
@@ -446,16 +474,21 @@ class Evidence:
 
 def evidence(prediction: str, key: AnswerKey) -> Evidence:
     """Tokens, F1 and occurrences per gold, the loop test and the other options named."""
-    w = words(clean_prediction(prediction), key.language)
+    text = clean_prediction(prediction)
+    w = words(text, key.language)
+    kept = words(text, key.language, keep_articles=True) if any(c.alone for c in key.golds + key.others) else None
     pred = w.tokens
-    spans = tuple(tuple(occurrences(pred, g.tokens)) for g in key.golds)
-    inside = [s for per_gold in spans for s in per_gold]
+    spans = tuple(tuple(g.spans(w, kept)) for g in key.golds)
+    # a gold occurrence hides the options inside it; spans of texts of articles only are in `kept`'s tokens
+    inside = {
+        alone: [s for g, per in zip(key.golds, spans) if g.alone == alone for s in per] for alone in (False, True)
+    }
     named = tuple(
         o.text
         for o in key.others
         if any(
-            not any(a <= i and j <= b for a, b in inside) and (not o.short or w.whole(i, j))
-            for i, j in occurrences(pred, o.tokens)
+            not any(a <= i and j <= b for a, b in inside[o.alone]) and (not o.short or o.alone or w.whole(i, j))
+            for i, j in o.spans(w, kept)
         )
     )
     is_gold = any(pred == g.tokens for g in key.golds)
@@ -464,6 +497,7 @@ def evidence(prediction: str, key: AnswerKey) -> Evidence:
         words=w,
         f1=tuple(token_f1(pred, g.tokens) for g in key.golds),
         spans=spans,
+        whole=tuple(bool(per) if g.alone else any(w.whole(*s) for s in per) for g, per in zip(key.golds, spans)),
         degenerate=bool(pred) and not is_gold and degenerate(pred),
         other_options=named,
     )

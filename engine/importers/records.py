@@ -267,14 +267,15 @@ def pair_lines(
 
 def _warn_article_answers(what: str, items: Sequence[Mapping[str, Any]]) -> None:
     """Say on stderr how many answers are only articles (generative MMLU's letter `A` in English): the
-    matcher drops articles inside an output, so "The answer is A." never matches such an answer."""
+    matcher finds such an answer only where it stands alone ("The answer is A.", not "A is right")."""
     hit = [i for i in items if _only_articles(tokens(i["answer"], i["language"]), i["language"])]
     if hit:
         print(
             inert(
                 f"prunescope import: warning: {what}: {len(hit)} of {len(items)} answers are only an article "
-                f"to the matcher (e.g. {hit[0]['answer']!r}, {hit[0]['language']}), which it drops inside an output, "
-                "so an output naming that answer in a sentence is graded wrong; for letter answers use --grade task"
+                f"to the matcher (e.g. {hit[0]['answer']!r}, {hit[0]['language']}), which it finds in an output "
+                "only where it stands alone (before punctuation or at the end: 'The answer is A.', not "
+                "'A is right'); for letter answers use --grade task"
             ),
             file=sys.stderr,
         )

@@ -160,7 +160,7 @@ def test_scoring_parse_and_record() -> None:
     assert (s.rule, s.f1_min, s.guards, s.name) == ("f1", 0.5, ("hedge", "short"), "f1>=0.5+hedge+short")
     assert Scoring.parse("exact", "none").name == "exact" and Scoring.parse(guards="all").guards == GUARDS
     block = s.to_dict()
-    assert block["version"] == 3 and set(block["definitions"]) == {"hedge", "short"}
+    assert block["version"] == 4 and set(block["definitions"]) == {"hedge", "short"}
     import jsonschema
 
     jsonschema.validate({"matching": block}, {"properties": load_schema("manifest")["properties"]})

@@ -20,6 +20,8 @@ NONE: set[str] = set()
 # option sets (the gold first in each golds list; options hold the gold and three distractors)
 K_OPTS = ["K", "P", "Po", "Kr"]  # the sample study's potassium item, in every language
 AG_OPTS = ["Au", "Si", "Sn", "Ag"]
+AU_OPTS = ["Au", "Ag", "Ge", "Gd"]  # French `au` is also an article (matching v4: found where it stands alone)
+LETTERS = ["A", "B", "C", "D"]  # generative MMLU's letter answers; English `a` is an article
 EN_CAP = ["Paris", "Lyon", "Marseille", "Nice"]
 EN_MOON = ["Neil Armstrong", "Buzz Aldrin", "Yuri Gagarin", "Michael Collins"]
 YEARS = ["1965", "1969", "1972", "1981"]
@@ -58,6 +60,11 @@ CASES: list[tuple[str, str, list[str], list[str], str, set[str], str]] = [
     ("en", "The capital is Paris. The capital is Paris. The capital is Paris.", ["Paris"], EN_CAP, "none", L, "loop"),
     ("en", "Parisian cafés are famous.", ["Paris"], EN_CAP, "none", NONE, "plain"),
     ("en", "Lyon", ["Paris"], EN_CAP, "none", NONE, "plain"),
+    ("en", "The answer is A.", ["A"], LETTERS, "contains", NONE, "short"),
+    ("en", "(A) is correct", ["A"], LETTERS, "contains", NONE, "short"),
+    ("en", "A is correct.", ["A"], LETTERS, "none", NONE, "short"),
+    ("en", "A or B", ["A"], LETTERS, "none", NONE, "hedge"),
+    ("en", "A, B", ["A"], LETTERS, "none", H, "hedge"),
     ("en", "The chemical symbol for potassium is K.", ["K"], K_OPTS, "contains", NONE, "short"),
     ("en", "K", ["K"], K_OPTS, "exact", NONE, "short"),
     ("en", "K-pop is popular.", ["K"], K_OPTS, "none", S, "short"),
@@ -157,6 +164,11 @@ CASES: list[tuple[str, str, list[str], list[str], str, set[str], str]] = [
     ("fr", "Peut-être Canberra, peut-être Perth.", ["Canberra"], FR_CAP, "none", H, "hedge"),
     ("fr", "Au, Si, Sn, Ag", ["Ag"], AG_OPTS, "none", H, "list"),
     ("fr", "Le symbole de l'argent est Ag.", ["Ag"], AG_OPTS, "contains", NONE, "short"),
+    ("fr", "Le symbole de l'or est Au.", ["Au"], AU_OPTS, "contains", NONE, "short"),
+    ("fr", "Au", ["Au"], AU_OPTS, "exact", NONE, "short"),
+    ("fr", "Au Japon, on dit Ag.", ["Au"], AU_OPTS, "none", NONE, "short"),
+    ("fr", "C'est Ag au total.", ["Ag"], AG_OPTS, "contains", NONE, "sentence"),
+    ("fr", "Ag, pas Au.", ["Ag"], AG_OPTS, "none", H, "hedge"),
     ("fr", "K", ["K"], K_OPTS, "exact", NONE, "short"),
     ("fr", 'The correct answer is "K', ["K"], K_OPTS, "contains", NONE, "short"),
     ("fr", "by by by M. M. M K M K", ["K"], K_OPTS, "none", L, "loop"),

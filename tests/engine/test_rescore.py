@@ -100,7 +100,7 @@ def test_rescore_command_reports_what_changed(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "exact"
     assert main(["rescore", str(SAMPLE), "--out", str(out), "--rule", "exact", "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "scoring: exact (matching v3)" in text
+    assert "scoring: exact (matching v4)" in text
     assert "demo__dense: 96; open 10 -> 0;" in text and "never probed" in text
     # again into the same folder: the earlier derived runs are replaced, nothing is left in staging
     assert main(["rescore", str(SAMPLE), "--out", str(out), "--rule", "f1>=0.5", "--guards", "loop"]) == 0

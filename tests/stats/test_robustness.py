@@ -54,7 +54,7 @@ def test_what_the_sample_shows(table) -> None:
     assert rows["magnitude-s70"]["loops"] > rows["dense"]["loops"]
     (line,) = matching_findings(table)
     assert "dense 0.0% / 10.4% / 10.4% / 1.0%" in line and "change category between the rules" in line
-    assert "contains with guards hedge, loop, short (matching v3)" in table.notes[-1]
+    assert "contains with guards hedge, loop, short (matching v4)" in table.notes[-1]
 
 
 def test_markdown_report_shows_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,7 +71,7 @@ def test_stored_scoring_names_old_and_new_blocks() -> None:
         "contains without guards (matching v1)"
     )
     assert (
-        stored_scoring(Scoring.parse("f1>=0.6", "loop").to_dict()) == "token F1 >= 0.6 with guards loop (matching v3)"
+        stored_scoring(Scoring.parse("f1>=0.6", "loop").to_dict()) == "token F1 >= 0.6 with guards loop (matching v4)"
     )
-    assert stored_scoring(Scoring.parse("exact").to_dict()) == "exact (matching v3)"
+    assert stored_scoring(Scoring.parse("exact").to_dict()) == "exact (matching v4)"
     assert stored_scoring(None) == "not recorded"

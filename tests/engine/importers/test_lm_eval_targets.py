@@ -196,19 +196,21 @@ def test_one_id_on_different_documents_in_the_two_tasks_is_an_error(
 
 
 def test_answers_that_are_only_an_article_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """Generative MMLU's target `A` (English): the matcher drops the article `a` inside an output, so
-    "The answer is A." was graded wrong without a word; the import now says so and names --grade task."""
+    """Generative MMLU's target `A` (English) is an article to the matcher: credited where it stands
+    alone ("The answer is A.", since matching v4), not before a word ("A is ..."); the import says so
+    and names --grade task."""
     logs = _logs(tmp_path)
+    said = {"A": "The answer is A.", "B": "B is the answer."}
 
     def gen(recs: list[dict]) -> None:
         en = [r for r in recs if r["doc"].get("language", "en") == "en"][:2]
-        for r, letter in zip(en, "AB"):
+        for r, letter in zip(en, said):
             r["target"] = letter
-            r["resps"], r["filtered_resps"] = [[f"The answer is {letter}."]], [f"The answer is {letter}."]
+            r["resps"], r["filtered_resps"] = [[said[letter]]], [said[letter]]
 
     _edit(logs, "psqa_gen", gen)
     capsys.readouterr()
-    _import(tmp_path, logs)
+    items, outcomes = _import(tmp_path, logs)
     warnings = [w for w in capsys.readouterr().err.splitlines() if "only an article" in w]
     # 'A' (en) and the fixture's own French 'Au' (gold), which French reads as the article au (= à le)
     assert (
@@ -216,5 +218,9 @@ def test_answers_that_are_only_an_article_are_named(tmp_path: Path, capsys: pyte
         and "task psqa_gen (" in warnings[0]
         and "samples_psqa_gen_" in warnings[0]
         and ": 2 of 16 answers" in warnings[0]
+        and "where it stands alone" in warnings[0]
         and "--grade task" in warnings[0]
     )
+    answer = {it["item_uid"]: it["answer"] for it in items}
+    graded = {answer[o["item_uid"]]: o["open"]["correct"] for o in outcomes if answer[o["item_uid"]] in said}
+    assert graded == {"A": True, "B": True}  # 'B' is no article: found before a word too
