@@ -17,7 +17,8 @@ model's text), `scores` (the first scorer's value and answer) and `metadata` (`l
 letters as targets; `--pair` says it too) is the multiple-choice one: its answer is the letter Inspect's `choice()` scorer extracted (no option is
 scored, so the MC decision is `generated_letter`). Tasks pair by name as lm-eval's do
 (`engine.importers.pairs`). Only the first epoch of each sample is used; a sample that ended in an
-error (no scores) is skipped, in both tasks of its pair, with a note.
+error (no scores) is skipped, in both tasks of its pair and in every model's logs of those tasks
+(the runs of a study share one item set), with a note.
 """
 
 from __future__ import annotations
@@ -394,12 +395,36 @@ def read_inspect(
     if not by_model:
         raise UserError(f"{', '.join(map(str, paths))}: no Inspect logs here (only other .json files)")
     check_explicit(explicit_pairs, {n for tasks in by_model.values() for n in tasks})
-    runs = []
+    planned: list[tuple[str, list[tuple[InspectTask, InspectTask]]]] = []
     for model, tasks in by_model.items():
         kinds = {n: MC if t.is_mc else GEN for n, t in tasks.items()}
         for a, b in explicit_pairs:  # --pair says which is which, whatever the logs suggest
             if a in kinds and b in kinds:
                 kinds[a], kinds[b] = MC, GEN
         names = model_pairs(model, kinds, explicit_pairs)
-        runs.append(_run(model, [(tasks[a], tasks[b]) for a, b in names], options))
-    return runs
+        planned.append((model, [(tasks[a], tasks[b]) for a, b in names]))
+    _skip_in_every_model([pair for _, pairs in planned for pair in pairs])
+    return [_run(model, pairs, options) for model, pairs in planned]
+
+
+def _skip_in_every_model(pairs: list[tuple[InspectTask, InspectTask]]) -> None:
+    """A sample that ended in an error in one model's log is skipped in every model's pair of the same
+    tasks, with a note: the runs of one study share one item set."""
+    errored: dict[tuple[str, str], set[str]] = {}
+    for mc, gen in pairs:
+        errored.setdefault((mc.name, gen.name), set()).update(mc.errored | gen.errored)
+    for mc, gen in pairs:
+        skip = errored[(mc.name, gen.name)]
+        present = {str(s["id"]) for _, s in mc.samples} | {str(s["id"]) for _, s in gen.samples}
+        also = sorted((skip - mc.errored - gen.errored) & present)
+        if also:
+            ids = ", ".join(also[:5]) + (" …" if len(also) > 5 else "")
+            print(
+                inert(
+                    f"prunescope import: skipped {len(also)} sample(s) of model {mc.model!r} in tasks {mc.name} and "
+                    f"{gen.name} (id {ids}) too: they ended in an error in another model's log, and the runs of "
+                    "one study share one item set"
+                ),
+                file=sys.stderr,
+            )
+        mc.errored = gen.errored = skip

@@ -49,6 +49,37 @@ def test_a_sample_that_ended_in_an_error_is_skipped_with_a_note(tmp_path: Path, 
     assert len(uids) == 15 and not any("symbol-gold-en" in u for u in uids)
 
 
+def test_a_sample_that_errored_for_one_model_is_skipped_for_every_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The pruned model's generation of one sample failed (its log keeps the error): both runs leave that
+    item out, so the study keeps one item set (the import was refused before, as two item sets)."""
+    logs = tmp_path / "logs"
+    for model in (DENSE, f"{DENSE}-wanda-s50"):
+        for kind in ("mc", "gen"):
+            task = read_log(next((LOGS / model).glob(f"*psqa-{kind}_*.eval")))
+            samples = [json.loads(json.dumps(s)) for _, s in task.samples]
+            if model != DENSE and kind == "gen":
+                del samples[3]["scores"]
+                samples[3]["error"] = {"message": "TimeoutError", "traceback": "..."}
+            (logs / model).mkdir(parents=True, exist_ok=True)
+            (logs / model / f"{kind}.json").write_text(
+                json.dumps({**task.header, "samples": samples}), encoding="utf-8"
+            )
+    assert _run(tmp_path, logs) == 0
+    err = capsys.readouterr().err
+    assert f"skipped 1 sample(s) of {logs / DENSE}-wanda-s50/gen.json that ended in an error (id symbol-gold-en)" in err
+    assert (
+        f"skipped 1 sample(s) of model '/tmp/i16/models/{DENSE}' in tasks psqa_mc and psqa_gen (id symbol-gold-en) too: "
+        "they ended in an error in another model's log" in err
+    )
+    for run in (DENSE, "wanda-s50"):
+        folders = [p for p in (tmp_path / "study").iterdir() if p.name.endswith(run)]
+        assert len(folders) == 1, folders
+        uids = [o["item_uid"] for o in iter_outcomes(folders[0])]
+        assert len(uids) == 15 and not any("symbol-gold-en" in u for u in uids), run
+
+
 def test_an_empty_generation_target_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     def empty(kind: str, header: dict, samples: list[dict]) -> None:
         if kind == "gen":
