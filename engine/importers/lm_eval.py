@@ -444,14 +444,19 @@ def _check_repeats(a: TaskLog, a_lines: list[_Asked], b: TaskLog, b_lines: list[
 
 
 def _check_same_document(mc: _Asked, gen: _Asked) -> None:
-    """The two documents paired by one id ask the same thing: equal `QUESTION_KEYS` fields where both have them."""
+    """The two documents paired by one id ask the same thing: for each `QUESTION_KEYS` field both have,
+    one text holds the other, spaces and case aside (a twin's `process_docs` may wrap the question,
+    "Question: ... Answer:", or append its options)."""
     for field in QUESTION_KEYS:
         a, b = mc.doc.get(field), gen.doc.get(field)
-        if isinstance(a, str) and isinstance(b, str) and a.strip() != b.strip():
-            raise UserError(
-                f"{mc.where} and {gen.where}: document id {quote(mc.src.native_id)} ({mc.src.language}) has "
-                f"{field} {quote(a)} in one task and {quote(b)} in the other; a pair's tasks are joined by id, so it must name one document"
-            )
+        if isinstance(a, str) and isinstance(b, str):
+            x, y = (" ".join(t.casefold().split()) for t in (a, b))
+            if x not in y and y not in x:
+                raise UserError(
+                    f"{mc.where} and {gen.where}: document id {quote(mc.src.native_id)} ({mc.src.language}) has "
+                    f"{field} {quote(a)} in one task and {quote(b)} in the other; a pair's tasks are joined by id, "
+                    "so it must name one document"
+                )
 
 
 def pair_items(mc_log: TaskLog, gen_log: TaskLog, options: ImportOptions) -> tuple[list[dict], list[dict]]:

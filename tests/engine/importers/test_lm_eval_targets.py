@@ -195,6 +195,20 @@ def test_one_id_on_different_documents_in_the_two_tasks_is_an_error(
     assert f"{mc}:1 and {gen}:1: document id '0' (en) has question 'What is the capital of France?' in one" in line
 
 
+def test_twins_that_word_the_question_differently_are_paired(tmp_path: Path) -> None:
+    """A twin whose process_docs wraps the question ("Question: ... Answer:") or appends its options
+    asks the same document: the check compares the texts with one inside the other."""
+    logs = _logs(tmp_path)
+
+    def wrap(recs: list[dict]) -> None:
+        for r in recs:
+            r["doc"]["question"] = f"Question:  {r['doc']['question'].upper()}\nAnswer:"
+
+    _edit(logs, "psqa_gen", wrap)
+    items, outcomes = _import(tmp_path, logs)
+    assert len(items) == len(outcomes) == 16
+
+
 def test_answers_that_are_only_an_article_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Generative MMLU's target `A` (English) is an article to the matcher: credited where it stands
     alone ("The answer is A.", since matching v4), not before a word ("A is ..."); the import says so
