@@ -82,10 +82,13 @@ class ReportTable:
 # How tables written for dense → pruned pairs read when every run is paired with a baseline run
 # (`prunescope stats --baseline`): longest phrases first.
 _BASELINE_WORDS = (
+    ("pruned vs the dense run of the same model", "each run vs the baseline run"),
+    ("the dense run of the same model", "the baseline run"),
+    ("the dense run (the baseline)", "the baseline run"),
     ("pruned vs dense", "each run vs the baseline"),
     ("dense vs pruned", "baseline vs each run"),
     ("dense → pruned", "baseline → run"),
-    ("with the dense run of the same model", "with the baseline run"),
+    ("RO dense", "RO baseline"),
     ("the dense model", "the baseline"),
     ("after pruning", "in the run"),
     ("pruned run", "run"),
@@ -102,7 +105,7 @@ def baseline_wording(text: str, phrases_only: bool = False) -> str:
     for old, new in _BASELINE_WORDS:
         if phrases_only and " " not in old:
             continue
-        text = re.sub(rf"(?<![\w/.-]){re.escape(old)}(?![\w/.-])", new, text)
+        text = re.sub(rf"(?<![\w/.-]){re.escape(old)}(?![\w/-]|\.\w)", new, text)  # a full stop may follow
     return text
 
 

@@ -113,9 +113,10 @@ def recognition_findings(table: ReportTable, by: Sequence[str], level: float, ad
     if "baseline" in table.title:  # the table is worded for runs paired with a baseline (analysis.test_labels)
         compared = baseline_wording(compared)
 
+    lo, hi = f"{min(deltas):+.1f}", f"{max(deltas):+.1f}"
     text = (
         f"Recognition-only rate, {compared}, over {len(recs)} cell{'s' if len(recs) > 1 else ''} by "
-        f"{', '.join(by) or 'nothing'}: Δ from {min(deltas):+.1f} to {max(deltas):+.1f} pp; "
+        f"{', '.join(by) or 'nothing'}: Δ {lo if lo == hi else f'from {lo} to {hi}'} pp; "
     )
     if not sig:
         text += f"no cell is significant at α = {alpha:g} with {correction}."

@@ -126,6 +126,27 @@ def test_baseline_wording_leaves_names_and_labels_alone() -> None:
     )
 
 
+def test_baseline_wording_of_the_notes_that_said_same_model() -> None:
+    """Under a baseline from another model, notes still said 'the baseline run of the same model' (a
+    full stop after a phrase stopped it from matching) and 'RO dense' beside the header 'RO baseline'."""
+    from stats.report import baseline_wording
+
+    said = {
+        "Unit: item × language, paired by item uid and content hash with the dense run of the same model.": (
+            "Unit: item × language, paired by item uid and content hash with the baseline run."
+        ),
+        "conditions: each format, pruned vs the dense run of the same model on the same items.": (
+            "conditions: each format, each run vs the baseline run on the same items."
+        ),
+        "95% Wilson score intervals. RO dense: recognition-only items of the dense run (the baseline).": (
+            "95% Wilson score intervals. RO baseline: recognition-only items of the baseline run."
+        ),
+    }
+    for note, want in said.items():
+        assert baseline_wording(note, phrases_only=True) == want
+    assert baseline_wording("see org/dense.v2 and demo__dense.") == "see org/dense.v2 and demo__dense."
+
+
 def test_latex_maps_every_symbol_the_tables_use() -> None:
     from stats.report import latex_escape
 
@@ -133,3 +154,22 @@ def test_latex_maps_every_symbol_the_tables_use() -> None:
         r"$\Sigma$b, $\Sigma$c; dense open $\surd$; p (RO share = 1/2); $\theta$ $\approx$ 1 $\neq$ 2; \S{}3"
     )
     assert latex_escape("set with --demotion-rank; 1–2") == "set with -{}-demotion-rank; 1--2"  # a flag, an en dash
+
+
+def test_one_cell_gives_one_difference_not_a_range() -> None:
+    """'Δ from +25.0 to +25.0 pp' for a study with one pruned-vs-dense cell."""
+    from stats.report import ReportTable
+    from stats.summary import recognition_findings
+
+    rec = {"n": 16, "delta": 0.25, "p_adjusted": 0.2, "model": "m"}
+    (line,) = recognition_findings(
+        ReportTable("mcnemar-recognition", "Recognition", [], [rec], []), ["model"], 0.95, "holm"
+    )
+    assert "over 1 cell by model: Δ +25.0 pp; no cell is significant" in line
+    (line,) = recognition_findings(
+        ReportTable("mcnemar-recognition", "Recognition", [], [rec, {**rec, "delta": -0.1}], []),
+        ["model"],
+        0.95,
+        "holm",
+    )
+    assert "over 2 cells by model: Δ from -10.0 to +25.0 pp" in line
