@@ -144,6 +144,7 @@ def _runs_info(run: RunSource) -> dict[str, Any]:
         "torn_tail": bool(run.outcomes and run.outcomes.torn_tail),
         "corrupt_lines": len(run.outcomes.problems) if run.outcomes else 0,
         "matching": manifest.get("matching"),
+        "open_correct": _get(manifest, "imported", "open_correct"),  # who graded an imported run's open answers
         "demotion_max_rank": _get(manifest, "demotion_rule", "max_rank"),
         "probes_mode": _get(manifest, "probes", "mode"),
         "sampling_n": _get(manifest, "probes", "sampling", "n") or _get(manifest, "probes", "n_samples"),
@@ -185,6 +186,7 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
         _check_pooled(df)
     df.attrs["runs"] = infos
     df.attrs["problems"] = problems
+    df.attrs["direct"] = len(sources) == 2 and len(opened.runs) == 2  # paired directly, as the TUI does
     return df
 
 
@@ -271,7 +273,8 @@ _LEAD = (  # one column each, in this order, before the paired ones; all but ref
 
 def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """Dense → pruned pairs: one row per (pruned run, item), the run's reference run (the pairing rule of
-    `engine.contract.pairing`; `baseline` names a run every other run is paired with) on the other side.
+    `engine.contract.pairing`; `baseline` names a run every other run is paired with; two run folders
+    loaded on their own pair directly, the second with the first) on the other side.
     With a baseline the `_dense` side is the baseline run and the `_pruned` side the run compared with it.
 
     Columns `<format>_dense` / `<format>_pruned` for each format, `category_dense/_pruned`, `transition`.
@@ -283,9 +286,14 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     present = {str(r) for r in df["run_id"].unique()}
     infos = [i for i in df.attrs.get("runs", []) if i["run_id"] in present]
     keys = [i["key"] for i in infos]
-    refs = pairing.references(keys, baseline=baseline)
+    refs = pairing.references(keys, direct=bool(df.attrs.get("direct")), baseline=baseline)
     if refs.problems:
         raise UserError(refs.problems[0])
+    if len(keys) > 1 and all(r == pairing.NONE for r in refs.of) and not refs.unpaired:
+        refs.unpaired.append(
+            f"all {len(keys)} runs, each a dense run of its own model (imported runs, or models compared with one "
+            "another), for none has a reference run; name one with --baseline RUN"
+        )
     rows_of = df.groupby("run_id", observed=True, sort=False).indices
     codes = df["item_uid"].cat.codes.to_numpy()
     content = df["content_key"].to_numpy()

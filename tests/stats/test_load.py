@@ -163,6 +163,43 @@ def test_two_dense_references_are_ambiguous(tmp_path: Path) -> None:
         transitions(load_study(tmp_path / "s"))
 
 
+def _second_dense_run(study: Path, model: str | None = None) -> Path:
+    other = study / "tiny-llama__dense2"
+    other.mkdir()
+    for name in ("items.jsonl", "outcomes.jsonl"):
+        (other / name).write_bytes((study / "tiny-llama__dense" / name).read_bytes())
+    manifest = read_json(study / "tiny-llama__dense" / "manifest.json")
+    manifest["run_id"] = "tiny-llama__dense2"
+    if model is not None:
+        manifest["model"]["id"] = model
+    write_json_atomic(other / "manifest.json", manifest)
+    return other
+
+
+def test_two_run_folders_pair_directly_as_in_the_tui(tmp_path: Path) -> None:
+    """`prunescope stats A B` on two run folders pairs B with A, as `prunescope tui A B` does; the
+    statistics found no pair (two dense runs) while the TUI's item list showed their transitions."""
+    make_synthetic_study(
+        tmp_path / "s", n_per_language=3, languages=("en",), conditions=(("dense", 0.0, "unstructured"),)
+    )
+    first, second = tmp_path / "s" / "tiny-llama__dense", _second_dense_run(tmp_path / "s", "other/model")
+    tr = transitions(load_study([first, second]))
+    assert len(tr) == 3 and set(tr["run_id"]) == {"tiny-llama__dense2"}
+    assert set(tr["reference_run"]) == {"tiny-llama__dense"} and not tr.attrs["unpaired"]
+
+
+def test_runs_without_any_reference_are_named(tmp_path: Path) -> None:
+    """Two models' dense runs (imported runs, say) in one study: nothing pairs, and the note says why."""
+    make_synthetic_study(
+        tmp_path / "s", n_per_language=3, languages=("en",), conditions=(("dense", 0.0, "unstructured"),)
+    )
+    _second_dense_run(tmp_path / "s", "other/model")
+    tr = transitions(load_study(tmp_path / "s"))
+    assert len(tr) == 0
+    (why,) = tr.attrs["unpaired"]
+    assert why.startswith("all 2 runs, each a dense run of its own model") and why.endswith("--baseline RUN")
+
+
 def test_empty_and_missing_studies(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no run folders"):
