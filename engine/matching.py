@@ -360,13 +360,14 @@ class Scoring:
         rule = f"f1>={self.f1_min:g}" if self.rule == "f1" else self.rule
         return "+".join([rule, *self.guards]) if self.rule != "exact" else rule
 
-    def describe(self) -> str:
-        """A phrase for reports: 'contains with guards hedge, loop, short (matching v2)'."""
+    def describe(self, version: int = MATCHING_VERSION) -> str:
+        """A phrase for reports: 'contains with guards hedge, loop, short (matching v4)'; `version`: the
+        matcher's version that applied it (a run folder's, for runs made before the current one)."""
         rule = f"token F1 >= {self.f1_min:g}" if self.rule == "f1" else self.rule
         if self.rule == "exact":
-            return f"exact (matching v{MATCHING_VERSION})"
+            return f"exact (matching v{version})"
         guards = f"guards {', '.join(self.guards)}" if self.guards else "no guards"
-        return f"{rule} with {guards} (matching v{MATCHING_VERSION})"
+        return f"{rule} with {guards} (matching v{version})"
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's `matching` block."""

@@ -78,7 +78,15 @@ def stored_scoring(block: dict[str, Any] | None) -> str:
     scoring = Scoring.parse(
         f"f1>={block['f1_min']}" if block.get("rule") == "f1" else str(block.get("rule")), block.get("guards") or ()
     )
-    return scoring.describe()
+    return scoring.describe(int(block["version"]))
+
+
+def _stored(info: dict[str, Any]) -> str:
+    """How a run's stored open verdicts were made: its matching block, or an imported task's own metric."""
+    graded_by = info.get("open_correct")
+    if isinstance(graded_by, str) and not graded_by.startswith("prunescope"):
+        return f"{graded_by} (imported with --grade task)"
+    return stored_scoring(info.get("matching"))
 
 
 def _order(rec: dict[str, Any]) -> tuple[Any, ...]:
@@ -119,7 +127,7 @@ def matching_report(df: pd.DataFrame) -> ReportTable:
     cols += [Column(f"open: {h}", f"open_{k}", "rate") for k, h, _ in RULES]
     cols += [Column(f"RO: {h}", f"ro_{k}", "rate") for k, h, _ in RULES]
     cols += [Column("changed", "changed", "int"), Column("loops", "loops", "int")]
-    stored = sorted({stored_scoring(info.get("matching")) for info in df.attrs.get("runs", [])})
+    stored = sorted({_stored(info) for info in df.attrs.get("runs", [])})
     notes = [
         "Open accuracy and recognition-only rate (RO: MC right, open wrong) of each run, every stored open "
         "output graded again under four rules: exact = the normalised token sequences are equal; guarded = "

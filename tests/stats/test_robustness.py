@@ -75,3 +75,18 @@ def test_stored_scoring_names_old_and_new_blocks() -> None:
     )
     assert stored_scoring(Scoring.parse("exact").to_dict()) == "exact (matching v4)"
     assert stored_scoring(None) == "not recorded"
+    older = {**Scoring.parse().to_dict(), "version": 3}  # a run made by the matcher before this one
+    assert stored_scoring(older) == "contains with guards hedge, loop, short (matching v3)"
+
+
+def test_the_note_names_the_task_metric_of_runs_imported_with_grade_task(tmp_path: Path) -> None:
+    """An lm-eval import with --grade task stores the task's own verdicts; the note said they were the
+    matcher's ('contains with guards ...')."""
+    logs = Path(__file__).resolve().parents[1] / "engine" / "importers" / "fixtures" / "lm_eval" / "runs"
+    out = tmp_path / "study"
+    assert main(["import", "lm-eval", str(logs), "--out", str(out), "--grade", "task"]) == 0
+    note = matching_report(load_study([out])).notes[-1]
+    assert note == (
+        "The other tables use the scoring stored in the run folders: the task's own metric (== 1) "
+        "(imported with --grade task)."
+    )
