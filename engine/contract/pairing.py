@@ -3,7 +3,8 @@
 A run's reference is the dense run of the same model on the same item set (the manifest's
 `items.hash`). Two such dense runs make the reference ambiguous: that is reported, and the
 model's runs are left unpaired. Opening exactly two run folders on purpose pairs the second with
-the first whatever their conditions (`direct=True`).
+the first whatever their conditions (`direct=True`), unless that rule pairs them already (a pruned
+run and its dense run, in either order).
 
 A baseline replaces that rule: when a run is chosen by name (`prunescope stats --baseline RUN`,
 the TUI's `--baseline`) or its manifest says `"baseline": true`, every other run on the same item
@@ -74,7 +75,8 @@ def references(runs: Sequence[RunKey], direct: bool = False, baseline: str | Non
     if baseline is not None or any(r.known and r.baseline for r in runs):
         return _baseline_references(runs, baseline)
     if direct and len(runs) == 2:
-        return References([NONE, 0])
+        ruled = references(runs)
+        return ruled if any(r != NONE for r in ruled.of) else References([NONE, 0])
     dense: dict[tuple[str, str], list[int]] = {}
     for i, run in enumerate(runs):
         if run.known and run.dense:

@@ -382,6 +382,8 @@ def test_reference_rule() -> None:
     sets = pairing.references([_key("d1", True, "a"), _key("d2", True, "b"), _key("w", False, "b")])
     assert sets.of == [pairing.NONE, pairing.NONE, 1] and not sets.problems
     assert pairing.references([_key("a", False), _key("b", False)], direct=True).of == [pairing.NONE, 0]
+    # a pruned run opened before its dense run is still the pruned side (it was paired the other way round)
+    assert pairing.references([_key("w", False), _key("d", True)], direct=True).of == [1, pairing.NONE]
 
 
 def test_match_rows_names_what_does_not_pair() -> None:
