@@ -373,13 +373,23 @@ def paired_ratio_ci(table: PairedTable, method: str = "tang", level: float = 0.9
     corr = (n11 * table.n22 - n12 * n21) / math.sqrt(prod) if prod > 0 else 0.0
     a = corr * (p1 - l1) * (u2 - p2)
     b = corr * (u1 - p1) * (p2 - l2)
-    lo = (a - p1 * p2 + math.sqrt(max((a - p1 * p2) ** 2 - l1 * (2 * p1 - l1) * u2 * (2 * p2 - u2), 0.0))) / (
-        u2 * (u2 - 2 * p2)
-    )
+    disc_lo = _exact_zero((a - p1 * p2) ** 2, l1 * (2 * p1 - l1) * u2 * (2 * p2 - u2))
+    lo = (a - p1 * p2 + math.sqrt(max(disc_lo, 0.0))) / (u2 * (u2 - 2 * p2))
     den = l2 * (l2 - 2 * p2)
-    disc = (b - p1 * p2) ** 2 - u1 * (2 * p1 - u1) * l2 * (2 * p2 - l2)
+    disc = _exact_zero((b - p1 * p2) ** 2, u1 * (2 * p1 - u1) * l2 * (2 * p2 - l2))
     hi = (b - p1 * p2 - math.sqrt(disc)) / den if den != 0 and disc >= 0 else math.inf
-    return Interval(est, max(0.0, lo), hi if hi >= 0 else math.inf, level, name)
+    lo, hi = max(0.0, lo), hi if hi >= 0 else math.inf
+    if lo > hi:  # the point 1 of that case, its two ends computed a rounding apart
+        lo = hi = est
+    return Interval(est, lo, hi, level, name)
+
+
+def _exact_zero(x: float, y: float) -> float:
+    """x − y, with a difference within rounding of the terms taken as the exact 0 it is (MOVER at
+    b = c = 0 and rates ½: x = y, and the interval is the point 1, which a square root of the rounding
+    error would turn into [1, 1 + 1e-8] or a reversed pair)."""
+    d = x - y
+    return 0.0 if abs(d) <= 1e-12 * max(abs(x), abs(y)) else d
 
 
 # ---------------------------------------------------------------- Blaker exact interval (binomial)

@@ -50,7 +50,8 @@ def mcnemar_pvalue(b: int, c: int, method: str = "midp", alternative: str = "two
       & Laake 2013); 'less' F(b − 1) + f(b)/2; 'greater' F(c − 1) + f(c)/2.
     - asymptotic: χ² = (b − c)²/m on 1 df (two-sided), z = (b − c)/√m one-sided.
     - asymptotic_cc: R's continuity correction, χ² = max(|b − c| − 1, 0)²/m; one-sided
-      z = (b − c ∓ 1)/√m toward zero (no shift when b = c).
+      z = (b − 1 − c)/√m for 'greater', (b + 1 − c)/√m for 'less' (each against its alternative;
+      no shift when b = c).
 
     The binomial tails come from `stats.binomial` (log space, relative accuracy into the far tail),
     so every p is in [0, 1] and keeps its digits down to the smallest normal double.

@@ -321,3 +321,15 @@ def test_nan_is_left_out_of_m_and_kept_as_r_does(fn, method: str, expected: list
     assert adjust(P, method=method).m == 6
     assert list(holm([0.01, NA, 0.03])) == pytest.approx([0.02, NA, 0.03], nan_ok=True)
     assert all(math.isnan(v) for v in fn([NA, NA])) and fn([]).size == 0
+
+
+def test_mover_wilson_ratio_at_perfect_agreement_and_rates_of_one_half() -> None:
+    """b = c = 0 with n11 = n22: the MOVER interval is the point 1, where rounding gave the reversed
+    pair [1 + 2e-16, 1 - 1e-16] at 95%, [1, inf] at 90% and [1, 1 + 1e-8] at 99%."""
+    from stats.intervals import paired_ratio_ci
+
+    for k in range(1, 40):
+        for level in (0.5, 0.8, 0.9, 0.95, 0.99, 0.999):
+            ci = paired_ratio_ci(PairedTable(k, 0, 0, k), "mover_wilson", level)
+            assert ci.lower <= ci.upper, (k, level, ci)
+            assert ci.lower == pytest.approx(1.0, abs=1e-12) and ci.upper == pytest.approx(1.0, abs=1e-12), ci
