@@ -291,8 +291,8 @@ def transitions(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         raise UserError(refs.problems[0])
     if len(keys) > 1 and all(r == pairing.NONE for r in refs.of) and not refs.unpaired:
         refs.unpaired.append(
-            f"all {len(keys)} runs, each a dense run of its own model (imported runs, or models compared with one "
-            "another), for none has a reference run; name one with --baseline RUN"
+            f"{'both runs' if len(keys) == 2 else f'all {len(keys)} runs'}: each is a dense run of its own model "
+            "(imported runs, or different models), so none has a reference run; name one with --baseline RUN"
         )
     rows_of = df.groupby("run_id", observed=True, sort=False).indices
     codes = df["item_uid"].cat.codes.to_numpy()

@@ -197,7 +197,7 @@ def test_runs_without_any_reference_are_named(tmp_path: Path) -> None:
     tr = transitions(load_study(tmp_path / "s"))
     assert len(tr) == 0
     (why,) = tr.attrs["unpaired"]
-    assert why.startswith("all 2 runs, each a dense run of its own model") and why.endswith("--baseline RUN")
+    assert why.startswith("both runs: each is a dense run of its own model") and why.endswith("--baseline RUN")
 
 
 def test_empty_and_missing_studies(tmp_path: Path) -> None:
