@@ -218,12 +218,27 @@ class Study:
         return out
 
 
+def several_models(runs: Sequence[RunSource]) -> bool:
+    """The runs are of more than one model (their labels name the model)."""
+    return len({run.model for run in runs if run.meta}) > 1
+
+
 def run_labels(runs: Sequence[RunSource]) -> list[str]:
     """Short distinct names of `runs`: the condition, with the model's name ('wanda-s50 · Llama-3-8B')
-    when the runs are of more than one model, and the run id for runs that still share a name (two
-    imported runs of one condition, or the same run in two pooled studies)."""
-    multi_model = len({run.model for run in runs if run.meta}) > 1
-    labels = [f"{run.label} · {run.model.split('/')[-1]}" if multi_model and run.meta else run.label for run in runs]
+    when the runs are of more than one model, only the model's name when those runs all have one
+    condition (imported runs are all 'dense': 'dense · ' would open every label), and the run id for
+    runs that still share a name (two imported runs of one condition, or the same run in two pooled
+    studies)."""
+    multi_model = several_models(runs)
+    one_condition = len({run.label for run in runs if run.meta}) == 1
+
+    def label(run: RunSource) -> str:
+        if not (multi_model and run.meta):
+            return run.label
+        model = run.model.split("/")[-1]
+        return model if one_condition else f"{run.label} · {model}"
+
+    labels = [label(run) for run in runs]
     counts = Counter(labels)
     return [run.name if counts[label] > 1 else label for run, label in zip(runs, labels)]
 
@@ -237,8 +252,8 @@ def load_study(
 ) -> Study:
     """Open a study folder (or run folders); never raises for bad data: problems are collected.
 
-    Two run folders given on their own are paired directly (the second against the first); `baseline`
-    names a run every other run is paired with (`engine.contract.pairing`).
+    Two run folders given on their own are paired directly (the second against the first, unless the
+    dense rule pairs them); `baseline` names a run every other run is paired with (`engine.contract.pairing`).
     `progress(message)` is called before each step (the app shows it while loading)."""
     opened = open_runs(sources, progress)
     if progress:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from rich.cells import cell_len, set_cell_size
@@ -131,6 +131,75 @@ def options_table(item: dict[str, Any] | None, records: Sequence[tuple[str, dict
     return table
 
 
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# What an MC rule's option scores are, named where a run's scores are not the plain sum (imported runs).
+SCORE_KINDS = {
+    "per_char": "log-likelihood per character",
+    "per_byte": "log-likelihood per UTF-8 byte",
+    "per_token": "log-likelihood per token",
+    "mutual_info": "mutual information (log-likelihood less the unconditional one)",
+}
+
+
+def _has_scores(mc: dict[str, Any]) -> bool:
+    rule = str(mc.get("rule", "sum"))
+    scores = (mc.get("scores") or {}).get(rule) or [o.get("loglik") for o in mc.get("options") or []]
+    return any(isinstance(s, (int, float)) and math.isfinite(s) for s in scores)
+
+
+def options_notes(
+    records: Sequence[tuple[str, dict[str, Any]]], imported: Mapping[str, Mapping[str, Any]] | None = None
+) -> RenderableType | None:
+    """Lines under the options table: why a run's column is empty (an MC answer by a generated letter has
+    no option scores: its choice instead) and, for imported runs (`imported`: run name -> the manifest's
+    `imported` block), what the scores are when the MC rule is not the sum. None when there is nothing to say."""
+    imported = imported or {}
+    lines: list[Text] = []
+    kinds: dict[str, list[str]] = {}
+    for name, rec in records:
+        mc = rec.get("mc") or {}
+        if not mc:
+            continue
+        rule = str(mc.get("rule", "sum"))
+        if not _has_scores(mc):
+            choice = mc.get("choice")
+            options = mc.get("options") or []
+            if rule == "generated_letter":
+                line = Text.assemble(_t(name, 60, "bold"), ": answered by a generated letter, no option scores; ")
+                if isinstance(choice, int) and 0 <= choice < len(LETTERS):
+                    opt = options[choice] if choice < len(options) else None
+                    text = opt.get("text") if isinstance(opt, dict) else None
+                    line.append("its choice: ")
+                    line.append_text(_t(mc.get("letter") or LETTERS[choice], 10, "bold"))
+                    if text is not None:
+                        line.append_text(Text.assemble(" (", _t(text, 60), ")"))
+                else:
+                    line.append("no option letter found in its answer")
+            else:
+                line = Text.assemble(_t(name, 60, "bold"), ": no option scores recorded (MC rule ", _t(rule, 30), ")")
+            lines.append(line)
+        elif name in imported and rule != "sum":
+            kinds.setdefault(rule, []).append(name)
+    for rule, names in kinds.items():
+        lines.append(
+            Text.assemble(
+                Text(", ").join(_t(n, 60, "bold") for n in names),
+                ": scores are ",
+                _t(SCORE_KINDS.get(rule, rule), 80),
+                " (MC rule ",
+                _t(rule, 30),
+                ", not the sum)",
+            )
+        )
+    return Group(*(note_text(line) for line in lines)) if lines else None
+
+
+def task_decides(imported: Mapping[str, Any] | None) -> bool:
+    """The run's open correctness is the harness task's own metric (`prunescope import --grade task`), as
+    the manifest's `imported` block says (`engine.importers.records.ImportOptions.describe`)."""
+    return str((imported or {}).get("open_correct", "")).startswith("the task's own metric")
+
+
 def match_label(match: dict[str, Any]) -> str:
     """'contains: K' (credited), 'K, denied: loop' (found, a guard refused credit) or '–'."""
     if match.get("rule") not in (None, "none"):
@@ -140,8 +209,23 @@ def match_label(match: dict[str, Any]) -> str:
     return "–"
 
 
-def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
-    """Each run's open and candidate-shown outputs, what matched, the MC choice and the category."""
+def matcher_label(match: dict[str, Any]) -> str:
+    """`match_label` where the matcher's result does not count (a task's metric decides): 'matcher:
+    contains K', 'matcher: K, denied: loop' or 'matcher: no match'."""
+    if match.get("rule") not in (None, "none"):
+        return f"matcher: {match.get('rule')} {match.get('alias')}"
+    label = match_label(match)
+    return "matcher: no match" if label == "–" else f"matcher: {label}"
+
+
+def outputs_table(
+    records: Sequence[tuple[str, dict[str, Any]]], imported: Mapping[str, Mapping[str, Any]] | None = None
+) -> Table:
+    """Each run's open and candidate-shown outputs, what matched, the MC choice and the category.
+
+    `imported`: run name -> the manifest's `imported` block; where it says the task's own metric decides
+    open correctness (`--grade task`), that verdict comes first, marked, and the matcher's is labelled."""
+    imported = imported or {}
     table = Table(title="Outputs of each run", title_justify="left")
     for name, kw in (
         ("run", {"no_wrap": True}),
@@ -161,7 +245,11 @@ def outputs_table(records: Sequence[tuple[str, dict[str, Any]]]) -> Table:
         matched = match_label(op.get("match") or {})
         task = op.get("harness")
         if task:  # an imported generation: the harness task's own verdict beside prunescope's match
-            matched += f" · {task.get('task')} {task.get('metric')} = {_num(task.get('value'), 2)}"
+            verdict = f"{task.get('task')} {task.get('metric')} = {_num(task.get('value'), 2)}"
+            if task_decides(imported.get(name)):  # the ✓/✗ is the task's: say so, before the matcher's
+                matched = f"{verdict} (decides) · {matcher_label(op.get('match') or {})}"
+            else:
+                matched += f" · {verdict}"
         table.add_row(
             _t(name, 40),
             _t(op.get("text"), OUTPUT_CHARS),
@@ -357,6 +445,62 @@ def wrap_cells(text: str, width: int) -> list[str]:
     return [line.plain.rstrip(" ") for line in Text(text).wrap(_MEASURE, width, overflow="fold", justify="left")]
 
 
+def cut_middle(text: str, width: int, head: float = 0.5) -> str:
+    """`text` in exactly `width` cells: padded, or where longer, its start and end around a '…', the start
+    taking about `head` of the cells (dotted keys and model names differ at their ends)."""
+    if cell_len(text) <= width or width < 3:
+        return set_cell_size(text, width)
+    return _cut_at(text, width, max(1, int((width - 1) * head)))
+
+
+def _cut_at(text: str, width: int, head_cells: int) -> str:
+    """`text` cut to `width` cells: its first `head_cells`, '…', then as much of its end as fits."""
+    tail: list[str] = []
+    room = width - 1 - head_cells
+    for ch in reversed(text):
+        if cell_len(ch) > room:
+            break
+        tail.append(ch)
+        room -= cell_len(ch)
+    return set_cell_size(set_cell_size(text, head_cells + room) + "…" + "".join(reversed(tail)), width)
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def distinct_cuts(keys: Sequence[str], width: int) -> list[str]:
+    """Each key in exactly `width` cells (`cut_middle`); keys whose cuts would look the same are cut
+    again where they differ: all of them keep their start past the first difference among them (on to
+    the end of that dotted part where room is left), or where that is too far in, their end back to the
+    last ('imported.tasks.psqa_gen.…config.doc_to_text', 'imported.tasks.psqa_mc.…config.doc_to_text')."""
+    out = [cut_middle(k, width) for k in keys]
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if cell_len(key) > width:
+            groups.setdefault(out[i], []).append(i)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        pairs = [(keys[i], keys[j]) for i in same for j in same if i < j]
+        head = max(_common(a, b) for a, b in pairs) + 1  # characters: the first difference shown
+        tail = max(_common(a[::-1], b[::-1]) for a, b in pairs) + 1
+        for i in same:
+            key = keys[i]
+            if cell_len(key[:head]) < width - 1 and head <= tail:
+                end = min((k for k in (key.find(".", head - 1), key.find("[", head - 1)) if k >= 0), default=-1)
+                cells = cell_len(key[: end + 1]) if end >= 0 else 0
+                out[i] = _cut_at(key, width, cells if head <= end + 1 and cells <= width - 11 else cell_len(key[:head]))
+            elif cell_len(key[len(key) - tail :]) < width - 1:
+                out[i] = _cut_at(key, width, width - 1 - cell_len(key[len(key) - tail :]))
+    return out
+
+
 def run_info_lines(runs: Sequence[Any], root: Any, wrap: int = 0) -> RunInfo:
     """Each run's manifest as lines (field, value) under a title, with its problems; values wrapped so
     that a line takes at most `wrap` cells (0: not wrapped).
@@ -378,15 +522,16 @@ def run_info_lines(runs: Sequence[Any], root: Any, wrap: int = 0) -> RunInfo:
                 shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
                 fields.append((inert(key, 120), inert(shown, 1000, newlines=True), None))
         kw = min(40, max(cell_len(k) for k, _, _ in fields))
+        labels = distinct_cuts([k for k, _, _ in fields], kw)  # long keys cut in the middle, told apart
         value_width = max(20, wrap - kw - 2) if wrap else 0
         heading = inert(f"{run.name}   ({where})", 400)
         lines += [Strip([Segment(part, title)]) for part in (wrap_cells(heading, wrap) if wrap else [heading])]
-        for key, value, style in fields:
+        for (_, value, style), key in zip(fields, labels):
             parts = value.split("\n") or [""]
             if value_width:
                 parts = [line for part in parts for line in wrap_cells(part, value_width)]
             for k, part in enumerate(parts):
-                label = set_cell_size(key if k == 0 else "", kw)
+                label = key if k == 0 else " " * kw
                 lines.append(Strip([Segment(label + "  ", style or key_style), Segment(part, style)]))
         lines.append(Strip([]))
     return RunInfo(lines, max((line.cell_length for line in lines), default=0), wrap)

@@ -158,7 +158,36 @@ def filter_hints(study: Study, flt: Filter) -> list[str]:
             hints.append(f"no transition {t!r} (e.g. BC→RO, RO→BW; categories {' '.join(CATEGORY_SHORT)})")
         elif not set(matching).intersection(codes):
             hints.append(f"no row has transition {t}")
+    hints += _probe_hints(study, flt, sorted(with_rows))
     return hints
+
+
+def _probe_hints(study: Study, flt: Filter, runs: list[int]) -> list[str]:
+    """Why `demotion:` or `recovered:` match nothing: no run with rows has demotion verdicts or probes
+    (imported runs have neither), or none has the verdict asked for."""
+    if not (flt.demotion or flt.recovered is not None):
+        return []
+    hints = []
+    why = " (imported runs have none)" if runs and all(_is_imported(study, r) for r in runs) else ""
+    if flt.demotion:
+        verdicts = {v for r in runs for v in pc.unique(study.column(r, "demotion")).to_pylist() if v is not None}
+        if not verdicts:
+            hints.append(f"no row has a demotion verdict{why}")
+        elif not verdicts.intersection(flt.demotion):
+            hints.append(f"no row has demotion {'|'.join(flt.demotion)} (verdicts here: {', '.join(sorted(verdicts))})")
+    if flt.recovered is not None:
+        codes = {int(c) for r in runs for c in np.unique(recovered_codes(study, r)).tolist()}
+        if not codes - {-1}:
+            hints.append(f"no row has recovery probes{why}")
+        elif int(flt.recovered) not in codes:
+            hints.append(
+                "no probed row brought the gold answer back" if flt.recovered else "every probed row was recovered"
+            )
+    return hints
+
+
+def _is_imported(study: Study, r: int) -> bool:
+    return isinstance((study.runs[r].manifest or {}).get("imported"), dict)
 
 
 def select(study: Study, flt: Filter, flagged: set[str]) -> np.ndarray:
@@ -390,6 +419,17 @@ def item_records(study: Study, uid: str) -> tuple[list[tuple[str, float, dict[st
         except (OSError, ValueError) as exc:
             problems.append(f"{run.name}: the line of {uid} could not be read back ({exc})")
     return out, problems
+
+
+def imported_blocks(study: Study) -> dict[str, dict[str, Any]]:
+    """Per run label (`Study.run_label`): the manifest's `imported` block of the runs `prunescope import`
+    made (how their MC answers and open correctness were decided); engine-made runs are not in it."""
+    out = {}
+    for r, run in enumerate(study.runs):
+        block = (run.manifest or {}).get("imported")
+        if isinstance(block, dict):
+            out[study.run_label(r)] = block
+    return out
 
 
 def _sparsity(study: Study, r: int) -> float:

@@ -213,8 +213,13 @@ def _render(study: Study, index: int, width: int, cancelled: Callable[[], bool] 
     parts: list[RenderableType] = [render.item_block(uid, item), Text("")]
     if records:
         named = [(name, rec) for name, _, rec in records]
-        for table in (render.options_table(item, named), render.outputs_table(named), render.trace_block(records)):
-            parts += [table, Text("")]
+        imported = view.imported_blocks(study)
+        parts.append(render.options_table(item, named))
+        notes = render.options_notes(named, imported)  # why a run's options column is empty, its score kind
+        parts += [notes] if notes is not None else []
+        for table in (render.outputs_table(named, imported), render.trace_block(records)):
+            parts += [Text(""), table]
+        parts.append(Text(""))
         layers = render.layer_trace_block(records)
         if layers is not None:
             parts += [layers, Text("")]

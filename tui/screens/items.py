@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from engine.contract.labels import discordant, transition_label
 from engine.safe_text import inert
+from tui.model import several_models
 from tui.screens.base import FLAG, UNFLAG, DataScreen, Export
 from tui.view import SORT_KEYS, Filter, filter_hints, pair_values, position, select, sort_order
 from tui.widgets.item_table import ItemTable
@@ -62,8 +63,9 @@ class ItemsScreen(DataScreen):
         table = self.query_one(ItemTable)
         reference = "base" if app.study.baseline else "dense"
         label_width = max((cell_len(inert(label, 200)) for label in app.study.labels), default=0)
-        if (table.reference, table.label_width) != (reference, label_width):
-            table.reference, table.label_width = reference, label_width
+        middle = several_models(app.study.runs)  # labels name models: cut them in the middle
+        if (table.reference, table.label_width, table.cut_middle) != (reference, label_width, middle):
+            table.reference, table.label_width, table.cut_middle = reference, label_width, middle
             table.refresh()
         if self._shown_for != self._inputs():
             self._select()

@@ -17,6 +17,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine.safe_text import inert
+from tui.render import cut_middle
 
 # (header, sort key, width): -1 takes the rest; 0 is as wide as the longest run label (`label_width`), up
 # to a third of the table. Every column is at least as wide as its header with the sort arrow.
@@ -80,6 +81,7 @@ class ItemTable(ScrollView, can_focus=True):
         self.fresh = True  # the cursor sits where set_rows put it: nobody moved it yet
         self.reference = "dense"  # what each run is paired with: 'dense', or 'base' under --baseline
         self.label_width = 16  # cells of the longest run label
+        self.cut_middle = False  # run labels cut in the middle, their ends kept longer: they name models
         self._widths_at: dict[tuple[int, int, str], list[int]] = {}
 
     def set_rows(self, rows: np.ndarray, cursor: int = 0, fresh: bool = True) -> None:
@@ -119,7 +121,10 @@ class ItemTable(ScrollView, can_focus=True):
 
     def _line(self, texts: list[str], width: int, style: Style) -> Strip:
         segs = []
-        for text, w in zip(texts, self._widths(width)):
+        for k, (text, w) in enumerate(zip(texts, self._widths(width))):
+            if k == 0 and self.cut_middle:  # the run label: its start and its end, '…' between
+                segs.append(Segment(cut_middle(inert(text, max_len=None), w, head=1 / 3) + " ", style))
+                continue
             head = text[: 3 * w + 3]  # enough code points for w cells but for combining marks
             cell = inert(head, max_len=None)
             if cell_len(cell) > w or len(head) < len(text):  # a cut cell ends in '…'
