@@ -519,7 +519,8 @@ def run_info_lines(runs: Sequence[Any], root: Any, wrap: int = 0) -> RunInfo:
             fields.append(("manifest", "missing or unreadable", bad))
         else:
             for key, value in flatten(run.manifest):
-                shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+                plain = isinstance(value, str) and value.strip() != ""  # "\n\n" (a delimiter) shown quoted, not blank
+                shown = value if plain else json.dumps(value, ensure_ascii=False, default=str)
                 fields.append((inert(key, 120), inert(shown, 1000, newlines=True), None))
         kw = min(40, max(cell_len(k) for k, _, _ in fields))
         labels = distinct_cuts([k for k, _, _ in fields], kw)  # long keys cut in the middle, told apart

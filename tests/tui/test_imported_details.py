@@ -203,3 +203,17 @@ def test_run_info_keys_cut_to_the_key_column_stay_distinct(imports: dict[str, Pa
     shown = [line.text[:40] for line in info.lines if line.text[:40].strip() and "…" in line.text[:40]]
     assert len(shown) == len(long) and len(set(shown)) == len(long)
     assert all(cell_len(s) == 40 for s in shown)
+
+
+def test_run_info_quotes_values_that_are_only_whitespace(imports: dict[str, Path]) -> None:
+    """lm-eval's fewshot_delimiter '\\n\\n' was drawn as two blank lines under its key."""
+    study = load_study([imports["lm"]], baseline=DENSE)
+    run = study.runs[0]
+    keys = [k for k, v in render.flatten(run.manifest) if isinstance(v, str) and v and not v.strip()]
+    assert keys, "the fixture has whitespace-only values"
+    info = render.run_info_lines([run], study.root)
+    texts = [line.text for line in info.lines]
+    shown = [(text, texts[i + 1]) for i, text in enumerate(texts) if "fewshot_delimiter" in text[:40]]
+    assert shown
+    for text, after in shown:
+        assert text[40:].strip() == '"\\n\\n"' and after.strip(), (text, after)
