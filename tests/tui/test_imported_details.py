@@ -217,3 +217,24 @@ def test_run_info_quotes_values_that_are_only_whitespace(imports: dict[str, Path
     assert shown
     for text, after in shown:
         assert text[40:].strip() == '"\\n\\n"' and after.strip(), (text, after)
+
+
+@pytest.mark.asyncio
+async def test_the_paper_screen_says_why_a_chosen_model_has_no_rows(imports: dict[str, Path]) -> None:
+    """`M` on the baseline's model left the paired tables as '(no rows)' with nothing said."""
+    from tests.tui.conftest import SIZE, open_screen
+    from tui.screens.paper import PaperScreen
+
+    app = PrunescopeApp([imports["lm"]], baseline=DENSE, stats_glmm=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = await open_screen(pilot, "6")
+        assert isinstance(screen, PaperScreen)
+        while screen.model.split("/")[-1] != DENSE:
+            await pilot.press("M")
+        had_rows = {t.key for t in screen._tables() if t.all_records()}
+        empty = [t for t in screen.filtered() if not t.records and t.key in had_rows]
+        assert empty, "some table has rows of the other model only"
+        for t in empty:
+            assert t.notes[0].startswith(f"No rows for model {screen.model} here; this table's rows are of "), t.notes
+            assert PRUNED in t.notes[0]

@@ -64,7 +64,11 @@ class PaperScreen(StatsTablesScreen):
                 if r.get("language", ALL) == language and (self.model == ALL or r.get("model") == self.model)
             ]
             title = t.title if per_language or self.language == ALL else f"{t.title} (languages pooled)"
-            out.append(replace(t, title=title, records=rows, detail=[]))
+            notes = list(t.notes)
+            if self.model != ALL and not rows and t.all_records():  # say why the chosen model has none here
+                models = sorted({str(r["model"]) for r in t.all_records() if r.get("model") is not None})
+                notes.insert(0, f"No rows for model {self.model} here; this table's rows are of {', '.join(models)}.")
+            out.append(replace(t, title=title, records=rows, detail=[], notes=notes))
         return out
 
     def refresh_data(self) -> None:
