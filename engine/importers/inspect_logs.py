@@ -341,7 +341,7 @@ def _run(model: str, pairs: list[tuple[InspectTask, InspectTask]], options: Impo
         "imported": {
             "harness": "inspect",
             "version": (first.get("packages") or {}).get("inspect_ai"),
-            "files": [str(t.path) for t in logs],
+            "files": [str(t.path.resolve()) for t in logs],  # absolute: the study may be read from anywhere
             "tasks": {t.name: t.eval for t in logs},
             "pairs": [{"mc": m.name, "open": g.name} for m, g in pairs],
             "results": {t.name: t.header.get("results") for t in logs},

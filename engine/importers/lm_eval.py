@@ -505,7 +505,7 @@ def _run(model: str, pairs: list[tuple[TaskLog, TaskLog]], options: ImportOption
     logs = [t for pair in pairs for t in pair]
     results = logs[0].results
     cfg = results.get("config") or {}
-    files = sorted({str(p) for t in logs for p in (t.results_path, t.samples_path)})
+    files = sorted({str(p.resolve()) for t in logs for p in (t.results_path, t.samples_path)})  # absolute
     tasks = {t.name: t.config for t in logs}
     manifest = {
         "prompts": {

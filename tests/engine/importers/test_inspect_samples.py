@@ -118,3 +118,13 @@ def test_a_generate_and_match_task_with_letter_targets_is_the_generation_twin(tm
     logs = _json_logs(tmp_path / "b", unnamed)
     assert _run(tmp_path / "b", logs) == 2
     assert _run(tmp_path / "b", logs, "--pair", "psqa_mc=psqa_gen") == 0
+
+
+def test_the_manifest_names_the_logs_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _json_logs(tmp_path, lambda kind, header, samples: None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", "inspect", "logs", "--out", "study"]) == 0
+    manifest = json.loads((tmp_path / "study" / DENSE / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(manifest["imported"]["files"]) == [
+        str(tmp_path.resolve() / "logs" / f"{k}.json") for k in ("gen", "mc")
+    ]

@@ -238,3 +238,14 @@ def test_answers_that_are_only_an_article_are_named(tmp_path: Path, capsys: pyte
     answer = {it["item_uid"]: it["answer"] for it in items}
     graded = {answer[o["item_uid"]]: o["open"]["correct"] for o in outcomes if answer[o["item_uid"]] in said}
     assert graded == {"A": True, "B": True}  # 'B' is no article: found before a word too
+
+
+def test_the_manifest_names_the_logs_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imported from a relative path, the manifest said 'logs/samples_...jsonl', which means nothing to
+    a reader of the study in another directory."""
+    _logs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", "lm-eval", "logs", "--out", "study"]) == 0
+    manifest = json.loads((tmp_path / "study" / DENSE / "manifest.json").read_text(encoding="utf-8"))
+    files = manifest["imported"]["files"]
+    assert files and all(Path(f).is_absolute() and Path(f).is_file() for f in files), files
