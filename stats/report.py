@@ -356,6 +356,9 @@ def _latex_cell(text: str) -> str:
     return latex_escape(text)
 
 
+LATEX_LATIN_END = 0x24F  # the end of Latin Extended-B: what pdflatex's UTF-8 input sets by default, roughly
+
+
 def render_latex(tables: Sequence[ReportTable]) -> str:
     """booktabs tables, ready to paste (needs \\usepackage{booktabs})."""
     out = ["% prunescope stats tables; requires \\usepackage{booktabs}", ""]
@@ -380,6 +383,12 @@ def render_latex(tables: Sequence[ReportTable]) -> str:
             out.append("\\par\\smallskip\\footnotesize")
             out.append(" \\\\\n".join(latex_escape(n) for n in t.notes))
         out += ["\\end{table}", ""]
+    beyond = sorted({ch for line in out for ch in line if ord(ch) > LATEX_LATIN_END})
+    if beyond:  # data in another script (a model id, a language name): pdflatex stops at its first character
+        out[0] += (
+            f"; holds {len(beyond)} character(s) outside the Latin scripts (e.g. {beyond[0]!r}, "
+            f"U+{ord(beyond[0]):04X}), which pdflatex does not set: compile with xelatex or lualatex"
+        )
     return "\n".join(out)
 
 

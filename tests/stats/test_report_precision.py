@@ -173,3 +173,17 @@ def test_one_cell_gives_one_difference_not_a_range() -> None:
         "holm",
     )
     assert "over 2 cells by model: Δ from -10.0 to +25.0 pp" in line
+
+
+def test_latex_tables_with_text_in_another_script_say_which_engine_sets_them() -> None:
+    """A model id in Cyrillic stopped pdflatex with nothing in the file saying why."""
+    from stats.report import Column, ReportTable, render_latex
+
+    cols = [Column("model", "model", "text", "left")]
+    plain = render_latex([ReportTable("t", "T", cols, [{"model": "org/Llama-3-8B"}], [])])
+    assert plain.splitlines()[0] == "% prunescope stats tables; requires \\usepackage{booktabs}"
+    other = render_latex([ReportTable("t", "T", cols, [{"model": "org/модель-7b"}, {"model": "org/模型"}], [])])
+    assert other.splitlines()[0] == (
+        "% prunescope stats tables; requires \\usepackage{booktabs}; holds 8 character(s) outside the Latin "
+        "scripts (e.g. 'д', U+0434), which pdflatex does not set: compile with xelatex or lualatex"
+    )
