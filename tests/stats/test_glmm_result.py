@@ -168,6 +168,21 @@ def test_a_singular_fit_converges_in_both_backends() -> None:
         assert r.converged and r.singular, backend
 
 
+@pytest.mark.skipif(
+    shutil.which("Rscript") is None, reason="environment: R (Rscript) is not installed; the lme4 backend needs it"
+)
+def test_lme4_says_each_convergence_problem_once() -> None:
+    """The layer-trace sample's GLMM (language ar separated): lme4's 'Model failed to converge with
+    max|grad| = ...' came twice, from its convergence messages and again as an R warning."""
+    from stats.analysis import default_glmm_formula, glmm_frame
+    from stats.load import load_study
+
+    df = load_study([ROOT / "sample_runs" / "smollm2-layer-trace"])
+    r = fit_glmm(glmm_frame(df), default_glmm_formula(df), backend="lme4")
+    failed = [w for w in r.warnings if w.startswith("Model failed to converge")]
+    assert not r.converged and len(failed) == 1 and len(r.warnings) == len(set(r.warnings)), r.warnings
+
+
 def test_odds_ratio_limits_past_double_range_are_infinite_without_a_warning(cbpp: pd.DataFrame) -> None:
     """Near-separation gives a Wald limit beyond e^709: the table holds +inf, and no NumPy warning leaks out."""
     import dataclasses

@@ -109,7 +109,7 @@ def fit(design: Design, **opts) -> GlmmResult:
     order = {r.group_label: k for k, r in enumerate(design.formula.random)}
     components.sort(key=lambda vc: order[vc.group])
     conv = list(res.get("convergence_messages", []))
-    messages = conv + list(res.get("r_warnings", []))
+    messages = list(dict.fromkeys(conv + list(res.get("r_warnings", []))))  # R warns what the fit records
     # lme4 files "boundary (singular) fit" among its convergence messages; the fit converged (singular below)
     converged = res["optimizer_code"] == 0 and all(m.startswith("boundary (singular) fit") for m in conv)
     est = np.asarray(res["fixef"], dtype=float)
