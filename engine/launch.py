@@ -138,6 +138,10 @@ def run_job(
     return {"run_id": run_id, "status": res.status, "n_new": res.n_new, "seconds": res.seconds}
 
 
+# run_job's arguments: the spec's text and path, the study folder, the run id, overrides, the cache folder
+Job = tuple[str, str, str, str, dict[str, Any], str]
+
+
 @dataclass
 class LaunchReport:
     finished: list[str]
@@ -157,7 +161,7 @@ def launch(
     """Run `run_ids` (those not yet complete) with the chosen launcher; never raises for one failed run."""
     todo = pending_runs(out, run_ids)
     cache_dir = opts.cache_dir or str(Path(out) / ".prunescope" / "cache")
-    args = [(spec_text, str(spec_path), str(out), r, dict(overrides), cache_dir) for r in todo]
+    args: list[Job] = [(spec_text, str(spec_path), str(out), r, dict(overrides), cache_dir) for r in todo]
     if not todo:
         return LaunchReport([], {})
     if opts.kind == "ray":
@@ -168,55 +172,91 @@ def launch(
 
 
 def _launch_processes(
-    args: list[tuple[str, str, str, str, dict[str, Any], str]],
+    args: list[Job],
     workers: int,
     threads: int | None,
     out: Path,
     show_progress: bool,
 ) -> LaunchReport:
-    """Each run in a worker process of this machine, `workers` at a time (threads shared out by the policy)."""
+    """Each run in a process of its own on this machine, `workers` at a time (threads shared out by the
+    policy). A run that fails, or whose process dies (killed, out of memory), is reported and the others
+    go on; the result and error come back as text over a pipe, so an exception that does not pickle
+    cannot take the other runs down."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing.connection import wait
 
     from engine.safe_text import inert
     from engine.terminal import progress_bars
 
+    ctx = multiprocessing.get_context("spawn")
+    processes = min(workers, len(args))  # the cores are shared among the processes that will run
+    queue = list(args)
+    running: dict[Any, tuple[Any, Any, str]] = {}  # sentinel -> (process, result pipe, run id)
     report = LaunchReport([], {})
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=die_with_parent,
-        initargs=(os.getpid(),),
-    )
     try:
-        futures = {pool.submit(run_job, *a, threads=threads, processes=workers): a[3] for a in args}
         with contextlib.ExitStack() as stack:
             bars = stack.enter_context(progress_bars()) if show_progress else None
             tasks: dict[str, Any] = {}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    run_id = futures[fut]
-                    try:
-                        fut.result()
+            while queue or running:
+                while queue and len(running) < processes:
+                    job = queue.pop(0)
+                    receive, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_worker, args=(send, os.getpid(), job, threads, processes))
+                    proc.start()
+                    send.close()
+                    running[proc.sentinel] = (proc, receive, job[3])
+                for sentinel in wait(list(running), timeout=1.0):
+                    proc, receive, run_id = running.pop(sentinel)
+                    try:  # nothing sent: the process died (a closed pipe reads as ready, then EOF)
+                        result = receive.recv() if receive.poll() else None
+                    except EOFError:
+                        result = None
+                    receive.close()
+                    proc.join()
+                    if result == "ok":
                         report.finished.append(run_id)
-                    except Exception as exc:  # one failed run; the others go on
-                        report.failed[run_id] = _error_line(exc)
+                    else:
+                        report.failed[run_id] = result or _died(proc.exitcode)
                 if bars is not None:
-                    for run_id in futures.values():
-                        counts = _counts(out, run_id)
+                    for job in args:
+                        counts = _counts(out, job[3])
                         if counts is not None:
-                            if run_id not in tasks:
-                                tasks[run_id] = bars.add_task(inert(run_id), total=counts[1], unit="items")
-                            bars.update(tasks[run_id], completed=counts[0], total=counts[1])
+                            if job[3] not in tasks:
+                                tasks[job[3]] = bars.add_task(inert(job[3]), total=counts[1], unit="items")
+                            bars.update(tasks[job[3]], completed=counts[0], total=counts[1])
     except BaseException:  # interrupted: stop the workers too (each run resumes from its folder)
-        for proc in list(pool._processes.values()):  # no public way before Python 3.14's terminate_workers
+        for proc, _, _ in running.values():
             proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for proc, _, _ in running.values():
+            proc.join()
+        if report.finished:
+            print(f"prunescope run: finished before the interruption: {', '.join(report.finished)}", file=sys.stderr)
+        print("prunescope run: run the same command again to resume the other runs", file=sys.stderr)
         raise
-    pool.shutdown(wait=True)
     return report
+
+
+def _worker(conn: Any, parent: int, job: Job, threads: int | None, processes: int) -> None:
+    """A worker process: one run; sends 'ok' or the error line back (text: nothing to unpickle)."""
+    die_with_parent(parent)
+    try:
+        run_job(*job, threads=threads, processes=processes)
+        conn.send("ok")
+    except BaseException as exc:
+        conn.send(_error_line(exc))
+    finally:
+        conn.close()
+
+
+def _died(exitcode: int | None) -> str:
+    """Why a worker process gave no result: the signal that ended it, or its exit status."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+        why = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"the worker process was ended by {name}{why} before the run finished"
+    return f"the worker process exited with status {exitcode} before the run finished"
 
 
 def die_with_parent(parent: int) -> None:
@@ -327,3 +367,5 @@ def print_launch_report(report: LaunchReport, out: Path) -> None:
         print(f"{inert(run_id)}: done", file=sys.stderr)
     for run_id, err in report.failed.items():
         print(f"{inert(run_id)}: FAILED: {inert(err)} (log: {log_path(out, run_id)})", file=sys.stderr)
+    if report.failed:
+        print("prunescope run: run the same command again to resume the failed runs", file=sys.stderr)

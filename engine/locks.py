@@ -37,6 +37,9 @@ class LockHeld(UserError):
         super().__init__(message)
         self.holder = holder
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (Ray sends a worker's exception back)
+        return (type(self), (str(self), self.holder))
+
 
 def _me() -> dict[str, Any]:
     return {

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import remove_leftover_temps
+from engine.atomic import remove_leftover_temps, write_bytes_atomic
 from engine.config import ProtocolConfig, Study
 from engine.contract.reader import ITEMS, MANIFEST, SCHEMA_VERSION, read_items, read_manifest
 from engine.errors import UserError
@@ -374,10 +374,9 @@ def write_study_spec(study_dir: Path, spec_text: str) -> None:
     """Keep the spec that produced the study beside its runs (refuse a different one)."""
     check_study_spec(study_dir, spec_text)
     path = Path(study_dir) / "study.toml"
-    if not path.exists():
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(spec_text, encoding="utf-8")
-        os.replace(tmp, path)
+    if not path.exists():  # a temp file of its own: two commands may start on one study at once
+        write_bytes_atomic(path, spec_text.encode("utf-8"))
+        check_study_spec(study_dir, spec_text)  # the other one may have kept another spec meanwhile
 
 
 def run_study(

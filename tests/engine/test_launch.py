@@ -203,3 +203,53 @@ def test_workers_end_with_a_killed_or_interrupted_parent(setup, tmp_path, sig):
     res = _run(spec, out, auto, "--workers", "2")
     assert res.returncode == 0, res.stderr[-3000:]
     _same_study(local, out)
+
+
+def test_a_killed_worker_fails_its_run_alone(setup, tmp_path):
+    """One worker killed as the OOM killer would: its run is reported failed, naming the signal, and the
+    other runs finish (all four were failed, the healthy ones stopped, by a broken process pool)."""
+    spec, env, local = setup
+    out = tmp_path / "worker-kill"
+    auto = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    cmd = [sys.executable, "-m", "engine.cli", "run", str(spec), "--out", str(out), "--no-progress", "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=auto, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.time() + 600
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        for run in RUNS:
+            outcomes = out / run / OUTCOMES
+            if outcomes.exists() and outcomes.read_bytes().count(b"\n") >= 1:
+                manifest = read_manifest(out / run)
+                if manifest.get("status") == "running" and manifest.get("hardware", {}).get("pid"):
+                    victim = (run, manifest["hardware"]["pid"])
+                    break
+        time.sleep(0.02)
+    assert victim is not None and proc.poll() is None, "no run was caught mid-way"
+    os.kill(victim[1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err[-3000:]
+    assert f"{victim[0]}: FAILED: the worker process was ended by SIGKILL (out of memory?)" in err
+    assert "run the same command again to resume the failed runs" in err
+    others = [r for r in RUNS if r != victim[0]]
+    assert all(read_manifest(out / r)["status"] == "complete" for r in others), err[-3000:]
+    res = _run(spec, out, auto, "--workers", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_study(local, out)
+
+
+def test_a_run_folder_in_use_fails_that_run_alone(setup, tmp_path):
+    """Another prunescope writing one run folder: that run's lock error is reported as itself, and the
+    other runs finish (the error did not unpickle, which broke the pool and failed every run)."""
+    from engine.runfolder import writer_lock
+
+    spec, env, local = setup
+    out = tmp_path / "busy"
+    (out / RUNS[0]).mkdir(parents=True)
+    with writer_lock(out / RUNS[0]):
+        res = _run(spec, out, env, "--workers", "2")
+    assert res.returncode == 1
+    assert f"{RUNS[0]}: FAILED: LockHeld: run folder {out / RUNS[0]} is being written by another" in res.stderr
+    assert all(read_manifest(out / r)["status"] == "complete" for r in RUNS[1:]), res.stderr[-3000:]
+    res = _run(spec, out, env, "--workers", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_study(local, out)

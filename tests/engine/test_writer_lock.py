@@ -298,3 +298,43 @@ def test_a_resume_stopped_while_loading_keeps_the_thread_count_and_the_repairs(
     assert manifest["status"] == "complete" and manifest["timings"]["removed_duplicate_lines"] == 1
     assert manifest["hardware"]["threads"]["threads"] == manifest["hardware"]["torch_threads"] == 2
     assert manifest["hardware"]["threads"]["source"] == "resumed run"
+
+
+def test_a_lock_error_survives_pickling() -> None:
+    """A worker's LockHeld is sent back to the launching process (Ray pickles it): it did not unpickle
+    (`missing 'holder'`), which broke the process pool and failed every run of the study."""
+    import pickle
+
+    err = LockHeld("run folder x is being written by another prunescope (pid 7)", {"pid": 7, "host": "h"})
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is LockHeld and str(back) == str(err) and back.holder == {"pid": 7, "host": "h"}
+
+
+def test_two_commands_keeping_the_study_spec_at_once(tmp_path: Path) -> None:
+    """Two `prunescope run` starting on one study wrote the same `study.toml.tmp`; the second rename
+    found it gone (FileNotFoundError, 136 of 200 tries in processes released by one barrier)."""
+    import threading
+
+    from engine.runner import write_study_spec
+
+    errors: list[BaseException] = []
+    for k in range(40):
+        study = tmp_path / f"s{k}"
+        study.mkdir()
+        barrier = threading.Barrier(4)
+
+        def keep(study: Path = study, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                write_study_spec(study, 'name = "x"\n')
+            except BaseException as exc:  # collected: an assertion in a thread would be lost
+                errors.append(exc)
+
+        threads = [threading.Thread(target=keep) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (study / "study.toml").read_text(encoding="utf-8") == 'name = "x"\n'
+        assert sorted(p.name for p in study.iterdir()) == ["study.toml"]
+    assert not errors, errors[:3]
