@@ -253,3 +253,16 @@ def test_a_run_folder_in_use_fails_that_run_alone(setup, tmp_path):
     res = _run(spec, out, env, "--workers", "2")
     assert res.returncode == 0, res.stderr[-3000:]
     _same_study(local, out)
+
+
+def test_more_workers_than_runs_share_the_cores_among_the_runs(setup, tmp_path):
+    """--workers 8 on two runs: two processes, each with half the cores (it recorded 8 and took an
+    eighth of the cores each)."""
+    spec, env, _ = setup
+    auto = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    two = f"{RUNS[0]},{RUNS[2]}"
+    res = _run(spec, tmp_path / "few", auto, "--workers", "8", "--only", two)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for run in (RUNS[0], RUNS[2]):
+        threads = read_manifest(tmp_path / "few" / run)["hardware"]["threads"]
+        assert threads["processes"] == 2 and threads["threads"] == max(1, threads["physical_cores"] // 2)
