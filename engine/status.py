@@ -120,7 +120,23 @@ def study_status(study: Path) -> list[RunStatus]:
     if not study.is_dir():
         raise UserError(f"{study}: not a folder (give a study folder or a run folder)")
     runs = [(r, run_status) for r in discover_runs(study)] + [(r, _starting) for r in starting_runs(study)]
-    return [status(r) for r, status in sorted(runs, key=lambda x: x[0].name)]
+    rows = [status(r) for r, status in runs]
+    seen = {r.run_id for r in rows}
+    rows += [
+        RunStatus(rid, "pending", 0, None, None, None, "not started") for rid in _planned(study) if rid not in seen
+    ]
+    return sorted(rows, key=lambda r: r.run_id)
+
+
+def _planned(study: Path) -> list[str]:
+    """The run ids the study's kept spec (`study.toml`) plans; none when it has no spec that parses (a
+    folder of imported or copied runs)."""
+    from engine.study import parse_study, plan_runs
+
+    try:
+        return [p.run_id for p in plan_runs(parse_study(study / "study.toml"))]
+    except (UserError, OSError, ValueError):
+        return []
 
 
 def _fmt_eta(s: float | None) -> str:

@@ -161,3 +161,21 @@ def test_a_run_killed_right_after_taking_its_lock_is_shown(study: Path) -> None:
     rows = {r.run_id: r for r in study_status(study)}
     assert rows["demo__sparsegpt-s50"].state == "stalled" and ".stats-x" not in rows
     assert starting not in discover_runs(study)
+
+
+def test_runs_the_kept_spec_plans_but_not_yet_started_are_listed(
+    study: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study killed before its second run began: status showed the first run alone, and a study
+    killed at its start 'no run folders yet'; the runs its kept study.toml plans are listed as not started."""
+    shutil.rmtree(study / "demo__dense")
+    rows = {r.run_id: r for r in study_status(study)}
+    assert set(rows) == {"demo__dense", RUN}
+    assert (rows["demo__dense"].state, rows["demo__dense"].error) == ("pending", "not started")
+    shutil.rmtree(study / RUN)
+    assert [(r.run_id, r.state) for r in study_status(study)] == [("demo__dense", "pending"), (RUN, "pending")]
+    assert print_status(study) == 0
+    out = capsys.readouterr().out
+    assert "no run folders yet" not in out and "2 pending" in out
+    (study / "study.toml").unlink()  # a folder of imported or copied runs: nothing planned to list
+    assert study_status(study) == []
