@@ -294,13 +294,18 @@ class Candidate:
         return [(i, j) for i, j in occurrences(kept.tokens, self.tokens) if kept.whole(i, j) and j in kept.pauses]
 
 
+def only_articles(toks: Sequence[str], language: str) -> bool:
+    """Tokens that are all articles of the language (the French `Au`, a letter `A`): such a text keeps
+    them when normalised, and is found only where it stands alone (`Candidate.alone`)."""
+    return bool(toks) and set(toks) <= ARTICLES.get(base_language(language), frozenset())
+
+
 def _candidates(texts: Iterable[str], lang: str) -> list[Candidate]:
     out = []
-    articles = ARTICLES.get(lang, frozenset())
     for t in texts:
         toks = tuple(tokens(t, lang)) if t and t.strip() else ()
         if toks:
-            out.append(Candidate(t, toks, _is_short(toks), set(toks) <= articles))
+            out.append(Candidate(t, toks, _is_short(toks), only_articles(toks, lang)))
     return out
 
 

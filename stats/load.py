@@ -186,7 +186,7 @@ def load_study(source: Path | str | Iterable[Path | str], strict: bool = False) 
         _check_pooled(df)
     df.attrs["runs"] = infos
     df.attrs["problems"] = problems
-    df.attrs["direct"] = len(sources) == 2 and len(opened.runs) == 2  # paired directly, as the TUI does
+    df.attrs["direct"] = opened.direct  # paired with each other, as in the TUI
     return df
 
 

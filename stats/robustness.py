@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine.contract.index import hash64
+from engine.contract.labels import graded_by_task
 from engine.contract.reader import ITEMS, read_items
 from engine.matching import DEFAULT_SCORING, AnswerKey, Evidence, Scoring, evidence
 from stats.report import Column, ReportTable
@@ -83,9 +84,8 @@ def stored_scoring(block: dict[str, Any] | None) -> str:
 
 def _stored(info: dict[str, Any]) -> str:
     """How a run's stored open verdicts were made: its matching block, or an imported task's own metric."""
-    graded_by = info.get("open_correct")
-    if isinstance(graded_by, str) and not graded_by.startswith("prunescope"):
-        return f"{graded_by} (imported with --grade task)"
+    if graded_by_task(info.get("open_correct")):
+        return f"{info['open_correct']} (imported with --grade task)"
     return stored_scoring(info.get("matching"))
 
 

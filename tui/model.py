@@ -258,8 +258,7 @@ def load_study(
     opened = open_runs(sources, progress)
     if progress:
         progress("pairing runs")
-    direct = len(opened.sources) == 2 and len(opened.runs) == 2
-    refs = pairing.references([r.key for r in opened.runs], direct=direct, baseline=baseline)
+    refs = pairing.references([r.key for r in opened.runs], direct=opened.direct, baseline=baseline)
     problems = opened.errors + refs.problems
     if opened.runs and all(r == NO_REF for r in refs.of) and len(opened.runs) > 1:
         problems.append(

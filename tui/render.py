@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from string import ascii_uppercase
 from typing import Any, NamedTuple
 
 from rich.cells import cell_len, set_cell_size
@@ -20,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.strip import Strip
 
+from engine.contract.labels import graded_by_task
 from engine.safe_text import inert, rich_text
 
 OK, BAD = "✓", "✗"
@@ -131,7 +133,6 @@ def options_table(item: dict[str, Any] | None, records: Sequence[tuple[str, dict
     return table
 
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # What an MC rule's option scores are, named where a run's scores are not the plain sum (imported runs).
 SCORE_KINDS = {
     "per_char": "log-likelihood per character",
@@ -166,11 +167,11 @@ def options_notes(
             options = mc.get("options") or []
             if rule == "generated_letter":
                 line = Text.assemble(_t(name, 60, "bold"), ": answered by a generated letter, no option scores; ")
-                if isinstance(choice, int) and 0 <= choice < len(LETTERS):
+                if isinstance(choice, int) and 0 <= choice < len(ascii_uppercase):
                     opt = options[choice] if choice < len(options) else None
                     text = opt.get("text") if isinstance(opt, dict) else None
                     line.append("its choice: ")
-                    line.append_text(_t(mc.get("letter") or LETTERS[choice], 10, "bold"))
+                    line.append_text(_t(mc.get("letter") or ascii_uppercase[choice], 10, "bold"))
                     if text is not None:
                         line.append_text(Text.assemble(" (", _t(text, 60), ")"))
                 else:
@@ -197,7 +198,7 @@ def options_notes(
 def task_decides(imported: Mapping[str, Any] | None) -> bool:
     """The run's open correctness is the harness task's own metric (`prunescope import --grade task`), as
     the manifest's `imported` block says (`engine.importers.records.ImportOptions.describe`)."""
-    return str((imported or {}).get("open_correct", "")).startswith("the task's own metric")
+    return graded_by_task((imported or {}).get("open_correct"))
 
 
 def match_label(match: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ CATEGORIES = ("both_correct", "recognition_only", "generation_only", "both_wrong
 CATEGORY_SHORT = ("BC", "RO", "GO", "BW")
 DEMOTIONS = ("demoted", "erased", "not_probed")  # an open-generation failure: the gold near the top, gone, or unknown
 UNSTRUCTURED = "unstructured"
+TASK_METRIC = "the task's own metric"  # how an import graded open answers under --grade task (`imported.open_correct`)
 Method = Literal["dense", "wanda", "sparsegpt", "magnitude"]  # a run's pruning method (the manifest's condition.method)
 
 
@@ -130,3 +131,8 @@ def condition_label(method: str, sparsity: float, pattern: str = UNSTRUCTURED) -
     if nm is not None:
         return f"{method}-{nm[0]}of{nm[1]}"
     return f"{method}-s{round(sparsity * 100):02d}"
+
+
+def graded_by_task(open_correct: object) -> bool:
+    """Whether an imported run's `imported.open_correct` says the harness task's metric decided (not the matcher)."""
+    return isinstance(open_correct, str) and open_correct.startswith(TASK_METRIC)

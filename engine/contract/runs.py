@@ -160,6 +160,11 @@ class OpenedRuns:
     def problems(self) -> list[str]:
         return self.errors + [p for r in self.runs for p in r.problems]
 
+    @property
+    def direct(self) -> bool:
+        """Two run folders given on their own: paired with each other (`engine.contract.pairing`)."""
+        return len(self.sources) == 2 and len(self.runs) == 2
+
 
 def study_label(source: Path) -> str:
     """The study a source belongs to: its own name for a study folder, its parent's for a run folder."""

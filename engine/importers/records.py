@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.contract.labels import category
+from engine.contract.labels import TASK_METRIC, category
 from engine.errors import UserError
 from engine.grading import generation_fields
 from engine.items.build import make_item as build_item
 from engine.items.languages import FLORES_TO_LANGUAGE, LANGUAGE_NAMES
-from engine.matching import ARTICLES, AnswerKey, Scoring, tokens
+from engine.matching import AnswerKey, Scoring, only_articles, tokens
 from engine.safe_text import inert
 
 # Harness metric name -> prunescope MC rule (the key of `mc.decisions`).
@@ -268,7 +268,7 @@ def pair_lines(
 def _warn_article_answers(what: str, items: Sequence[Mapping[str, Any]]) -> None:
     """Say on stderr how many answers are only articles (generative MMLU's letter `A` in English): the
     matcher finds such an answer only where it stands alone ("The answer is A.", not "A is right")."""
-    hit = [i for i in items if _only_articles(tokens(i["answer"], i["language"]), i["language"])]
+    hit = [i for i in items if only_articles(tokens(i["answer"], i["language"]), i["language"])]
     if hit:
         print(
             inert(
@@ -279,10 +279,6 @@ def _warn_article_answers(what: str, items: Sequence[Mapping[str, Any]]) -> None
             ),
             file=sys.stderr,
         )
-
-
-def _only_articles(words: Sequence[str], language: str) -> bool:
-    return bool(words) and set(words) <= ARTICLES.get(language, frozenset())
 
 
 @dataclass(frozen=True)
@@ -300,6 +296,6 @@ class ImportOptions:
             "mc_rule": self.mc_rule,
             "open_correct": "prunescope matching (engine.matching)"
             if self.grade_by == "prunescope"
-            else "the task's own metric (== 1)",
+            else f"{TASK_METRIC} (== 1)",
             "language": self.language or "from the documents (else en)",
         }
